@@ -1,0 +1,40 @@
+# The two set-up commands (README): `make demo` runs the pipeline, `make test` runs the tests.
+# Both build .venv from scratch when it is missing or when the pins changed.
+PYTHON ?= python3.11
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+PIP    := $(VENV)/bin/pip
+
+.PHONY: demo test test-fast lint constraints clean-home help
+
+help:
+	@echo "make demo       - run the pipeline end to end on embedded defaults"
+	@echo "make test       - run the whole test suite"
+	@echo "make test-fast  - run the tests not marked slow"
+	@echo "make lint       - ruff"
+	@echo "make constraints- re-freeze constraints.txt from the current green .venv"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24"
+	$(PIP) install --quiet -c constraints.txt -e ".[all]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pony demo
+
+test: $(STAMP)
+	./scripts/run-tests
+
+test-fast: $(STAMP)
+	./scripts/run-tests -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pony_tasks dags plugins tests benchmarks
+
+constraints: $(STAMP)
+	$(PIP) freeze --exclude-editable | grep -v '^pony-pipeline' > constraints.txt
+
+clean-home:
+	-$(VENV)/bin/pony db stop
+	rm -rf .pony

@@ -1,0 +1,3 @@
+from pony_tasks.cli import main
+
+main()

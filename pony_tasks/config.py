@@ -1,0 +1,180 @@
+"""The one settings object: environment variables ``PONY_*``, an optional ``pony.toml``, then defaults.
+
+Precedence (highest first): keyword arguments, environment variables, the TOML file, defaults.
+The TOML file is ``$PONY_CONFIG`` if set, else ``./pony.toml`` if it exists. A bad value raises
+:class:`ConfigError` naming the setting and the environment variable that sets it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "PONY_"
+DEFAULT_CONFIG_FILE = "pony.toml"
+SECRET_FIELDS = frozenset({"database_url", "s3_access_key_id", "s3_secret_access_key"})
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names it and says what is expected."""
+
+
+class ExecutionTarget(str, Enum):
+    """Where heavy pipeline work runs (see :mod:`pony_tasks.execution`)."""
+
+    local = "local"
+    kubernetes = "kubernetes"
+
+
+class Settings(BaseSettings):
+    """Every setting the pipeline reads. Field ``x`` is set by ``PONY_X`` or key ``x`` in ``pony.toml``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    home: Path = Field(Path(".pony"), description="Working directory for the embedded database and local objects.")
+    database_url: SecretStr | None = Field(
+        None, description="postgresql://… of an external server; unset means the embedded server under home."
+    )
+    storage_url: str | None = Field(
+        None, description="file:///path or s3://bucket/prefix; unset means file://<home>/objects."
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto, …); unset means AWS.")
+    s3_region: str = Field("us-east-1", description="Region for the S3 client.")
+    s3_access_key_id: SecretStr | None = Field(None, description="Unset means boto3's own credential chain.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Unset means boto3's own credential chain.")
+    execution_target: ExecutionTarget = Field(
+        ExecutionTarget.local, description="local: run in the Airflow worker; kubernetes: run in a pod."
+    )
+    kubernetes_namespace: str = Field("pony", description="Namespace for pipeline pods.")
+    worker_image: str = Field("pony-pipeline:latest", description="Container image that holds the `pony` CLI.")
+    gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"}, description="Node selector for GPU pods."
+    )
+    gpu_per_pod: int = Field(1, ge=0, le=16, description="GPUs requested by each GPU pod.")
+    log_level: str = Field("INFO", description="Python logging level name.")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not (value.startswith("file://") or value.startswith("s3://")):
+            raise ValueError("must start with file:// or s3://bucket[/prefix]")
+        if value.startswith("s3://") and not value[len("s3://") :].split("/", 1)[0]:
+            raise ValueError("s3:// URL needs a bucket name, e.g. s3://my-bucket/pony")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:pass@host:5432/pony")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        names = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+        if value.upper() not in names:
+            raise ValueError(f"must be one of {sorted(names)}")
+        return value.upper()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    # Derived locations -------------------------------------------------------------------------------------------
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.resolved_home / "pgdata"
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or (self.resolved_home / "objects").as_uri()
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain values, secrets shown as ``********``."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********"
+            elif isinstance(value, Enum):
+                value = value.value
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[name] = value
+        shown["storage_url (effective)"] = self.effective_storage_url
+        shown["database (effective)"] = "external (database_url)" if self.database_url else f"embedded at {self.embedded_pgdata}"
+        return shown
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``pony.toml`` (or ``$PONY_CONFIG``); unknown keys are rejected by the model (extra='forbid')."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self.path = config_file_path()
+        self.data: dict[str, Any] = {}
+        if self.path is not None:
+            try:
+                self.data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read config file {self.path}: {exc}") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def config_file_path() -> Path | None:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"PONY_CONFIG points at {path}, which is not a file")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning pydantic's validation error into a :class:`ConfigError` naming each bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "?"
+            env_name = f"{ENV_PREFIX}{name.split('.')[0].upper()}"
+            given = error.get("input")
+            secret = name.split(".")[0] in SECRET_FIELDS
+            given_text = "" if isinstance(given, dict) or secret else f" (got {given!r})"
+            lines.append(f"setting {name} ({env_name} or '{name}' in pony.toml): {error['msg']}{given_text}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once. Tests and callers that need fresh values use :func:`load_settings`."""
+    return load_settings()

@@ -1,0 +1,74 @@
+"""Where heavy work runs — the ONE place that decides between the Airflow worker and a Kubernetes pod.
+
+A stage is described as a :class:`StageCommand` (a ``pony`` command line plus the resources it needs).
+:func:`plan_execution` turns it into an :class:`ExecutionPlan` from settings; the DAG helpers translate a plan into an
+operator (a local call, or a KubernetesPodOperator) without deciding anything themselves. Pure data: no Airflow here.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from pony_tasks.config import ExecutionTarget, Settings, get_settings
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    """One ``pony`` invocation and what it needs to run."""
+
+    argv: tuple[str, ...]
+    needs_gpu: bool = False
+    cpu: str = "1"
+    memory: str = "4Gi"
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise ValueError("a stage command needs at least a sub-command, e.g. ('db', 'upgrade')")
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    target: ExecutionTarget
+    argv: tuple[str, ...]  # full command line, starting with the program
+    image: str | None = None
+    namespace: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+    cpu: str = "1"
+    memory: str = "4Gi"
+
+    @property
+    def shell_command(self) -> str:
+        return shlex.join(self.argv)
+
+
+def plan_execution(command: StageCommand, settings: Settings | None = None) -> ExecutionPlan:
+    settings = settings or get_settings()
+    if settings.execution_target is ExecutionTarget.local:
+        return ExecutionPlan(
+            target=ExecutionTarget.local,
+            argv=(sys.executable, "-m", "pony_tasks", *command.argv),
+            cpu=command.cpu,
+            memory=command.memory,
+        )
+    gpus = settings.gpu_per_pod if command.needs_gpu else 0
+    return ExecutionPlan(
+        target=ExecutionTarget.kubernetes,
+        argv=("pony", *command.argv),
+        image=settings.worker_image,
+        namespace=settings.kubernetes_namespace,
+        node_selector=dict(settings.gpu_node_selector) if command.needs_gpu else {},
+        gpus=gpus,
+        cpu=command.cpu,
+        memory=command.memory,
+    )
+
+
+def run_locally(plan: ExecutionPlan) -> subprocess.CompletedProcess:
+    """Run a local plan as a child process (raises CalledProcessError with the command's output on failure)."""
+    if plan.target is not ExecutionTarget.local:
+        raise ValueError(f"plan targets {plan.target.value}; only local plans run here")
+    return subprocess.run(plan.argv, check=True, capture_output=True, text=True)

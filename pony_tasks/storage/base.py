@@ -1,0 +1,82 @@
+"""The object-store interface every backend implements."""
+
+from __future__ import annotations
+
+import abc
+import io
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+ProgressCallback = Callable[[int], None]  # called with the number of bytes just transferred
+
+
+class ObjectNotFoundError(KeyError):
+    """No object under that key."""
+
+    def __str__(self) -> str:
+        return f"no object with key {self.args[0]!r} in {self.args[1]}"
+
+
+class ObjectStore(abc.ABC):
+    """put/get/exists/list/delete over validated keys. Writes are atomic: a reader sees the old object or the new
+    one, never part of one."""
+
+    url: str
+
+    @abc.abstractmethod
+    def put_stream(self, key: str, stream: BinaryIO, *, progress: ProgressCallback | None = None) -> None:
+        """Store everything read from ``stream`` under ``key``, replacing any previous object."""
+
+    @abc.abstractmethod
+    def open_read(self, key: str) -> BinaryIO:
+        """A binary file object over the object; raises :class:`ObjectNotFoundError`."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """Size in bytes; raises :class:`ObjectNotFoundError`."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix``, in lexicographic order."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove the object; returns whether there was one."""
+
+    # Conveniences built on the primitives -------------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.put_stream(key, io.BytesIO(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as handle:
+            return handle.read()
+
+    def put_file(self, key: str, path: Path, *, progress: ProgressCallback | None = None) -> None:
+        with open(path, "rb") as handle:
+            self.put_stream(key, handle, progress=progress)
+
+    def get_file(self, key: str, path: Path, *, progress: ProgressCallback | None = None) -> None:
+        """Download to ``path`` atomically (written beside it, then renamed)."""
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.partial")
+        with self.open_read(key) as source, open(temporary, "wb") as target:
+            copy_stream(source, target, progress)
+        temporary.replace(path)
+
+    def copy_to(self, key: str, other: ObjectStore, other_key: str | None = None) -> None:
+        with self.open_read(key) as source:
+            other.put_stream(other_key or key, source)
+
+
+def copy_stream(source: BinaryIO, target: BinaryIO, progress: ProgressCallback | None) -> None:
+    if progress is None:
+        shutil.copyfileobj(source, target, 1 << 20)
+        return
+    while chunk := source.read(1 << 20):
+        target.write(chunk)
+        progress(len(chunk))

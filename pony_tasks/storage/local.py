@@ -1,0 +1,99 @@
+"""``file://`` object store: one file per key under a root directory, written atomically by rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from pony_tasks.storage.base import ObjectNotFoundError, ObjectStore, ProgressCallback, copy_stream
+from pony_tasks.storage.keys import RESERVED_PREFIX, validate_key, validate_prefix
+
+INCOMING_DIR = f"{RESERVED_PREFIX}incoming"
+
+
+class LocalObjectStore(ObjectStore):
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.url = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / validate_key(key)).resolve()
+        # validate_key already refuses '..'; this also stops a symlink inside the store pointing outside it.
+        if not path.is_relative_to(self.root):
+            raise ObjectNotFoundError(key, self.url)
+        return path
+
+    def put_stream(self, key: str, stream: BinaryIO, *, progress: ProgressCallback | None = None) -> None:
+        target = self._path(key)
+        incoming = self.root / INCOMING_DIR
+        incoming.mkdir(exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=incoming, prefix="put-")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                copy_stream(stream, handle, progress)
+                handle.flush()
+                os.fsync(handle.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFoundError(key, self.url) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFoundError(key, self.url) from None
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
+        keys = []
+        for directory, subdirectories, files in os.walk(self.root):
+            subdirectories[:] = [d for d in subdirectories if not d.startswith(RESERVED_PREFIX)]
+            relative = Path(directory).relative_to(self.root).as_posix()
+            for name in files:
+                key = name if relative == "." else f"{relative}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        return iter(sorted(keys))
+
+    def delete(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def remove_stale_incoming(self, older_than_seconds: float = 3600) -> int:
+        """Delete temporary files left by killed writers; returns how many were removed."""
+        import time
+
+        incoming = self.root / INCOMING_DIR
+        removed = 0
+        if incoming.is_dir():
+            cutoff = time.time() - older_than_seconds
+            for path in incoming.iterdir():
+                if path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed

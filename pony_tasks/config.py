@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from enum import Enum
+from enum import Enum, StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ class ConfigError(ValueError):
     """A setting has a value we cannot use; the message names it and says what is expected."""
 
 
-class ExecutionTarget(str, Enum):
+class ExecutionTarget(StrEnum):
     """Where heavy pipeline work runs (see :mod:`pony_tasks.execution`)."""
 
     local = "local"
@@ -123,7 +123,9 @@ class Settings(BaseSettings):
                 value = str(value)
             shown[name] = value
         shown["storage_url (effective)"] = self.effective_storage_url
-        shown["database (effective)"] = "external (database_url)" if self.database_url else f"embedded at {self.embedded_pgdata}"
+        shown["database (effective)"] = (
+            "external (database_url)" if self.database_url else f"embedded at {self.embedded_pgdata}"
+        )
         return shown
 
 

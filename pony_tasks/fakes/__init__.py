@@ -1,0 +1,1 @@
+"""Fake boorus and the deterministic sample corpus they serve: for tests, benchmarks and the demo."""

@@ -1,0 +1,216 @@
+"""A deterministic sample corpus: posts on four sites with generated images of planted quality.
+
+Everything follows from ``seed`` and ``reference_time``. Each post has a planted ``quality`` in [0, 1] (the truth
+the aesthetic model should recover); its image carries a defect whose strength falls with quality. Popularity
+follows quality loosely and rating and age strongly: a post's score at time t is its mature score times
+``1 - exp(-age_days / 20)``. A small slice of posts has bad files (corrupt, truncated, wrong hash, not an image,
+a decompression bomb, oversized) and a few records break their site's schema on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+from pony_tasks.fakes.images import (
+    DEFECTS,
+    STYLES,
+    decompression_bomb_png,
+    degrade,
+    encode,
+    oversized_png,
+    render_image,
+)
+
+DEFAULT_SEED = 621
+DEFAULT_REFERENCE_TIME = datetime(2026, 11, 1, tzinfo=UTC)
+SITE_ORDER = ("danbooru", "e621", "derpibooru", "gelbooru")
+BAD_FILE_KINDS = ("corrupt", "truncated", "wrong_hash", "not_image", "bomb", "oversized")
+MATURITY_DAYS = 20.0
+
+# How each site's popularity is scaled and which ratings it uses.
+SITE_SCALE = {"danbooru": 25.0, "e621": 60.0, "derpibooru": 220.0, "gelbooru": 12.0}
+SITE_RATINGS = {
+    "danbooru": ("general", "sensitive", "questionable", "explicit"),
+    "e621": ("general", "questionable", "explicit"),
+    "derpibooru": ("general", "sensitive", "questionable", "explicit"),
+    "gelbooru": ("general", "sensitive", "questionable", "explicit"),
+}
+RATING_WEIGHTS = {"general": 0.45, "sensitive": 0.2, "questionable": 0.15, "explicit": 0.2}
+RATING_POPULARITY = {"general": 1.0, "sensitive": 1.6, "questionable": 2.4, "explicit": 3.5}
+
+ARTISTS = ["inkwell", "pastel_dream", "mossy_rock", "sunbeam", "night_owl", "paperplane", "cobalt", "quill"]
+CHARACTERS = ["twilight_sparkle", "rainbow_dash", "fluttershy", "rarity", "applejack", "pinkie_pie", "original_character"]
+COPYRIGHTS = ["my_little_pony", "original", "friendship_is_magic"]
+GENERAL = [
+    "solo", "smile", "looking_at_viewer", "outdoors", "sky", "cloud", "flower", "tree", "wings", "horn", "blush",
+    "open_mouth", "simple_background", "white_background", "standing", "sitting", "flying", "sunset", "night",
+    "rain", "snow", "book", "cute", "happy", "duo", "group", "portrait", "full_body", "detailed_background",
+]  # fmt: skip
+SPECIES = ["pony", "unicorn", "pegasus", "earth_pony", "alicorn", "dragon"]
+
+
+@dataclass(frozen=True)
+class CorpusPost:
+    site: str
+    post_id: int
+    created_at: datetime
+    rating: str
+    quality: float
+    style: str
+    defect: str
+    popularity: float  # mature popularity before site scaling
+    artist: str
+    characters: tuple[str, ...]
+    copyright: str
+    species: tuple[str, ...]
+    general: tuple[str, ...]
+    width: int
+    height: int
+    file_ext: str
+    image_seed: int
+    bad_file: str | None = None
+    deleted: bool = False
+    hidden: bool = False  # e621: file.url null for this caller
+    broken_record: bool = False  # rendered so that it breaks the site's schema
+    down_share: float = 0.1
+
+    @property
+    def all_tags(self) -> list[str]:
+        return [self.artist, *self.characters, self.copyright, *self.species, *self.general]
+
+    def mature_votes(self) -> tuple[int, int, int]:
+        """(up, down, favourites) once the post has matured."""
+        scale = SITE_SCALE[self.site]
+        favorites = int(round(self.popularity * scale))
+        up = int(round(favorites * 1.3 + self.popularity * 2))
+        down = int(round(up * self.down_share))
+        return up, down, favorites
+
+    def votes_at(self, now: datetime) -> tuple[int, int, int]:
+        age_days = max(0.0, (now - self.created_at).total_seconds() / 86400)
+        grown = 1 - math.exp(-age_days / MATURITY_DAYS)
+        return tuple(int(round(v * grown)) for v in self.mature_votes())  # type: ignore[return-value]
+
+
+@dataclass
+class FileBytes:
+    data: bytes
+    md5: str  # what the site's metadata claims (wrong for 'wrong_hash' posts)
+    sha512: str
+
+
+@dataclass
+class SampleCorpus:
+    seed: int = DEFAULT_SEED
+    posts_per_site: int = 520
+    reference_time: datetime = DEFAULT_REFERENCE_TIME
+    young_share: float = 0.06  # posts younger than 30 days at reference time
+    _files: dict[tuple[str, int], FileBytes] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def posts(self) -> list[CorpusPost]:
+        rng = random.Random(self.seed)
+        posts: list[CorpusPost] = []
+        for site_index, site in enumerate(SITE_ORDER):
+            created = self._creation_times(rng, self.posts_per_site)
+            post_id = 1000 * (site_index + 1) + rng.randint(0, 50)
+            bad_slots = set(rng.sample(range(self.posts_per_site), 2 * len(BAD_FILE_KINDS)))
+            bad_kinds = dict(zip(sorted(bad_slots), BAD_FILE_KINDS * 2, strict=True))
+            broken_slots = set(rng.sample(sorted(set(range(self.posts_per_site)) - bad_slots), 3))
+            for index, created_at in enumerate(created):
+                post_id += rng.randint(1, 4)  # ids have gaps, as on real sites
+                posts.append(self._post(rng, site, post_id, created_at, bad_kinds.get(index), index in broken_slots))
+        return posts
+
+    def _creation_times(self, rng: random.Random, count: int) -> list[datetime]:
+        start = datetime(2012, 1, 1, tzinfo=UTC)
+        span = (self.reference_time - timedelta(days=30) - start).total_seconds()
+        times = []
+        for _ in range(count):
+            if rng.random() < self.young_share:
+                times.append(self.reference_time - timedelta(seconds=rng.uniform(3600, 29 * 86400)))
+            else:
+                times.append(start + timedelta(seconds=span * rng.random() ** 0.7))
+        return sorted(times)
+
+    def _post(
+        self, rng: random.Random, site: str, post_id: int, created_at: datetime, bad_file: str | None, broken: bool
+    ) -> CorpusPost:
+        ratings = SITE_RATINGS[site]
+        rating = rng.choices(ratings, weights=[RATING_WEIGHTS[r] for r in ratings])[0]
+        quality = rng.betavariate(2.2, 2.2)
+        defect = "none" if quality > 0.9 else rng.choice(DEFECTS[1:])
+        # Popularity: quality loosely (with heavy noise), rating strongly, a slight upward drift for newer cohorts.
+        year_drift = 1 + 0.04 * (created_at.year - 2012)
+        popularity = (
+            math.exp(2.2 * quality + rng.gauss(0, 0.6)) * RATING_POPULARITY[rating] * year_drift * 0.25
+        )
+        if rng.random() < 0.04:
+            popularity = 0.0  # never voted on
+        return CorpusPost(
+            site=site,
+            post_id=post_id,
+            created_at=created_at.replace(microsecond=0),
+            rating=rating,
+            quality=round(quality, 4),
+            style=rng.choice(STYLES),
+            defect=defect,
+            popularity=popularity,
+            artist=rng.choice(ARTISTS),
+            characters=tuple(sorted(rng.sample(CHARACTERS, rng.randint(1, 2)))),
+            copyright=rng.choice(COPYRIGHTS),
+            species=tuple(sorted(rng.sample(SPECIES, rng.randint(1, 2)))),
+            general=tuple(sorted(rng.sample(GENERAL, rng.randint(3, 8)))),
+            width=rng.choice((64, 80, 96, 112, 128)),
+            height=rng.choice((64, 80, 96, 112, 128)),
+            file_ext=rng.choice(("png", "jpg", "jpg")),
+            image_seed=rng.randrange(2**31),
+            bad_file=bad_file,
+            deleted=bad_file is None and not broken and rng.random() < 0.015,
+            hidden=site == "e621" and bad_file is None and rng.random() < 0.02,
+            broken_record=broken,
+            down_share=rng.choice((0.02, 0.05, 0.1, 0.2, 0.6, 1.3)),  # some posts end up net-negative
+        )
+
+    def by_site(self, site: str) -> list[CorpusPost]:
+        return [p for p in self.posts if p.site == site]
+
+    def file(self, post: CorpusPost) -> FileBytes:
+        """The bytes the site serves for a post (generated on first use, then cached)."""
+        key = (post.site, post.post_id)
+        if key not in self._files:
+            self._files[key] = self._make_file(post)
+        return self._files[key]
+
+    def _make_file(self, post: CorpusPost) -> FileBytes:
+        image = render_image(post.image_seed, post.width, post.height, post.style)
+        image, jpeg_quality = degrade(image, post.defect, post.quality, post.image_seed)
+        data = encode(image, "png" if post.file_ext == "png" else "jpg", jpeg_quality)
+        claimed = data
+        if post.bad_file == "corrupt":
+            data = data[:20] + bytes(random.Random(post.image_seed).randrange(256) for _ in range(len(data) - 20))
+            claimed = data
+        elif post.bad_file == "truncated":
+            data = data[: len(data) // 2]
+            claimed = data
+        elif post.bad_file == "wrong_hash":
+            claimed = data + b"x"
+        elif post.bad_file == "not_image":
+            data = b"<!doctype html><html><body>404 Not Found</body></html>"
+            claimed = data
+        elif post.bad_file == "bomb":
+            data = decompression_bomb_png()
+            claimed = data
+        elif post.bad_file == "oversized":
+            data = oversized_png(post.image_seed)
+            claimed = data
+        return FileBytes(data, hashlib.md5(claimed).hexdigest(), hashlib.sha512(claimed).hexdigest())
+
+    def planted_quality(self) -> dict[tuple[str, int], float]:
+        """The ground truth for synthetic 'human' ratings (clearly synthetic: derived from how images were made)."""
+        return {(p.site, p.post_id): p.quality for p in self.posts}

@@ -1,0 +1,291 @@
+"""Fake boorus: each site's API, quirks included, plus its image files, over real HTTP on 127.0.0.1.
+
+Seeded fault injection (429 with Retry-After, 503, slow answers, truncated bodies, malformed JSON, corrupt image
+bytes) makes retry paths testable; every request is logged with its arrival time so tests can check rate limits.
+Run one from the shell with ``pony fake-booru SITE``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pony_tasks.fakes.corpus import CorpusPost, SampleCorpus
+from pony_tasks.fakes.render import file_path, render
+
+GENERIC_AGENTS = re.compile(r"^(python-requests|python-urllib|curl|wget|mozilla|go-http-client|java)", re.I)
+LIMITS = {"danbooru": 200, "e621": 320, "derpibooru": 50, "gelbooru": 100}
+MAX_PAGE = {"danbooru": 1000, "e621": 750}
+DEFAULT_FILTER_HIDES = ("explicit",)  # Derpibooru's default filter hides these from callers without filter_id
+
+
+@dataclass
+class Faults:
+    """Per-request probabilities of each fault, drawn from a seeded generator."""
+
+    seed: int = 0
+    too_many_requests: float = 0.0  # 429 with Retry-After
+    unavailable: float = 0.0  # 503
+    slow: float = 0.0  # answer after `slow_seconds`
+    truncated: float = 0.0  # Content-Length promises more than is sent, then the connection closes
+    malformed: float = 0.0  # 200 with a body that is not JSON
+    corrupt_image: float = 0.0  # image bytes flipped in flight
+    retry_after: str = "1"
+    slow_seconds: float = 2.0
+
+    @classmethod
+    def heavy(cls, seed: int = 7) -> Faults:
+        return cls(seed, 0.06, 0.08, 0.04, 0.08, 0.08, 0.1, retry_after="1", slow_seconds=1.5)
+
+
+@dataclass
+class RequestLogEntry:
+    at: float  # time.monotonic() when the request arrived
+    path: str
+    status: int
+    fault: str | None
+    user_agent: str
+
+
+@dataclass
+class FakeBooru:
+    site: str
+    corpus: SampleCorpus = field(default_factory=SampleCorpus)
+    faults: Faults = field(default_factory=Faults)
+    require_auth: bool = False
+    now: datetime | None = None  # the server's clock for vote growth; default: the corpus reference time
+    latency_seconds: float = 0.0
+    hard_rate_limit: float | None = None  # e621 answers 503 above 2 requests/s
+    log: list[RequestLogEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.posts = sorted(self.corpus.by_site(self.site), key=lambda p: p.post_id)
+        self.ids = [p.post_id for p in self.posts]
+        self._files: dict[str, CorpusPost] = {}
+        self._rng = random.Random(self.faults.seed)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        if self.hard_rate_limit is None and self.site == "e621":
+            self.hard_rate_limit = 2.0
+
+    # Lifecycle -----------------------------------------------------------------------------------------------------
+    def start(self, port: int = 0) -> str:
+        handler = type("Handler", (_Handler,), {"booru": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name=f"fake-{self.site}", daemon=True).start()
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeBooru:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "server not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def clock(self) -> datetime:
+        return self.now or self.corpus.reference_time
+
+    # Observability -------------------------------------------------------------------------------------------------
+    def api_requests(self) -> list[RequestLogEntry]:
+        return [entry for entry in self.log if not self._is_file_path(entry.path)]
+
+    def max_requests_in_window(self, window: float = 1.0, entries: list[RequestLogEntry] | None = None) -> int:
+        """The most requests that arrived within any ``window`` seconds."""
+        times = sorted(e.at for e in (entries if entries is not None else self.log))
+        best, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    # Faults --------------------------------------------------------------------------------------------------------
+    def _draw_fault(self, for_file: bool) -> str | None:
+        f = self.faults
+        with self._lock:
+            roll = self._rng.random()
+        kinds = [("429", f.too_many_requests), ("503", f.unavailable), ("slow", f.slow), ("truncated", f.truncated)]
+        kinds.append(("corrupt", f.corrupt_image) if for_file else ("malformed", f.malformed))
+        for name, probability in kinds:
+            if roll < probability:
+                return name
+            roll -= probability
+        return None
+
+    def _is_file_path(self, path: str) -> bool:
+        return path.startswith(("/data/", "/img/", "/images/"))
+
+    def file_for_path(self, path: str) -> CorpusPost | None:
+        if not self._files:
+            for post in self.posts:
+                self._files[file_path(self.site, post, self.corpus.file(post))] = post
+        return self._files.get(path)
+
+    # API -----------------------------------------------------------------------------------------------------------
+    def answer(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, Any]:
+        """(status, JSON-able body) for an API request."""
+        if self.site in ("danbooru", "e621") and path == "/posts.json":
+            if self.site == "e621" and (not headers.get("user-agent") or GENERIC_AGENTS.match(headers["user-agent"])):
+                return 403, {"success": False, "reason": "Please use a descriptive User-Agent: project/1.0 (by user)"}
+            if self.require_auth and "authorization" not in headers:
+                return 401, {"success": False, "message": "Authentication required"}
+            return self._danbooru_like(query)
+        if self.site == "derpibooru" and path == "/api/v1/json/search/images":
+            if self.require_auth and "key" not in query:
+                return 401, {"error": "API key required"}
+            return self._derpibooru(query)
+        if self.site == "gelbooru" and path == "/index.php" and query.get("page") == "dapi":
+            if self.require_auth and not (query.get("api_key") and query.get("user_id")):
+                return 401, "Missing authentication. Go to api_access_credentials."
+            return self._gelbooru(query)
+        return 404, {"success": False, "message": f"no route {path}"}
+
+    def _records(self, posts: list[CorpusPost]) -> list[dict[str, Any]]:
+        return [render(self.site, p, self.corpus.file(p), self.base_url, self.clock) for p in posts]
+
+    def _danbooru_like(self, query: dict[str, str]) -> tuple[int, Any]:
+        limit = min(int(query.get("limit", 20)), LIMITS[self.site])
+        page = query.get("page", "1")
+        if page.startswith("a"):
+            chosen = [p for p in self.posts if p.post_id > int(page[1:])][:limit]
+        elif page.startswith("b"):
+            chosen = [p for p in self.posts if p.post_id < int(page[1:])][-limit:]
+        else:
+            number = int(page)
+            if number > MAX_PAGE[self.site]:
+                return 410, {
+                    "success": False,
+                    "error": "PaginationExtension::PaginationError",
+                    "message": f"You cannot go beyond page {MAX_PAGE[self.site]}.",
+                }
+            newest_first = self.posts[::-1]
+            chosen = newest_first[(number - 1) * limit : number * limit][::-1]
+        records = self._records(sorted(chosen, key=lambda p: -p.post_id))  # cursor pages come back descending
+        return 200, (records if self.site == "danbooru" else {"posts": records})
+
+    def _derpibooru(self, query: dict[str, str]) -> tuple[int, Any]:
+        per_page = min(int(query.get("per_page", 25)), LIMITS["derpibooru"])
+        page = max(1, int(query.get("page", 1)))
+        posts = self.posts
+        q = query.get("q", "*")
+        for clause in (c.strip() for c in q.split(",")):
+            if match := re.fullmatch(r"id\.(gt|lt|gte|lte):(\d+)", clause):
+                op, value = match.group(1), int(match.group(2))
+                test = {"gt": int.__gt__, "lt": int.__lt__, "gte": int.__ge__, "lte": int.__le__}[op]
+                posts = [p for p in posts if test(p.post_id, value)]
+        if "filter_id" not in query and "key" not in query:
+            posts = [p for p in posts if p.rating not in ("explicit",)]
+        if query.get("sd", "desc") == "desc":
+            posts = posts[::-1]
+        chosen = posts[(page - 1) * per_page : page * per_page]
+        return 200, {"images": self._records(chosen), "interactions": [], "total": len(posts)}
+
+    def _gelbooru(self, query: dict[str, str]) -> tuple[int, Any]:
+        limit = min(int(query.get("limit", 100)), LIMITS["gelbooru"])
+        pid = int(query.get("pid", 0))
+        posts = self.posts
+        ascending = False
+        for token in query.get("tags", "").split():
+            if match := re.fullmatch(r"id:([<>]=?)(\d+)", token):
+                op, value = match.group(1), int(match.group(2))
+                test = {">": int.__gt__, "<": int.__lt__, ">=": int.__ge__, "<=": int.__le__}[op]
+                posts = [p for p in posts if test(p.post_id, value)]
+            elif token == "sort:id:asc":
+                ascending = True
+        if not ascending:
+            posts = posts[::-1]
+        chosen = posts[pid * limit : (pid + 1) * limit]
+        body: dict[str, Any] = {"@attributes": {"limit": limit, "offset": pid * limit, "count": len(posts)}}
+        if len(chosen) == 1:
+            body["post"] = self._records(chosen)[0]  # one result: an object, not a list
+        elif chosen:
+            body["post"] = self._records(chosen)
+        return 200, body  # no results: no "post" key at all
+
+
+class _Handler(BaseHTTPRequestHandler):
+    booru: FakeBooru
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the booru keeps its own log
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        booru = self.booru
+        arrived = time.monotonic()
+        split = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        is_file = booru._is_file_path(split.path)
+        fault = booru._draw_fault(is_file)
+        status = 200
+        try:
+            if booru.hard_rate_limit and not is_file:
+                recent = [e for e in booru.api_requests() if arrived - e.at < 1.0]
+                if len(recent) >= booru.hard_rate_limit:
+                    fault, status = "rate-limited", 503
+                    return self._send(503, b'{"success":false,"reason":"rate limited"}', "application/json")
+            if booru.latency_seconds:
+                time.sleep(booru.latency_seconds)
+            if fault == "429":
+                status = 429
+                return self._send(429, b"Too Many Requests", "text/plain", {"Retry-After": booru.faults.retry_after})
+            if fault == "503":
+                status = 503
+                return self._send(503, b"Service Unavailable", "text/plain")
+            if fault == "slow":
+                time.sleep(booru.faults.slow_seconds)
+            if is_file:
+                post = booru.file_for_path(split.path)
+                if post is None:
+                    status = 404
+                    return self._send(404, b"not found", "text/plain")
+                data = booru.corpus.file(post).data
+                if fault == "corrupt":
+                    data = data[: len(data) // 3] + bytes(len(data) - len(data) // 3)
+                kind = "image/png" if post.file_ext == "png" else "image/jpeg"
+                return self._send(200, data, kind, truncate=fault == "truncated")
+            query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+            status, body = booru.answer(split.path, query, headers)
+            payload = (body if isinstance(body, str) else json.dumps(body)).encode()
+            if fault == "malformed" and status == 200:
+                payload = payload[: max(1, len(payload) // 2)] + b"<html>upstream error"
+            return self._send(status, payload, "application/json", truncate=fault == "truncated")
+        finally:
+            with booru._lock:
+                booru.log.append(RequestLogEntry(arrived, split.path, status, fault, headers.get("user-agent", "")))
+
+    def _send(
+        self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None, truncate: bool = False
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        if truncate:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2] if truncate else payload)
+        if truncate:
+            self.close_connection = True

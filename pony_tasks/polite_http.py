@@ -73,12 +73,36 @@ class AuthenticationRequired(HTTPFailure):
     """The site answered 401/403: credentials are missing or wrong."""
 
 
+class BodyTooLarge(HTTPFailure):
+    """The body is larger than the caller allows; not retried."""
+
+
 class MalformedBody(HTTPFailure):
     """Every attempt returned a body that is not valid JSON; ``raw`` holds the last one for quarantine."""
 
     def __init__(self, message: str, raw: str) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+def _read_body(response: requests.Response, max_bytes: int | None, shown_url: str) -> None:
+    """Read the streamed body into ``response._content``, stopping early past ``max_bytes``."""
+    try:
+        declared = int(response.headers.get("Content-Length", "-1"))
+        if max_bytes is not None and declared > max_bytes:
+            raise BodyTooLarge(
+                f"{shown_url}: {declared} bytes is over the {max_bytes}-byte limit", response.status_code
+            )
+        chunks, total = [], 0
+        for chunk in response.iter_content(1 << 16):
+            total += len(chunk)
+            if max_bytes is not None and total > max_bytes:
+                raise BodyTooLarge(f"{shown_url}: body exceeds the {max_bytes}-byte limit", response.status_code)
+            chunks.append(chunk)
+        response._content = b"".join(chunks)  # what requests itself does when it reads a body
+        response._content_consumed = True
+    finally:
+        response.close()
 
 
 @dataclass
@@ -120,17 +144,23 @@ class PoliteClient:
         self.sleep(delay)
 
     def get(
-        self, url: str, params: dict[str, str] | None = None, *, auth: tuple[str, str] | None = None
+        self,
+        url: str,
+        params: dict[str, str] | None = None,
+        *,
+        auth: tuple[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> requests.Response:
-        """GET with the whole body read; retried on 429/5xx, timeouts, dropped connections and truncated bodies."""
+        """GET with the whole body read (``response.content``); retried on 429/5xx, timeouts, dropped connections
+        and truncated bodies. A body over ``max_bytes`` raises :class:`BodyTooLarge` without being read further."""
         full_url = requests.Request("GET", url, params=params).prepare().url or url
         attempt = 0
         while True:
             attempt += 1
             self.limiter.wait()
             try:
-                response = self.session.get(url, params=params, auth=auth, timeout=self.timeout)
-                _ = response.content  # read it all now: a truncated body raises here
+                response = self.session.get(url, params=params, auth=auth, timeout=self.timeout, stream=True)
+                _read_body(response, max_bytes, redact_url(full_url, self.secret_params))
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 self._retry(attempt, f"{type(exc).__name__}", full_url)
                 continue

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg2.extensions
+import requests
 from tqdm import tqdm
 
 from pony_tasks.boorus.adapters import PageError, PageRequest, SiteAdapter, adapter_for
@@ -37,7 +38,8 @@ from pony_tasks.boorus.store import (
 )
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
-from pony_tasks.polite_http import MalformedBody, PoliteClient, RateLimiter
+from pony_tasks.polite_http import MalformedBody, PoliteClient, RateLimiter, redact_url
+from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
 
 logger = logging.getLogger(__name__)
@@ -135,15 +137,10 @@ class _PageScraper:
         return ids, shown_url
 
     def _quarantine_page(self, url: str, request: PageRequest, reason: str, raw: Any, report: ScrapeReport) -> None:
-        from pony_tasks.polite_http import redact_url
-
         self.conn.rollback()
-        quarantine(
-            self.conn,
-            self.adapter.site,
-            redact_url(f"{url}?{'&'.join(f'{k}={v}' for k, v in request.params.items())}", self.adapter.secret_params),
-            [QuarantinedRecord(raw, reason, None)],
-        )
+        full_url = requests.Request("GET", url, params=request.params).prepare().url or url
+        shown_url = redact_url(full_url, self.adapter.secret_params)
+        quarantine(self.conn, self.adapter.site, shown_url, [QuarantinedRecord(raw, reason, None)])
         self.conn.commit()
         report.quarantined += 1
 
@@ -167,7 +164,7 @@ def scrape(
     parameters = {"site": site, "mode": mode.value, "base_url": adapter.base_url, "max_pages": max_pages}
     with connect(settings) as conn, recorded_run(conn, "scrape", parameters) as run:
         pages = _PageScraper(conn, adapter, client)
-        bar = tqdm(desc=f"scrape {site} ({mode.value})", unit="page", disable=show_progress is False or None)
+        bar = progress_bar(show_progress, desc=f"scrape {site} ({mode.value})", unit="page")
         try:
             if mode is ScrapeMode.refresh:
                 _refresh(conn, pages, report, settings, now or datetime.now(UTC), max_pages, bar)
@@ -188,6 +185,7 @@ def _walk(
     bar: tqdm,
 ) -> None:
     cursor = load_cursor(conn, pages.adapter.site)
+    cursor.base_url = pages.adapter.base_url
     while max_pages is None or report.pages < max_pages:
         if mode is ScrapeMode.new:
             request = pages.adapter.newer_than(cursor.newest_post_id or 0)

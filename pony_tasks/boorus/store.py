@@ -34,14 +34,10 @@ def upsert_posts(conn: psycopg2.extensions.connection, posts: Iterable[UnifiedPo
     return upsert_rows(conn, "booru_post", POST_COLUMNS, (post_row(p) for p in posts), ("site", "post_id"))
 
 
-def append_snapshots(
-    conn: psycopg2.extensions.connection, posts: Sequence[UnifiedPost], observed_at: datetime
-) -> int:
+def append_snapshots(conn: psycopg2.extensions.connection, posts: Sequence[UnifiedPost], observed_at: datetime) -> int:
     """One score observation per post (history is append-only; a post seen twice in one page counts once)."""
     seen: dict[tuple[str, int], UnifiedPost] = {(p.site, p.post_id): p for p in posts}
-    rows = (
-        (p.site, p.post_id, observed_at, p.score, p.up_votes, p.down_votes, p.favorites) for p in seen.values()
-    )
+    rows = ((p.site, p.post_id, observed_at, p.score, p.up_votes, p.down_votes, p.favorites) for p in seen.values())
     with conn.cursor() as cur:
         return copy_rows(cur, "booru_score_snapshot", SNAPSHOT_COLUMNS, rows)
 
@@ -70,12 +66,14 @@ class Cursor:
     newest_post_id: int | None = None
     oldest_post_id: int | None = None
     backfill_done: bool = False
+    base_url: str | None = None
 
 
 def load_cursor(conn: psycopg2.extensions.connection, site: str) -> Cursor:
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT newest_post_id, oldest_post_id, backfill_done FROM booru_cursor WHERE site = %s", (site,)
+            "SELECT newest_post_id, oldest_post_id, backfill_done, base_url FROM booru_cursor WHERE site = %s",
+            (site,),
         )
         row = cur.fetchone()
     return Cursor(site, *row) if row else Cursor(site)
@@ -84,12 +82,12 @@ def load_cursor(conn: psycopg2.extensions.connection, site: str) -> Cursor:
 def save_cursor(conn: psycopg2.extensions.connection, cursor: Cursor) -> None:
     with conn.cursor() as cur:
         cur.execute(
-            """INSERT INTO booru_cursor (site, newest_post_id, oldest_post_id, backfill_done, updated_at)
-               VALUES (%s, %s, %s, %s, now())
+            """INSERT INTO booru_cursor (site, newest_post_id, oldest_post_id, backfill_done, base_url, updated_at)
+               VALUES (%s, %s, %s, %s, %s, now())
                ON CONFLICT (site) DO UPDATE SET newest_post_id = EXCLUDED.newest_post_id,
                    oldest_post_id = EXCLUDED.oldest_post_id, backfill_done = EXCLUDED.backfill_done,
-                   updated_at = now()""",
-            (cursor.site, cursor.newest_post_id, cursor.oldest_post_id, cursor.backfill_done),
+                   base_url = EXCLUDED.base_url, updated_at = now()""",
+            (cursor.site, cursor.newest_post_id, cursor.oldest_post_id, cursor.backfill_done, cursor.base_url),
         )
 
 

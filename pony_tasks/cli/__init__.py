@@ -11,6 +11,10 @@ from pony_tasks.cli.common import PonyContext
 from pony_tasks.cli.config_cmd import config_group
 from pony_tasks.cli.db_cmd import db_group
 from pony_tasks.cli.demo_cmd import demo_command
+from pony_tasks.cli.fake_cmd import fake_booru_command
+from pony_tasks.cli.images_cmd import images_group
+from pony_tasks.cli.posts_cmd import posts_group
+from pony_tasks.cli.scrape_cmd import scrape_command
 from pony_tasks.cli.storage_cmd import storage_group
 from pony_tasks.config import ConfigError
 
@@ -29,6 +33,10 @@ def cli(ctx: click.Context) -> None:
 cli.add_command(config_group)
 cli.add_command(db_group)
 cli.add_command(storage_group)
+cli.add_command(scrape_command)
+cli.add_command(posts_group)
+cli.add_command(images_group)
+cli.add_command(fake_booru_command)
 cli.add_command(demo_command)
 
 

@@ -44,7 +44,15 @@ RATING_WEIGHTS = {"general": 0.45, "sensitive": 0.2, "questionable": 0.15, "expl
 RATING_POPULARITY = {"general": 1.0, "sensitive": 1.6, "questionable": 2.4, "explicit": 3.5}
 
 ARTISTS = ["inkwell", "pastel_dream", "mossy_rock", "sunbeam", "night_owl", "paperplane", "cobalt", "quill"]
-CHARACTERS = ["twilight_sparkle", "rainbow_dash", "fluttershy", "rarity", "applejack", "pinkie_pie", "original_character"]
+CHARACTERS = [
+    "twilight_sparkle",
+    "rainbow_dash",
+    "fluttershy",
+    "rarity",
+    "applejack",
+    "pinkie_pie",
+    "original_character",
+]
 COPYRIGHTS = ["my_little_pony", "original", "friendship_is_magic"]
 GENERAL = [
     "solo", "smile", "looking_at_viewer", "outdoors", "sky", "cloud", "flower", "tree", "wings", "horn", "blush",
@@ -147,9 +155,7 @@ class SampleCorpus:
         defect = "none" if quality > 0.9 else rng.choice(DEFECTS[1:])
         # Popularity: quality loosely (with heavy noise), rating strongly, a slight upward drift for newer cohorts.
         year_drift = 1 + 0.04 * (created_at.year - 2012)
-        popularity = (
-            math.exp(2.2 * quality + rng.gauss(0, 0.6)) * RATING_POPULARITY[rating] * year_drift * 0.25
-        )
+        popularity = math.exp(2.2 * quality + rng.gauss(0, 0.6)) * RATING_POPULARITY[rating] * year_drift * 0.25
         if rng.random() < 0.04:
             popularity = 0.0  # never voted on
         return CorpusPost(

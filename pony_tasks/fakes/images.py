@@ -48,7 +48,9 @@ def render_image(seed: int, width: int, height: int, style: str) -> Image.Image:
     if style == "painterly":
         image = image.filter(ImageFilter.SMOOTH_MORE).filter(ImageFilter.EDGE_ENHANCE)
     elif style == "pixel":
-        image = image.resize((max(1, width // 8), max(1, height // 8)), Image.NEAREST).resize((width, height), Image.NEAREST)
+        image = image.resize((max(1, width // 8), max(1, height // 8)), Image.NEAREST).resize(
+            (width, height), Image.NEAREST
+        )
     elif style == "shaded":
         shade = np.linspace(0.6, 1.2, width)[None, :, None]
         image = Image.fromarray(np.clip(np.asarray(image, float) * shade, 0, 255).astype(np.uint8), "RGB")

@@ -276,7 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
                 booru.log.append(RequestLogEntry(arrived, split.path, status, fault, headers.get("user-agent", "")))
 
     def _send(
-        self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None, truncate: bool = False
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        extra: dict[str, str] | None = None,
+        truncate: bool = False,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -286,6 +291,9 @@ class _Handler(BaseHTTPRequestHandler):
         if truncate:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(payload[: len(payload) // 2] if truncate else payload)
+        try:
+            self.wfile.write(payload[: len(payload) // 2] if truncate else payload)
+        except (BrokenPipeError, ConnectionResetError):
+            truncate = True  # the client gave up (size cap, timeout): nothing more to say
         if truncate:
             self.close_connection = True

@@ -55,6 +55,7 @@ CREATE TABLE booru_cursor (
     newest_post_id bigint,
     oldest_post_id bigint,
     backfill_done  boolean     NOT NULL DEFAULT false,
+    base_url       text,                  -- API base URL last scraped: its host may serve files
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
 

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import click
+
+from pony_tasks.boorus.adapters import ADAPTERS
+from pony_tasks.cli.common import PonyContext
+from pony_tasks.images.fetch import fetch_images
+
+
+@click.group("images")
+def images_group() -> None:
+    """Image files of scraped posts."""
+
+
+@images_group.command("fetch")
+@click.option("--site", type=click.Choice(sorted(ADAPTERS)), help="Only this site.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many posts this run.")
+@click.option("--retry-failed", is_flag=True, help="Also retry posts quarantined as permanently bad.")
+@click.pass_obj
+def images_fetch(ctx: PonyContext, site: str | None, limit: int | None, retry_failed: bool) -> None:
+    """Download, verify and store images for posts that have none yet (resumable; bad files are quarantined)."""
+    report = fetch_images(settings=ctx.settings, site=site, limit=limit, retry_failed=retry_failed)
+    click.echo(report.summary())

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import click
+
+from pony_tasks.boorus.adapters import ADAPTERS
+from pony_tasks.boorus.engine import ScrapeMode, scrape
+from pony_tasks.cli.common import PonyContext
+
+
+@click.command("scrape")
+@click.argument("site", type=click.Choice(sorted(ADAPTERS)))
+@click.option("--mode", type=click.Choice([m.value for m in ScrapeMode]), default="new", show_default=True,
+              help="new: posts above the stored cursor; backfill: older posts below it; "
+                   "refresh: re-fetch posts that reached a refresh age (refresh_ages_days).")  # fmt: skip
+@click.option("--base-url", help="API base URL (a mirror, or a fake booru); default from settings or the real site.")
+@click.option("--max-pages", type=click.IntRange(min=1), help="Stop after this many pages (resume later).")
+@click.pass_obj
+def scrape_command(ctx: PonyContext, site: str, mode: str, base_url: str | None, max_pages: int | None) -> None:
+    """Fetch post metadata from SITE into the database, incrementally and resumably."""
+    report = scrape(site, mode, settings=ctx.settings, base_url=base_url, max_pages=max_pages)
+    click.echo(report.summary())

@@ -1,0 +1,1 @@
+"""Image files: download from the sites, verify, decode safely, store content-addressed."""

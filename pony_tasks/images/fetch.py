@@ -1,0 +1,245 @@
+"""``pony images fetch``: download files for posts that have none yet.
+
+Concurrent downloads, rate-limited per host, only from hosts that belong to the post's site (the adapter's API and
+CDN hosts, plus the API host last scraped), under a size cap. Each file is checked against the site's md5/sha512,
+fully decoded under a decompression-bomb limit, and stored content-addressed (``images/ab/cd/<sha256>.<ext>``).
+Failures go to ``image_quarantine`` with a reason and never stop the batch. Results are committed in small batches,
+so a killed fetch resumes where it stopped; permanent failures are not retried unless asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import psycopg2.extensions
+
+from pony_tasks.boorus.adapters import adapter_for
+from pony_tasks.config import Settings, get_settings
+from pony_tasks.db import connect
+from pony_tasks.images.validate import DecodedImage, ImageRejected, check_hashes, decode
+from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, RateLimiter
+from pony_tasks.progress import progress_bar
+from pony_tasks.runs import recorded_run
+from pony_tasks.storage import ObjectStore, open_store
+
+logger = logging.getLogger(__name__)
+HASH_RETRIES = 3  # a hash mismatch can be corruption in flight: download again before calling it permanent
+COMMIT_EVERY = 50
+
+
+@dataclass(frozen=True)
+class FetchTask:
+    site: str
+    post_id: int
+    url: str
+    md5: str | None
+    sha512: str | None
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    task: FetchTask
+    image: DecodedImage | None = None
+    storage_key: str | None = None
+    byte_size: int = 0
+    reason: str | None = None
+    detail: str = ""
+    permanent: bool = True  # for failures: do not retry without --retry-failed
+    already_stored: bool = False  # for successes: the same bytes were in the store already
+
+
+@dataclass
+class FetchReport:
+    candidates: int = 0
+    stored: int = 0
+    deduplicated: int = 0  # same bytes already in the store (another post, or an earlier run)
+    failed: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        failures = ", ".join(f"{n} {reason}" for reason, n in sorted(self.failed.items())) or "none"
+        return (
+            f"images: {self.candidates} to fetch, {self.stored} stored, {self.deduplicated} already stored, "
+            f"quarantined: {failures}"
+        )
+
+
+def image_key(image: DecodedImage) -> str:
+    return f"images/{image.sha256[:2]}/{image.sha256[2:4]}/{image.sha256}.{image.extension}"
+
+
+class _HostLimiters:
+    def __init__(self, rate: float) -> None:
+        self.rate, self._limiters, self._lock = rate, {}, threading.Lock()
+
+    def __call__(self, host: str) -> RateLimiter:
+        with self._lock:
+            return self._limiters.setdefault(host, RateLimiter(self.rate))
+
+
+class _Downloader:
+    def __init__(self, settings: Settings, store: ObjectStore, allowed_hosts: dict[str, frozenset[str]]) -> None:
+        self.settings, self.store, self.allowed_hosts = settings, store, allowed_hosts
+        self.limiters = _HostLimiters(settings.image_host_rate_limit)
+        self._local = threading.local()
+
+    def _client(self, host: str) -> PoliteClient:
+        clients = self._local.__dict__.setdefault("clients", {})
+        if host not in clients:
+            clients[host] = PoliteClient(
+                limiter=self.limiters(host),
+                contact=self.settings.scrape_contact,
+                timeout=self.settings.http_timeout_seconds,
+                max_attempts=self.settings.http_max_attempts,
+                backoff_seconds=self.settings.http_backoff_seconds,
+            )
+        return clients[host]
+
+    def __call__(self, task: FetchTask) -> FetchOutcome:
+        host = urlsplit(task.url).netloc
+        if urlsplit(task.url).scheme not in ("http", "https") or host not in self.allowed_hosts.get(task.site, ()):
+            return FetchOutcome(task, reason="host_not_allowed", detail=f"{host!r} does not serve {task.site} files")
+        last: ImageRejected | None = None
+        for _ in range(HASH_RETRIES):
+            try:
+                data = self._client(host).get(task.url, max_bytes=self.settings.image_max_bytes).content
+            except BodyTooLarge as exc:
+                return FetchOutcome(task, reason="too_large", detail=str(exc))
+            except HTTPFailure as exc:
+                permanent = exc.status is not None and 400 <= exc.status < 500
+                return FetchOutcome(task, reason="download_failed", detail=str(exc), permanent=permanent)
+            try:
+                check_hashes(data, task.md5, task.sha512)
+                image = decode(data, self.settings.image_max_pixels)
+            except ImageRejected as exc:
+                last = exc
+                if exc.reason == "hash_mismatch":
+                    continue
+                return FetchOutcome(task, reason=exc.reason, detail=str(exc))
+            key = image_key(image)
+            existed = self.store.exists(key)
+            if not existed:
+                self.store.put_bytes(key, data)
+            return FetchOutcome(task, image=image, storage_key=key, byte_size=len(data), already_stored=existed)
+        assert last is not None
+        return FetchOutcome(task, reason=last.reason, detail=str(last))
+
+
+def _candidates(
+    conn: psycopg2.extensions.connection, site: str | None, limit: int | None, retry_failed: bool
+) -> list[FetchTask]:
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT p.site, p.post_id, p.file_url, p.md5, p.sha512
+               FROM booru_post p
+               LEFT JOIN booru_post_image i USING (site, post_id)
+               LEFT JOIN image_quarantine q USING (site, post_id)
+               WHERE i.post_id IS NULL AND p.file_url IS NOT NULL AND NOT p.deleted
+                 AND (%(site)s::text IS NULL OR p.site = %(site)s)
+                 AND (q.post_id IS NULL OR NOT q.permanent OR %(retry)s)
+               ORDER BY p.site, p.post_id
+               LIMIT %(limit)s""",
+            {"site": site, "limit": limit, "retry": retry_failed},
+        )
+        return [FetchTask(*row) for row in cur.fetchall()]
+
+
+def _allowed_hosts(conn: psycopg2.extensions.connection, settings: Settings) -> dict[str, frozenset[str]]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT site, base_url FROM booru_cursor WHERE base_url IS NOT NULL")
+        scraped_from = dict(cur.fetchall())
+    hosts = {}
+    for site in ("danbooru", "e621", "derpibooru", "gelbooru"):
+        adapter = adapter_for(site, settings)
+        extra = {urlsplit(scraped_from[site]).netloc} if site in scraped_from else set()
+        hosts[site] = adapter.allowed_file_hosts | extra
+    return hosts
+
+
+def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report: FetchReport) -> None:
+    task = outcome.task
+    with conn.cursor() as cur:
+        if outcome.image is not None:
+            image = outcome.image
+            cur.execute(
+                """INSERT INTO image (sha256, storage_key, byte_size, width, height, format)
+                   VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING""",
+                (image.sha256, outcome.storage_key, outcome.byte_size, image.width, image.height, image.format),
+            )
+            cur.execute(
+                """INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)
+                   ON CONFLICT (site, post_id) DO UPDATE SET sha256 = EXCLUDED.sha256, fetched_at = now()""",
+                (task.site, task.post_id, image.sha256),
+            )
+            cur.execute("DELETE FROM image_quarantine WHERE site = %s AND post_id = %s", (task.site, task.post_id))
+            if outcome.already_stored:
+                report.deduplicated += 1
+            else:
+                report.stored += 1
+        else:
+            cur.execute(
+                """INSERT INTO image_quarantine (site, post_id, url, reason, permanent)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (site, post_id) DO UPDATE SET reason = EXCLUDED.reason, url = EXCLUDED.url,
+                       permanent = EXCLUDED.permanent, attempts = image_quarantine.attempts + 1,
+                       last_attempt = now()""",
+                (task.site, task.post_id, task.url, f"{outcome.reason}: {outcome.detail}"[:2000], outcome.permanent),
+            )
+            report.failed[outcome.reason] += 1
+            logger.info("%s %s quarantined: %s", task.site, task.post_id, outcome.detail)
+
+
+def _bounded(executor: ThreadPoolExecutor, worker, tasks: list[FetchTask], window: int) -> Iterator[FetchOutcome]:
+    """Results as they finish, with at most ``window`` downloads queued at once."""
+    pending = set()
+    queue = iter(tasks)
+    for task in queue:
+        pending.add(executor.submit(worker, task))
+        if len(pending) >= window:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        yield from (future.result() for future in done)
+
+
+def fetch_images(
+    *,
+    settings: Settings | None = None,
+    site: str | None = None,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    show_progress: bool | None = None,
+) -> FetchReport:
+    """Download, verify and store images for posts that have none; returns counts by outcome."""
+    settings = settings or get_settings()
+    store = open_store(settings=settings)
+    report = FetchReport()
+    parameters = {"site": site, "limit": limit, "retry_failed": retry_failed}
+    with connect(settings) as conn, recorded_run(conn, "images_fetch", parameters) as run:
+        tasks = _candidates(conn, site, limit, retry_failed)
+        downloader = _Downloader(settings, store, _allowed_hosts(conn, settings))
+        conn.commit()
+        report.candidates = len(tasks)
+        workers = settings.image_fetch_workers
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="image-fetch") as executor,
+            progress_bar(show_progress, total=len(tasks), desc="fetch images", unit="img") as bar,
+        ):
+            for count, outcome in enumerate(_bounded(executor, downloader, tasks, workers * 4), start=1):
+                _record(conn, outcome, report)
+                if count % COMMIT_EVERY == 0:
+                    conn.commit()
+                bar.update(1)
+        run.summary = {
+            "candidates": report.candidates,
+            "stored": report.stored,
+            "deduplicated": report.deduplicated,
+            "failed": dict(report.failed),
+        }
+    return report

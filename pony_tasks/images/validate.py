@@ -1,0 +1,64 @@
+"""Checks on downloaded bytes: the site's hash, then a full decode under a decompression-bomb limit."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff"}
+
+
+class ImageRejected(ValueError):
+    """The file is not a usable image; ``reason`` is a short code stored in the quarantine table."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    sha256: str
+    width: int
+    height: int
+    format: str  # Pillow's name: JPEG, PNG, …
+
+    @property
+    def extension(self) -> str:
+        return FORMAT_EXTENSIONS.get(self.format, self.format.lower())
+
+
+def check_hashes(data: bytes, md5: str | None, sha512: str | None) -> None:
+    if md5 and hashlib.md5(data).hexdigest() != md5.lower():
+        raise ImageRejected("hash_mismatch", f"md5 of the {len(data)} bytes is not the site's {md5}")
+    if sha512 and hashlib.sha512(data).hexdigest() != sha512.lower():
+        raise ImageRejected("hash_mismatch", f"sha512 of the {len(data)} bytes is not the site's")
+
+
+def decode(data: bytes, max_pixels: int) -> DecodedImage:
+    """Fully decode ``data`` (so truncation shows), refusing images over ``max_pixels``."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    image_format = image.format or "unknown"
+                    width, height = image.size
+                    image.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise ImageRejected("decompression_bomb", str(exc)) from None
+            except UnidentifiedImageError:
+                raise ImageRejected("not_an_image", f"{data[:16]!r}… is no image format Pillow knows") from None
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise ImageRejected("corrupt", f"decoding failed: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    if width * height > max_pixels:
+        raise ImageRejected("decompression_bomb", f"{width}x{height} is over the {max_pixels}-pixel limit")
+    return DecodedImage(hashlib.sha256(data).hexdigest(), width, height, image_format)

@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     def effective_storage_url(self) -> str:
         return self.storage_url or (self.resolved_home / "objects").as_uri()
 
+    def replace(self, **updates: Any) -> Settings:
+        """A validated copy with some settings changed (unlike ``model_copy``, bad values raise ConfigError)."""
+        return load_settings(**{**{name: getattr(self, name) for name in type(self).model_fields}, **updates})
+
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain values, secrets shown as ``********``."""
         shown: dict[str, Any] = {}

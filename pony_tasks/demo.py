@@ -82,8 +82,8 @@ def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool
     from pony_tasks.fakes.local_sites import running_fake_boorus
 
     with running_fake_boorus() as servers:
-        demo_settings = settings.model_copy(
-            update={
+        demo_settings = settings.replace(
+            **{
                 "booru_base_urls": {site: server.base_url for site, server in servers.items()},
                 # e621's fake, like the real site, answers 503 above 2 requests/s
                 "booru_rate_limits": {site: 1.9 if site == "e621" else DEMO_RATE_PER_SECOND for site in servers},

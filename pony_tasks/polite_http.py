@@ -7,6 +7,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,11 +35,29 @@ def redact_url(url: str, secret_params: Iterable[str] = ()) -> str:
     """The URL with credential-bearing query values and any userinfo replaced by ``***``."""
     parts = urlsplit(url)
     secret = {*_ALWAYS_SECRET, *secret_params}
-    query = urlencode([(k, "***" if k in secret else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)])
+    pairs = [(k, "***" if k in secret else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    query = urlencode(pairs, safe="*")
     netloc = parts.netloc.rsplit("@", 1)[-1]
     if "@" in parts.netloc:
         netloc = "***@" + netloc
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_SECRET_IN_TEXT = re.compile(r"(?i)\b(" + "|".join(_ALWAYS_SECRET) + r")=[^&\s\"']+")
+
+
+class _RedactSecrets(logging.Filter):
+    """urllib3 logs every request URL at DEBUG, query string included: strip credentials from those lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}=***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
 
 
 class RateLimiter:

@@ -19,6 +19,7 @@ from psycopg2 import sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from pony_tasks.config import Settings, load_settings
+from tests.helpers import dsn_to_uri
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +55,7 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     dsn = parse_dsn(postgres_server_url)
     dsn["dbname"] = name
-    yield make_dsn(**dsn)
+    yield dsn_to_uri(make_dsn(**dsn))
     with admin.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     admin.close()

@@ -22,3 +22,18 @@ def run_pony(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
         text=True,
         timeout=timeout,
     )
+
+
+def dsn_to_uri(dsn: str, password: str | None = None) -> str:
+    """A postgresql:// URI for a libpq DSN (Unix-socket hosts go in the query string)."""
+    from urllib.parse import quote
+
+    from psycopg2.extensions import parse_dsn
+
+    parts = parse_dsn(dsn)
+    host, port = parts.get("host", "127.0.0.1"), parts.get("port")
+    user = parts.get("user", "postgres") + (f":{password}" if password else "")
+    if host.startswith("/"):
+        query = f"?host={quote(host)}" + (f"&port={port}" if port else "")
+        return f"postgresql://{user}@/{parts['dbname']}{query}"
+    return f"postgresql://{user}@{host}{':' + port if port else ''}/{parts['dbname']}"

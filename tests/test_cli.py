@@ -4,7 +4,7 @@ import click
 import pytest
 
 from pony_tasks.cli import cli
-from tests.helpers import run_pony
+from tests.helpers import dsn_to_uri, run_pony
 
 
 def _all_commands(group: click.Group, path: tuple[str, ...] = ()):
@@ -44,22 +44,8 @@ def test_storage_commands_round_trip_a_file(tmp_path: Path) -> None:
     assert run_pony("storage", "rm", "docs/in.txt", env=env).returncode == 1
 
 
-def _uri_with_password(dsn: str, password: str) -> str:
-    from urllib.parse import quote
-
-    from psycopg2.extensions import parse_dsn
-
-    parts = parse_dsn(dsn)
-    host, port = parts.get("host", "127.0.0.1"), parts.get("port")
-    user = f"{parts.get('user', 'postgres')}:{password}"
-    if host.startswith("/"):  # Unix socket directory
-        query = f"?host={quote(host)}" + (f"&port={port}" if port else "")
-        return f"postgresql://{user}@/{parts['dbname']}{query}"
-    return f"postgresql://{user}@{host}{':' + port if port else ''}/{parts['dbname']}"
-
-
 def test_external_database_url_is_used_and_masked(tmp_path: Path, database_url: str) -> None:
-    env = {"PONY_HOME": str(tmp_path / "home"), "PONY_DATABASE_URL": _uri_with_password(database_url, "pw-not-shown")}
+    env = {"PONY_HOME": str(tmp_path / "home"), "PONY_DATABASE_URL": dsn_to_uri(database_url, "pw-not-shown")}
     upgraded = run_pony("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "0 pending" in run_pony("db", "status", env=env).stdout
@@ -90,11 +76,28 @@ def test_embedded_server_lifecycle_through_the_cli(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end_in_a_fresh_home(tmp_path: Path) -> None:
-    result = run_pony("demo", env={"PONY_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: Path) -> None:
+    from pony_tasks.db.migrations import discover
+    from pony_tasks.fakes.corpus import SampleCorpus
+
+    env = {"PONY_HOME": str(tmp_path / "home")}
+    result = run_pony("demo", env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "migrations: 1 applied now" in result.stdout
-    assert "sha256 verified" in result.stdout
-    assert "recorded as pipeline_run 1" in result.stdout
-    again = run_pony("demo", env={"PONY_HOME": str(tmp_path / "home")}, cwd=tmp_path)
-    assert again.returncode == 0 and "0 applied now" in again.stdout
+    out = result.stdout
+    assert f"migrations: {len(discover())} applied now" in out
+    assert "sha256 verified" in out and "recorded as pipeline_run 1" in out
+    corpus = SampleCorpus()
+    valid = len(corpus.posts) - sum(p.broken_record for p in corpus.posts)
+    for site in ("danbooru", "e621", "derpibooru", "gelbooru"):
+        site_valid = sum(not p.broken_record for p in corpus.by_site(site))
+        assert f"{site} (new):" in out and f"{site_valid} new" in out
+    exported = (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines()
+    assert len(exported) == valid
+    assert "stored" in out and "decompression_bomb" in out and "too_large" in out
+
+    again = run_pony("demo", env=env, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "0 applied now" in again.stdout
+    assert again.stdout.count(" 0 new,") == 4
+    assert "images: 0 to fetch" in again.stdout
+    assert (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines().__len__() == valid

@@ -120,6 +120,16 @@ class FakeBooru:
             best = max(best, end - start + 1)
         return best
 
+    def min_gap(self, entries: list[RequestLogEntry] | None = None) -> float:
+        """The shortest time between two consecutive request arrivals (inf with fewer than two)."""
+        times = sorted(e.at for e in (entries if entries is not None else self.log))
+        return min((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
+
+    def rate_respected(self, rate: float, tolerance: float = 0.1) -> bool:
+        """Whether arrivals fit a limit of ``rate``/s with a burst of one: at most floor(rate)+1 in any second and
+        consecutive arrivals at least 1/rate apart (less ``tolerance`` for jitter between client and server)."""
+        return self.max_requests_in_window(1.0) <= int(rate) + 1 and self.min_gap() >= (1 - tolerance) / rate
+
     # Faults --------------------------------------------------------------------------------------------------------
     def _draw_fault(self, for_file: bool) -> str | None:
         f = self.faults
@@ -239,11 +249,16 @@ class _Handler(BaseHTTPRequestHandler):
         is_file = booru._is_file_path(split.path)
         fault = booru._draw_fault(is_file)
         status = 200
+        # Logged on arrival, before any answer, so a client never sees a response the log does not yet hold.
+        entry = RequestLogEntry(arrived, split.path, 0, fault, headers.get("user-agent", ""))
+        with booru._lock:
+            recent = [e for e in booru.log if arrived - e.at < 1.0 and not booru._is_file_path(e.path)]
+            booru.log.append(entry)
         try:
             if booru.hard_rate_limit and not is_file:
-                recent = [e for e in booru.api_requests() if arrived - e.at < 1.0]
                 if len(recent) >= booru.hard_rate_limit:
                     fault, status = "rate-limited", 503
+                    entry.fault = fault
                     return self._send(503, b'{"success":false,"reason":"rate limited"}', "application/json")
             if booru.latency_seconds:
                 time.sleep(booru.latency_seconds)
@@ -272,8 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = payload[: max(1, len(payload) // 2)] + b"<html>upstream error"
             return self._send(status, payload, "application/json", truncate=fault == "truncated")
         finally:
-            with booru._lock:
-                booru.log.append(RequestLogEntry(arrived, split.path, status, fault, headers.get("user-agent", "")))
+            entry.status = status
 
     def _send(
         self,

@@ -92,7 +92,8 @@ def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool
             }
         )
         step(
-            f"[scrape]   4 fake boorus on 127.0.0.1 serving the sample corpus ({len(servers['e621'].corpus.posts)} posts)"
+            f"[scrape]   4 fake boorus on 127.0.0.1 serving the sample corpus "
+            f"({len(servers['e621'].corpus.posts)} posts)"
         )
         for site in servers:
             new = scrape(site, ScrapeMode.new, settings=demo_settings, show_progress=show_progress)

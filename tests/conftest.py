@@ -101,3 +101,29 @@ def s3_settings(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatc
 
     open_store(settings=settings).ensure_bucket()
     return settings
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    from pony_tasks.fakes.corpus import SampleCorpus
+
+    return SampleCorpus()
+
+
+@pytest.fixture
+def migrated(settings: Settings) -> Settings:
+    """Test settings whose database has every migration applied."""
+    from pony_tasks.db import connect, upgrade
+
+    with connect(settings) as conn:
+        upgrade(conn)
+    return settings
+
+
+@pytest.fixture
+def fake(corpus, request):
+    """A clean fake server for the site given by indirect parametrisation (default danbooru)."""
+    from pony_tasks.fakes.server import FakeBooru
+
+    with FakeBooru(getattr(request, "param", "danbooru"), corpus) as server:
+        yield server

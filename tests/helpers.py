@@ -37,3 +37,18 @@ def dsn_to_uri(dsn: str, password: str | None = None) -> str:
         query = f"?host={quote(host)}" + (f"&port={port}" if port else "")
         return f"postgresql://{user}@/{parts['dbname']}{query}"
     return f"postgresql://{user}@{host}{':' + port if port else ''}/{parts['dbname']}"
+
+
+SITES = ("danbooru", "e621", "derpibooru", "gelbooru")
+
+
+def fast_settings(settings, servers: dict, rate: float = 40.0, **extra):
+    """Settings pointing at fake servers, with short back-off so retry-heavy tests stay quick."""
+    return settings.replace(
+        booru_base_urls={site: server.base_url for site, server in servers.items()},
+        booru_rate_limits={site: (1.9 if site == "e621" else rate) for site in servers},
+        http_backoff_seconds=0.01,
+        http_timeout_seconds=1.0,
+        image_host_rate_limit=500.0,
+        **extra,
+    )

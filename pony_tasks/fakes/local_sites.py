@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pony_tasks.fakes.corpus import SampleCorpus
 from pony_tasks.fakes.server import FakeBooru, Faults

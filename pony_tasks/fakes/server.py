@@ -76,6 +76,11 @@ class FakeBooru:
         if self.hard_rate_limit is None and self.site == "e621":
             self.hard_rate_limit = 2.0
 
+    def set_faults(self, faults: Faults) -> None:
+        """Change fault injection on a running server (restarting the seeded sequence)."""
+        with self._lock:
+            self.faults, self._rng = faults, random.Random(faults.seed)
+
     # Lifecycle -----------------------------------------------------------------------------------------------------
     def start(self, port: int = 0) -> str:
         handler = type("Handler", (_Handler,), {"booru": self})

@@ -9,6 +9,7 @@ so a killed fetch resumes where it stopped; permanent failures are not retried u
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import Counter
@@ -29,7 +30,7 @@ from pony_tasks.runs import recorded_run
 from pony_tasks.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
-HASH_RETRIES = 3  # a hash mismatch can be corruption in flight: download again before calling it permanent
+HASH_RETRIES = 4  # a hash mismatch can be corruption in flight: download again before calling it permanent
 COMMIT_EVERY = 50
 
 
@@ -105,6 +106,7 @@ class _Downloader:
         if urlsplit(task.url).scheme not in ("http", "https") or host not in self.allowed_hosts.get(task.site, ()):
             return FetchOutcome(task, reason="host_not_allowed", detail=f"{host!r} does not serve {task.site} files")
         last: ImageRejected | None = None
+        seen_digests: set[str] = set()
         for _ in range(HASH_RETRIES):
             try:
                 data = self._client(host).get(task.url, max_bytes=self.settings.image_max_bytes).content
@@ -119,6 +121,7 @@ class _Downloader:
             except ImageRejected as exc:
                 last = exc
                 if exc.reason == "hash_mismatch":
+                    seen_digests.add(hashlib.sha256(data).hexdigest())
                     continue
                 return FetchOutcome(task, reason=exc.reason, detail=str(exc))
             key = image_key(image)
@@ -127,7 +130,9 @@ class _Downloader:
                 self.store.put_bytes(key, data)
             return FetchOutcome(task, image=image, storage_key=key, byte_size=len(data), already_stored=existed)
         assert last is not None
-        return FetchOutcome(task, reason=last.reason, detail=str(last))
+        # The same wrong bytes every time: the site's hash or file is wrong. Different bytes each time: damage in
+        # transit — worth another try on the next run.
+        return FetchOutcome(task, reason=last.reason, detail=str(last), permanent=len(seen_digests) == 1)
 
 
 def _candidates(

@@ -14,7 +14,7 @@ from pony_tasks.boorus.engine import ScrapeMode, scrape
 from pony_tasks.boorus.export import iter_unified_records
 from pony_tasks.db import connect
 from pony_tasks.fakes.server import FakeBooru, Faults
-from tests.boorus.conftest import SITES, fast_settings
+from tests.helpers import SITES, fast_settings
 
 
 def _posts(settings, site: str) -> list[dict]:

@@ -1,4 +1,4 @@
-"""e621 / e926: ``GET /posts.json`` → ``{"posts": […]}``; cursors like Danbooru; a descriptive User-Agent is required."""
+"""e621 / e926: ``GET /posts.json`` → ``{"posts": […]}``; cursors as on Danbooru; needs a descriptive User-Agent."""
 
 from __future__ import annotations
 

@@ -1,0 +1,99 @@
+"""Image download against a fake booru: verification, quarantine reasons, content addressing, resumption."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from pony_tasks.boorus.engine import scrape
+from pony_tasks.db import connect
+from pony_tasks.fakes.server import FakeBooru, Faults
+from pony_tasks.images.fetch import fetch_images
+from pony_tasks.storage import open_store
+from tests.helpers import fast_settings
+
+SITE = "danbooru"
+MAX_BYTES = 2 * 1024 * 1024
+
+
+@pytest.fixture
+def scraped(corpus, migrated):
+    """The danbooru sample scraped into the test database; the fake server keeps serving its files."""
+    with FakeBooru(SITE, corpus) as server:
+        settings = fast_settings(migrated, {SITE: server}, image_max_bytes=MAX_BYTES)
+        scrape(SITE, settings=settings, show_progress=False)
+        yield settings, server
+
+
+def _rows(settings, query: str, *args) -> list[tuple]:
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(query, args)
+        return cur.fetchall()
+
+
+def test_fetch_stores_good_files_and_quarantines_each_kind_of_bad_one(corpus, scraped) -> None:
+    posts = {p.post_id: p for p in corpus.by_site(SITE) if not p.broken_record and not p.deleted}
+    settings, _ = scraped
+    report = fetch_images(settings=settings, show_progress=False)
+    bad = {pid: p.bad_file for pid, p in posts.items() if p.bad_file}
+    assert report.stored == len(posts) - len(bad)
+    expected_reason = {
+        "corrupt": {"corrupt", "not_an_image"},
+        "truncated": {"corrupt"},
+        "wrong_hash": {"hash_mismatch"},
+        "not_image": {"not_an_image"},
+        "bomb": {"decompression_bomb"},
+        "oversized": {"too_large"},
+    }
+    quarantined = dict(_rows(settings, "SELECT post_id, split_part(reason, ':', 1) FROM image_quarantine"))
+    assert _rows(settings, "SELECT bool_and(permanent) FROM image_quarantine") == [(True,)]
+    assert set(quarantined) == set(bad)
+    for post_id, kind in bad.items():
+        assert quarantined[post_id] in expected_reason[kind], (post_id, kind, quarantined[post_id])
+    store = open_store(settings=settings)
+    for sha256, key in _rows(settings, "SELECT sha256, storage_key FROM image"):
+        data = store.get_bytes(key)
+        assert hashlib.sha256(data).hexdigest() == sha256 and key.startswith(f"images/{sha256[:2]}/{sha256[2:4]}/")
+    sizes = _rows(settings, "SELECT post_id, i.width, i.height FROM image i JOIN booru_post_image USING (sha256)")
+    assert all((w, h) == (posts[pid].width, posts[pid].height) for pid, w, h in sizes)
+
+
+def test_fetch_is_resumable_and_idempotent(corpus, scraped) -> None:
+    settings, _ = scraped
+    first = fetch_images(settings=settings, limit=100, show_progress=False)
+    rest = fetch_images(settings=settings, show_progress=False)
+    again = fetch_images(settings=settings, show_progress=False)
+    retried = fetch_images(settings=settings, retry_failed=True, show_progress=False)
+    assert first.candidates == 100
+    assert first.stored + rest.stored == len(_rows(settings, "SELECT 1 FROM booru_post_image"))
+    assert again.candidates == 0, "nothing is fetched twice"
+    assert retried.candidates == len(_rows(settings, "SELECT 1 FROM image_quarantine"))
+    assert retried.stored == 0
+    ((attempts,),) = _rows(settings, "SELECT min(attempts) FROM image_quarantine")
+    assert attempts == 2
+
+
+def test_corruption_in_flight_and_dropped_connections_do_not_lose_images(corpus, scraped) -> None:
+    clean_count = sum(1 for p in corpus.by_site(SITE) if not p.bad_file and not p.broken_record and not p.deleted)
+    settings, server = scraped
+    server.set_faults(Faults(seed=11, corrupt_image=0.15, truncated=0.1, unavailable=0.1))
+    patient = settings.replace(http_max_attempts=10)
+    report = fetch_images(settings=patient, show_progress=False)
+    injected = sum(1 for e in server.log if e.fault)
+    # Damage in transit that outlasted every retry is quarantined as transient, so the next run tries again.
+    second = fetch_images(settings=patient, show_progress=False)
+    assert injected > 20
+    assert report.stored + second.stored == clean_count
+
+
+def test_files_are_only_fetched_from_the_sites_own_hosts(corpus, scraped) -> None:
+    settings, server = scraped
+    with FakeBooru(SITE, corpus) as elsewhere:
+        with connect(settings) as conn, conn.cursor() as cur:
+            cur.execute("UPDATE booru_post SET file_url = replace(file_url, %s, %s) WHERE post_id IN "
+                        "(SELECT post_id FROM booru_post ORDER BY post_id LIMIT 5)",
+                        (server.base_url, elsewhere.base_url))  # fmt: skip
+        report = fetch_images(settings=settings, show_progress=False)
+    assert report.failed["host_not_allowed"] == 5
+    assert elsewhere.log == [], "no request may go to a host the site does not own"

@@ -16,6 +16,9 @@ it, so a later run retries it.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -43,6 +46,7 @@ from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
 
 logger = logging.getLogger(__name__)
+PREFETCH_PAGES = 3  # pages downloaded ahead of the one being stored
 
 
 class ScrapeMode(StrEnum):
@@ -92,25 +96,48 @@ def make_client(adapter: SiteAdapter, settings: Settings) -> PoliteClient:
     )
 
 
+@dataclass
+class _Page:
+    """One downloaded and translated page, not yet stored."""
+
+    url: str  # credentials redacted
+    records: int
+    posts: list[UnifiedPost]
+    broken: list[QuarantinedRecord]
+    observed_at: datetime
+
+    @property
+    def ids(self) -> list[int]:
+        return [p.post_id for p in self.posts] + [b.post_id for b in self.broken if b.post_id is not None]
+
+
+class _UnusablePage(Exception):
+    """A page we cannot read at all; the main thread quarantines it and stops the scrape."""
+
+    def __init__(self, url: str, reason: str, raw: Any) -> None:
+        super().__init__(reason)
+        self.url, self.reason, self.raw = url, reason, raw
+
+
 class _PageScraper:
-    """Fetch, translate and persist one page at a time for one site."""
+    """Downloads pages (on a background thread, one ahead) and stores them (on the caller's thread)."""
 
     def __init__(self, conn: psycopg2.extensions.connection, adapter: SiteAdapter, client: PoliteClient) -> None:
         self.conn, self.adapter, self.client = conn, adapter, client
 
-    def fetch(self, request: PageRequest, report: ScrapeReport) -> tuple[list[int], str]:
-        """Store one page; returns the ids it held (empty at the end) and the redacted URL."""
+    def download(self, request: PageRequest) -> _Page:
+        """HTTP, JSON and record translation; no database work, so it can run while the previous page is stored."""
         url = self.adapter.base_url + request.path
+        shown = redact_url(requests.Request("GET", url, params=request.params).prepare().url or url,
+                           self.adapter.secret_params)  # fmt: skip
         try:
-            body, shown_url = self.client.get_json(url, request.params, auth=request.auth)
+            body, shown = self.client.get_json(url, request.params, auth=request.auth)
         except MalformedBody as exc:
-            self._quarantine_page(url, request, f"malformed page: {exc}", exc.raw, report)
-            raise ScrapeError(f"{exc}; the page was quarantined and the cursor kept — re-run to retry") from exc
+            raise _UnusablePage(shown, f"malformed page: {exc}", exc.raw) from exc
         try:
             raw_records = self.adapter.records(body)
         except PageError as exc:
-            self._quarantine_page(url, request, str(exc), body, report)
-            raise ScrapeError(f"{self.adapter.site}: {exc}; page quarantined, cursor kept") from exc
+            raise _UnusablePage(shown, f"{self.adapter.site}: {exc}", body) from exc
         posts: list[UnifiedPost] = []
         broken: list[QuarantinedRecord] = []
         for raw in raw_records:
@@ -119,30 +146,92 @@ class _PageScraper:
             except RecordError as exc:
                 broken.append(QuarantinedRecord(raw, f"record breaks the {self.adapter.site} schema: {exc}",
                                                 self.adapter.record_id(raw)))  # fmt: skip
-        ids = [p.post_id for p in posts] + [b.post_id for b in broken if b.post_id is not None]
-        observed_at = datetime.now(UTC)
-        if posts:
-            result = upsert_posts(self.conn, posts)
+        return _Page(shown, len(raw_records), posts, broken, datetime.now(UTC))
+
+    def store(self, page: _Page, report: ScrapeReport) -> None:
+        """Posts, snapshots and quarantined records of one page, in the caller's open transaction."""
+        if page.posts:
+            result = upsert_posts(self.conn, page.posts)
             report.inserted += result.inserted
             report.updated += result.updated
             report.unchanged += result.unchanged
-            report.snapshots += append_snapshots(self.conn, posts, observed_at)
-        if broken:
-            quarantine(self.conn, self.adapter.site, shown_url, broken)
-            report.quarantined += len(broken)
-            logger.warning("%s: %d records quarantined from %s", self.adapter.site, len(broken), shown_url)
-        report.records += len(raw_records)
+            report.snapshots += append_snapshots(self.conn, page.posts, page.observed_at)
+        if page.broken:
+            quarantine(self.conn, self.adapter.site, page.url, page.broken)
+            report.quarantined += len(page.broken)
+            logger.warning("%s: %d records quarantined from %s", self.adapter.site, len(page.broken), page.url)
+        report.records += page.records
         report.pages += 1
         report.retries = self.client.retries
-        return ids, shown_url
 
-    def _quarantine_page(self, url: str, request: PageRequest, reason: str, raw: Any, report: ScrapeReport) -> None:
-        self.conn.rollback()
-        full_url = requests.Request("GET", url, params=request.params).prepare().url or url
-        shown_url = redact_url(full_url, self.adapter.secret_params)
-        quarantine(self.conn, self.adapter.site, shown_url, [QuarantinedRecord(raw, reason, None)])
-        self.conn.commit()
-        report.quarantined += 1
+    def run(
+        self,
+        first: PageRequest,
+        following: Callable[[list[int]], PageRequest | None],
+        after_store: Callable[[list[int]], None],
+        report: ScrapeReport,
+        max_pages: int | None,
+        bar: tqdm,
+    ) -> None:
+        """Walk pages. A download thread fetches pages back to back, as fast as the rate limit allows, into a short
+        queue; this thread stores and commits each with its cursor. ``following`` gives the request after a page's
+        ids (None: stop); ``after_store`` runs before each commit. Pages downloaded but not stored when the process
+        dies are simply fetched again on the next run."""
+        pipeline: queue.Queue[_Page | BaseException | None] = queue.Queue(maxsize=PREFETCH_PAGES)
+        stop = threading.Event()
+
+        def put(item: _Page | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    pipeline.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            request: PageRequest | None = first
+            fetched = 0
+            try:
+                while request is not None and not stop.is_set():
+                    page = self.download(request)
+                    fetched += 1
+                    if not put(page):
+                        return
+                    room = max_pages is None or fetched < max_pages
+                    request = following(page.ids) if page.ids and room else None
+            except BaseException as exc:  # handed to the storing thread, which reports it
+                put(exc)
+                return
+            put(None)
+
+        producer = threading.Thread(target=produce, name=f"scrape-{self.adapter.site}", daemon=True)
+        producer.start()
+        try:
+            while (item := pipeline.get()) is not None:
+                page = self._result(item, report)
+                self.store(page, report)
+                after_store(page.ids)
+                self.conn.commit()  # the page and the cursor after it, together
+                bar.update(1)
+                bar.set_postfix(posts=report.records, new=report.inserted)
+        finally:
+            stop.set()
+            producer.join()
+            report.retries = self.client.retries
+
+    def _result(self, item: _Page | BaseException, report: ScrapeReport) -> _Page:
+        if isinstance(item, _Page):
+            return item
+        try:
+            raise item
+        except _UnusablePage as exc:
+            self.conn.rollback()
+            quarantine(self.conn, self.adapter.site, exc.url, [QuarantinedRecord(exc.raw, exc.reason, None)])
+            self.conn.commit()
+            report.quarantined += 1
+            report.retries = self.client.retries
+            raise ScrapeError(f"{exc.reason}; the page was quarantined and the cursor kept — re-run to retry") from exc
 
 
 def scrape(
@@ -186,25 +275,22 @@ def _walk(
 ) -> None:
     cursor = load_cursor(conn, pages.adapter.site)
     cursor.base_url = pages.adapter.base_url
-    while max_pages is None or report.pages < max_pages:
-        if mode is ScrapeMode.new:
-            request = pages.adapter.newer_than(cursor.newest_post_id or 0)
-        else:
-            if cursor.backfill_done:
-                break
-            request = pages.adapter.older_than(cursor.oldest_post_id)
-        ids, _ = pages.fetch(request, report)
+    adapter = pages.adapter
+
+    def advance(ids: list[int]) -> None:
         if ids:
             cursor.newest_post_id = max(ids + [cursor.newest_post_id or 0])
             cursor.oldest_post_id = min(ids + ([cursor.oldest_post_id] if cursor.oldest_post_id else []))
         elif mode is ScrapeMode.backfill:
             cursor.backfill_done = True
         save_cursor(conn, cursor)
-        conn.commit()  # the page and the cursor after it, together
-        bar.update(1)
-        bar.set_postfix(posts=report.records, new=report.inserted)
-        if not ids:
-            break
+
+    if mode is ScrapeMode.new:
+        pages.run(adapter.newer_than(cursor.newest_post_id or 0), lambda ids: adapter.newer_than(max(ids)),
+                  advance, report, max_pages, bar)  # fmt: skip
+    elif not cursor.backfill_done:
+        pages.run(adapter.older_than(cursor.oldest_post_id), lambda ids: adapter.older_than(min(ids)),
+                  advance, report, max_pages, bar)  # fmt: skip
     report.newest_post_id, report.oldest_post_id = cursor.newest_post_id, cursor.oldest_post_id
 
 
@@ -217,15 +303,16 @@ def _refresh(
     max_pages: int | None,
     bar: tqdm,
 ) -> None:
-    ranges = refresh_ranges(conn, pages.adapter.site, settings.refresh_ages_days, now, pages.adapter.page_limit)
+    adapter = pages.adapter
+    ranges = refresh_ranges(conn, adapter.site, settings.refresh_ages_days, now, adapter.page_limit)
     conn.commit()
     report.refresh_ranges = ranges
     for first, last, _due in ranges:
-        after = first - 1
-        while after < last and (max_pages is None or report.pages < max_pages):
-            ids, _ = pages.fetch(pages.adapter.newer_than(after), report)
-            conn.commit()
-            bar.update(1)
-            if not ids:
-                break
-            after = max(ids)
+        remaining = None if max_pages is None else max_pages - report.pages
+        if remaining is not None and remaining <= 0:
+            break
+
+        def following(ids: list[int], last: int = last) -> PageRequest | None:
+            return adapter.newer_than(max(ids)) if max(ids) < last else None
+
+        pages.run(adapter.newer_than(first - 1), following, lambda ids: None, report, remaining, bar)

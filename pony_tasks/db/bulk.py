@@ -1,4 +1,4 @@
-"""Bulk writes through COPY: stream rows in PostgreSQL's text format, and upsert through a staging table.
+"""Bulk writes through COPY: stream rows as CSV (encoded by the C csv module), and upsert through a staging table.
 
 ``upsert_rows`` COPYs into a temporary staging table, then runs one ``INSERT … ON CONFLICT DO UPDATE … WHERE
 (changed)`` so that unchanged rows are not rewritten (no dead tuples, no WAL for them).
@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import io
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,11 +20,27 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NULL = "\\N"
+# COPY … (FORMAT csv, NULL '\N'): the csv module (C code) does the quoting; an unquoted \N is NULL.
+NULL_MARKER = "\\N"
+_PLAIN_TYPES = frozenset({str, int, float, bool, datetime, date})
+_UNIT_SEPARATOR = "\x1f"
 
 
-def _array_literal(values: Sequence[Any]) -> str:
+def array_literal(values: Sequence[Any]) -> str:
+    """A PostgreSQL array literal; a fast path for plain strings, element quoting otherwise."""
+    if not values:
+        return "{}"
+    try:
+        joined = _UNIT_SEPARATOR.join(values)
+    except TypeError:
+        joined = None  # not all strings
+    if (
+        joined is not None
+        and '"' not in joined
+        and "\\" not in joined
+        and joined.count(_UNIT_SEPARATOR) == len(values) - 1
+    ):
+        return '{"' + joined.replace(_UNIT_SEPARATOR, '","') + '"}'
     parts = []
     for value in values:
         if value is None:
@@ -35,32 +54,53 @@ def _array_literal(values: Sequence[Any]) -> str:
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
-    if isinstance(value, (datetime, date)):
+    if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, (dict,)):
+    if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return str(value)
 
 
-def copy_field(value: Any) -> str:
-    """One value in COPY text format: lists become arrays, dicts JSON, None ``\\N``."""
+def copy_field(value: Any) -> Any:
+    """One value ready for the csv writer: None → the NULL marker, lists → arrays, dicts → JSON."""
     if value is None:
-        return _NULL
-    if isinstance(value, (list, tuple)):
-        text = _array_literal(value)
-    else:
-        text = _scalar(value)
-    if "\x00" in text:
-        raise ValueError(f"NUL character in value {text[:40]!r}: PostgreSQL text cannot hold it")
-    return text.translate(_TEXT_ESCAPES)
+        return NULL_MARKER
+    if type(value) is str and value == NULL_MARKER:
+        raise ValueError(f"the text value {NULL_MARKER!r} cannot go through COPY: it reads back as NULL")
+    if isinstance(value, list | tuple):
+        return array_literal(value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
 
 
-class _RowStream(io.TextIOBase):
-    """A read-only file over rows, encoded lazily, so COPY streams without building the whole payload."""
+class _Lines(list):
+    """A file-like sink for csv.writer that keeps each row's line separately."""
 
-    def __init__(self, rows: Iterable[Sequence[Any]], width: int) -> None:
-        self._rows: Iterator[Sequence[Any]] = iter(rows)
-        self._width = width
+    write = list.append
+
+
+def encode_rows(rows: Iterable[Sequence[Any]], width: int, first_index: int = 0) -> list[str]:
+    """Each row as one CSV line (newline-terminated) ready for COPY; raises ValueError naming a bad row."""
+    plain, marker = _PLAIN_TYPES, NULL_MARKER
+    prepared = []
+    for index, row in enumerate(rows, start=first_index):
+        if len(row) != width:
+            raise ValueError(f"row {index} has {len(row)} values, expected {width}")
+        prepared.append([v if type(v) in plain and v != marker else copy_field(v) for v in row])
+    lines = _Lines()
+    csv.writer(lines, lineterminator="\n").writerows(prepared)
+    for offset, line in enumerate(lines):
+        if "\x00" in line:
+            raise ValueError(f"row {first_index + offset} holds a NUL character, which PostgreSQL text cannot store")
+    return lines
+
+
+class _LineStream(io.TextIOBase):
+    """A read-only file over CSV lines produced lazily in chunks, so COPY streams without holding everything."""
+
+    def __init__(self, chunks: Iterator[list[str]]) -> None:
+        self._chunks = chunks
         self._buffer = ""
         self.count = 0
         self.error: Exception | None = None  # psycopg2 wraps errors raised in read(); keep the original
@@ -70,24 +110,15 @@ class _RowStream(io.TextIOBase):
 
     def read(self, size: int = -1) -> str:
         try:
-            return self._read(size)
+            while size < 0 or len(self._buffer) < size:
+                lines = next(self._chunks, None)
+                if lines is None:
+                    break
+                self.count += len(lines)
+                self._buffer += "".join(lines)
         except Exception as exc:
             self.error = exc
             raise
-
-    def _read(self, size: int) -> str:
-        while size < 0 or len(self._buffer) < size:
-            chunk = []
-            for row in self._rows:
-                if len(row) != self._width:
-                    raise ValueError(f"row {self.count} has {len(row)} values, expected {self._width}")
-                chunk.append("\t".join(copy_field(v) for v in row))
-                self.count += 1
-                if len(chunk) >= 1000:
-                    break
-            if not chunk:
-                break
-            self._buffer += "\n".join(chunk) + "\n"
         if size < 0:
             out, self._buffer = self._buffer, ""
         else:
@@ -95,13 +126,9 @@ class _RowStream(io.TextIOBase):
         return out
 
 
-def copy_rows(
-    cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> int:
-    """COPY ``rows`` into ``table(columns)``; returns the number of rows sent."""
-    stream = _RowStream(rows, len(columns))
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns))
+def _copy_stream(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], stream: _LineStream) -> int:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL {})").format(
+        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Literal(NULL_MARKER)
     )
     try:
         cur.copy_expert(statement.as_string(cur), stream, size=1 << 18)
@@ -110,6 +137,26 @@ def copy_rows(
             raise stream.error from None
         raise
     return stream.count
+
+
+def copy_rows(
+    cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> int:
+    """COPY ``rows`` into ``table(columns)``, encoding 5,000 rows at a time; returns the number of rows sent."""
+    iterator = iter(rows)
+
+    def chunks() -> Iterator[list[str]]:
+        sent = 0
+        while batch := list(itertools.islice(iterator, 5000)):
+            yield encode_rows(batch, len(columns), sent)
+            sent += len(batch)
+
+    return _copy_stream(cur, table, columns, _LineStream(chunks()))
+
+
+def copy_lines(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], lines: Sequence[str]) -> int:
+    """COPY lines already encoded by :func:`encode_rows`."""
+    return _copy_stream(cur, table, columns, _LineStream(lines[i : i + 5000] for i in range(0, len(lines), 5000)))
 
 
 @dataclass(frozen=True)
@@ -131,48 +178,130 @@ def upsert_rows(
     key_columns: Sequence[str],
     *,
     update_columns: Sequence[str] | None = None,
+    digest_column: str | None = None,
 ) -> UpsertResult:
-    """Insert new rows and update changed ones in one statement; rows whose values did not change are left alone.
+    """Insert new rows and update changed ones; rows whose values did not change are not rewritten.
 
-    Within one batch, later rows with the same key win. Runs in the caller's transaction.
+    Rows are deduplicated by key first (later rows win). With ``digest_column`` (a text column of ``table``), each
+    row's md5 is stored there and compared first: only new or changed rows are sent in full, which makes
+    re-ingesting unchanged data cheap. Runs in the caller's transaction.
     """
     missing = [k for k in key_columns if k not in columns]
     if missing:
         raise ValueError(f"key columns {missing} are not among the upserted columns {list(columns)}")
-    update_columns = [c for c in (update_columns or columns) if c not in key_columns]
+    key_positions = [columns.index(k) for k in key_columns]
+    latest: dict[tuple, Sequence[Any]] = {}
+    for row in rows:
+        latest[tuple(row[i] for i in key_positions)] = row
+    lines = encode_rows(list(latest.values()), len(columns))
+    return upsert_lines(
+        conn, table, columns, list(latest), lines, key_columns, update_columns=update_columns,
+        digest_column=digest_column,
+    )  # fmt: skip
+
+
+def upsert_lines(
+    conn: psycopg2.extensions.connection,
+    table: str,
+    columns: Sequence[str],
+    keys: Sequence[tuple],
+    lines: Sequence[str],
+    key_columns: Sequence[str],
+    *,
+    update_columns: Sequence[str] | None = None,
+    digest_column: str | None = None,
+) -> UpsertResult:
+    """:func:`upsert_rows` for rows already encoded as COPY CSV lines (one per distinct key, ``keys[i]`` being
+    line i's key values) — for hot paths with an encoder of their own."""
+    if len(keys) != len(lines):
+        raise ValueError(f"{len(keys)} keys for {len(lines)} lines")
+    write_columns = list(columns)
+    with conn.cursor() as cur:
+        if digest_column:
+            digests = [hashlib.md5(line.encode()).hexdigest() for line in lines]
+            changed = _changed_positions(cur, table, key_columns, keys, digests, digest_column)
+            lines = [lines[i][:-1] + "," + digests[i] + "\n" for i in changed]
+            write_columns.append(digest_column)
+        inserted, updated = _insert_or_update(
+            cur, table, write_columns, key_columns, update_columns, lines, digest_column
+        )
+    return UpsertResult(inserted=inserted, updated=updated, unchanged=len(keys) - inserted - updated)
+
+
+def _changed_positions(
+    cur: psycopg2.extensions.cursor,
+    table: str,
+    key_columns: Sequence[str],
+    keys: Sequence[tuple],
+    digests: Sequence[str],
+    digest_column: str,
+) -> list[int]:
+    """Positions of rows that are new or whose digest differs from the stored one."""
+    ident = sql.Identifier(*table.split("."))
+    key_list = sql.SQL(", ").join(map(sql.Identifier, key_columns))
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE pony_stage_keys ON COMMIT DROP AS SELECT 0::int AS pony_position, {keys}, {digest} "
+            "FROM {table} WITH NO DATA"
+        ).format(keys=key_list, digest=sql.Identifier(digest_column), table=ident)
+    )
+    key_rows = ((i, *key, digests[i]) for i, key in enumerate(keys))
+    copy_rows(cur, "pony_stage_keys", ["pony_position", *key_columns, digest_column], key_rows)
+    join = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in key_columns)
+    cur.execute(
+        sql.SQL(
+            "SELECT s.pony_position FROM pony_stage_keys s LEFT JOIN {table} t ON {join} "
+            "WHERE t.{digest} IS DISTINCT FROM s.{digest} ORDER BY 1"
+        ).format(table=ident, join=join, digest=sql.Identifier(digest_column))
+    )
+    positions = [row[0] for row in cur.fetchall()]
+    cur.execute("DROP TABLE pony_stage_keys")
+    return positions
+
+
+def _insert_or_update(
+    cur: psycopg2.extensions.cursor,
+    table: str,
+    columns: Sequence[str],
+    key_columns: Sequence[str],
+    update_columns: Sequence[str] | None,
+    lines: Sequence[str],
+    digest_column: str | None,
+) -> tuple[int, int]:
+    if not lines:
+        return 0, 0
     ident = sql.Identifier(*table.split("."))
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     keys = sql.SQL(", ").join(map(sql.Identifier, key_columns))
-    with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("CREATE TEMP TABLE pony_stage ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA").format(
-                cols=cols, table=ident
-            )
+    cur.execute(
+        sql.SQL("CREATE TEMP TABLE pony_stage ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA").format(
+            cols=cols, table=ident
         )
-        cur.execute("ALTER TABLE pony_stage ADD COLUMN pony_seq bigserial")
-        copy_rows(cur, "pony_stage", columns, rows)
-        if update_columns:
-            targets = sql.SQL(", ").join(map(sql.Identifier, update_columns))
-            conflict = sql.SQL("DO UPDATE SET ({targets}) = ROW({new}) WHERE ({old}) IS DISTINCT FROM ({new})").format(
-                targets=targets,
-                new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in update_columns),
-                old=sql.SQL(", ").join(sql.SQL("{}.{}").format(ident, sql.Identifier(c)) for c in update_columns),
-            )
-        else:
-            conflict = sql.SQL("DO NOTHING")
-        cur.execute(
-            sql.SQL(
-                """WITH written AS (
-                       INSERT INTO {table} ({cols})
-                       SELECT DISTINCT ON ({keys}) {cols} FROM pony_stage ORDER BY {keys}, pony_seq DESC
-                       ON CONFLICT ({keys}) {conflict}
-                       RETURNING (xmax = 0) AS inserted
-                   )
-                   SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-                          (SELECT count(DISTINCT ({keys})) FROM pony_stage)
-                   FROM written"""
-            ).format(table=ident, cols=cols, keys=keys, conflict=conflict)
+    )
+    copy_lines(cur, "pony_stage", columns, lines)
+    targets = [c for c in (update_columns or columns) if c not in key_columns]
+    if digest_column and digest_column not in targets:
+        targets.append(digest_column)
+    if targets:
+        compared = [digest_column] if digest_column else targets
+        conflict = sql.SQL("DO UPDATE SET ({targets}) = ROW({new}) WHERE ({old}) IS DISTINCT FROM ({cmp_new})").format(
+            targets=sql.SQL(", ").join(map(sql.Identifier, targets)),
+            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in targets),
+            old=sql.SQL(", ").join(sql.SQL("{}.{}").format(ident, sql.Identifier(c)) for c in compared),
+            cmp_new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in compared),
         )
-        inserted, updated, distinct = cur.fetchone()
-        cur.execute("DROP TABLE pony_stage")
-    return UpsertResult(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated)
+    else:
+        conflict = sql.SQL("DO NOTHING")
+    cur.execute(
+        sql.SQL(
+            """WITH written AS (
+                   INSERT INTO {table} ({cols}) SELECT {cols} FROM pony_stage
+                   ON CONFLICT ({keys}) {conflict}
+                   RETURNING (xmax = 0) AS inserted
+               )
+               SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"""
+        ).format(table=ident, cols=cols, keys=keys, conflict=conflict)
+    )
+    inserted, updated = cur.fetchone()
+    cur.execute("DROP TABLE pony_stage")
+    return inserted, updated

@@ -55,6 +55,29 @@ class RequestLogEntry:
     user_agent: str
 
 
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most arrivals within any ``window`` seconds."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def min_gap(times: list[float]) -> float:
+    """The shortest time between two consecutive arrivals (inf with fewer than two)."""
+    times = sorted(times)
+    return min((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
+
+
+def rate_respected(times: list[float], rate: float, tolerance: float = 0.1) -> bool:
+    """Whether arrivals fit a limit of ``rate``/s with a burst of one: at most floor(rate)+1 in any second, and
+    consecutive arrivals at least 1/rate apart (less ``tolerance`` for jitter between client and server)."""
+    return max_in_window(times) <= int(rate) + 1 and min_gap(times) >= (1 - tolerance) / rate
+
+
 @dataclass
 class FakeBooru:
     site: str
@@ -75,6 +98,11 @@ class FakeBooru:
         self._server: ThreadingHTTPServer | None = None
         if self.hard_rate_limit is None and self.site == "e621":
             self.hard_rate_limit = 2.0
+
+    def warm(self) -> None:
+        """Generate every image now (metadata carries their hashes), so answers are not slowed by first use."""
+        for post in self.posts:
+            self.corpus.file(post)
 
     def set_faults(self, faults: Faults) -> None:
         """Change fault injection on a running server (restarting the seeded sequence)."""
@@ -117,23 +145,14 @@ class FakeBooru:
 
     def max_requests_in_window(self, window: float = 1.0, entries: list[RequestLogEntry] | None = None) -> int:
         """The most requests that arrived within any ``window`` seconds."""
-        times = sorted(e.at for e in (entries if entries is not None else self.log))
-        best, start = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return max_in_window([e.at for e in (entries if entries is not None else self.log)], window)
 
     def min_gap(self, entries: list[RequestLogEntry] | None = None) -> float:
         """The shortest time between two consecutive request arrivals (inf with fewer than two)."""
-        times = sorted(e.at for e in (entries if entries is not None else self.log))
-        return min((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
+        return min_gap([e.at for e in (entries if entries is not None else self.log)])
 
     def rate_respected(self, rate: float, tolerance: float = 0.1) -> bool:
-        """Whether arrivals fit a limit of ``rate``/s with a burst of one: at most floor(rate)+1 in any second and
-        consecutive arrivals at least 1/rate apart (less ``tolerance`` for jitter between client and server)."""
-        return self.max_requests_in_window(1.0) <= int(rate) + 1 and self.min_gap() >= (1 - tolerance) / rate
+        return rate_respected([e.at for e in self.log], rate, tolerance)
 
     # Faults --------------------------------------------------------------------------------------------------------
     def _draw_fault(self, for_file: bool) -> str | None:
@@ -250,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
         booru = self.booru
         arrived = time.monotonic()
         split = urlsplit(self.path)
+        if split.path == "/_fake/log":  # for tools in another process: the request log, not itself logged
+            entries = [{"at": e.at, "path": e.path, "status": e.status, "fault": e.fault} for e in booru.log]
+            return self._send(200, json.dumps(entries).encode(), "application/json")
         headers = {k.lower(): v for k, v in self.headers.items()}
         is_file = booru._is_file_path(split.path)
         fault = booru._draw_fault(is_file)

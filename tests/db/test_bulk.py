@@ -2,12 +2,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pony_tasks.db.bulk import copy_field, copy_rows, upsert_rows
+from pony_tasks.db.bulk import NULL_MARKER, copy_field, copy_rows, upsert_rows
 
 TRICKY = [
     (1, "tab\there", ["a", 'quote"d', "back\\slash", "comma,brace{}", "new\nline"], {"k": "v\t\n"}, True, None),
     (2, "", [], {}, False, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
-    (3, "ünïcødé ✓ \\N literal", [None, "x"], {"nested": [1, 2]}, None, None),
+    (3, "ünïcødé ✓ \\N literal", [None, "x", "\\N", 'q"uote'], {"nested": [1, 2]}, None, None),
+    (4, '"', ["\x1f", "a\x1fb"], {"s": "\\N"}, True, None),
 ]
 
 
@@ -24,14 +25,17 @@ def table(db):
 
 def test_copy_round_trips_awkward_values(db, table) -> None:
     with db.cursor() as cur:
-        assert copy_rows(cur, table, ["id", "label", "tags", "extra", "flag", "seen"], TRICKY) == 3
+        assert copy_rows(cur, table, ["id", "label", "tags", "extra", "flag", "seen"], TRICKY) == len(TRICKY)
         cur.execute("SELECT id, label, tags, extra, flag, seen FROM items ORDER BY id")
         assert [tuple(row) for row in cur.fetchall()] == [tuple(row) for row in TRICKY]
 
 
-def test_copy_refuses_nul_with_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="NUL"):
-        copy_field("a\x00b")
+def test_copy_refuses_nul_and_the_null_marker_with_a_clear_error(db, table) -> None:
+    with db.cursor() as cur, pytest.raises(ValueError, match="NUL"):
+        copy_rows(cur, table, ["id", "label"], [(1, "a\x00b")])
+    db.rollback()
+    with pytest.raises(ValueError, match="reads back as NULL"):
+        copy_field(NULL_MARKER)
 
 
 def test_copy_refuses_rows_of_the_wrong_width(db, table) -> None:
@@ -86,3 +90,29 @@ def test_upsert_can_run_twice_in_one_transaction(db, table) -> None:
 def test_upsert_key_must_be_among_columns(db, table) -> None:
     with pytest.raises(ValueError, match="key columns"):
         upsert_rows(db, table, ["label"], [("x",)], ["id"])
+
+
+def test_digest_upsert_sends_only_new_and_changed_rows(db) -> None:
+    with db.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE posts (site text, id int, label text, tags text[], digest text, PRIMARY KEY (site, id))"
+        )
+    db.commit()
+    columns = ["site", "id", "label", "tags"]
+    rows = [("a", i, f"label {i}", ["x", f"t{i}"]) for i in range(50)]
+    first = upsert_rows(db, "posts", columns, rows, ["site", "id"], digest_column="digest")
+    db.commit()
+    assert (first.inserted, first.updated, first.unchanged) == (50, 0, 0)
+    with db.cursor() as cur:
+        cur.execute("SELECT id, xmin::text, digest FROM posts")
+        before = {row[0]: row[1:] for row in cur.fetchall()}
+    assert all(len(digest) == 32 for _, digest in before.values())
+    changed = rows[:45] + [("a", i, "edited", ["x"]) for i in range(45, 50)] + [("b", 1, None, [])]
+    second = upsert_rows(db, "posts", columns, changed, ["site", "id"], digest_column="digest")
+    db.commit()
+    assert (second.inserted, second.updated, second.unchanged) == (1, 5, 45)
+    with db.cursor() as cur:
+        cur.execute("SELECT id, xmin::text, digest, label FROM posts WHERE site = 'a'")
+        after = {row[0]: row[1:] for row in cur.fetchall()}
+    assert all(after[i][:2] == before[i] for i in range(45)), "unchanged rows are not rewritten"
+    assert all(after[i][2] == "edited" and after[i][1] != before[i][1] for i in range(45, 50))

@@ -21,6 +21,7 @@ CREATE TABLE booru_post (
     file_ext      text,
     sources       text[]      NOT NULL DEFAULT '{}',
     deleted       boolean     NOT NULL DEFAULT false,
+    row_digest    text,       -- md5 of the row as last written: re-ingesting an unchanged post costs one lookup
     PRIMARY KEY (site, post_id)
 );
 CREATE INDEX booru_post_created ON booru_post (site, created_at);

@@ -44,6 +44,7 @@ class UnifiedPost:
     sources: list[str]
     deleted: bool
     tag_groups: dict[str, list[str]] = field(default_factory=dict)
+    wilson_score: float | None = field(init=False, default=None)  # from up/down votes, computed once
 
     def __post_init__(self) -> None:
         if self.site not in SITES:
@@ -61,10 +62,7 @@ class UnifiedPost:
         if self.created_at is not None and self.created_at.tzinfo is None:
             raise RecordError("created_at has no time zone")
         self.tags = sorted(set(self.tags))
-
-    @property
-    def wilson_score(self) -> float | None:
-        return wilson_lower_bound(self.up_votes, self.down_votes)
+        self.wilson_score = wilson_lower_bound(self.up_votes, self.down_votes)
 
 
 def wilson_lower_bound(up: int | None, down: int | None, z: float = WILSON_Z) -> float | None:

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -72,6 +73,15 @@ def copy_field(value: Any) -> Any:
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return value
+
+
+def _csv_scalar(value: Any) -> str:
+    """One key value as a CSV field: numbers bare, everything else quoted (so it can never read as NULL)."""
+    if value is None:
+        return NULL_MARKER
+    if type(value) is int or type(value) is float:
+        return repr(value)
+    return '"' + str(value).replace('"', '""') + '"'
 
 
 class _Lines(list):
@@ -217,15 +227,38 @@ def upsert_lines(
         raise ValueError(f"{len(keys)} keys for {len(lines)} lines")
     write_columns = list(columns)
     with conn.cursor() as cur:
-        if digest_column:
-            digests = [hashlib.md5(line.encode()).hexdigest() for line in lines]
-            changed = _changed_positions(cur, table, key_columns, keys, digests, digest_column)
-            lines = [lines[i][:-1] + "," + digests[i] + "\n" for i in changed]
-            write_columns.append(digest_column)
-        inserted, updated = _insert_or_update(
-            cur, table, write_columns, key_columns, update_columns, lines, digest_column
+        if not digest_column:
+            inserted, updated = _insert_or_update(cur, table, write_columns, key_columns, update_columns, lines, None)
+            return UpsertResult(inserted=inserted, updated=updated, unchanged=len(keys) - inserted - updated)
+        digests = [hashlib.md5(line.encode()).hexdigest() for line in lines]
+        changed = _changed_positions(cur, table, key_columns, keys, digests, digest_column)
+        write_columns.append(digest_column)
+        new_lines = [lines[i][:-1] + "," + digests[i] + "\n" for i, is_new in changed if is_new]
+        old_lines = [lines[i][:-1] + "," + digests[i] + "\n" for i, is_new in changed if not is_new]
+        inserted = _copy_new_rows(cur, table, write_columns, new_lines)
+        if inserted is None:  # another writer added some of these keys meanwhile: take the careful path
+            old_lines, inserted = old_lines + new_lines, 0
+        more, updated = _insert_or_update(
+            cur, table, write_columns, key_columns, update_columns, old_lines, digest_column
         )
+    inserted += more
     return UpsertResult(inserted=inserted, updated=updated, unchanged=len(keys) - inserted - updated)
+
+
+def _copy_new_rows(
+    cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], lines: Sequence[str]
+) -> int | None:
+    """COPY rows whose keys were absent straight into the table (no staging); None if a key appeared meanwhile."""
+    if not lines:
+        return 0
+    cur.execute("SAVEPOINT pony_copy_new")
+    try:
+        copy_lines(cur, table, columns, lines)
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT pony_copy_new")
+        return None
+    cur.execute("RELEASE SAVEPOINT pony_copy_new")
+    return len(lines)
 
 
 def _changed_positions(
@@ -235,8 +268,8 @@ def _changed_positions(
     keys: Sequence[tuple],
     digests: Sequence[str],
     digest_column: str,
-) -> list[int]:
-    """Positions of rows that are new or whose digest differs from the stored one."""
+) -> list[tuple[int, bool]]:
+    """(position, is new) of rows that are new or whose digest differs from the stored one."""
     ident = sql.Identifier(*table.split("."))
     key_list = sql.SQL(", ").join(map(sql.Identifier, key_columns))
     cur.execute(
@@ -245,16 +278,22 @@ def _changed_positions(
             "FROM {table} WITH NO DATA"
         ).format(keys=key_list, digest=sql.Identifier(digest_column), table=ident)
     )
-    key_rows = ((i, *key, digests[i]) for i, key in enumerate(keys))
-    copy_rows(cur, "pony_stage_keys", ["pony_position", *key_columns, digest_column], key_rows)
+    key_lines = [f"{i},{','.join(map(_csv_scalar, key))},{digests[i]}\n" for i, key in enumerate(keys)]
+    copy_lines(cur, "pony_stage_keys", ["pony_position", *key_columns, digest_column], key_lines)
     join = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in key_columns)
+    # Probe the key index once per staged row: cost follows the batch, not the table (a hash join would scan the
+    # whole table for every batch, which grows without bound as the table does).
+    cur.execute("SET LOCAL enable_hashjoin = off")
+    cur.execute("SET LOCAL enable_mergejoin = off")
     cur.execute(
         sql.SQL(
-            "SELECT s.pony_position FROM pony_stage_keys s LEFT JOIN {table} t ON {join} "
+            "SELECT s.pony_position, t.ctid IS NULL FROM pony_stage_keys s LEFT JOIN {table} t ON {join} "
             "WHERE t.{digest} IS DISTINCT FROM s.{digest} ORDER BY 1"
         ).format(table=ident, join=join, digest=sql.Identifier(digest_column))
     )
-    positions = [row[0] for row in cur.fetchall()]
+    positions = [(row[0], row[1]) for row in cur.fetchall()]
+    cur.execute("RESET enable_hashjoin")
+    cur.execute("RESET enable_mergejoin")
     cur.execute("DROP TABLE pony_stage_keys")
     return positions
 

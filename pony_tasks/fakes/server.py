@@ -303,8 +303,13 @@ class _Handler(BaseHTTPRequestHandler):
                     status = 404
                     return self._send(404, b"not found", "text/plain")
                 data = booru.corpus.file(post).data
-                if fault == "corrupt":
-                    data = data[: len(data) // 3] + bytes(len(data) - len(data) // 3)
+                if fault == "corrupt":  # damage in transit: different bytes each time
+                    with booru._lock:
+                        damage = random.Random(booru._rng.getrandbits(32))
+                    damaged = bytearray(data)
+                    for _ in range(16):
+                        damaged[damage.randrange(len(damaged))] ^= 0xFF
+                    data = bytes(damaged)
                 kind = "image/png" if post.file_ext == "png" else "image/jpeg"
                 return self._send(200, data, kind, truncate=fault == "truncated")
             query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}

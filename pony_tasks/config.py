@@ -89,6 +89,21 @@ class Settings(BaseSettings):
     image_fetch_workers: int = Field(8, ge=1, le=128, description="Concurrent image downloads.")
     image_host_rate_limit: float = Field(10.0, gt=0, description="Image requests/second per host.")
 
+    # Score normalisation -------------------------------------------------------------------------------------------
+    normalize_metrics: dict[str, str] = Field(
+        default_factory=lambda: {
+            "danbooru": "favorites",
+            "e621": "favorites",
+            "derpibooru": "wilson_score",
+            "gelbooru": "score",
+        },  # fmt: skip
+        description="Per-site popularity metric: favorites, score, up_votes or wilson_score.",
+    )
+    maturity_days: float = Field(30.0, gt=0, description="A post's score counts as settled this long after upload.")
+    min_cohort_size: int = Field(
+        50, ge=1, description="Consecutive upload months merge until a cohort holds this many matured posts."
+    )
+
     @field_validator("storage_url")
     @classmethod
     def _storage_scheme(cls, value: str | None) -> str | None:
@@ -113,6 +128,18 @@ class Settings(BaseSettings):
         if not value or any(age <= 0 for age in value):
             raise ValueError("must be a non-empty list of positive day counts, e.g. [1, 7, 30, 90, 365]")
         return sorted(set(value))
+
+    @field_validator("normalize_metrics")
+    @classmethod
+    def _metrics(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = {"favorites", "score", "up_votes", "wilson_score"}
+        sites = {"danbooru", "e621", "derpibooru", "gelbooru"}
+        for site, metric in value.items():
+            if site not in sites:
+                raise ValueError(f"unknown site {site!r}; sites are {sorted(sites)}")
+            if metric not in allowed:
+                raise ValueError(f"{site}: metric {metric!r} is not one of {sorted(allowed)}")
+        return value
 
     @field_validator("log_level")
     @classmethod

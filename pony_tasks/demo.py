@@ -6,7 +6,11 @@
    score-refresh pass;
 4. images: downloaded, verified, decoded and stored content-addressed; the corpus's deliberately bad files end up
    in quarantine;
-5. the unified post export written to PONY_HOME/exports/posts.jsonl.
+5. the unified post export written to PONY_HOME/exports/posts.jsonl;
+6. normalisation: a versioned run and its report (text, PNG plots under PONY_HOME/reports/normalize/run-N).
+
+The scrapes replay a year of history against the fakes (their clocks and the snapshot times move together), so
+posts gather score snapshots at different ages, as they would on a schedule.
 
 Re-running it is safe: nothing is scraped or stored twice.
 """
@@ -18,8 +22,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from pony_tasks.boorus.engine import ScrapeMode, scrape
+from pony_tasks.boorus.engine import ScrapeMode, ScrapeReport, scrape
 from pony_tasks.boorus.export import export_jsonl
 from pony_tasks.config import Settings
 from pony_tasks.db import connect, database_url, migration_status, upgrade
@@ -31,6 +36,8 @@ from pony_tasks.storage import open_store
 DEMO_RATE_PER_SECOND = 25.0
 DEMO_IMAGE_RATE_PER_SECOND = 400.0
 DEMO_IMAGE_MAX_BYTES = 2 * 1024 * 1024  # the sample's images are tiny; its 'oversized' files are ~6 MB
+# Scrapes replayed at these many days before the corpus's reference date, so posts gather a score history.
+HISTORY_DAYS_BEFORE_REFERENCE = (300, 240, 180, 120, 90, 60, 30, 0)
 
 
 @dataclass
@@ -91,15 +98,25 @@ def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool
                 "image_max_bytes": min(settings.image_max_bytes, DEMO_IMAGE_MAX_BYTES),
             }
         )
+        corpus = servers["e621"].corpus
+        clocks = [corpus.reference_time - timedelta(days=days) for days in HISTORY_DAYS_BEFORE_REFERENCE]
         step(
-            f"[scrape]   4 fake boorus on 127.0.0.1 serving the sample corpus "
-            f"({len(servers['e621'].corpus.posts)} posts)"
+            f"[scrape]   4 fake boorus on 127.0.0.1 serving the sample corpus ({len(corpus.posts)} posts); "
+            f"history replayed: {len(clocks)} scrapes between {clocks[0]:%Y-%m-%d} and {clocks[-1]:%Y-%m-%d} "
+            "(new posts, then a score refresh, at each simulated date)"
         )
-        for site in servers:
-            new = scrape(site, ScrapeMode.new, settings=demo_settings, show_progress=show_progress)
-            step(f"[scrape]   {new.summary()}")
-            refresh = scrape(site, ScrapeMode.refresh, settings=demo_settings, show_progress=show_progress)
-            step(f"[refresh]  {site}: {len(refresh.refresh_ranges)} id ranges due, {refresh.pages} pages re-fetched")
+        for site, server in servers.items():
+            total = ScrapeReport(site=site, mode="new+refresh")
+            refreshed_pages = 0
+            for clock in clocks:
+                server.now = clock
+                for mode, at in ((ScrapeMode.new, clock), (ScrapeMode.refresh, clock + timedelta(hours=1))):
+                    report = scrape(site, mode, settings=demo_settings, now=at, show_progress=show_progress)
+                    refreshed_pages += report.pages if mode is ScrapeMode.refresh else 0
+                    for name in ("pages", "records", "inserted", "updated", "unchanged", "quarantined", "snapshots",
+                                 "retries"):  # fmt: skip
+                        setattr(total, name, getattr(total, name) + getattr(report, name))
+            step(f"[scrape]   {total.summary()} ({refreshed_pages} pages were score refreshes)")
         fetched = fetch_images(settings=demo_settings, show_progress=show_progress)
         step(f"[images]   {fetched.summary()}")
     exports = settings.resolved_home / "exports"
@@ -109,3 +126,25 @@ def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool
         count = export_jsonl(conn, handle)
     target.with_suffix(".partial").replace(target)
     step(f"[export]   {count} unified posts written to {target}")
+    _normalize(settings, step)
+
+
+def _normalize(settings: Settings, step: Callable[[str], None]) -> None:
+    from pony_tasks.fakes.corpus import DEFAULT_REFERENCE_TIME
+    from pony_tasks.normalize.report import build_report
+    from pony_tasks.normalize.run import normalize
+
+    result = normalize(settings, as_of=DEFAULT_REFERENCE_TIME)
+    step(
+        f"[normalize] run {result.run_id}: {result.matured} matured posts in {result.cohorts} cohorts, "
+        f"{result.provisional} provisional, excluded {result.excluded or 'none'}"
+    )
+    output = settings.resolved_home / "reports" / "normalize" / f"run-{result.run_id}"
+    with connect(settings) as conn:
+        report = build_report(conn, output, result.run_id)
+    store = open_store(settings=settings)
+    for path in report.files:
+        store.put_file(f"reports/normalize/run-{result.run_id}/{path.name}", path)
+    for line in report.text.splitlines():
+        step(f"[report]   {line}")
+    step(f"[report]   plots and text in {output} (and reports/normalize/run-{result.run_id}/ in the object store)")

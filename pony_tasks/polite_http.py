@@ -80,6 +80,20 @@ class RateLimiter:
             time.sleep(start - now)
 
 
+_SHARED_LIMITERS: dict[str, RateLimiter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_limiter(name: str, requests_per_second: float) -> RateLimiter:
+    """One limiter per name (a site's API, an image host) for the whole process, so back-to-back scrapes and
+    concurrent workers together stay under the rate. A changed rate replaces the limiter."""
+    with _SHARED_LOCK:
+        limiter = _SHARED_LIMITERS.get(name)
+        if limiter is None or limiter.rate != requests_per_second:
+            limiter = _SHARED_LIMITERS[name] = RateLimiter(requests_per_second)
+        return limiter
+
+
 class HTTPFailure(RuntimeError):
     """The request failed for good (after retries, or with a status that retrying cannot fix)."""
 

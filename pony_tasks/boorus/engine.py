@@ -41,7 +41,7 @@ from pony_tasks.boorus.store import (
 )
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
-from pony_tasks.polite_http import MalformedBody, PoliteClient, RateLimiter, redact_url
+from pony_tasks.polite_http import MalformedBody, PoliteClient, redact_url, shared_limiter
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
 
@@ -86,7 +86,7 @@ class ScrapeReport:
 def make_client(adapter: SiteAdapter, settings: Settings) -> PoliteClient:
     rate = settings.booru_rate_limits.get(adapter.site, adapter.default_rate_per_second)
     return PoliteClient(
-        limiter=RateLimiter(rate),
+        limiter=shared_limiter(f"api:{adapter.site}:{adapter.base_url}", rate),
         contact=settings.scrape_contact,
         timeout=settings.http_timeout_seconds,
         max_attempts=settings.http_max_attempts,
@@ -122,8 +122,14 @@ class _UnusablePage(Exception):
 class _PageScraper:
     """Downloads pages (on a background thread, one ahead) and stores them (on the caller's thread)."""
 
-    def __init__(self, conn: psycopg2.extensions.connection, adapter: SiteAdapter, client: PoliteClient) -> None:
-        self.conn, self.adapter, self.client = conn, adapter, client
+    def __init__(
+        self,
+        conn: psycopg2.extensions.connection,
+        adapter: SiteAdapter,
+        client: PoliteClient,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.conn, self.adapter, self.client, self.clock = conn, adapter, client, clock
 
     def download(self, request: PageRequest) -> _Page:
         """HTTP, JSON and record translation; no database work, so it can run while the previous page is stored."""
@@ -146,7 +152,7 @@ class _PageScraper:
             except RecordError as exc:
                 broken.append(QuarantinedRecord(raw, f"record breaks the {self.adapter.site} schema: {exc}",
                                                 self.adapter.record_id(raw)))  # fmt: skip
-        return _Page(shown, len(raw_records), posts, broken, datetime.now(UTC))
+        return _Page(shown, len(raw_records), posts, broken, self.clock())
 
     def store(self, page: _Page, report: ScrapeReport) -> None:
         """Posts, snapshots and quarantined records of one page, in the caller's open transaction."""
@@ -244,7 +250,11 @@ def scrape(
     now: datetime | None = None,
     show_progress: bool | None = None,
 ) -> ScrapeReport:
-    """Scrape one site in one mode; returns what happened. Safe to re-run and to kill at any point."""
+    """Scrape one site in one mode; returns what happened. Safe to re-run and to kill at any point.
+
+    ``now`` is the time of this scrape (default: the real time): refresh decides which posts are due by it, and
+    snapshots are stamped with it. Setting it replays history against a fake booru whose clock matches.
+    """
     settings = settings or get_settings()
     mode = ScrapeMode(mode)
     adapter = adapter_for(site, settings, base_url)
@@ -252,11 +262,12 @@ def scrape(
     report = ScrapeReport(site=site, mode=mode.value)
     parameters = {"site": site, "mode": mode.value, "base_url": adapter.base_url, "max_pages": max_pages}
     with connect(settings) as conn, recorded_run(conn, "scrape", parameters) as run:
-        pages = _PageScraper(conn, adapter, client)
+        clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+        pages = _PageScraper(conn, adapter, client, clock)
         bar = progress_bar(show_progress, desc=f"scrape {site} ({mode.value})", unit="page")
         try:
             if mode is ScrapeMode.refresh:
-                _refresh(conn, pages, report, settings, now or datetime.now(UTC), max_pages, bar)
+                _refresh(conn, pages, report, settings, clock(), max_pages, bar)
             else:
                 _walk(conn, pages, report, mode, max_pages, bar)
         finally:

@@ -13,6 +13,7 @@ from pony_tasks.cli.db_cmd import db_group
 from pony_tasks.cli.demo_cmd import demo_command
 from pony_tasks.cli.fake_cmd import fake_booru_command
 from pony_tasks.cli.images_cmd import images_group
+from pony_tasks.cli.normalize_cmd import normalize_group
 from pony_tasks.cli.posts_cmd import posts_group
 from pony_tasks.cli.scrape_cmd import scrape_command
 from pony_tasks.cli.storage_cmd import storage_group
@@ -36,6 +37,7 @@ cli.add_command(storage_group)
 cli.add_command(scrape_command)
 cli.add_command(posts_group)
 cli.add_command(images_group)
+cli.add_command(normalize_group)
 cli.add_command(fake_booru_command)
 cli.add_command(demo_command)
 

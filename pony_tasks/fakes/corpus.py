@@ -118,6 +118,7 @@ class SampleCorpus:
     posts_per_site: int = 520
     reference_time: datetime = DEFAULT_REFERENCE_TIME
     young_share: float = 0.06  # posts younger than 30 days at reference time
+    recent_share: float = 0.3  # posts from the year before that
     _files: dict[tuple[str, int], FileBytes] = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -136,13 +137,18 @@ class SampleCorpus:
         return posts
 
     def _creation_times(self, rng: random.Random, count: int) -> list[datetime]:
+        """Upload times: a few very young posts, a busy recent year (boorus grow), and a long older tail."""
         start = datetime(2012, 1, 1, tzinfo=UTC)
-        span = (self.reference_time - timedelta(days=30) - start).total_seconds()
+        recent_start = self.reference_time - timedelta(days=395)
         times = []
         for _ in range(count):
-            if rng.random() < self.young_share:
+            roll = rng.random()
+            if roll < self.young_share:
                 times.append(self.reference_time - timedelta(seconds=rng.uniform(3600, 29 * 86400)))
+            elif roll < self.young_share + self.recent_share:
+                times.append(recent_start + timedelta(days=rng.uniform(0, 365)))
             else:
+                span = (recent_start - start).total_seconds()
                 times.append(start + timedelta(seconds=span * rng.random() ** 0.7))
         return sorted(times)
 

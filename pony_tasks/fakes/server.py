@@ -195,16 +195,22 @@ class FakeBooru:
             return self._gelbooru(query)
         return 404, {"success": False, "message": f"no route {path}"}
 
+    def _visible(self) -> list[CorpusPost]:
+        """Posts uploaded by the server's clock (a site cannot serve posts from its future)."""
+        clock = self.clock
+        return self.posts if clock >= self.posts[-1].created_at else [p for p in self.posts if p.created_at <= clock]
+
     def _records(self, posts: list[CorpusPost]) -> list[dict[str, Any]]:
         return [render(self.site, p, self.corpus.file(p), self.base_url, self.clock) for p in posts]
 
     def _danbooru_like(self, query: dict[str, str]) -> tuple[int, Any]:
         limit = min(int(query.get("limit", 20)), LIMITS[self.site])
         page = query.get("page", "1")
+        visible = self._visible()
         if page.startswith("a"):
-            chosen = [p for p in self.posts if p.post_id > int(page[1:])][:limit]
+            chosen = [p for p in visible if p.post_id > int(page[1:])][:limit]
         elif page.startswith("b"):
-            chosen = [p for p in self.posts if p.post_id < int(page[1:])][-limit:]
+            chosen = [p for p in visible if p.post_id < int(page[1:])][-limit:]
         else:
             number = int(page)
             if number > MAX_PAGE[self.site]:
@@ -213,7 +219,7 @@ class FakeBooru:
                     "error": "PaginationExtension::PaginationError",
                     "message": f"You cannot go beyond page {MAX_PAGE[self.site]}.",
                 }
-            newest_first = self.posts[::-1]
+            newest_first = visible[::-1]
             chosen = newest_first[(number - 1) * limit : number * limit][::-1]
         records = self._records(sorted(chosen, key=lambda p: -p.post_id))  # cursor pages come back descending
         return 200, (records if self.site == "danbooru" else {"posts": records})
@@ -221,7 +227,7 @@ class FakeBooru:
     def _derpibooru(self, query: dict[str, str]) -> tuple[int, Any]:
         per_page = min(int(query.get("per_page", 25)), LIMITS["derpibooru"])
         page = max(1, int(query.get("page", 1)))
-        posts = self.posts
+        posts = self._visible()
         q = query.get("q", "*")
         for clause in (c.strip() for c in q.split(",")):
             if match := re.fullmatch(r"id\.(gt|lt|gte|lte):(\d+)", clause):
@@ -238,7 +244,7 @@ class FakeBooru:
     def _gelbooru(self, query: dict[str, str]) -> tuple[int, Any]:
         limit = min(int(query.get("limit", 100)), LIMITS["gelbooru"])
         pid = int(query.get("pid", 0))
-        posts = self.posts
+        posts = self._visible()
         ascending = False
         for token in query.get("tags", "").split():
             if match := re.fullmatch(r"id:([<>]=?)(\d+)", token):

@@ -24,7 +24,7 @@ from pony_tasks.boorus.adapters import adapter_for
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.images.validate import DecodedImage, ImageRejected, check_hashes, decode
-from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, RateLimiter
+from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, shared_limiter
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
 from pony_tasks.storage import ObjectStore, open_store
@@ -74,26 +74,16 @@ def image_key(image: DecodedImage) -> str:
     return f"images/{image.sha256[:2]}/{image.sha256[2:4]}/{image.sha256}.{image.extension}"
 
 
-class _HostLimiters:
-    def __init__(self, rate: float) -> None:
-        self.rate, self._limiters, self._lock = rate, {}, threading.Lock()
-
-    def __call__(self, host: str) -> RateLimiter:
-        with self._lock:
-            return self._limiters.setdefault(host, RateLimiter(self.rate))
-
-
 class _Downloader:
     def __init__(self, settings: Settings, store: ObjectStore, allowed_hosts: dict[str, frozenset[str]]) -> None:
         self.settings, self.store, self.allowed_hosts = settings, store, allowed_hosts
-        self.limiters = _HostLimiters(settings.image_host_rate_limit)
         self._local = threading.local()
 
     def _client(self, host: str) -> PoliteClient:
         clients = self._local.__dict__.setdefault("clients", {})
         if host not in clients:
             clients[host] = PoliteClient(
-                limiter=self.limiters(host),
+                limiter=shared_limiter(f"files:{host}", self.settings.image_host_rate_limit),
                 contact=self.settings.scrape_contact,
                 timeout=self.settings.http_timeout_seconds,
                 max_attempts=self.settings.http_max_attempts,

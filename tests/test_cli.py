@@ -94,10 +94,14 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     exported = (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines()
     assert len(exported) == valid
     assert "stored" in out and "decompression_bomb" in out and "too_large" in out
+    assert "[normalize] run 1:" in out and "KS distance" in out and "provisional predictor on" in out
+    ks = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "KS distance" in line]
+    assert ks and max(ks) < 0.05
+    assert (tmp_path / "home" / "reports" / "normalize" / "run-1" / "distributions.png").exists()
 
     again = run_pony("demo", env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "0 applied now" in again.stdout
-    assert again.stdout.count(" 0 new,") == 4
+    assert again.stdout.count(" 0 new,") == 4 and "[normalize] run 2:" in again.stdout
     assert "images: 0 to fetch" in again.stdout
     assert (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines().__len__() == valid

@@ -90,7 +90,7 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     valid = len(corpus.posts) - sum(p.broken_record for p in corpus.posts)
     for site in ("danbooru", "e621", "derpibooru", "gelbooru"):
         site_valid = sum(not p.broken_record for p in corpus.by_site(site))
-        assert f"{site} (new):" in out and f"{site_valid} new" in out
+        assert f"{site} (new+refresh):" in out and f"{site_valid} new" in out
     exported = (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines()
     assert len(exported) == valid
     assert "stored" in out and "decompression_bomb" in out and "too_large" in out

@@ -15,6 +15,7 @@ from pony_tasks.cli.fake_cmd import fake_booru_command
 from pony_tasks.cli.images_cmd import images_group
 from pony_tasks.cli.normalize_cmd import normalize_group
 from pony_tasks.cli.posts_cmd import posts_group
+from pony_tasks.cli.ratings_cmd import ratings_group
 from pony_tasks.cli.scrape_cmd import scrape_command
 from pony_tasks.cli.storage_cmd import storage_group
 from pony_tasks.config import ConfigError
@@ -38,6 +39,7 @@ cli.add_command(scrape_command)
 cli.add_command(posts_group)
 cli.add_command(images_group)
 cli.add_command(normalize_group)
+cli.add_command(ratings_group)
 cli.add_command(fake_booru_command)
 cli.add_command(demo_command)
 

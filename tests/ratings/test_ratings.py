@@ -1,0 +1,134 @@
+"""Rating set sampling, ratings import/export and agreement, on a scraped and normalised sample."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pony_tasks.boorus.engine import scrape
+from pony_tasks.db import connect
+from pony_tasks.fakes.server import FakeBooru
+from pony_tasks.images.fetch import fetch_images
+from pony_tasks.normalize.run import normalize
+from pony_tasks.ratings.agreement import rater_agreement
+from pony_tasks.ratings.importing import export_ratings, import_ratings
+from pony_tasks.ratings.sample import sample_rating_set
+from tests.helpers import fast_settings
+
+
+@pytest.fixture
+def normalised(corpus, migrated):
+    """Two sites scraped, images fetched and normalised once."""
+    with FakeBooru("danbooru", corpus) as danbooru, FakeBooru("gelbooru", corpus) as gelbooru:
+        settings = fast_settings(migrated, {"danbooru": danbooru, "gelbooru": gelbooru}, image_max_bytes=2 << 20)
+        for site in ("danbooru", "gelbooru"):
+            scrape(site, settings=settings, now=corpus.reference_time, show_progress=False)
+        fetch_images(settings=settings, show_progress=False)
+    normalize(migrated, as_of=corpus.reference_time)
+    return migrated
+
+
+def _query(settings, sql: str, *args) -> list[tuple]:
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def test_rating_set_is_spread_over_strata(normalised) -> None:
+    result = sample_rating_set(120, settings=normalised, seed=1)
+    assert result.size == 120
+    assert set(result.by_site) == {"danbooru", "gelbooru"}
+    assert set(result.by_decile) == set(range(10)), "good, average and very bad images are all present"
+    per_stratum = Counter(s for (s,) in _query(normalised, "SELECT stratum FROM rating_set_item"))
+    available = Counter(
+        s
+        for (s,) in _query(
+            normalised,
+            """
+            SELECT DISTINCT ON (i.sha256)
+                   concat_ws('|', n.site, n.rating, least(9, floor(n.normalized_score * 10))::int,
+                             extract(year FROM p.created_at)::int)
+            FROM booru_post_image i JOIN normalized_score n USING (site, post_id)
+            JOIN booru_post p USING (site, post_id)
+            ORDER BY i.sha256""",
+        )  # fmt: skip
+    )
+    # Round-robin: a stratum gets its k-th image only after every stratum that still had images got k − 1.
+    for a in available:
+        for b in available:
+            if per_stratum[a] > per_stratum[b] + 1:
+                assert per_stratum[b] == available[b], (a, per_stratum[a], b, per_stratum[b])
+    again = sample_rating_set(50, settings=normalised, seed=1)
+    first = {s for (s,) in _query(normalised, "SELECT sha256 FROM rating_set_item WHERE set_id = %s", result.set_id)}
+    second = {s for (s,) in _query(normalised, "SELECT sha256 FROM rating_set_item WHERE set_id = %s", again.set_id)}
+    assert not first & second, "a new set skips images already picked"
+
+
+def test_sampling_needs_a_normalisation_run(migrated) -> None:
+    with pytest.raises(LookupError, match="pony normalize run"):
+        sample_rating_set(10, settings=migrated)
+
+
+def _write_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("sha256,site,post_id,rating,rater,timestamp\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_import_is_all_or_nothing_names_bad_rows_and_is_idempotent(normalised, tmp_path: Path) -> None:
+    shas = [s for (s,) in _query(normalised, "SELECT sha256 FROM image ORDER BY sha256 LIMIT 3")]
+    ((site, post_id),) = _query(normalised, "SELECT site, post_id FROM booru_post_image WHERE sha256 = %s", shas[2])
+    good = [f"{shas[0]},,,4,alice,2026-11-20T10:00:00Z", f"{shas[1]},,,2,alice,2026-11-20T10:01:00",
+            f",{site},{post_id},5,bob,2026-11-21T09:00:00+02:00"]  # fmt: skip
+    bad = [f"{shas[0]},,,7,carol,2026-11-20T10:00:00Z", f"{'0' * 64},,,3,carol,2026-11-20T10:00:00Z",
+           f"{shas[0]},,,3,carol,last tuesday", f"{shas[0]},,,3.5,carol,2026-11-20T10:00:00Z",
+           ",gelbooru,999999999,3,carol,2026-11-20T10:00:00Z", f"{shas[0]},,,3,,2026-11-20T10:00:00Z"]  # fmt: skip
+    path = _write_csv(tmp_path / "ratings.csv", good + bad)
+    refused = import_ratings(path, settings=normalised)
+    assert refused.refused and refused.imported == 0
+    assert [p.split(":")[0] for p in refused.problems] == [f"line {n}" for n in range(5, 11)]
+    assert "outside 1–5" in refused.problems[0] and "unknown image" in refused.problems[1]
+    assert "ISO 8601" in refused.problems[2] and "whole number" in refused.problems[3]
+    assert "no stored image" in refused.problems[4] and "rater is missing" in refused.problems[5]
+    assert _query(normalised, "SELECT count(*) FROM human_rating") == [(0,)]
+    partial = import_ratings(path, settings=normalised, skip_invalid=True)
+    assert (partial.imported, len(partial.problems)) == (3, 6)
+    again = import_ratings(path, settings=normalised, skip_invalid=True)
+    assert (again.imported, again.already_present) == (0, 3)
+    rows = _query(normalised, "SELECT rater, rating, rated_at FROM human_rating ORDER BY rated_at")
+    assert rows[-1] == ("bob", 5, datetime(2026, 11, 21, 7, 0, tzinfo=UTC))
+
+
+def test_jsonl_export_round_trip_and_agreement(normalised, tmp_path: Path) -> None:
+    shas = [s for (s,) in _query(normalised, "SELECT sha256 FROM image ORDER BY sha256 LIMIT 60")]
+    rng = random.Random(4)
+    lines = []
+    for sha in shas:
+        truth = rng.randint(1, 5)
+        lines.append({"sha256": sha, "rating": truth, "rater": "alice", "timestamp": "2026-11-20T10:00:00Z"})
+        noisy = min(5, max(1, truth + rng.choice((-1, 0, 0, 0, 1))))
+        lines.append({"sha256": sha, "rating": str(noisy), "rater": "bob", "timestamp": "2026-11-20T11:00:00Z"})
+    path = tmp_path / "ratings.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert import_ratings(path, settings=normalised).imported == 120
+    with connect(normalised) as conn:
+        agreement = rater_agreement(conn)
+        exported = io.StringIO()
+        assert export_ratings(conn, exported, "jsonl") == 120
+    assert agreement.images_with_several_raters == 60 and agreement.raters == {"alice": 60, "bob": 60}
+    assert 0.6 < agreement.krippendorff_alpha < 1.0
+    records = [json.loads(line) for line in exported.getvalue().splitlines()]
+    assert {r["sha256"] for r in records} == set(shas) and all(r["site"] for r in records)
+    reimport = tmp_path / "exported.jsonl"
+    reimport.write_text(exported.getvalue())
+    assert import_ratings(reimport, settings=normalised).already_present == 120
+
+
+def test_agreement_needs_two_raters(normalised) -> None:
+    with connect(normalised) as conn:
+        assert rater_agreement(conn).krippendorff_alpha is None

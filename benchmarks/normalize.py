@@ -33,8 +33,9 @@ def generate(url: str, posts: int) -> None:
             """INSERT INTO booru_post (site, post_id, created_at, rating, site_rating, score, up_votes, down_votes,
                                        favorites, deleted)
                SELECT (ARRAY['danbooru','e621','derpibooru','gelbooru'])[1 + i %% 4], i,
-                      timestamptz '2026-11-01' - make_interval(secs => (CASE WHEN i %% 16 = 0 THEN 25 ELSE 3650 END)
-                                                                        * 86400 * ((i::int8 * 7919) %% 10007) / 10007.0),
+                      timestamptz '2026-11-01' - make_interval(
+                          secs => (CASE WHEN i %% 16 = 0 THEN 25 ELSE 3650 END)
+                                  * 86400 * ((i::int8 * 7919) %% 10007) / 10007.0),
                       (ARRAY['general','sensitive','questionable','explicit'])[1 + (i / 4) %% 4], 'x',
                       up - down, up, down, (up * 0.7)::int, i %% 97 = 0
                FROM (SELECT i, ((i::int8 * 2654435761) %% 1000)::int AS up, ((i::int8 * 40503) %% 50)::int AS down

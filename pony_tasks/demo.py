@@ -7,7 +7,8 @@
 4. images: downloaded, verified, decoded and stored content-addressed; the corpus's deliberately bad files end up
    in quarantine;
 5. the unified post export written to PONY_HOME/exports/posts.jsonl;
-6. normalisation: a versioned run and its report (text, PNG plots under PONY_HOME/reports/normalize/run-N).
+6. normalisation: a versioned run and its report (text, PNG plots under PONY_HOME/reports/normalize/run-N);
+7. a rating set of 200 images spread over site, rating, score decile and year.
 
 The scrapes replay a year of history against the fakes (their clocks and the snapshot times move together), so
 posts gather score snapshots at different ages, as they would on a schedule.
@@ -36,6 +37,7 @@ from pony_tasks.storage import open_store
 DEMO_RATE_PER_SECOND = 25.0
 DEMO_IMAGE_RATE_PER_SECOND = 400.0
 DEMO_IMAGE_MAX_BYTES = 2 * 1024 * 1024  # the sample's images are tiny; its 'oversized' files are ~6 MB
+DEMO_RATING_SET_SIZE = 200
 # Scrapes replayed at these many days before the corpus's reference date, so posts gather a score history.
 HISTORY_DAYS_BEFORE_REFERENCE = (300, 240, 180, 120, 90, 60, 30, 0)
 
@@ -148,3 +150,17 @@ def _normalize(settings: Settings, step: Callable[[str], None]) -> None:
     for line in report.text.splitlines():
         step(f"[report]   {line}")
     step(f"[report]   plots and text in {output} (and reports/normalize/run-{result.run_id}/ in the object store)")
+    _rating_set(settings, step)
+
+
+def _rating_set(settings: Settings, step: Callable[[str], None]) -> None:
+    from pony_tasks.ratings.sample import sample_rating_set
+
+    picked = sample_rating_set(DEMO_RATING_SET_SIZE, settings=settings)
+    if picked.size == 0:
+        step("[ratings]  every image is already in a rating set (pass --include-previous to pick again)")
+        return
+    step(
+        f"[ratings]  rating set {picked.set_id}: {picked.size} images for humans to rate, from {picked.strata} "
+        f"strata (site × rating × score decile × year); by site {picked.by_site}; by decile {picked.by_decile}"
+    )

@@ -98,6 +98,7 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     ks = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "KS distance" in line]
     assert ks and max(ks) < 0.05
     assert (tmp_path / "home" / "reports" / "normalize" / "run-1" / "distributions.png").exists()
+    assert "[ratings]  rating set 1: 200 images" in out
 
     again = run_pony("demo", env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stderr

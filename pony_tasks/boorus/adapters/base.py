@@ -78,6 +78,22 @@ class SiteAdapter(abc.ABC):
         return frozenset({urlparse(self.base_url).netloc, *self.cdn_hosts})
 
 
+class IdCursorAdapter(SiteAdapter):
+    """Sites that page with ``page=a<id>`` / ``page=b<id>`` cursors on ``/posts.json`` and HTTP Basic auth
+    (Danbooru, e621)."""
+
+    posts_path = "/posts.json"
+
+    def newer_than(self, after_id: int) -> PageRequest:
+        return PageRequest(self.posts_path, {"limit": str(self.page_limit), "page": f"a{after_id}"}, self._basic_auth())
+
+    def older_than(self, before_id: int | None) -> PageRequest:
+        params = {"limit": str(self.page_limit)}
+        if before_id is not None:
+            params["page"] = f"b{before_id}"
+        return PageRequest(self.posts_path, params, self._basic_auth())
+
+
 def require_dict(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise RecordError(f"record must be a JSON object, got {type(raw).__name__}")

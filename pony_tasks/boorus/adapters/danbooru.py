@@ -4,29 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pony_tasks.boorus.adapters.base import PageError, PageRequest, SiteAdapter, optional_str, require_dict
+from pony_tasks.boorus.adapters.base import IdCursorAdapter, PageError, optional_str, require_dict
 from pony_tasks.boorus.records import RecordError, UnifiedPost, as_bool, as_int, clean_tags, parse_iso
 
 RATINGS = {"g": "general", "s": "sensitive", "q": "questionable", "e": "explicit"}
 TAG_GROUPS = ("general", "character", "copyright", "artist", "meta")
 
 
-class DanbooruAdapter(SiteAdapter):
+class DanbooruAdapter(IdCursorAdapter):
     site = "danbooru"
     default_base_url = "https://danbooru.donmai.us"
     default_rate_per_second = 2.0
     page_limit = 200
     cdn_hosts = ("cdn.donmai.us",)
     credential_hint = 'booru_credentials = { danbooru = "login:api_key" }'
-
-    def newer_than(self, after_id: int) -> PageRequest:
-        return PageRequest("/posts.json", {"limit": str(self.page_limit), "page": f"a{after_id}"}, self._basic_auth())
-
-    def older_than(self, before_id: int | None) -> PageRequest:
-        params = {"limit": str(self.page_limit)}
-        if before_id is not None:
-            params["page"] = f"b{before_id}"
-        return PageRequest("/posts.json", params, self._basic_auth())
 
     def records(self, body: Any) -> list[Any]:
         if isinstance(body, dict) and body.get("success") is False:

@@ -4,29 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pony_tasks.boorus.adapters.base import PageError, PageRequest, SiteAdapter, require_dict
+from pony_tasks.boorus.adapters.base import IdCursorAdapter, PageError, require_dict
 from pony_tasks.boorus.records import RecordError, UnifiedPost, as_bool, as_int, clean_tags, parse_iso
 
 RATINGS = {"s": "general", "q": "questionable", "e": "explicit"}
 TAG_GROUPS = ("general", "artist", "contributor", "copyright", "character", "species", "invalid", "meta", "lore")
 
 
-class E621Adapter(SiteAdapter):
+class E621Adapter(IdCursorAdapter):
     site = "e621"
     default_base_url = "https://e621.net"
     default_rate_per_second = 1.0  # the site asks for about 1 request/s sustained (2/s hard limit)
     page_limit = 320
     cdn_hosts = ("static1.e621.net",)
     credential_hint = 'booru_credentials = { e621 = "username:api_key" }'
-
-    def newer_than(self, after_id: int) -> PageRequest:
-        return PageRequest("/posts.json", {"limit": str(self.page_limit), "page": f"a{after_id}"}, self._basic_auth())
-
-    def older_than(self, before_id: int | None) -> PageRequest:
-        params = {"limit": str(self.page_limit)}
-        if before_id is not None:
-            params["page"] = f"b{before_id}"
-        return PageRequest("/posts.json", params, self._basic_auth())
 
     def records(self, body: Any) -> list[Any]:
         if not isinstance(body, dict) or not isinstance(body.get("posts"), list):

@@ -11,6 +11,7 @@ from pony_tasks.cli.common import PonyContext
 from pony_tasks.cli.config_cmd import config_group
 from pony_tasks.cli.db_cmd import db_group
 from pony_tasks.cli.demo_cmd import demo_command
+from pony_tasks.cli.embed_cmd import embed_command
 from pony_tasks.cli.fake_cmd import fake_booru_command
 from pony_tasks.cli.images_cmd import images_group
 from pony_tasks.cli.normalize_cmd import normalize_group
@@ -40,6 +41,7 @@ cli.add_command(posts_group)
 cli.add_command(images_group)
 cli.add_command(normalize_group)
 cli.add_command(ratings_group)
+cli.add_command(embed_command)
 cli.add_command(fake_booru_command)
 cli.add_command(demo_command)
 

@@ -1,0 +1,196 @@
+"""``pony embed``: CLIP image embeddings for stored images, written as shards to object storage.
+
+Images without an embedding (or a recorded failure) for the model are taken in sha256 order, ``shard_size`` at a
+time. Each shard is decoded by DataLoader worker processes, embedded in batches (bf16 autocast on CUDA),
+L2-normalised, stored as ``embeddings/<model>/<digest>.npy`` (float16) plus ``.parquet`` (row, sha256), and
+registered in PostgreSQL in one transaction with its rows. A run killed mid-shard registers nothing for that
+shard; the next run recomputes the same images into the same keys (the key is a digest of the shard's images), so
+nothing is duplicated. Images that cannot be decoded are recorded in ``embedding_failure`` and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import psycopg2.extensions
+
+from pony_tasks.config import Settings, get_settings
+from pony_tasks.db import connect
+from pony_tasks.db.bulk import copy_rows
+from pony_tasks.embed.decode import StoredImages, collate
+from pony_tasks.embed.models import LoadedModel, load_model
+from pony_tasks.progress import progress_bar
+from pony_tasks.runs import recorded_run
+from pony_tasks.storage import ObjectStore, open_store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedReport:
+    model_id: int
+    pending: int = 0
+    embedded: int = 0
+    failed: int = 0
+    shards: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"embeddings (model {self.model_id}): {self.pending} images to embed, {self.embedded} embedded in "
+            f"{self.shards} shards, {self.failed} could not be decoded"
+        )
+
+
+def register_model(conn: psycopg2.extensions.connection, loaded: LoadedModel) -> int:
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO embedding_model (name, pretrained, weights_sha256, dimension, image_size)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (name, pretrained, weights_sha256) DO UPDATE SET dimension = EXCLUDED.dimension
+               RETURNING model_id""",
+            (loaded.name, loaded.pretrained, loaded.weights_sha256, loaded.dimension, loaded.image_size),
+        )
+        model_id = cur.fetchone()[0]
+    conn.commit()
+    return model_id
+
+
+def _pending(conn: psycopg2.extensions.connection, model_id: int, limit: int | None) -> list[tuple[str, str]]:
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT i.sha256, i.storage_key FROM image i
+               WHERE NOT EXISTS (SELECT 1 FROM image_embedding e WHERE e.model_id = %(m)s AND e.sha256 = i.sha256)
+                 AND NOT EXISTS (SELECT 1 FROM embedding_failure f WHERE f.model_id = %(m)s AND f.sha256 = i.sha256)
+               ORDER BY i.sha256 LIMIT %(limit)s""",
+            {"m": model_id, "limit": limit},
+        )
+        return cur.fetchall()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def embed_batches(loaded: LoadedModel, loader) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """Run the model over a DataLoader; returns image ids, L2-normalised float16 vectors and decode failures."""
+    import torch
+
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    failures: list[tuple[str, str]] = []
+    autocast = loaded.device.startswith("cuda")
+    with torch.inference_mode():
+        for batch_ids, pixels, failed in loader:
+            failures.extend(failed)
+            if pixels is None:
+                continue
+            pixels = pixels.to(loaded.device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                features = loaded.model.encode_image(pixels)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+            vectors.append(features.cpu().numpy().astype(np.float16))
+            ids.extend(batch_ids)
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, loaded.dimension), np.float16)
+    return ids, matrix, failures
+
+
+def _write_shard(
+    store: ObjectStore, conn: psycopg2.extensions.connection, model_id: int, model_name: str,
+    ids: list[str], matrix: np.ndarray, failures: list[tuple[str, str]],
+) -> None:  # fmt: skip
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with conn.cursor() as cur:
+        if ids:
+            digest = hashlib.sha256("".join(ids).encode()).hexdigest()[:24]
+            base = f"embeddings/{_slug(model_name)}-{model_id}/{digest}"
+            buffer = io.BytesIO()
+            np.save(buffer, matrix, allow_pickle=False)
+            store.put_bytes(f"{base}.npy", buffer.getvalue())
+            table = pa.table({"row": pa.array(range(len(ids)), pa.int32()), "sha256": pa.array(ids, pa.string())})
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer)
+            store.put_bytes(f"{base}.parquet", buffer.getvalue())
+            cur.execute(
+                """INSERT INTO embedding_shard (model_id, storage_key, index_key, rows) VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (model_id, storage_key) DO UPDATE SET rows = EXCLUDED.rows RETURNING shard_id""",
+                (model_id, f"{base}.npy", f"{base}.parquet", len(ids)),
+            )
+            shard_id = cur.fetchone()[0]
+            copy_rows(cur, "image_embedding", ("model_id", "sha256", "shard_id", "row"),
+                      [(model_id, sha, shard_id, row) for row, sha in enumerate(ids)])  # fmt: skip
+        if failures:
+            copy_rows(cur, "embedding_failure", ("model_id", "sha256", "reason"),
+                      [(model_id, sha, reason[:2000]) for sha, reason in failures])  # fmt: skip
+    conn.commit()  # the shard's objects are in place before its rows become visible
+
+
+def embed_images(
+    model_name: str,
+    pretrained: str,
+    *,
+    settings: Settings | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    shard_size: int = 10_000,
+    workers: int = 2,
+    limit: int | None = None,
+    show_progress: bool | None = None,
+) -> EmbedReport:
+    """Embed every stored image that has no embedding for this model yet; safe to re-run and to kill."""
+    from torch.utils.data import DataLoader
+
+    settings = settings or get_settings()
+    loaded = load_model(model_name, pretrained, device=device, settings=settings)
+    store = open_store(settings=settings)
+    with connect(settings) as conn:
+        model_id = register_model(conn, loaded)
+        report = EmbedReport(model_id)
+        parameters = {"model": model_name, "pretrained": pretrained, "model_id": model_id, "shard_size": shard_size}
+        with recorded_run(conn, "embed", parameters) as run:
+            pending = _pending(conn, model_id, limit)
+            conn.commit()
+            report.pending = len(pending)
+            with progress_bar(show_progress, total=len(pending), desc=f"embed {model_name}", unit="img") as bar:
+                for start in range(0, len(pending), shard_size):
+                    items = pending[start : start + shard_size]
+                    dataset = StoredImages(items, settings, loaded.preprocess, loaded.image_size)
+                    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                                        pin_memory=loaded.device.startswith("cuda"))  # fmt: skip
+                    ids, matrix, failures = embed_batches(loaded, loader)
+                    _write_shard(store, conn, model_id, model_name, ids, matrix, failures)
+                    report.embedded += len(ids)
+                    report.failed += len(failures)
+                    report.shards += 1 if ids else 0
+                    report.failures.extend(f"{sha[:12]}…: {reason}" for sha, reason in failures)
+                    bar.update(len(items))
+            run.summary = {"pending": report.pending, "embedded": report.embedded, "failed": report.failed}
+    return report
+
+
+def load_embeddings(
+    conn: psycopg2.extensions.connection, store: ObjectStore, model_id: int
+) -> tuple[list[str], np.ndarray]:
+    """Every embedding of a model: image ids and the float16 matrix, in shard order."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT shard_id, storage_key FROM embedding_shard WHERE model_id = %s ORDER BY shard_id",
+                    (model_id,))  # fmt: skip
+        shards = cur.fetchall()
+        cur.execute("SELECT shard_id, row, sha256 FROM image_embedding WHERE model_id = %s", (model_id,))
+        rows: dict[int, dict[int, str]] = {}
+        for shard_id, row, sha in cur.fetchall():
+            rows.setdefault(shard_id, {})[row] = sha
+    ids, parts = [], []
+    for shard_id, key in shards:
+        matrix = np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False)
+        keep = sorted(rows.get(shard_id, {}))
+        ids.extend(rows[shard_id][r] for r in keep)
+        parts.append(matrix[keep])
+    return ids, (np.concatenate(parts) if parts else np.zeros((0, 0), np.float16))

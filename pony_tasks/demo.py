@@ -8,7 +8,10 @@
    in quarantine;
 5. the unified post export written to PONY_HOME/exports/posts.jsonl;
 6. normalisation: a versioned run and its report (text, PNG plots under PONY_HOME/reports/normalize/run-N);
-7. a rating set of 200 images spread over site, rating, score decile and year.
+7. a rating set of 1,000 images spread over site, rating, score decile and year;
+8. CLIP embeddings with a seeded random-init open_clip model (loaded through ``pretrained=PATH``), SYNTHETIC ratings
+   of the rating set derived from the corpus's planted quality, an aesthetic model trained, promoted and scoring
+   every image.
 
 The scrapes replay a year of history against the fakes (their clocks and the snapshot times move together), so
 posts gather score snapshots at different ages, as they would on a schedule.
@@ -37,7 +40,7 @@ from pony_tasks.storage import open_store
 DEMO_RATE_PER_SECOND = 25.0
 DEMO_IMAGE_RATE_PER_SECOND = 400.0
 DEMO_IMAGE_MAX_BYTES = 2 * 1024 * 1024  # the sample's images are tiny; its 'oversized' files are ~6 MB
-DEMO_RATING_SET_SIZE = 200
+DEMO_RATING_SET_SIZE = 1000
 # Scrapes replayed at these many days before the corpus's reference date, so posts gather a score history.
 HISTORY_DAYS_BEFORE_REFERENCE = (300, 240, 180, 120, 90, 60, 30, 0)
 
@@ -83,6 +86,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print, show_progr
         step(f"[runs]     recorded as pipeline_run {run.run_id}")
 
     _ingest(settings, step, show_progress)
+    _embed_and_rate(settings, step, show_progress)
     step(f"[done]     demo finished in {time.perf_counter() - started:.1f} s")
     return report
 
@@ -164,3 +168,46 @@ def _rating_set(settings: Settings, step: Callable[[str], None]) -> None:
         f"[ratings]  rating set {picked.set_id}: {picked.size} images for humans to rate, from {picked.strata} "
         f"strata (site × rating × score decile × year); by site {picked.by_site}; by decile {picked.by_decile}"
     )
+
+
+def _embed_and_rate(settings: Settings, step: Callable[[str], None], show_progress: bool | None) -> None:
+    from pony_tasks.aesthetic.registry import PromotionRefused, get_version, promote
+    from pony_tasks.aesthetic.score import score_all
+    from pony_tasks.aesthetic.train import train_aesthetic
+    from pony_tasks.embed.models import DEMO_MODEL, save_random_model
+    from pony_tasks.embed.run import embed_images
+    from pony_tasks.fakes.corpus import SampleCorpus
+    from pony_tasks.fakes.synthetic_ratings import write_synthetic_ratings
+    from pony_tasks.ratings.agreement import rater_agreement
+    from pony_tasks.ratings.importing import import_ratings
+
+    weights = settings.resolved_home / "models" / f"{DEMO_MODEL}-seed0.pt"
+    if not weights.exists():
+        save_random_model(weights)
+    report = embed_images(DEMO_MODEL, str(weights), settings=settings, device="auto", batch_size=128,
+                          shard_size=1000, workers=2, show_progress=show_progress)  # fmt: skip
+    step(f"[embed]    {DEMO_MODEL} (seeded random init, loaded via pretrained={weights.name}): {report.summary()}")
+    ratings_file = settings.resolved_home / "exports" / "synthetic-ratings.csv"
+    with connect(settings) as conn:
+        write_synthetic_ratings(conn, SampleCorpus(), ratings_file)
+    imported = import_ratings(ratings_file, settings=settings, source="synthetic (planted quality)")
+    step(f"[ratings]  SYNTHETIC ratings (from the corpus's planted quality, not people): {imported.summary()}")
+    with connect(settings) as conn:
+        step(f"[ratings]  {rater_agreement(conn).describe()}")
+    trained = train_aesthetic(report.model_id, settings=settings)
+    m = trained.metrics
+    step(
+        f"[aesthetic] version {trained.version_id} (MLP, LAION layout) on SYNTHETIC ratings: held-out "
+        f"{trained.heldout_images} images — Spearman {m['spearman']:.3f}, pairwise accuracy "
+        f"{m['pairwise_accuracy']:.3f}, MAE {m['mae']:.3f} (random-init CLIP features carry little of the planted "
+        "quality; real weights are needed for real numbers)"
+    )
+    store = open_store(settings=settings)
+    with connect(settings) as conn:
+        try:
+            if get_version(conn, trained.version_id).status != "active":
+                promote(conn, store, trained.version_id)
+                step(f"[aesthetic] version {trained.version_id} promoted to active")
+        except PromotionRefused as exc:
+            step(f"[aesthetic] not promoted: {exc}")
+    step(f"[aesthetic] {score_all(settings=settings).summary()}")

@@ -1,0 +1,59 @@
+"""``pony aesthetic score``: a score 0..1 and its percentile (from the version's stored CDF) for every embedding.
+
+Images already scored by the version are skipped, so re-running changes nothing; images without an embedding for the
+version's embedding model are counted and reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pony_tasks.aesthetic.head import predict
+from pony_tasks.aesthetic.registry import get_version, load_head
+from pony_tasks.config import Settings, get_settings
+from pony_tasks.db import connect
+from pony_tasks.db.bulk import copy_rows
+from pony_tasks.embed.run import load_embeddings
+from pony_tasks.storage import open_store
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    version_id: int
+    scored: int
+    already_scored: int
+    without_embedding: int
+
+    def summary(self) -> str:
+        return (
+            f"aesthetic version {self.version_id}: {self.scored} images scored, {self.already_scored} already were; "
+            f"{self.without_embedding} stored images have no embedding for its model (run `pony embed`)"
+        )
+
+
+def score_all(version_id: int | None = None, *, settings: Settings | None = None) -> ScoreResult:
+    settings = settings or get_settings()
+    store = open_store(settings=settings)
+    with connect(settings) as conn:
+        version = get_version(conn, version_id)
+        with conn.cursor() as cur:
+            cur.execute("SELECT sha256 FROM aesthetic_score WHERE version_id = %s", (version.version_id,))
+            done = {row[0] for row in cur.fetchall()}
+            cur.execute(
+                """SELECT count(*) FROM image i WHERE NOT EXISTS (
+                       SELECT 1 FROM image_embedding e WHERE e.model_id = %s AND e.sha256 = i.sha256)""",
+                (version.embedding_model_id,),
+            )
+            missing = cur.fetchone()[0]
+        ids, matrix = load_embeddings(conn, store, version.embedding_model_id)
+        todo = [i for i, sha in enumerate(ids) if sha not in done]
+        scores = predict(load_head(store, version), matrix[todo]).numpy().astype(np.float64) if todo else np.zeros(0)
+        cdf = np.asarray(version.score_cdf)
+        percentiles = np.interp(scores, cdf, np.linspace(0, 1, len(cdf)))
+        with conn.cursor() as cur:
+            copy_rows(cur, "aesthetic_score", ("version_id", "sha256", "score", "percentile"),
+                      ((version.version_id, ids[i], float(s), float(p))
+                       for i, s, p in zip(todo, np.clip(scores, 0, 1), percentiles, strict=True)))  # fmt: skip
+    return ScoreResult(version.version_id, len(todo), len(done), missing)

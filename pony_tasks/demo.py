@@ -86,7 +86,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print, show_progr
         step(f"[runs]     recorded as pipeline_run {run.run_id}")
 
     _ingest(settings, step, show_progress)
-    _embed_and_rate(settings, step, show_progress)
+    _embed_and_rate(settings, step, show_progress, _rating_set(settings, step))
     step(f"[done]     demo finished in {time.perf_counter() - started:.1f} s")
     return report
 
@@ -154,23 +154,29 @@ def _normalize(settings: Settings, step: Callable[[str], None]) -> None:
     for line in report.text.splitlines():
         step(f"[report]   {line}")
     step(f"[report]   plots and text in {output} (and reports/normalize/run-{result.run_id}/ in the object store)")
-    _rating_set(settings, step)
 
 
-def _rating_set(settings: Settings, step: Callable[[str], None]) -> None:
+def _rating_set(settings: Settings, step: Callable[[str], None]) -> int:
+    """The demo's rating set: sampled on the first run, reused afterwards (so re-runs change nothing)."""
     from pony_tasks.ratings.sample import sample_rating_set
 
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT min(set_id), (SELECT size FROM rating_set ORDER BY set_id LIMIT 1) FROM rating_set")
+        existing, size = cur.fetchone()
+    if existing is not None:
+        step(f"[ratings]  rating set {existing} ({size} images) already exists; reused")
+        return existing
     picked = sample_rating_set(DEMO_RATING_SET_SIZE, settings=settings)
-    if picked.size == 0:
-        step("[ratings]  every image is already in a rating set (pass --include-previous to pick again)")
-        return
     step(
         f"[ratings]  rating set {picked.set_id}: {picked.size} images for humans to rate, from {picked.strata} "
         f"strata (site × rating × score decile × year); by site {picked.by_site}; by decile {picked.by_decile}"
     )
+    return picked.set_id
 
 
-def _embed_and_rate(settings: Settings, step: Callable[[str], None], show_progress: bool | None) -> None:
+def _embed_and_rate(
+    settings: Settings, step: Callable[[str], None], show_progress: bool | None, rating_set_id: int
+) -> None:
     from pony_tasks.aesthetic.registry import PromotionRefused, get_version, promote
     from pony_tasks.aesthetic.score import score_all
     from pony_tasks.aesthetic.train import train_aesthetic
@@ -189,7 +195,7 @@ def _embed_and_rate(settings: Settings, step: Callable[[str], None], show_progre
     step(f"[embed]    {DEMO_MODEL} (seeded random init, loaded via pretrained={weights.name}): {report.summary()}")
     ratings_file = settings.resolved_home / "exports" / "synthetic-ratings.csv"
     with connect(settings) as conn:
-        write_synthetic_ratings(conn, SampleCorpus(), ratings_file)
+        write_synthetic_ratings(conn, SampleCorpus(), ratings_file, set_id=rating_set_id)
     imported = import_ratings(ratings_file, settings=settings, source="synthetic (planted quality)")
     step(f"[ratings]  SYNTHETIC ratings (from the corpus's planted quality, not people): {imported.summary()}")
     with connect(settings) as conn:

@@ -41,9 +41,10 @@ def score_all(version_id: int | None = None, *, settings: Settings | None = None
         with conn.cursor() as cur:
             cur.execute("SELECT sha256 FROM aesthetic_score WHERE version_id = %s", (version.version_id,))
             done = {row[0] for row in cur.fetchall()}
+            # Exact by the keys (image_embedding holds at most one row per image and model, each an existing image),
+            # and immune to the nested-loop plans that stale statistics on freshly filled tables can produce.
             cur.execute(
-                """SELECT count(*) FROM image i WHERE NOT EXISTS (
-                       SELECT 1 FROM image_embedding e WHERE e.model_id = %s AND e.sha256 = i.sha256)""",
+                "SELECT (SELECT count(*) FROM image) - (SELECT count(*) FROM image_embedding WHERE model_id = %s)",
                 (version.embedding_model_id,),
             )
             missing = cur.fetchone()[0]

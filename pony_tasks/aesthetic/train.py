@@ -24,7 +24,6 @@ from pony_tasks.db.bulk import copy_rows
 from pony_tasks.embed.run import load_embeddings
 from pony_tasks.storage import open_store
 
-
 HEAD_REVISION = 2  # bump when build_head or the training loop changes: same data no longer means the same model
 
 

@@ -22,7 +22,7 @@ import psycopg2.extensions
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.db.bulk import copy_rows
-from pony_tasks.embed.decode import StoredImages, collate
+from pony_tasks.embed.decode import StoredImages, collate, init_worker
 from pony_tasks.embed.models import LoadedModel, load_model
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
@@ -163,7 +163,8 @@ def embed_images(
                     items = pending[start : start + shard_size]
                     dataset = StoredImages(items, settings, loaded.preprocess, loaded.image_size)
                     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                                        pin_memory=loaded.device.startswith("cuda"))  # fmt: skip
+                                        worker_init_fn=init_worker, pin_memory=loaded.device.startswith("cuda"),
+                                        persistent_workers=False)  # fmt: skip
                     ids, matrix, failures = embed_batches(loaded, loader)
                     _write_shard(store, conn, model_id, model_name, ids, matrix, failures)
                     report.embedded += len(ids)

@@ -1,0 +1,1 @@
+"""Training captions: quality tags (versioned schemes), special tags, cleaned content tags."""

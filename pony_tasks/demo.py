@@ -217,3 +217,27 @@ def _embed_and_rate(
         except PromotionRefused as exc:
             step(f"[aesthetic] not promoted: {exc}")
     step(f"[aesthetic] {score_all(settings=settings).summary()}")
+    _captions(settings, step)
+
+
+def _captions(settings: Settings, step: Callable[[str], None]) -> None:
+    from pony_tasks.captions.sets import active_set, regenerate
+
+    with connect(settings) as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                """SELECT c.set_id FROM caption_set c JOIN aesthetic_model m ON m.version_id = c.aesthetic_version_id
+                   WHERE m.status = 'active' AND c.scheme = 'v7' ORDER BY c.set_id DESC LIMIT 1"""
+            )
+            existing = cur.fetchone()
+        if existing and active_set(conn) == existing[0]:
+            step(f"[captions] caption set {existing[0]} already matches the active aesthetic version; kept")
+            return
+        result = regenerate(conn, scheme="v7")
+        with conn.cursor() as cur:
+            cur.execute("SELECT band, text FROM active_caption ORDER BY band DESC, sha256 LIMIT 1")
+            band, text = cur.fetchone()
+    step(
+        f"[captions] caption set {result.set_id} (scheme v7) active: {result.captions} captions; e.g. band {band}: "
+        f"{text[:150]}"
+    )

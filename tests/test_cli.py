@@ -102,6 +102,7 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert "1988 embedded" in out and "SYNTHETIC ratings" in out and "imported 2000 ratings" in out
     assert "[aesthetic] version 1 (MLP, LAION layout) on SYNTHETIC ratings" in out and "Spearman" in out
     assert "promoted to active" in out and "1988 images scored" in out
+    assert "[captions] caption set 1 (scheme v7) active: 1988 captions" in out and "|||" in out
 
     again = run_pony("demo", env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stderr
@@ -109,5 +110,6 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert again.stdout.count(" 0 new,") == 4 and "[normalize] run 2:" in again.stdout
     assert "0 images to embed" in again.stdout and "0 images scored, 1988 already were" in again.stdout
     assert "[aesthetic] version 1 " in again.stdout, "same ratings, same settings: the same version"
+    assert "caption set 1 already matches the active aesthetic version" in again.stdout
     assert "images: 0 to fetch" in again.stdout
     assert (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines().__len__() == valid

@@ -6,6 +6,9 @@ import click
 
 from pony_tasks.captions.quality import band_for, quality_tags
 from pony_tasks.captions.render import RATING_TAGS, build_caption, sample_caption
+from pony_tasks.captions.sets import active_set, regenerate, rollback
+from pony_tasks.cli.common import PonyContext
+from pony_tasks.db import connect
 
 
 @click.group("captions")
@@ -34,3 +37,50 @@ def captions_preview(
     rng = random.Random(seed)
     for index in range(samples):
         click.echo(f"sample {index + 1}: {sample_caption(caption, rng)}")
+
+
+@captions_group.command("regenerate")
+@click.option("--scheme", type=click.Choice(["v6", "v7"]), default="v7", show_default=True)
+@click.option("--aesthetic-version", type=int, help="Default: the active aesthetic model.")
+@click.option("--floor", default=1, show_default=True, type=click.IntRange(1, 9), help="Lowest band.")
+@click.option("--no-artist", is_flag=True, help="Leave artist tags out of captions.")
+@click.option("--no-activate", is_flag=True, help="Build the set but keep the current one active.")
+@click.pass_obj
+def captions_regenerate(
+    ctx: PonyContext, scheme: str, aesthetic_version: int | None, floor: int, no_artist: bool, no_activate: bool
+) -> None:
+    """Build a new caption set for every scored image and switch to it atomically."""
+    with connect(ctx.settings) as conn:
+        result = regenerate(conn, scheme=scheme, aesthetic_version_id=aesthetic_version, floor=floor,
+                            include_artist=not no_artist, activate=not no_activate)  # fmt: skip
+    state = "kept inactive" if no_activate else "now active"
+    click.echo(f"caption set {result.set_id}: {result.captions} captions, scheme {scheme}, aesthetic version "
+               f"{result.aesthetic_version_id}; {state}")  # fmt: skip
+
+
+@captions_group.command("list")
+@click.pass_obj
+def captions_list(ctx: PonyContext) -> None:
+    """Caption sets, newest first; * marks the active one."""
+    with connect(ctx.settings) as conn, conn.cursor() as cur:
+        active = active_set(conn)
+        cur.execute("SELECT set_id, scheme, aesthetic_version_id, captions, created_at FROM caption_set "
+                    "ORDER BY set_id DESC")  # fmt: skip
+        for set_id, scheme, version, count, created in cur.fetchall():
+            marker = "*" if set_id == active else " "
+            click.echo(
+                f"{marker} set {set_id}: {scheme}, aesthetic v{version}, {count} captions, {created:%Y-%m-%d %H:%M}"
+            )
+
+
+@captions_group.command("rollback")
+@click.argument("set_id", type=int, required=False)
+@click.pass_obj
+def captions_rollback(ctx: PonyContext, set_id: int | None) -> None:
+    """Make SET_ID (default: the previously active set) the active caption set again."""
+    with connect(ctx.settings) as conn:
+        try:
+            restored = rollback(conn, set_id)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"caption set {restored} is active again")

@@ -222,6 +222,7 @@ def _embed_and_rate(
 
 def _captions(settings: Settings, step: Callable[[str], None]) -> None:
     from pony_tasks.captions.sets import active_set, regenerate
+    from pony_tasks.export.dataset import export_dataset
 
     with connect(settings) as conn:
         with conn.cursor() as cur:
@@ -232,12 +233,14 @@ def _captions(settings: Settings, step: Callable[[str], None]) -> None:
             existing = cur.fetchone()
         if existing and active_set(conn) == existing[0]:
             step(f"[captions] caption set {existing[0]} already matches the active aesthetic version; kept")
-            return
-        result = regenerate(conn, scheme="v7")
-        with conn.cursor() as cur:
-            cur.execute("SELECT band, text FROM active_caption ORDER BY band DESC, sha256 LIMIT 1")
-            band, text = cur.fetchone()
-    step(
-        f"[captions] caption set {result.set_id} (scheme v7) active: {result.captions} captions; e.g. band {band}: "
-        f"{text[:150]}"
-    )
+        else:
+            result = regenerate(conn, scheme="v7")
+            with conn.cursor() as cur:
+                cur.execute("SELECT band, text FROM active_caption ORDER BY band DESC, sha256 LIMIT 1")
+                band, text = cur.fetchone()
+            step(
+                f"[captions] caption set {result.set_id} (scheme v7) active: {result.captions} captions; "
+                f"e.g. band {band}: {text[:150]}"
+            )
+        exported = export_dataset(conn, open_store(settings=settings), "demo-kohya", "kohya", min_band=7)
+    step(f"[export]   band ≥ 7: {exported.summary()}")

@@ -103,6 +103,8 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert "[aesthetic] version 1 (MLP, LAION layout) on SYNTHETIC ratings" in out and "Spearman" in out
     assert "promoted to active" in out and "1988 images scored" in out
     assert "[captions] caption set 1 (scheme v7) active: 1988 captions" in out and "|||" in out
+    assert "as kohya to exports/demo-kohya/" in out
+    assert (tmp_path / "home" / "objects" / "exports" / "demo-kohya" / "manifest.json").exists()
 
     again = run_pony("demo", env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -8,7 +8,7 @@ import sys
 import click
 
 from pony_tasks.cli.aesthetic_cmd import aesthetic_group
-from pony_tasks.cli.captions_cmd import captions_group
+from pony_tasks.cli.captions_cmd import captions_group, export_group
 from pony_tasks.cli.common import PonyContext
 from pony_tasks.cli.config_cmd import config_group
 from pony_tasks.cli.db_cmd import db_group
@@ -46,6 +46,7 @@ cli.add_command(ratings_group)
 cli.add_command(embed_command)
 cli.add_command(aesthetic_group)
 cli.add_command(captions_group)
+cli.add_command(export_group)
 cli.add_command(fake_booru_command)
 cli.add_command(demo_command)
 

@@ -1,0 +1,71 @@
+"""Training export of the active caption set: kohya folders and webdataset shards, with a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from pony_tasks.captions.sets import regenerate
+from pony_tasks.db import connect
+from pony_tasks.export.dataset import export_dataset
+from pony_tasks.storage import open_store
+from tests.captions.conftest import COUNT
+
+
+@pytest.fixture
+def captioned(scored):
+    store = open_store(settings=scored)
+    with connect(scored) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT storage_key FROM image")
+            for (key,) in cur.fetchall():
+                store.put_bytes(key, b"\x89PNG fake image bytes for " + key.encode())
+        regenerate(conn, scheme="v7")
+    return scored, store
+
+
+def test_kohya_export_writes_captions_metadata_and_manifest(captioned) -> None:
+    settings, store = captioned
+    with connect(settings) as conn:
+        result = export_dataset(conn, store, "k1", "kohya", min_band=8, ratings=["general", "explicit"])
+        with conn.cursor() as cur:
+            cur.execute("SELECT sha256, text FROM active_caption WHERE band >= 8")
+            captions = dict(cur.fetchall())
+    meta = json.loads(store.get_bytes("exports/k1/meta.json"))
+    manifest = json.loads(store.get_bytes("exports/k1/manifest.json"))
+    assert 0 < result.samples < len(captions), "ratings filter applied on top of the band"
+    assert len(meta) == result.samples == manifest["samples"]
+    for image_name, entry in meta.items():
+        sha = image_name.split(".")[0]
+        assert entry["caption"] == captions[sha] == store.get_bytes(f"exports/k1/{sha}.txt").decode()
+        assert "|||" in entry["caption"] and entry["caption"].split(",")[0].startswith("score_")
+    assert manifest["scheme"] == "v7" and manifest["selection"]["min_band"] == 8
+    for key, digest in manifest["files"].items():
+        assert hashlib.sha256(store.get_bytes(key)).hexdigest() == digest
+
+
+def test_webdataset_export_shards_by_size_with_complete_samples(captioned) -> None:
+    settings, store = captioned
+    with connect(settings) as conn:
+        result = export_dataset(conn, store, "w1", "webdataset", shard_bytes=2_000)
+    manifest = json.loads(store.get_bytes("exports/w1/manifest.json"))
+    shards = sorted(k for k in manifest["files"] if k.endswith(".tar"))
+    assert result.samples == COUNT and len(shards) > 3
+    members: dict[str, set[str]] = {}
+    for key in shards:
+        with tarfile.open(fileobj=io.BytesIO(store.get_bytes(key))) as tar:
+            for name in tar.getnames():
+                stem, extension = name.split(".", 1)
+                members.setdefault(stem, set()).add(extension)
+            sample = json.loads(tar.extractfile(next(n for n in tar.getnames() if n.endswith(".json"))).read())
+            assert {"site", "post_id", "rating", "band", "caption_set"} <= set(sample)
+    assert len(members) == COUNT and all(parts == {"png", "txt", "json"} for parts in members.values())
+
+
+def test_export_needs_an_active_caption_set(scored) -> None:
+    with connect(scored) as conn, pytest.raises(LookupError, match="captions regenerate"):
+        export_dataset(conn, open_store(settings=scored), "x", "kohya")

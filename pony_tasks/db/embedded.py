@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -43,6 +47,24 @@ def ensure_embedded_server(home: Path, keep_running: bool | None = None) -> str:
     server = _pgserver().get_server(home / "pgdata", cleanup_mode=cleanup_mode)
     _create_database_if_missing(server.get_uri("postgres"), DATABASE_NAME)
     return server.get_uri(DATABASE_NAME)
+
+
+@contextmanager
+def throwaway_server(directory: Path | None = None, url: str | None = None) -> Iterator[str]:
+    """An admin URL of a scratch PostgreSQL for benchmarks and tests: ``url`` itself when given, otherwise an
+    embedded server in a new temporary directory that is stopped and deleted on exit — also on errors and Ctrl-C, so
+    no orphaned server keeps a core busy afterwards."""
+    if url is not None:
+        yield url
+        return
+    directory = Path(directory or tempfile.mkdtemp(prefix="pony-pg-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    server = _pgserver().get_server(directory / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def stop_embedded_server(home: Path) -> bool:

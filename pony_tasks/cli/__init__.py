@@ -8,12 +8,13 @@ import sys
 import click
 
 from pony_tasks.cli.aesthetic_cmd import aesthetic_group
-from pony_tasks.cli.captions_cmd import captions_group, export_group
+from pony_tasks.cli.captions_cmd import captions_group
 from pony_tasks.cli.common import PonyContext
 from pony_tasks.cli.config_cmd import config_group
 from pony_tasks.cli.db_cmd import db_group
 from pony_tasks.cli.demo_cmd import demo_command
 from pony_tasks.cli.embed_cmd import embed_command
+from pony_tasks.cli.export_cmd import export_group
 from pony_tasks.cli.fake_cmd import fake_booru_command
 from pony_tasks.cli.images_cmd import images_group
 from pony_tasks.cli.normalize_cmd import normalize_group

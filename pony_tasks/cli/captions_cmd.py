@@ -84,34 +84,3 @@ def captions_rollback(ctx: PonyContext, set_id: int | None) -> None:
         except LookupError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"caption set {restored} is active again")
-
-
-@click.group("export")
-def export_group() -> None:
-    """Training-set exports."""
-
-
-@export_group.command("dataset")
-@click.option("--format", "fmt", type=click.Choice(["kohya", "webdataset"]), required=True)
-@click.option("--name", required=True, help="Folder under exports/ in the object store.")
-@click.option("--min-band", type=click.IntRange(1, 9), help="Only captions with at least this quality band.")
-@click.option("--rating", "ratings", multiple=True,
-              type=click.Choice(["general", "sensitive", "questionable", "explicit"]), help="Repeatable.")  # fmt: skip
-@click.option("--site", "sites", multiple=True, type=click.Choice(["danbooru", "e621", "derpibooru", "gelbooru"]),
-              help="Repeatable.")  # fmt: skip
-@click.option("--shard-bytes", default=1 << 30, show_default=True, help="webdataset: target bytes per tar shard.")
-@click.pass_obj
-def export_dataset_command(
-    ctx: PonyContext, fmt: str, name: str, min_band: int | None, ratings: tuple[str, ...], sites: tuple[str, ...],
-    shard_bytes: int,
-) -> None:  # fmt: skip
-    """Write images and captions of the active caption set (filtered) with a manifest to the object store."""
-    from pony_tasks.export.dataset import export_dataset
-    from pony_tasks.storage import open_store
-
-    with connect(ctx.settings) as conn:
-        result = export_dataset(
-            conn, open_store(settings=ctx.settings), name, fmt, min_band=min_band,
-            ratings=list(ratings) or None, sites=list(sites) or None, shard_bytes=shard_bytes,
-        )  # fmt: skip
-    click.echo(result.summary())

@@ -119,9 +119,7 @@ def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool
                 for mode, at in ((ScrapeMode.new, clock), (ScrapeMode.refresh, clock + timedelta(hours=1))):
                     report = scrape(site, mode, settings=demo_settings, now=at, show_progress=show_progress)
                     refreshed_pages += report.pages if mode is ScrapeMode.refresh else 0
-                    for name in ("pages", "records", "inserted", "updated", "unchanged", "quarantined", "snapshots",
-                                 "retries"):  # fmt: skip
-                        setattr(total, name, getattr(total, name) + getattr(report, name))
+                    total.add(report)
             step(f"[scrape]   {total.summary()} ({refreshed_pages} pages were score refreshes)")
         fetched = fetch_images(settings=demo_settings, show_progress=show_progress)
         step(f"[images]   {fetched.summary()}")

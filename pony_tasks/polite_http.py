@@ -156,6 +156,18 @@ class PoliteClient:
         self.rng = self.rng or random.Random()
         self.retries = 0
 
+    @classmethod
+    def from_settings(cls, settings: Any, limiter: RateLimiter, **extra: Any) -> PoliteClient:
+        """A client with the contact, timeout and retry policy of ``settings`` (a ``pony_tasks.config.Settings``)."""
+        return cls(
+            limiter=limiter,
+            contact=settings.scrape_contact,
+            timeout=settings.http_timeout_seconds,
+            max_attempts=settings.http_max_attempts,
+            backoff_seconds=settings.http_backoff_seconds,
+            **extra,
+        )
+
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         backoff = min(MAX_BACKOFF_SECONDS, self.backoff_seconds * 2 ** (attempt - 1))
         jittered = backoff * self.rng.uniform(0.5, 1.5)

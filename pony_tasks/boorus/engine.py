@@ -75,6 +75,11 @@ class ScrapeReport:
     oldest_post_id: int | None = None
     refresh_ranges: list[tuple[int, int, int]] = field(default_factory=list)
 
+    def add(self, other: ScrapeReport) -> None:
+        """Accumulate another run's counts (the demo sums several scrapes of one site)."""
+        for name in ("pages", "records", "inserted", "updated", "unchanged", "quarantined", "snapshots", "retries"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def summary(self) -> str:
         return (
             f"{self.site} ({self.mode}): {self.pages} pages, {self.records} records — {self.inserted} new, "
@@ -85,12 +90,9 @@ class ScrapeReport:
 
 def make_client(adapter: SiteAdapter, settings: Settings) -> PoliteClient:
     rate = settings.booru_rate_limits.get(adapter.site, adapter.default_rate_per_second)
-    return PoliteClient(
-        limiter=shared_limiter(f"api:{adapter.site}:{adapter.base_url}", rate),
-        contact=settings.scrape_contact,
-        timeout=settings.http_timeout_seconds,
-        max_attempts=settings.http_max_attempts,
-        backoff_seconds=settings.http_backoff_seconds,
+    return PoliteClient.from_settings(
+        settings,
+        shared_limiter(f"api:{adapter.site}:{adapter.base_url}", rate),
         secret_params=adapter.secret_params,
         credential_hint=adapter.credential_hint,
     )

@@ -82,13 +82,8 @@ class _Downloader:
     def _client(self, host: str) -> PoliteClient:
         clients = self._local.__dict__.setdefault("clients", {})
         if host not in clients:
-            clients[host] = PoliteClient(
-                limiter=shared_limiter(f"files:{host}", self.settings.image_host_rate_limit),
-                contact=self.settings.scrape_contact,
-                timeout=self.settings.http_timeout_seconds,
-                max_attempts=self.settings.http_max_attempts,
-                backoff_seconds=self.settings.http_backoff_seconds,
-            )
+            limiter = shared_limiter(f"files:{host}", self.settings.image_host_rate_limit)
+            clients[host] = PoliteClient.from_settings(self.settings, limiter)
         return clients[host]
 
     def __call__(self, task: FetchTask) -> FetchOutcome:

@@ -40,6 +40,14 @@ class QualityTags:
     up_tags: tuple[str, ...]
     independent: bool  # v7: each up tag is sampled per use; v6: always all, in order
 
+    def fixed_tokens(self) -> tuple[str, ...]:
+        """Quality tokens in the caption's fixed part: v6 the whole chain, v7 only the band tag."""
+        return (self.band_tag,) if self.independent else (self.band_tag, *self.up_tags)
+
+    def flexible_tokens(self) -> tuple[str, ...]:
+        """Quality tokens in the shuffleable part (v7's independent ``_up`` tags)."""
+        return self.up_tags if self.independent else ()
+
 
 def quality_tags(scheme: str, band: int, floor: int = 1) -> QualityTags:
     if scheme == "v6":

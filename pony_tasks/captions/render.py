@@ -8,10 +8,11 @@ shuffleable part, where the train-time sampler keeps or drops each one and shuff
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pony_tasks.captions.quality import QualityTags, sample_quality
@@ -24,6 +25,8 @@ DEFAULT_BLACKLIST = frozenset({
     "duplicate", "image_sample", "md5_mismatch", "watermark", "artist_name", "signature", "web_address",
     "safe", "suggestive", "questionable", "explicit",  # Derpibooru's rating tags: the rating_* tag says it
 })  # fmt: skip
+# Bump when content_tags/source_tag/clean_tag change what they produce: cached caption content is keyed by it.
+CONTENT_RULES_VERSION = 1
 GROUP_ORDER = ("character", "oc", "copyright", "artist", "species", "general")
 FURRY_HINTS = frozenset({"anthro", "furry", "feral", "canine", "feline", "fox", "wolf", "dragon"})
 ANIME_HINTS = frozenset({"1girl", "1boy", "2girls", "solo_focus", "anime", "original"})
@@ -31,7 +34,7 @@ ANIME_HINTS = frozenset({"1girl", "1boy", "2girls", "solo_focus", "anime", "orig
 
 def source_tag(site: str, tags: Iterable[str]) -> str:
     """``source_pony`` / ``source_furry`` / ``source_cartoon`` / ``source_anime`` from the site and its tags."""
-    tagset = {t.lower() for t in tags}
+    tagset = set(map(str.lower, tags))
     if site == "derpibooru" or {"pony", "my_little_pony", "my little pony"} & tagset:
         return "source_pony"
     if site == "e621" or FURRY_HINTS & tagset:
@@ -39,6 +42,12 @@ def source_tag(site: str, tags: Iterable[str]) -> str:
     if "cartoon" in tagset or "western" in tagset:
         return "source_cartoon"
     return "source_anime"
+
+
+def content_rules_key(include_artist: bool, blacklist: frozenset[str] = DEFAULT_BLACKLIST) -> str:
+    """What cached caption content depends on besides the post: the rules version and the options."""
+    blacklist_digest = hashlib.md5("\n".join(sorted(blacklist)).encode()).hexdigest()[:12]
+    return f"rules={CONTENT_RULES_VERSION};artist={int(include_artist)};blacklist={blacklist_digest}"
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -54,29 +63,21 @@ def content_tags(
     blacklist: frozenset[str] = DEFAULT_BLACKLIST,
 ) -> list[str]:  # fmt: skip
     """Content tags ordered character, copyright, artist (optional), general; sites without categories fall back
-    to the flat tag list. Derpibooru prefixes (``artist:``) are dropped from the text, its rating tags removed."""
-    seen: set[str] = set()
-    ordered: list[str] = []
-
-    def add(raw: str) -> None:
-        cleaned = _caption_form(raw, blacklist)
-        if cleaned and cleaned not in seen:
-            seen.add(cleaned)
-            ordered.append(cleaned)
-
+    to the flat tag list. Derpibooru prefixes (``artist:``) are dropped from the text, its rating tags removed.
+    Tags in other groups (``meta``, ``lore``, …) are left out. The hot path of regeneration: kept to C-level loops."""
     groups = tag_groups or {}
-    grouped: set[str] = set()
-    for members in groups.values():
-        grouped.update(members)
-    for group in GROUP_ORDER:
-        if group == "artist" and not include_artist:
-            continue
-        for raw in groups.get(group, []):
-            add(raw)
-    for raw in sorted(tags):  # tags not in a known group (and every tag on sites without groups)
-        if raw not in grouped:
-            add(raw)
-    return ordered
+    order = GROUP_ORDER if include_artist else _GROUP_ORDER_NO_ARTIST
+    ordered = [raw for group in order for raw in groups.get(group, ())]
+    if groups:
+        grouped = set().union(*groups.values())
+        ordered += sorted(raw for raw in tags if raw not in grouped)
+    else:
+        ordered += sorted(tags)
+    form = _caption_form
+    return [c for c in dict.fromkeys(form(raw, blacklist) for raw in ordered) if c]
+
+
+_GROUP_ORDER_NO_ARTIST = tuple(g for g in GROUP_ORDER if g != "artist")
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -99,15 +100,22 @@ class Caption:
     content: tuple[str, ...]
 
     def fixed_part(self) -> list[str]:
-        quality = (
-            [self.quality.band_tag] if self.quality.independent else [self.quality.band_tag, *self.quality.up_tags]
-        )
-        return [*quality, self.source, self.rating]
+        return [*self.quality.fixed_tokens(), self.source, self.rating]
 
     def render(self) -> str:
         """The stored text: every tag, the independent quality tokens listed in the shuffleable part."""
-        flexible = [*(self.quality.up_tags if self.quality.independent else ()), *self.content]
-        return f"{', '.join(self.fixed_part())} {KEEP_SEPARATOR} {', '.join(flexible)}".strip()
+        head = ", ".join(self.quality.fixed_tokens())
+        return render_text(head, self.source, self.rating, ", ".join(self.quality.flexible_tokens()), self.content)
+
+
+def render_text(fixed_quality: str, source: str, rating: str, flexible_quality: str, content: Sequence[str]) -> str:
+    """``<quality>, <source>, <rating> ||| <flexible quality>, <content>`` — the one definition of caption text
+    (``fixed_quality`` and ``flexible_quality`` already joined with ``", "``; either part may be empty)."""
+    flexible = ", ".join(content)
+    if flexible_quality:
+        flexible = f"{flexible_quality}, {flexible}" if flexible else flexible_quality
+    fixed = f"{fixed_quality}, {source}, {rating}" if fixed_quality else f"{source}, {rating}"
+    return f"{fixed} {KEEP_SEPARATOR} {flexible}" if flexible else f"{fixed} {KEEP_SEPARATOR}"
 
 
 def build_caption(

@@ -8,14 +8,17 @@ old set or the new one, never a mix. Old sets are kept; ``rollback`` switches ba
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg2.extensions
+import psycopg2.extras
 
 from pony_tasks.aesthetic.registry import get_version
-from pony_tasks.captions.quality import DEFAULT_THRESHOLDS, band_for, quality_tags
-from pony_tasks.captions.render import build_caption
-from pony_tasks.db.bulk import copy_rows
+from pony_tasks.captions.quality import DEFAULT_THRESHOLDS, quality_tags
+from pony_tasks.captions.render import RATING_TAGS, content_rules_key, content_tags, source_tag
+from pony_tasks.db.bulk import copy_lines
+from pony_tasks.progress import progress_bar
 
 CAPTION_COLUMNS = ("set_id", "sha256", "band", "band_tag", "up_tags", "independent", "source_tag", "rating_tag",
                    "content", "text")  # fmt: skip
@@ -27,44 +30,149 @@ class RegenerateResult:
     aesthetic_version_id: int
     scheme: str
     captions: int
+    contents_computed: int  # posts whose caption content was not cached yet
+
+
+# One row per image scored by the version (an image in several posts takes its first post by site, post_id), with
+# the digest its caption content is cached under (caption_content, migration 0008).
+SOURCE_QUERY = """
+    CREATE TEMPORARY TABLE caption_source ON COMMIT DROP AS
+    SELECT DISTINCT ON (s.sha256) s.sha256, s.percentile, p.site, p.post_id,
+           md5(p.site || '|' || p.rating || '|' || p.tags::text || '|' || p.tag_groups::text || '|' || %(rules)s)
+               AS digest
+    FROM aesthetic_score s
+    JOIN booru_post_image i ON i.sha256 = s.sha256
+    JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+    WHERE s.version_id = %(version)s AND p.rating IS NOT NULL
+    ORDER BY s.sha256, p.site, p.post_id"""
+
+MISSING_CONTENT_QUERY = """
+    SELECT DISTINCT ON (cs.digest) cs.digest, p.site, p.rating, p.tags, p.tag_groups
+    FROM caption_source cs
+    JOIN booru_post p ON p.site = cs.site AND p.post_id = cs.post_id
+    WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)"""
+
+# The caption text is rendered here exactly as render.render_text renders it (a test compares every stored row
+# with build_caption(...).render()).
+INSERT_CAPTIONS = """
+    INSERT INTO caption (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content, text)
+    SELECT %(set)s, cs.sha256, b.band, b.band_tag, b.up_tags, b.independent, c.source_tag, c.rating_tag, c.content,
+           CASE WHEN b.fixed_quality <> '' THEN b.fixed_quality || ', ' ELSE '' END
+               || c.source_tag || ', ' || c.rating_tag || ' |||'
+               || coalesce(' ' || nullif(concat_ws(', ', nullif(b.flexible_quality, ''),
+                                                   nullif(c.content_text, '')), ''), '')
+    FROM caption_source cs
+    JOIN caption_content c ON c.digest = cs.digest
+    JOIN caption_band b
+      ON b.band = greatest(%(floor)s, 9 - %(edges)s + width_bucket(cs.percentile, %(ascending)s::float8[]))
+    ORDER BY cs.sha256"""
 
 
 def regenerate(
     conn: psycopg2.extensions.connection, *, scheme: str = "v7", aesthetic_version_id: int | None = None,
-    floor: int = 1, include_artist: bool = True, activate: bool = True,
+    floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
+    show_progress: bool | None = False,
 ) -> RegenerateResult:  # fmt: skip
-    """Captions for every image scored by the aesthetic version (default: the active one)."""
+    """Captions for every image scored by the aesthetic version (default: the active one), as a new set.
+
+    Set-based: content (source, rating, cleaned tags) comes from ``caption_content``; only posts whose digest is
+    not cached yet are computed in Python (streamed in chunks of ``chunk_rows``), then one INSERT … SELECT adds
+    the quality tags per band and renders the text. The whole set is one transaction: a failure leaves no set."""
     version = get_version(conn, aesthetic_version_id)
-    tags_by_band = {band: quality_tags(scheme, band, floor) for band in range(1, 10)}
-    parameters = {"floor": floor, "thresholds": list(DEFAULT_THRESHOLDS), "include_artist": include_artist}
+    thresholds = list(DEFAULT_THRESHOLDS)
+    parameters = {"floor": floor, "thresholds": thresholds, "include_artist": include_artist}
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO caption_set (aesthetic_version_id, scheme, parameters) VALUES (%s, %s, %s) RETURNING set_id",
             (version.version_id, scheme, json.dumps(parameters)),
         )
         set_id = cur.fetchone()[0]
-        cur.execute(
-            """SELECT DISTINCT ON (s.sha256) s.sha256, s.percentile, p.site, p.rating, p.tags, p.tag_groups
-               FROM aesthetic_score s
-               JOIN booru_post_image i ON i.sha256 = s.sha256
-               JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
-               WHERE s.version_id = %s AND p.rating IS NOT NULL
-               ORDER BY s.sha256, p.site, p.post_id""",
-            (version.version_id,),
-        )
-        rows = []
-        for sha, percentile, site, rating, tags, groups in cur.fetchall():
-            band = band_for(percentile, floor=floor)
-            caption = build_caption(tags_by_band[band], site, rating, groups, tags, include_artist=include_artist)
-            quality = caption.quality
-            rows.append((set_id, sha, band, quality.band_tag, list(quality.up_tags), quality.independent,
-                         caption.source, caption.rating, list(caption.content), caption.render()))  # fmt: skip
-        copy_rows(cur, "caption", CAPTION_COLUMNS, rows)
-        cur.execute("UPDATE caption_set SET captions = %s WHERE set_id = %s", (len(rows), set_id))
+        cur.execute(SOURCE_QUERY, {"rules": content_rules_key(include_artist), "version": version.version_id})
+        cur.execute("ANALYZE caption_source")
+        computed = _fill_missing_content(conn, include_artist, chunk_rows, show_progress)
+        _create_band_table(cur, scheme, floor)
+        cur.execute(INSERT_CAPTIONS, {"set": set_id, "floor": floor, "edges": len(thresholds),
+                                      "ascending": sorted(thresholds)})  # fmt: skip
+        written = cur.rowcount
+        cur.execute("UPDATE caption_set SET captions = %s WHERE set_id = %s", (written, set_id))
     conn.commit()
     if activate:
         switch_to(conn, set_id, f"regenerated for aesthetic version {version.version_id}, scheme {scheme}")
-    return RegenerateResult(set_id, version.version_id, scheme, len(rows))
+    return RegenerateResult(set_id, version.version_id, scheme, written, computed)
+
+
+def _create_band_table(cur: psycopg2.extensions.cursor, scheme: str, floor: int) -> None:
+    """caption_band: per band the quality fields and the joined fixed/flexible quality text (from quality.py)."""
+    cur.execute(
+        """CREATE TEMPORARY TABLE caption_band (band smallint PRIMARY KEY, band_tag text, up_tags text[],
+               independent boolean, fixed_quality text, flexible_quality text) ON COMMIT DROP"""
+    )
+    rows = []
+    for band in range(1, 10):
+        quality = quality_tags(scheme, band, floor)
+        rows.append((band, quality.band_tag, list(quality.up_tags), quality.independent,
+                     ", ".join(quality.fixed_tokens()), ", ".join(quality.flexible_tokens())))  # fmt: skip
+    psycopg2.extras.execute_values(cur, "INSERT INTO caption_band VALUES %s", rows)
+
+
+def _fill_missing_content(
+    conn: psycopg2.extensions.connection, include_artist: bool, chunk_rows: int, show_progress: bool | None
+) -> int:
+    """Compute caption content for digests not cached yet; returns how many were added."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM ({MISSING_CONTENT_QUERY}) m")
+        missing = cur.fetchone()[0]
+        if not missing:
+            return 0
+        cur.execute(
+            "CREATE TEMPORARY TABLE caption_content_new (LIKE caption_content INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+    encoder = ContentLineEncoder(include_artist=include_artist)
+    with (
+        conn.cursor(name="caption_missing_content") as source, conn.cursor() as sink,
+        progress_bar(show_progress, total=missing, desc="caption content", unit="post") as bar,
+    ):  # fmt: skip
+        source.execute(MISSING_CONTENT_QUERY)
+        while rows := source.fetchmany(chunk_rows):
+            copy_lines(sink, "caption_content_new", CONTENT_COLUMNS, encoder.lines(rows))
+            bar.update(len(rows))
+    with conn.cursor() as cur:
+        # Another regeneration may have cached the same digest meanwhile: rows are equal, keep the first.
+        cur.execute(f"""INSERT INTO caption_content ({", ".join(CONTENT_COLUMNS)})
+                        SELECT {", ".join(CONTENT_COLUMNS)} FROM caption_content_new ON CONFLICT DO NOTHING""")
+        return cur.rowcount
+
+
+CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "content_text")
+
+
+class ContentLineEncoder:
+    """caption_content rows as COPY CSV lines, written out by hand (the cold path: every tag of every new post);
+    each distinct cleaned tag's quoted array element is cached."""
+
+    def __init__(self, *, include_artist: bool = True) -> None:
+        self.include_artist = include_artist
+        self._elements: dict[str, str] = {}
+
+    def lines(self, rows: Iterable[tuple]) -> list[str]:
+        elements, include_artist = self._elements, self.include_artist
+        out = []
+        for digest, site, rating, tags, groups in rows:
+            content = content_tags(groups, tags, include_artist=include_artist)
+            array = []
+            for tag in content:
+                element = elements.get(tag)
+                if element is None:
+                    element = elements[tag] = _csv_array_element(tag)
+                array.append(element)
+            text = ", ".join(content).replace('"', '""')
+            out.append(f'{digest},{source_tag(site, tags)},{RATING_TAGS[rating]},"{{{",".join(array)}}}","{text}"\n')
+        return out
+
+
+def _csv_array_element(value: str) -> str:
+    """One text[] element inside a quoted CSV field: array-quoted (``\\`` and ``\"`` escaped), then ``"`` doubled."""
+    return '""' + value.replace("\\", "\\\\").replace('"', '\\""') + '""'
 
 
 def active_set(conn: psycopg2.extensions.connection) -> int | None:

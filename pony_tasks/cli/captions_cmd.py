@@ -52,10 +52,11 @@ def captions_regenerate(
     """Build a new caption set for every scored image and switch to it atomically."""
     with connect(ctx.settings) as conn:
         result = regenerate(conn, scheme=scheme, aesthetic_version_id=aesthetic_version, floor=floor,
-                            include_artist=not no_artist, activate=not no_activate)  # fmt: skip
+                            include_artist=not no_artist, activate=not no_activate, show_progress=None)  # fmt: skip
     state = "kept inactive" if no_activate else "now active"
     click.echo(f"caption set {result.set_id}: {result.captions} captions, scheme {scheme}, aesthetic version "
-               f"{result.aesthetic_version_id}; {state}")  # fmt: skip
+               f"{result.aesthetic_version_id}; {state} ({result.contents_computed} post contents computed, the rest "
+               "reused from the cache)")  # fmt: skip
 
 
 @captions_group.command("list")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 
 import psycopg2
+import psycopg2.extras
 import pytest
 
+from pony_tasks.captions.quality import band_for, quality_tags
+from pony_tasks.captions.render import build_caption
 from pony_tasks.captions.sets import active_set, regenerate, rollback, switch_to
 from pony_tasks.db import connect
 from tests.captions.conftest import COUNT
@@ -25,6 +28,50 @@ def test_regeneration_writes_structured_and_rendered_captions(scored) -> None:
     assert text.startswith("score_9, score_8_up, score_7_up, score_6_up, score_5_up, score_4_up, source_")
     assert "|||" in text and "looking at viewer" in text
     assert bands[9] == COUNT // 10 and sum(bands.values()) == COUNT
+
+
+TRICKY_TAGS = [
+    ['say_"cheese"', "back\\slash", "ribbon_(object)", "caf&eacute;", "a,b", "\\N", "tagme"],  # quote, \, (), entity
+    ["highres", "tagme"],  # everything blacklisted: empty content
+    ["artist:someone", "oc:nova", "pony", "日本語_tag", "{braces}", "trailing_space_ "],
+]
+
+
+@pytest.mark.parametrize("scheme", ["v6", "v7"])
+def test_stored_rows_equal_the_reference_caption_for_awkward_tags(scored, scheme) -> None:
+    """The hand-written COPY encoder must store exactly what build_caption makes, escaping included."""
+    with connect(scored) as conn:
+        with conn.cursor() as cur:
+            for post_id, tags in enumerate(TRICKY_TAGS, start=1):
+                groups = {"artist": [tags[0]]} if post_id == 1 else {}
+                cur.execute("UPDATE booru_post SET tags = %s, tag_groups = %s::jsonb WHERE post_id = %s",
+                            (tags, psycopg2.extras.Json(groups), post_id))  # fmt: skip
+        conn.commit()
+        result = regenerate(conn, scheme=scheme, chunk_rows=37)  # several chunks
+        with conn.cursor() as cur:
+            cur.execute(
+                """SELECT c.band, c.band_tag, c.up_tags, c.independent, c.source_tag, c.rating_tag, c.content, c.text,
+                          s.percentile, p.site, p.rating, p.tags, p.tag_groups
+                   FROM caption c JOIN aesthetic_score s USING (sha256)
+                   JOIN booru_post_image i USING (sha256) JOIN booru_post p USING (site, post_id)
+                   WHERE c.set_id = %s""",
+                (result.set_id,),
+            )
+            rows = cur.fetchall()
+    assert len(rows) == COUNT
+    for band, band_tag, ups, independent, source, rating, content, text, pct, site, post_rating, tags, groups in rows:
+        expected = build_caption(quality_tags(scheme, band_for(pct)), site, post_rating, groups, tags)
+        assert (band, band_tag, tuple(ups), independent) == (
+            expected.quality.band,
+            expected.quality.band_tag,
+            expected.quality.up_tags,
+            expected.quality.independent,
+        )
+        assert (source, rating, tuple(content), text) == (expected.source, expected.rating, expected.content,
+                                                          expected.render())  # fmt: skip
+    texts = {r[7] for r in rows}
+    assert any('say "cheese"' in t and "back\\slash" in t and "ribbon \\(object\\)" in t for t in texts)
+    assert any(t.endswith(" |||") for t in texts)  # the all-blacklisted post: nothing after the separator
 
 
 def test_readers_never_see_a_mix_while_sets_switch(scored) -> None:
@@ -68,3 +115,22 @@ def test_rollback_restores_the_previous_set_and_old_sets_are_kept(scored) -> Non
             assert cur.fetchone()[0] == 2
         with pytest.raises(LookupError, match="does not exist"):
             switch_to(conn, 999, "nope")
+
+
+def test_content_is_cached_across_versions_and_recomputed_only_for_changed_posts(scored) -> None:
+    with connect(scored) as conn:
+        first = regenerate(conn, scheme="v6")
+        second = regenerate(conn, scheme="v7")
+        with conn.cursor() as cur:
+            cur.execute("UPDATE booru_post SET tags = tags || '{new_tag}'::text[] WHERE post_id = 5")
+        conn.commit()
+        third = regenerate(conn, scheme="v7")
+        with conn.cursor() as cur:
+            cur.execute("SELECT text FROM caption c JOIN booru_post_image i USING (sha256) "
+                        "WHERE c.set_id = %s AND i.post_id = 5", (third.set_id,))  # fmt: skip
+            text = cur.fetchone()[0]
+        without_artist = regenerate(conn, scheme="v7", include_artist=False)
+    distinct_posts = len({(i % 2, i % 3, i % 7) for i in range(COUNT)})  # site, rating, artist: equal content shared
+    assert first.contents_computed == distinct_posts == 42 and second.contents_computed == 0
+    assert third.contents_computed == 1 and "new tag" in text
+    assert without_artist.contents_computed == distinct_posts + 1  # another option is another cache key

@@ -58,6 +58,27 @@ class Settings(BaseSettings):
         default_factory=lambda: {"nvidia.com/gpu.present": "true"}, description="Node selector for GPU pods."
     )
     gpu_per_pod: int = Field(1, ge=0, le=16, description="GPUs requested by each GPU pod.")
+    gpu_tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        description="Kubernetes tolerations for GPU pods (key, operator, value, effect).",
+    )
+    kubernetes_env_secret: str | None = Field(
+        "pony-settings", description="Kubernetes Secret whose keys (PONY_DATABASE_URL, …) become the pods' environment."
+    )
+    embed_model: str = Field("ViT-L-14", description="open_clip model the embed DAG uses.")
+    embed_pretrained: str = Field(
+        "openai", description="open_clip tag, checkpoint file or object-store URI of the embed DAG's weights."
+    )
+    embed_task_images: int = Field(
+        10_000, ge=10_000, description="Images per mapped embed task in the embed_and_score DAG (at least 10,000)."
+    )
+    alert_channels: list[str] = Field(
+        default_factory=lambda: ["log"],
+        description="Where failure and data-quality alerts go: log (always on), slack, smtp.",
+    )
+    alert_slack_conn_id: str = Field("pony_slack", description="Airflow connection of the Slack incoming webhook.")
+    alert_smtp_conn_id: str = Field("smtp_default", description="Airflow connection of the SMTP server.")
+    alert_email_to: list[str] = Field(default_factory=list, description="Recipients of SMTP alerts.")
     log_level: str = Field("INFO", description="Python logging level name.")
 
     # Booru scraping ------------------------------------------------------------------------------------------------
@@ -121,6 +142,14 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:pass@host:5432/pony")
         return value
+
+    @field_validator("alert_channels")
+    @classmethod
+    def _alert_channels(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"log", "slack", "smtp"})
+        if unknown:
+            raise ValueError(f"unknown alert channel(s) {unknown}; choose from log, slack, smtp")
+        return ["log", *[c for c in dict.fromkeys(value) if c != "log"]]
 
     @field_validator("refresh_ages_days")
     @classmethod

@@ -250,26 +250,30 @@ def scrape(
     base_url: str | None = None,
     max_pages: int | None = None,
     now: datetime | None = None,
+    due_as_of: datetime | None = None,
     show_progress: bool | None = None,
 ) -> ScrapeReport:
     """Scrape one site in one mode; returns what happened. Safe to re-run and to kill at any point.
 
     ``now`` is the time of this scrape (default: the real time): refresh decides which posts are due by it, and
     snapshots are stamped with it. Setting it replays history against a fake booru whose clock matches.
+    ``due_as_of`` (refresh only) decides which posts are due as of another time (an Airflow run's data-interval
+    end, so a backfill re-evaluates each interval) while snapshots keep the real observation time.
     """
     settings = settings or get_settings()
     mode = ScrapeMode(mode)
     adapter = adapter_for(site, settings, base_url)
     client = make_client(adapter, settings)
     report = ScrapeReport(site=site, mode=mode.value)
-    parameters = {"site": site, "mode": mode.value, "base_url": adapter.base_url, "max_pages": max_pages}
+    parameters = {"site": site, "mode": mode.value, "base_url": adapter.base_url, "max_pages": max_pages,
+                  "due_as_of": due_as_of.isoformat() if due_as_of else None}  # fmt: skip
     with connect(settings) as conn, recorded_run(conn, "scrape", parameters) as run:
         clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
         pages = _PageScraper(conn, adapter, client, clock)
         bar = progress_bar(show_progress, desc=f"scrape {site} ({mode.value})", unit="page")
         try:
             if mode is ScrapeMode.refresh:
-                _refresh(conn, pages, report, settings, clock(), max_pages, bar)
+                _refresh(conn, pages, report, settings, due_as_of or clock(), max_pages, bar)
             else:
                 _walk(conn, pages, report, mode, max_pages, bar)
         finally:

@@ -19,6 +19,7 @@ from pony_tasks.cli.fake_cmd import fake_booru_command
 from pony_tasks.cli.images_cmd import images_group
 from pony_tasks.cli.normalize_cmd import normalize_group
 from pony_tasks.cli.posts_cmd import posts_group
+from pony_tasks.cli.quality_cmd import quality_group
 from pony_tasks.cli.ratings_cmd import ratings_group
 from pony_tasks.cli.scrape_cmd import scrape_command
 from pony_tasks.cli.storage_cmd import storage_group
@@ -48,6 +49,7 @@ cli.add_command(embed_command)
 cli.add_command(aesthetic_group)
 cli.add_command(captions_group)
 cli.add_command(export_group)
+cli.add_command(quality_group)
 cli.add_command(fake_booru_command)
 cli.add_command(demo_command)
 

@@ -16,14 +16,17 @@ from pony_tasks.embed.run import embed_images
               help="Images per output shard (the unit of resumption).")  # fmt: skip
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many images this run.")
+@click.option("--from-sha", help="Only images whose sha256 is ≥ this (with --to-sha: one planned batch).")
+@click.option("--to-sha", help="Only images whose sha256 is ≤ this.")
 @click.pass_obj
 def embed_command(
     ctx: PonyContext, model_name: str, pretrained: str, device: str, batch_size: int, shard_size: int, workers: int,
-    limit: int | None,
+    limit: int | None, from_sha: str | None, to_sha: str | None,
 ) -> None:  # fmt: skip
     """Compute CLIP image embeddings for stored images that have none for this model (resumable per shard)."""
+    sha_range = (from_sha or "", to_sha or "g") if (from_sha or to_sha) else None
     report = embed_images(model_name, pretrained, settings=ctx.settings, device=device, batch_size=batch_size,
-                          shard_size=shard_size, workers=workers, limit=limit)  # fmt: skip
+                          shard_size=shard_size, workers=workers, limit=limit, sha_range=sha_range)  # fmt: skip
     click.echo(report.summary())
     for line in report.failures[:20]:
         click.echo(f"  not decodable: {line}")

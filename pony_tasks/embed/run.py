@@ -61,14 +61,18 @@ def register_model(conn: psycopg2.extensions.connection, loaded: LoadedModel) ->
     return model_id
 
 
-def _pending(conn: psycopg2.extensions.connection, model_id: int, limit: int | None) -> list[tuple[str, str]]:
+def _pending(
+    conn: psycopg2.extensions.connection, model_id: int, limit: int | None, sha_range: tuple[str, str] | None = None
+) -> list[tuple[str, str]]:
+    first, last = sha_range or ("", "g")  # hex digests sort between "" and "g"
     with conn.cursor() as cur:
         cur.execute(
             """SELECT i.sha256, i.storage_key FROM image i
                WHERE NOT EXISTS (SELECT 1 FROM image_embedding e WHERE e.model_id = %(m)s AND e.sha256 = i.sha256)
                  AND NOT EXISTS (SELECT 1 FROM embedding_failure f WHERE f.model_id = %(m)s AND f.sha256 = i.sha256)
+                 AND i.sha256 BETWEEN %(first)s AND %(last)s
                ORDER BY i.sha256 LIMIT %(limit)s""",
-            {"m": model_id, "limit": limit},
+            {"m": model_id, "limit": limit, "first": first, "last": last},
         )
         return cur.fetchall()
 
@@ -142,9 +146,11 @@ def embed_images(
     shard_size: int = 10_000,
     workers: int = 2,
     limit: int | None = None,
+    sha_range: tuple[str, str] | None = None,
     show_progress: bool | None = None,
 ) -> EmbedReport:
-    """Embed every stored image that has no embedding for this model yet; safe to re-run and to kill."""
+    """Embed every stored image that has no embedding for this model yet (within ``sha_range``, inclusive, if
+    given: the unit of one mapped Airflow task); safe to re-run and to kill."""
     from torch.utils.data import DataLoader
 
     settings = settings or get_settings()
@@ -155,7 +161,7 @@ def embed_images(
         report = EmbedReport(model_id)
         parameters = {"model": model_name, "pretrained": pretrained, "model_id": model_id, "shard_size": shard_size}
         with recorded_run(conn, "embed", parameters) as run:
-            pending = _pending(conn, model_id, limit)
+            pending = _pending(conn, model_id, limit, sha_range)
             conn.commit()
             report.pending = len(pending)
             with progress_bar(show_progress, total=len(pending), desc=f"embed {model_name}", unit="img") as bar:

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from pony_tasks.cli.common import PonyContext
+
+
+@click.group("quality")
+def quality_group() -> None:
+    """Data-quality checks (Great Expectations suites) and their stored results."""
+
+
+@quality_group.command("check")
+@click.argument("suite", type=click.Choice(["scraped_posts", "images", "embeddings", "aesthetic_scores", "captions"]))
+@click.option("--site", help="scraped_posts: the site.")
+@click.option("--since-hours", type=float, default=24.0, show_default=True,
+              help="scraped_posts, images: rows observed/stored within this many hours.")  # fmt: skip
+@click.option("--model-id", type=int, help="embeddings: the embedding model.")
+@click.option("--version", "version_id", type=int, help="aesthetic_scores: the aesthetic version.")
+@click.option("--set", "set_id", type=int, help="captions: the caption set.")
+@click.pass_obj
+def quality_check(
+    ctx: PonyContext, suite: str, site: str | None, since_hours: float, model_id: int | None, version_id: int | None,
+    set_id: int | None,
+) -> None:  # fmt: skip
+    """Run one suite; exits 1 when a blocking (critical) expectation fails, 0 with warnings only."""
+    from pony_tasks.quality.checks import run_check
+
+    since = datetime.now(UTC) - timedelta(hours=since_hours)
+    needed = {"scraped_posts": {"site": site, "since": since}, "images": {"since": since},
+              "embeddings": {"model_id": model_id}, "aesthetic_scores": {"version_id": version_id},
+              "captions": {"set_id": set_id}}[suite]  # fmt: skip
+    missing = [name for name, value in needed.items() if value is None]
+    if missing:
+        raise click.UsageError(f"suite {suite} needs --{missing[0].replace('_id', '').replace('_', '-')}")
+    report = run_check(suite, settings=ctx.settings, **needed)
+    click.echo(report.describe())
+    click.echo(f"stored as dq_result {report.result_id}; full result at {report.result_key}")
+    if report.blocking:
+        sys.exit(1)
+
+
+@quality_group.command("results")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.pass_obj
+def quality_results(ctx: PonyContext, limit: int) -> None:
+    """The newest stored check results."""
+    from pony_tasks.db import connect
+
+    with connect(ctx.settings) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT result_id, suite, batch, rows_checked, blocking_failures, warnings, checked_at
+                       FROM dq_result ORDER BY result_id DESC LIMIT %s""", (limit,))  # fmt: skip
+        for rid, suite, batch, rows, blocking, warnings, at in cur.fetchall():
+            state = "BLOCKED" if blocking else ("warnings" if warnings else "ok")
+            click.echo(f"{rid:>5} {at:%Y-%m-%d %H:%M} {suite:<17} {state:<8} {rows:>9} rows  {batch}")

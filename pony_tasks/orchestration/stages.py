@@ -1,0 +1,83 @@
+"""What each DAG task runs, as data: ``pony`` command lines (:class:`StageCommand`) and small planning functions.
+
+No Airflow here, and nothing heavy imported at module level: DAG files import this at parse time.
+"""
+
+from __future__ import annotations
+
+from pony_tasks.config import Settings, get_settings
+from pony_tasks.execution import StageCommand
+
+SITES = ("danbooru", "derpibooru", "e621", "gelbooru")  # tests check this equals the adapters' sites
+
+
+def scrape_new(site: str) -> StageCommand:
+    return StageCommand(("scrape", site, "--mode", "new"))
+
+
+def scrape_refresh(site: str, due_as_of: str) -> StageCommand:
+    """Scores of posts that reached a refresh age as of ``due_as_of`` (the run's data-interval end)."""
+    return StageCommand(("scrape", site, "--mode", "refresh", "--due-as-of", due_as_of))
+
+
+def fetch_images() -> StageCommand:
+    return StageCommand(("images", "fetch"), memory="2Gi")
+
+
+def normalize_scores() -> StageCommand:
+    return StageCommand(("normalize", "run"), cpu="2", memory="8Gi")
+
+
+def embed_range(first_sha: str, last_sha: str, settings: Settings | None = None) -> StageCommand:
+    settings = settings or get_settings()
+    return StageCommand(
+        ("embed", "--model", settings.embed_model, "--pretrained", settings.embed_pretrained, "--from-sha", first_sha,
+         "--to-sha", last_sha),
+        needs_gpu=True, cpu="4", memory="16Gi",
+    )  # fmt: skip
+
+
+def score_images(version_id: int | None = None) -> StageCommand:
+    return StageCommand(("aesthetic", "score", *(("--version", str(version_id)) if version_id else ())), memory="8Gi")
+
+
+def train_aesthetic(architecture: str, epochs: int, learning_rate: float, patience: int, seed: int) -> StageCommand:
+    return StageCommand(("aesthetic", "train", "--architecture", architecture, "--epochs", str(epochs),
+                         "--learning-rate", repr(learning_rate), "--patience", str(patience), "--seed", str(seed)),
+                        memory="8Gi")  # fmt: skip
+
+
+def regenerate_captions(version_id: int, scheme: str = "v7") -> StageCommand:
+    return StageCommand(("captions", "regenerate", "--scheme", scheme, "--aesthetic-version", str(version_id)),
+                        memory="8Gi")  # fmt: skip
+
+
+def plan_embed_ranges(model: str | None = None, settings: Settings | None = None) -> list[tuple[str, str]]:
+    """Inclusive sha256 ranges of stored images that still need an embedding, ``embed_task_images`` per range (the
+    unit of one mapped task; never one task per image). Ranges do not overlap, so mapped tasks never embed the same
+    image twice."""
+    from pony_tasks.db import connect
+
+    settings = settings or get_settings()
+    size = settings.embed_task_images
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            """WITH pending AS (
+                   SELECT i.sha256, (row_number() OVER (ORDER BY i.sha256) - 1) / %(size)s AS part FROM image i
+                   WHERE NOT EXISTS (SELECT 1 FROM image_embedding e JOIN embedding_model m USING (model_id)
+                                     WHERE m.name = %(model)s AND e.sha256 = i.sha256))
+               SELECT min(sha256), max(sha256) FROM pending GROUP BY part ORDER BY part""",
+            {"size": size, "model": model or settings.embed_model},
+        )
+        return [tuple(row) for row in cur.fetchall()]
+
+
+def caption_target(event_versions: list[int], active_version: int | None) -> tuple[int | None, list[int]]:
+    """Which aesthetic version to caption for, given every version named by the asset events that triggered this
+    run (several promotions can collapse into one run): the active one if it is among them, else the newest named.
+    Returns (target, versions skipped as superseded)."""
+    versions = sorted(set(event_versions))
+    if not versions:
+        return None, []
+    target = active_version if active_version in versions else versions[-1]
+    return target, [v for v in versions if v != target]

@@ -1,0 +1,184 @@
+"""The expectation suites: what each pipeline stage's output must satisfy.
+
+Each suite is a function returning ``(suite, dataframe)`` for one batch. Severity ``critical`` = blocking (the task
+fails, downstream tasks do not run); ``warning`` = alert only. Great Expectations is imported here, never at DAG
+parse time (it costs ~5 s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import psycopg2.extensions
+
+from pony_tasks.captions.render import RATING_TAGS
+from pony_tasks.storage import ObjectStore
+
+RATINGS = ("general", "sensitive", "questionable", "explicit")
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
+MAX_CAPTION_CHARS = 4000
+MAX_CAPTION_TAGS = 250
+EMBEDDING_SAMPLE_ROWS = 50_000  # unit-norm and finiteness are checked on at most this many vectors per run
+SCORE_DRIFT_LIMIT = 0.15  # mean aesthetic score may move this much between versions before a warning
+
+
+@dataclass(frozen=True)
+class SuiteInput:
+    name: str
+    frame: pd.DataFrame
+    expectations: list  # great_expectations Expectation objects
+    batch: dict
+
+
+def _frame(query: str, conn: psycopg2.extensions.connection, params: dict) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        columns = [d.name for d in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=columns)
+
+
+def _gxe():
+    import great_expectations.expectations as gxe
+
+    return gxe
+
+
+def scraped_posts(
+    conn: psycopg2.extensions.connection, store: ObjectStore, *, site: str, since: datetime
+) -> SuiteInput:
+    """Posts of ``site`` observed since ``since`` (one scrape batch)."""
+    frame = _frame(
+        """SELECT p.site, p.post_id, p.rating, p.deleted, p.created_at, coalesce(array_length(p.tags, 1), 0) AS tags,
+                  p.created_at > now() + interval '1 day' AS created_in_future
+           FROM booru_post p
+           WHERE p.site = %(site)s AND EXISTS (SELECT 1 FROM booru_score_snapshot s WHERE s.site = p.site
+                 AND s.post_id = p.post_id AND s.observed_at >= %(since)s)""",
+        conn, params={"site": site, "since": since},
+    )  # fmt: skip
+    live = frame[~frame["deleted"]] if len(frame) else frame
+    gxe = _gxe()
+    expectations = [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["site", "post_id"], severity="critical"),
+        gxe.ExpectColumnValuesToBeInSet(column="rating", value_set=list(RATINGS), mostly=0.99, severity="critical"),
+        gxe.ExpectColumnValuesToBeInSet(column="created_in_future", value_set=[False], severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="tags", min_value=1, mostly=0.95, severity="warning"),
+    ]
+    return SuiteInput("scraped_posts", live, expectations, {"site": site, "since": since.isoformat()})
+
+
+def images(conn: psycopg2.extensions.connection, store: ObjectStore, *, since: datetime) -> SuiteInput:
+    frame = _frame(
+        "SELECT sha256, byte_size, width, height, format FROM image WHERE stored_at >= %(since)s",
+        conn, params={"since": since},
+    )  # fmt: skip
+    gxe = _gxe()
+    expectations = [
+        gxe.ExpectColumnValuesToBeUnique(column="sha256", severity="critical"),
+        gxe.ExpectColumnValuesToMatchRegex(column="sha256", regex=r"^[0-9a-f]{64}$", severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="byte_size", min_value=1, severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="width", min_value=1, severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="height", min_value=1, severity="critical"),
+        gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(IMAGE_FORMATS), severity="warning"),
+    ]
+    return SuiteInput("images", frame, expectations, {"since": since.isoformat()})
+
+
+def embeddings(conn: psycopg2.extensions.connection, store: ObjectStore, *, model_id: int) -> SuiteInput:
+    """Dimension, finiteness and unit norm of the model's vectors (the newest shards, up to a sample size)."""
+    import io
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT dimension FROM embedding_model WHERE model_id = %s", (model_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise LookupError(f"embedding model {model_id} does not exist")
+        cur.execute("SELECT storage_key FROM embedding_shard WHERE model_id = %s ORDER BY shard_id DESC", (model_id,))
+        keys = [r[0] for r in cur.fetchall()]
+    dimension, parts, total = row[0], [], 0
+    for key in keys:
+        matrix = np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False)
+        parts.append(matrix)
+        total += len(matrix)
+        if total >= EMBEDDING_SAMPLE_ROWS:
+            break
+    vectors = [m.astype(np.float32) for m in parts]
+    frame = pd.DataFrame({
+        "dimension": np.concatenate([np.full(len(v), v.shape[1] if v.ndim == 2 else 0) for v in vectors]) if vectors
+        else np.zeros(0, int),
+        "finite": np.concatenate([np.isfinite(v).all(axis=1) for v in vectors]) if vectors else np.zeros(0, bool),
+        "norm": np.concatenate([np.linalg.norm(np.nan_to_num(v), axis=1) for v in vectors]) if vectors
+        else np.zeros(0),
+    })  # fmt: skip
+    gxe = _gxe()
+    expectations = [
+        gxe.ExpectColumnValuesToBeInSet(column="dimension", value_set=[dimension], severity="critical"),
+        gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True], severity="critical"),
+        # float16 storage: a unit vector's norm comes back within ~1e-3 of 1
+        gxe.ExpectColumnValuesToBeBetween(column="norm", min_value=0.99, max_value=1.01, severity="critical"),
+    ]
+    return SuiteInput("embeddings", frame, expectations, {"model_id": model_id, "dimension": dimension})
+
+
+def aesthetic_scores(conn: psycopg2.extensions.connection, store: ObjectStore, *, version_id: int) -> SuiteInput:
+    """Range, spread (a collapsed model gives every image the same score) and drift against the previous version."""
+    frame = _frame("SELECT score, percentile FROM aesthetic_score WHERE version_id = %(v)s", conn,
+                              params={"v": version_id})  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT avg(s.score) FROM aesthetic_score s
+               WHERE s.version_id = (SELECT max(version_id) FROM aesthetic_model m WHERE m.version_id < %s
+                                     AND EXISTS (SELECT 1 FROM aesthetic_score x WHERE x.version_id = m.version_id))""",
+            (version_id,),
+        )
+        previous_mean = cur.fetchone()[0]
+    gxe = _gxe()
+    expectations = [
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1, severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="percentile", min_value=0, max_value=1, severity="critical"),
+        gxe.ExpectColumnStdevToBeBetween(column="score", min_value=0.01, severity="critical"),
+    ]
+    if previous_mean is not None:
+        expectations.append(gxe.ExpectColumnMeanToBeBetween(
+            column="score", min_value=max(0.0, previous_mean - SCORE_DRIFT_LIMIT),
+            max_value=min(1.0, previous_mean + SCORE_DRIFT_LIMIT), severity="warning"))  # fmt: skip
+    return SuiteInput("aesthetic_scores", frame, expectations,
+                      {"version_id": version_id, "previous_mean": previous_mean})  # fmt: skip
+
+
+def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id: int) -> SuiteInput:
+    """Exactly one band tag (``score_N``, not ``_up``), nothing empty, length limits."""
+    frame = _frame(
+        r"""SELECT band, rating_tag, length(text) AS chars,
+                   cardinality(regexp_split_to_array(text, ',| \|\|\| ')) AS tags,
+                   (SELECT count(*) FROM regexp_matches(text, '(^|, )score_[1-9](,| |$)', 'g')) AS band_tags,
+                   cardinality(content) AS content_tags
+            FROM caption WHERE set_id = %(s)s""",
+        conn, params={"s": set_id},
+    )  # fmt: skip
+    gxe = _gxe()
+    expectations = [
+        gxe.ExpectColumnValuesToBeInSet(column="band_tags", value_set=[1], severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="band", min_value=1, max_value=9, severity="critical"),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="rating_tag", value_set=sorted(set(RATING_TAGS.values())), severity="critical"
+        ),  # fmt: skip
+        gxe.ExpectColumnValuesToBeBetween(
+            column="chars", min_value=1, max_value=MAX_CAPTION_CHARS, severity="critical"
+        ),
+        gxe.ExpectColumnValuesToBeBetween(column="tags", max_value=MAX_CAPTION_TAGS, severity="warning"),
+        gxe.ExpectColumnValuesToBeBetween(column="content_tags", min_value=1, mostly=0.99, severity="warning"),
+    ]
+    return SuiteInput("captions", frame, expectations, {"set_id": set_id})
+
+
+SUITES: dict[str, Callable[..., SuiteInput]] = {
+    "scraped_posts": scraped_posts,
+    "images": images,
+    "embeddings": embeddings,
+    "aesthetic_scores": aesthetic_scores,
+    "captions": captions,
+}

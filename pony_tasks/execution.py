@@ -36,6 +36,8 @@ class ExecutionPlan:
     image: str | None = None
     namespace: str | None = None
     node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, str], ...] = ()
+    env_secret: str | None = None  # Kubernetes Secret whose keys become the pod's environment (PONY_* settings)
     gpus: int = 0
     cpu: str = "1"
     memory: str = "4Gi"
@@ -61,6 +63,8 @@ def plan_execution(command: StageCommand, settings: Settings | None = None) -> E
         image=settings.worker_image,
         namespace=settings.kubernetes_namespace,
         node_selector=dict(settings.gpu_node_selector) if command.needs_gpu else {},
+        tolerations=tuple(dict(t) for t in settings.gpu_tolerations) if command.needs_gpu else (),
+        env_secret=settings.kubernetes_env_secret,
         gpus=gpus,
         cpu=command.cpu,
         memory=command.memory,

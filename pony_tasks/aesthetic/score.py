@@ -33,12 +33,16 @@ class ScoreResult:
         )
 
 
-def score_all(version_id: int | None = None, *, settings: Settings | None = None) -> ScoreResult:
+def score_all(version_id: int | None = None, *, settings: Settings | None = None, full: bool = False) -> ScoreResult:
+    """Score every embedding the version has not scored; ``full`` rescores all of them (old scores replaced in the
+    same transaction: readers see the old scores or the new ones)."""
     settings = settings or get_settings()
     store = open_store(settings=settings)
     with connect(settings) as conn:
         version = get_version(conn, version_id)
         with conn.cursor() as cur:
+            if full:
+                cur.execute("DELETE FROM aesthetic_score WHERE version_id = %s", (version.version_id,))
             cur.execute("SELECT sha256 FROM aesthetic_score WHERE version_id = %s", (version.version_id,))
             done = {row[0] for row in cur.fetchall()}
             # Exact by the keys (image_embedding holds at most one row per image and model, each an existing image),

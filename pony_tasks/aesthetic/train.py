@@ -38,6 +38,8 @@ class TrainParameters:
     patience: int = 20
     holdout_percent: int = 20
     seed: int = 0
+    rating_set_ids: tuple[int, ...] = ()  # only images of these rating sets (empty: every rated image)
+    min_raters: int = 1  # only images rated by at least this many people
 
 
 @dataclass(frozen=True)
@@ -53,19 +55,25 @@ def _hash_fraction(sha256: str, seed: int) -> float:
     return int(hashlib.sha256(f"{seed}:{sha256}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def rated_targets(conn: psycopg2.extensions.connection) -> dict[str, tuple[float, str]]:
-    """sha256 → (target 0..1, stratum 'site|rating')."""
+def rated_targets(
+    conn: psycopg2.extensions.connection, rating_set_ids: tuple[int, ...] = (), min_raters: int = 1
+) -> dict[str, tuple[float, str]]:
+    """sha256 → (target 0..1, stratum 'site|rating'), optionally only images of some rating sets and with at least
+    ``min_raters`` raters."""
     with conn.cursor() as cur:
         cur.execute(
             """WITH latest AS (
-                   SELECT DISTINCT ON (sha256, rater) sha256, rating FROM human_rating
+                   SELECT DISTINCT ON (sha256, rater) sha256, rating FROM human_rating h
+                   WHERE cardinality(%(sets)s::bigint[]) = 0 OR EXISTS (
+                       SELECT 1 FROM rating_set_item r WHERE r.sha256 = h.sha256 AND r.set_id = ANY(%(sets)s::bigint[]))
                    ORDER BY sha256, rater, rated_at DESC
                )
                SELECT l.sha256, avg(l.rating)::float8,
                       (SELECT p.site || '|' || coalesce(p.rating, '?') FROM booru_post_image i
                        JOIN booru_post p USING (site, post_id) WHERE i.sha256 = l.sha256
                        ORDER BY p.site, p.post_id LIMIT 1)
-               FROM latest l GROUP BY l.sha256"""
+               FROM latest l GROUP BY l.sha256 HAVING count(*) >= %(min_raters)s""",
+            {"sets": list(rating_set_ids), "min_raters": min_raters},
         )
         return {sha: ((mean - 1) / 4, stratum or "unknown") for sha, mean, stratum in cur.fetchall()}
 
@@ -131,7 +139,9 @@ def train_aesthetic(
         if not ids:
             raise LookupError(f"embedding model {embedding_model_id} has no embeddings: run `pony embed` first")
         row_of = {sha: i for i, sha in enumerate(ids)}
-        targets = {sha: t for sha, t in rated_targets(conn).items() if sha in row_of}
+        targets = {
+            sha: t for sha, t in rated_targets(conn, params.rating_set_ids, params.min_raters).items() if sha in row_of
+        }
         if len(targets) < 20:
             raise LookupError(
                 f"only {len(targets)} rated images have embeddings for model {embedding_model_id}; "

@@ -37,17 +37,17 @@ def embed_range(first_sha: str, last_sha: str, settings: Settings | None = None)
     )  # fmt: skip
 
 
-def score_images(version_id: int | None = None) -> StageCommand:
-    return StageCommand(("aesthetic", "score", *(("--version", str(version_id)) if version_id else ())), memory="8Gi")
+def score_images(full: bool = False) -> StageCommand:
+    """Scores with the active aesthetic version (``full``: every embedding again)."""
+    return StageCommand(("aesthetic", "score", *(("--full",) if full else ())), memory="8Gi")
 
 
-def train_aesthetic(architecture: str, epochs: int, learning_rate: float, patience: int, seed: int) -> StageCommand:
-    return StageCommand(("aesthetic", "train", "--architecture", architecture, "--epochs", str(epochs),
-                         "--learning-rate", repr(learning_rate), "--patience", str(patience), "--seed", str(seed)),
-                        memory="8Gi")  # fmt: skip
+def train_aesthetic(params_json: str = "{{ params | tojson }}") -> StageCommand:
+    """Training with the DAG run's validated Params as one JSON argument (a Jinja template by default)."""
+    return StageCommand(("aesthetic", "train", "--params-json", params_json), memory="8Gi")
 
 
-def regenerate_captions(version_id: int, scheme: str = "v7") -> StageCommand:
+def regenerate_captions(version_id: int | str, scheme: str = "v7") -> StageCommand:
     return StageCommand(("captions", "regenerate", "--scheme", scheme, "--aesthetic-version", str(version_id)),
                         memory="8Gi")  # fmt: skip
 

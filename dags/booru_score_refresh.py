@@ -1,0 +1,37 @@
+"""booru_score_refresh: daily re-fetch of posts whose age reached a refresh milestone, per site."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from pony_tasks.orchestration.assets import BOORU_POSTS
+from pony_tasks.orchestration.defaults import dag_kwargs
+from pony_tasks.orchestration.operators import stage_operator
+from pony_tasks.orchestration.stages import SITES, scrape_refresh
+
+DOC = """
+### Refresh scores on the age schedule
+
+Scores grow with a post's age, so each post is re-fetched when it passes 1, 7, 30, 90 and 365 days
+(`refresh_ages_days`). Each site runs `pony scrape SITE --mode refresh --due-as-of <data interval end>`: which posts
+are due is decided as of the run's interval, so `airflow backfill create --dag-id booru_score_refresh …` replays the
+schedule day by day (snapshots keep their real observation time). A quality gate per site follows.
+"""
+
+with DAG(
+    dag_id="booru_score_refresh",
+    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    **dag_kwargs(DOC, ["scrape", "refresh"]),
+) as dag:
+    for site in SITES:
+        refreshed = stage_operator(f"refresh_{site}", scrape_refresh(site, "{{ data_interval_end | ts }}"))
+
+        @task(task_id=f"check_{site}", outlets=[BOORU_POSTS[site]])
+        def check(site: str = site, dag_run=None) -> str:
+            from pony_tasks.orchestration.notifiers import send
+            from pony_tasks.orchestration.tasks import quality_gate
+
+            return quality_gate("scraped_posts", site=site, since=dag_run.start_date, alert=send)
+
+        refreshed >> check()

@@ -1,0 +1,46 @@
+"""captions_regenerate: a new caption set whenever a promotion updates the aesthetic_model asset."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, task
+
+from pony_tasks.orchestration.assets import AESTHETIC_MODEL, CAPTIONS
+from pony_tasks.orchestration.defaults import dag_kwargs
+from pony_tasks.orchestration.operators import stage_operator
+from pony_tasks.orchestration.stages import regenerate_captions
+
+DOC = """
+### Regenerate captions for a promoted aesthetic model
+
+Scheduled on the `aesthetic_model` asset. Several promotions before a run collapse into one run: `choose_version`
+reads every triggering event's `version_id` and captions the active one if it is among them (else the newest
+named), logging the superseded ones. `pony captions regenerate` builds the whole set beside the active one and
+switches atomically; the **captions** gate (exactly one band tag, nothing empty, length limits) then checks it.
+"""
+
+with DAG(dag_id="captions_regenerate", schedule=[AESTHETIC_MODEL], **dag_kwargs(DOC, ["captions"])) as dag:
+
+    @task.short_circuit
+    def choose_version(triggering_asset_events=None, ti=None) -> int | None:
+        from pony_tasks.orchestration.stages import caption_target
+        from pony_tasks.orchestration.tasks import active_aesthetic_version
+
+        versions = [int(event.extra["version_id"]) for events in (triggering_asset_events or {}).values()
+                    for event in events if "version_id" in (event.extra or {})]  # fmt: skip
+        target, superseded = caption_target(versions, active_aesthetic_version())
+        print(f"events name versions {sorted(set(versions))}; captioning {target}; superseded {superseded}")
+        ti.xcom_push(key="version", value=target)
+        return target is not None
+
+    regenerated = stage_operator(
+        "regenerate", regenerate_captions("{{ ti.xcom_pull(task_ids='choose_version', key='version') }}")
+    )
+
+    @task(outlets=[CAPTIONS])
+    def check_captions() -> str:
+        from pony_tasks.orchestration.notifiers import send
+        from pony_tasks.orchestration.tasks import active_caption_set, quality_gate
+
+        return quality_gate("captions", set_id=active_caption_set(), alert=send)
+
+    choose_version() >> regenerated >> check_captions()

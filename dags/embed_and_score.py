@@ -1,0 +1,58 @@
+"""embed_and_score: CLIP embeddings for new images in batches (dynamic task mapping, gpu pool), then scores."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, task
+
+from pony_tasks.orchestration.assets import AESTHETIC_SCORES, EMBEDDINGS, IMAGES
+from pony_tasks.orchestration.defaults import GPU_POOL, dag_kwargs
+from pony_tasks.orchestration.operators import mapped_stage_operator, stage_operator
+from pony_tasks.orchestration.stages import embed_range, score_images
+
+DOC = """
+### Embed new images and score them
+
+Runs when the `images` asset is updated. `plan_batches` splits the images that still lack an embedding into
+non-overlapping sha256 ranges of `embed_task_images` (≥ 10,000) images; one mapped task per range runs
+`pony embed --from-sha … --to-sha …` in the **gpu** pool (a GPU pod when `execution_target = kubernetes`).
+Then the active aesthetic model scores the new embeddings (skipped while no model is active), and the
+**embeddings** (dimension, finite, unit norm) and **aesthetic_scores** (range, spread, drift) gates run.
+"""
+
+with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed", "aesthetic", "gpu"])) as dag:
+
+    @task
+    def plan_batches() -> list[list[str]]:
+        from pony_tasks.orchestration.stages import plan_embed_ranges
+
+        return [list(embed_range(first, last).argv) for first, last in plan_embed_ranges()]
+
+    embedded = mapped_stage_operator("embed", embed_range("0", "f"), plan_batches(), pool=GPU_POOL)
+
+    @task(trigger_rule="none_failed", outlets=[EMBEDDINGS])
+    def check_embeddings() -> str:
+        from pony_tasks.config import get_settings
+        from pony_tasks.orchestration.notifiers import send
+        from pony_tasks.orchestration.tasks import embedding_model_id, quality_gate
+
+        model_id = embedding_model_id(get_settings().embed_model)
+        if model_id is None:
+            return "no embeddings yet"
+        return quality_gate("embeddings", model_id=model_id, alert=send)
+
+    @task.short_circuit
+    def has_active_model() -> bool:
+        from pony_tasks.orchestration.tasks import active_aesthetic_version
+
+        return active_aesthetic_version() is not None
+
+    scored = stage_operator("score", score_images())
+
+    @task(outlets=[AESTHETIC_SCORES])
+    def check_scores() -> str:
+        from pony_tasks.orchestration.notifiers import send
+        from pony_tasks.orchestration.tasks import active_aesthetic_version, quality_gate
+
+        return quality_gate("aesthetic_scores", version_id=active_aesthetic_version(), alert=send)
+
+    embedded >> check_embeddings() >> has_active_model() >> scored >> check_scores()

@@ -1,0 +1,35 @@
+"""images_fetch: download new posts' images when any site's posts asset is updated."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, AssetAny, task
+
+from pony_tasks.orchestration.assets import BOORU_POSTS, IMAGES
+from pony_tasks.orchestration.defaults import dag_kwargs
+from pony_tasks.orchestration.operators import stage_operator
+from pony_tasks.orchestration.stages import fetch_images
+
+DOC = """
+### Fetch images
+
+Runs when any `booru_posts_*` asset is updated: `pony images fetch` downloads, verifies (size, hash, decode,
+pixel limit) and stores images content-addressed; bad files are quarantined with a reason, never stored. The
+**images** quality gate checks what this run stored before the `images` asset is updated (embed_and_score
+listens to it).
+"""
+
+with DAG(
+    dag_id="images_fetch",
+    schedule=AssetAny(*BOORU_POSTS.values()),
+    **dag_kwargs(DOC, ["images"]),
+) as dag:
+    fetched = stage_operator("fetch_images", fetch_images())
+
+    @task(outlets=[IMAGES])
+    def check_images(dag_run=None) -> str:
+        from pony_tasks.orchestration.notifiers import send
+        from pony_tasks.orchestration.tasks import quality_gate
+
+        return quality_gate("images", since=dag_run.start_date, alert=send)
+
+    fetched >> check_images()

@@ -1,0 +1,64 @@
+"""The failure/data-quality notifier every DAG uses: always the log + alerts file, plus Slack and SMTP through
+Airflow's own notifiers when ``alert_channels`` names them (connections ``alert_slack_conn_id``,
+``alert_smtp_conn_id``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+from pony_tasks.alerts import Alert, record_alert
+from pony_tasks.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def alert_from_context(context: Any) -> Alert:
+    """An alert naming the DAG, task, run and the error; a data-quality failure lists each failed expectation."""
+    from pony_tasks.quality.checks import DataQualityError
+
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", "?")
+    error = context.get("exception")
+    details: list[str] = []
+    if isinstance(error, DataQualityError):
+        details = [f.describe() for f in error.report.blocking]
+        body = f"blocking data-quality expectations failed in suite {error.report.suite}; downstream tasks stopped"
+    else:
+        body = f"{type(error).__name__}: {error}" if error else "task failed"
+    return Alert(subject=f"{dag_id}.{task_id} failed (run {run_id})", body=body, details=details)
+
+
+def send(alert: Alert, settings: Settings | None = None, context: Any = None) -> None:
+    """Deliver on every configured channel; a channel that fails is logged and does not hide the others."""
+    settings = settings or get_settings()
+    record_alert(alert, settings)
+    for channel in settings.alert_channels:
+        try:
+            if channel == "slack":
+                from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+                SlackWebhookNotifier(slack_webhook_conn_id=settings.alert_slack_conn_id, text=alert.text()).notify(
+                    context or {}
+                )
+            elif channel == "smtp" and settings.alert_email_to:
+                from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+                notifier = SmtpNotifier(smtp_conn_id=settings.alert_smtp_conn_id, to=settings.alert_email_to,
+                                        subject=alert.subject, html_content=f"<pre>{alert.text()}</pre>")  # fmt: skip
+                notifier.notify(context or {})
+        except Exception:  # noqa: BLE001 - one broken channel must not swallow the alert elsewhere
+            log.exception("alert channel %s failed; the alert is in the log and alerts file", channel)
+
+
+class PonyAlertNotifier(BaseNotifier):
+    """``on_failure_callback`` of every pipeline task."""
+
+    template_fields = ()
+
+    def notify(self, context: Any) -> None:
+        send(alert_from_context(context), context=context)

@@ -1,0 +1,97 @@
+"""Operators from execution plans: the DAGs ask for a stage, :func:`pony_tasks.execution.plan_execution` decides where
+it runs, and this module only translates — a local plan becomes a task running the ``pony`` command in the worker, a
+Kubernetes plan a KubernetesPodOperator with the worker image, resources, GPU limits, node selector, tolerations
+and the settings Secret."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import subprocess
+import sys
+from typing import Any
+
+from pony_tasks.config import ExecutionTarget, Settings
+from pony_tasks.execution import ExecutionPlan, StageCommand, plan_execution
+
+log = logging.getLogger(__name__)
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def run_stage(argv: list[str]) -> str:
+    """Run a local stage command, streaming its output into the task log; returns its last output line (XCom)."""
+    tail: collections.deque[str] = collections.deque(maxlen=30)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            log.info("%s", line)
+    if process.returncode != 0:
+        raise StageFailed(f"`{' '.join(argv[2:])}` exited with {process.returncode}:\n" + "\n".join(tail))
+    return tail[-1] if tail else ""
+
+
+def run_pony_args(args: list[str]) -> str:
+    """A mapped local stage: ``args`` are the ``pony`` arguments (as the pod variant gets them)."""
+    return run_stage([sys.executable, "-m", "pony_tasks", *args])
+
+
+def stage_operator(task_id: str, command: StageCommand, *, settings: Settings | None = None, **kwargs: Any):
+    """One task running one ``pony`` command where the settings say (``execution_target``). Arguments may hold
+    Jinja templates (``{{ data_interval_end | ts }}``): both operator kinds render them."""
+    plan = plan_execution(command, settings)
+    if plan.target is ExecutionTarget.local:
+        from airflow.providers.standard.operators.python import PythonOperator
+
+        return PythonOperator(task_id=task_id, python_callable=run_stage, op_args=[list(plan.argv)], **kwargs)
+    return pod_operator(task_id, plan, **kwargs)
+
+
+def mapped_stage_operator(task_id: str, template: StageCommand, arguments: Any, *,
+                          settings: Settings | None = None, **kwargs: Any):  # fmt: skip
+    """Dynamic task mapping: one task per entry of ``arguments`` (an XComArg of ``pony`` argument lists); resources
+    and placement come from ``template``."""
+    plan = plan_execution(template, settings)
+    if plan.target is ExecutionTarget.local:
+        from airflow.sdk import task
+
+        return task(run_pony_args).override(task_id=task_id, **kwargs).expand(args=arguments)
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    return KubernetesPodOperator.partial(**pod_arguments(task_id, plan), **kwargs).expand(arguments=arguments)
+
+
+def pod_arguments(task_id: str, plan: ExecutionPlan) -> dict[str, Any]:
+    """KubernetesPodOperator keyword arguments for a Kubernetes plan (everything but ``arguments`` when mapped)."""
+    from kubernetes.client import models as k8s
+
+    if plan.target is not ExecutionTarget.kubernetes:
+        raise ValueError(f"plan targets {plan.target.value}, not kubernetes")
+    gpu = {"nvidia.com/gpu": str(plan.gpus)} if plan.gpus else {}
+    return {
+        "task_id": task_id,
+        "name": f"pony-{task_id.replace('_', '-')}",
+        "namespace": plan.namespace,
+        "image": plan.image,
+        "cmds": [plan.argv[0]],
+        "container_resources": k8s.V1ResourceRequirements(
+            requests={"cpu": plan.cpu, "memory": plan.memory, **gpu}, limits={"memory": plan.memory, **gpu}
+        ),
+        "node_selector": plan.node_selector or None,
+        "tolerations": [k8s.V1Toleration(**t) for t in plan.tolerations] or None,
+        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=plan.env_secret))]
+        if plan.env_secret else None,
+        "labels": {"app.kubernetes.io/name": "pony-pipeline", "pony/stage": plan.argv[1] if len(plan.argv) > 1 else ""},
+        "get_logs": True,
+        "on_finish_action": "delete_succeeded_pod",
+    }  # fmt: skip
+
+
+def pod_operator(task_id: str, plan: ExecutionPlan, **kwargs: Any):
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    return KubernetesPodOperator(arguments=list(plan.argv[1:]), **pod_arguments(task_id, plan), **kwargs)

@@ -1,0 +1,68 @@
+"""Every DAG imports, carries tags, owner, retries and the failure alert, and parses without heavy imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pony_tasks.orchestration.notifiers import PonyAlertNotifier
+from pony_tasks.orchestration.stages import SITES
+from tests.airflow.conftest import ROOT
+
+EXPECTED = {"booru_score_refresh", "images_fetch", "scores_normalize", "embed_and_score", "nightly_rescore",
+            "aesthetic_train", "captions_regenerate", *(f"booru_scrape_{s}" for s in SITES)}  # fmt: skip
+HEAVY = ("great_expectations", "torch", "open_clip", "diffusers", "pandas",
+         "airflow.providers.cncf.kubernetes.operators.pod")  # fmt: skip
+
+
+def test_no_import_errors_and_every_dag_is_there(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dags) == EXPECTED
+
+
+def test_every_task_has_owner_retries_and_the_failure_alert(dagbag) -> None:
+    for dag in dagbag.dags.values():
+        assert "pony" in dag.tags and len(dag.tags) >= 2, dag.dag_id
+        assert dag.doc_md and len(dag.doc_md) > 100, dag.dag_id
+        for task in dag.tasks:
+            assert task.owner == "pony-pipeline", (dag.dag_id, task.task_id)
+            assert task.retries >= 1, (dag.dag_id, task.task_id)
+            callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [
+                task.on_failure_callback]  # fmt: skip
+            assert any(isinstance(c, PonyAlertNotifier) for c in callbacks), (dag.dag_id, task.task_id)
+
+
+def test_sites_match_the_adapters() -> None:
+    from pony_tasks.boorus.adapters import ADAPTERS
+
+    assert tuple(sorted(ADAPTERS)) == SITES
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "dags").glob("*.py")), ids=lambda p: p.name)
+def test_dag_files_import_nothing_heavy(path) -> None:
+    code = (f"import runpy, sys, json; runpy.run_path({str(path)!r}); "
+            f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_scrape_schedules_have_data_intervals_for_backfills(dagbag) -> None:
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    for dag_id in ("booru_score_refresh", *(f"booru_scrape_{s}" for s in SITES)):
+        assert isinstance(dagbag.dags[dag_id].timetable, CronDataIntervalTimetable), dag_id
+
+
+def test_promotion_updates_the_asset_caption_regeneration_is_scheduled_on(dagbag) -> None:
+    promote = dagbag.dags["aesthetic_train"].get_task("promote")
+    consumer = dagbag.dags["captions_regenerate"]
+    produced = {a.name for a in promote.outlets}
+    scheduled = {a.name for a in consumer.timetable.asset_condition.objects}
+    assert produced == scheduled == {"aesthetic_model"}
+
+
+def test_embed_tasks_run_in_the_gpu_pool(dagbag) -> None:
+    assert dagbag.dags["embed_and_score"].get_task("embed").pool == "gpu"

@@ -5,10 +5,11 @@ VENV   := .venv
 STAMP  := $(VENV)/.installed
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test test-fast lint constraints clean-home help
+.PHONY: demo airflow test test-fast lint constraints clean-home help
 
 help:
 	@echo "make demo       - run the pipeline end to end on embedded defaults"
+	@echo "make airflow    - Airflow standalone with the DAGs unpaused, UI on http://localhost:8080"
 	@echo "make test       - run the whole test suite"
 	@echo "make test-fast  - run the tests not marked slow"
 	@echo "make lint       - ruff"
@@ -22,6 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(VENV)/bin/pony demo
+
+airflow: $(STAMP)
+	./scripts/airflow-standalone
 
 test: $(STAMP)
 	./scripts/run-tests

@@ -29,9 +29,8 @@ with DAG(
 
         @task(task_id=f"check_{site}", outlets=[BOORU_POSTS[site]])
         def check(site: str = site, dag_run=None) -> str:
-            from pony_tasks.orchestration.notifiers import send
-            from pony_tasks.orchestration.tasks import quality_gate
+            from pony_tasks.orchestration.notifiers import quality_gate_task
 
-            return quality_gate("scraped_posts", site=site, since=dag_run.start_date, alert=send)
+            return quality_gate_task("scraped_posts", site=site, since=dag_run.start_date)
 
         refreshed >> check()

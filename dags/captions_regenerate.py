@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Param, task
 
 from pony_tasks.orchestration.assets import AESTHETIC_MODEL, CAPTIONS
 from pony_tasks.orchestration.defaults import dag_kwargs
@@ -14,19 +14,33 @@ DOC = """
 
 Scheduled on the `aesthetic_model` asset. Several promotions before a run collapse into one run: `choose_version`
 reads every triggering event's `version_id` and captions the active one if it is among them (else the newest
-named), logging the superseded ones. `pony captions regenerate` builds the whole set beside the active one and
-switches atomically; the **captions** gate (exactly one band tag, nothing empty, length limits) then checks it.
+named), logging the superseded ones. A manual trigger may name versions in the `version_ids` param.
+`pony captions regenerate` builds the whole set beside the active one and switches atomically; the **captions**
+gate (exactly one band tag, nothing empty, length limits) then checks it.
 """
 
-with DAG(dag_id="captions_regenerate", schedule=[AESTHETIC_MODEL], **dag_kwargs(DOC, ["captions"])) as dag:
+with DAG(
+    dag_id="captions_regenerate",
+    schedule=[AESTHETIC_MODEL],
+    params={
+        "version_ids": Param(
+            [],
+            type="array",
+            items={"type": "integer", "minimum": 1},
+            description="Manual trigger: caption for these versions (asset events name them).",
+        )
+    },
+    **dag_kwargs(DOC, ["captions"]),
+) as dag:
 
     @task.short_circuit
-    def choose_version(triggering_asset_events=None, ti=None) -> int | None:
+    def choose_version(triggering_asset_events=None, ti=None, params=None) -> bool:
         from pony_tasks.orchestration.stages import caption_target
         from pony_tasks.orchestration.tasks import active_aesthetic_version
 
         versions = [int(event.extra["version_id"]) for events in (triggering_asset_events or {}).values()
                     for event in events if "version_id" in (event.extra or {})]  # fmt: skip
+        versions += [int(v) for v in (params or {}).get("version_ids") or []]  # a manual trigger names them
         target, superseded = caption_target(versions, active_aesthetic_version())
         print(f"events name versions {sorted(set(versions))}; captioning {target}; superseded {superseded}")
         ti.xcom_push(key="version", value=target)
@@ -38,9 +52,9 @@ with DAG(dag_id="captions_regenerate", schedule=[AESTHETIC_MODEL], **dag_kwargs(
 
     @task(outlets=[CAPTIONS])
     def check_captions() -> str:
-        from pony_tasks.orchestration.notifiers import send
-        from pony_tasks.orchestration.tasks import active_caption_set, quality_gate
+        from pony_tasks.orchestration.notifiers import quality_gate_task
+        from pony_tasks.orchestration.tasks import active_caption_set
 
-        return quality_gate("captions", set_id=active_caption_set(), alert=send)
+        return quality_gate_task("captions", set_id=active_caption_set())
 
     choose_version() >> regenerated >> check_captions()

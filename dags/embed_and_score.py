@@ -32,13 +32,13 @@ with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed"
     @task(trigger_rule="none_failed", outlets=[EMBEDDINGS])
     def check_embeddings() -> str:
         from pony_tasks.config import get_settings
-        from pony_tasks.orchestration.notifiers import send
-        from pony_tasks.orchestration.tasks import embedding_model_id, quality_gate
+        from pony_tasks.orchestration.notifiers import quality_gate_task
+        from pony_tasks.orchestration.tasks import embedding_model_id
 
         model_id = embedding_model_id(get_settings().embed_model)
         if model_id is None:
             return "no embeddings yet"
-        return quality_gate("embeddings", model_id=model_id, alert=send)
+        return quality_gate_task("embeddings", model_id=model_id)
 
     @task.short_circuit
     def has_active_model() -> bool:
@@ -50,9 +50,9 @@ with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed"
 
     @task(outlets=[AESTHETIC_SCORES])
     def check_scores() -> str:
-        from pony_tasks.orchestration.notifiers import send
-        from pony_tasks.orchestration.tasks import active_aesthetic_version, quality_gate
+        from pony_tasks.orchestration.notifiers import quality_gate_task
+        from pony_tasks.orchestration.tasks import active_aesthetic_version
 
-        return quality_gate("aesthetic_scores", version_id=active_aesthetic_version(), alert=send)
+        return quality_gate_task("aesthetic_scores", version_id=active_aesthetic_version())
 
     embedded >> check_embeddings() >> has_active_model() >> scored >> check_scores()

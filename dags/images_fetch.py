@@ -27,9 +27,8 @@ with DAG(
 
     @task(outlets=[IMAGES])
     def check_images(dag_run=None) -> str:
-        from pony_tasks.orchestration.notifiers import send
-        from pony_tasks.orchestration.tasks import quality_gate
+        from pony_tasks.orchestration.notifiers import quality_gate_task
 
-        return quality_gate("images", since=dag_run.start_date, alert=send)
+        return quality_gate_task("images", since=dag_run.start_date)
 
     fetched >> check_images()

@@ -27,9 +27,9 @@ with DAG(dag_id="nightly_rescore", schedule="30 3 * * *", **dag_kwargs(DOC, ["ae
 
     @task(outlets=[AESTHETIC_SCORES])
     def check_scores() -> str:
-        from pony_tasks.orchestration.notifiers import send
-        from pony_tasks.orchestration.tasks import active_aesthetic_version, quality_gate
+        from pony_tasks.orchestration.notifiers import quality_gate_task
+        from pony_tasks.orchestration.tasks import active_aesthetic_version
 
-        return quality_gate("aesthetic_scores", version_id=active_aesthetic_version(), alert=send)
+        return quality_gate_task("aesthetic_scores", version_id=active_aesthetic_version())
 
     has_active_model() >> stage_operator("rescore", score_images(full=True)) >> check_scores()

@@ -8,6 +8,7 @@ import sys
 import click
 
 from pony_tasks.cli.aesthetic_cmd import aesthetic_group
+from pony_tasks.cli.airflow_cmd import airflow_group
 from pony_tasks.cli.captions_cmd import captions_group
 from pony_tasks.cli.common import PonyContext
 from pony_tasks.cli.config_cmd import config_group
@@ -52,6 +53,7 @@ cli.add_command(export_group)
 cli.add_command(quality_group)
 cli.add_command(fake_booru_command)
 cli.add_command(demo_command)
+cli.add_command(airflow_group)
 
 
 def main() -> None:

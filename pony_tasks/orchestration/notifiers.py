@@ -17,17 +17,16 @@ log = logging.getLogger(__name__)
 
 def alert_from_context(context: Any) -> Alert:
     """An alert naming the DAG, task, run and the error; a data-quality failure lists each failed expectation."""
-    from pony_tasks.quality.checks import DataQualityError
-
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
     task_id = getattr(ti, "task_id", "?")
     run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", "?")
     error = context.get("exception")
     details: list[str] = []
-    if isinstance(error, DataQualityError):
-        details = [f.describe() for f in error.report.blocking]
-        body = f"blocking data-quality expectations failed in suite {error.report.suite}; downstream tasks stopped"
+    report = getattr(error, "report", None)  # DataQualityError, or the task's BlockingDataQualityFailure
+    if report is not None:
+        details = [f.describe() for f in report.blocking]
+        body = f"blocking data-quality expectations failed in suite {report.suite}; downstream tasks stopped"
     else:
         body = f"{type(error).__name__}: {error}" if error else "task failed"
     return Alert(subject=f"{dag_id}.{task_id} failed (run {run_id})", body=body, details=details)
@@ -62,3 +61,22 @@ class PonyAlertNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         send(alert_from_context(context), context=context)
+
+
+def quality_gate_task(suite: str, **batch: Any) -> str:
+    """A quality gate inside an Airflow task: warnings alert and pass; blocking failures fail the task at once,
+    without retries (the data will not change by retrying), and the failure alert lists the failed expectations."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pony_tasks.orchestration.tasks import quality_gate
+    from pony_tasks.quality.checks import DataQualityError
+
+    class BlockingDataQualityFailure(AirflowFailException):
+        def __init__(self, report) -> None:
+            self.report = report
+            super().__init__(report.describe())
+
+    try:
+        return quality_gate(suite, alert=send, **batch)
+    except DataQualityError as exc:
+        raise BlockingDataQualityFailure(exc.report) from exc

@@ -34,7 +34,8 @@ EMPTY_DAG = "from airflow.sdk import DAG\nwith DAG(dag_id='empty', schedule=None
 
 def parse(path: Path, home: str) -> dict:
     env = dict(os.environ, AIRFLOW_HOME=home, AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               AIRFLOW__LOGGING__LOGGING_LEVEL="ERROR")  # fmt: skip
+               AIRFLOW__LOGGING__LOGGING_LEVEL="ERROR", AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+               PYTHONPATH=str(ROOT / "plugins"))  # fmt: skip
     out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

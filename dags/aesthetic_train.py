@@ -7,9 +7,9 @@ from datetime import timedelta
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Metadata, Param, task
 
-from pony_tasks.orchestration.assets import AESTHETIC_MODEL
-from pony_tasks.orchestration.defaults import dag_kwargs
-from pony_tasks.orchestration.operators import stage_operator
+from pony_airflow.assets import AESTHETIC_MODEL
+from pony_airflow.defaults import dag_kwargs
+from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import train_aesthetic
 
 DOC = """

@@ -5,9 +5,9 @@ from __future__ import annotations
 from airflow.sdk import DAG, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from pony_tasks.orchestration.assets import BOORU_POSTS
-from pony_tasks.orchestration.defaults import dag_kwargs
-from pony_tasks.orchestration.operators import stage_operator
+from pony_airflow.assets import BOORU_POSTS
+from pony_airflow.defaults import dag_kwargs
+from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import SITES, scrape_refresh
 
 DOC = """
@@ -29,7 +29,7 @@ with DAG(
 
         @task(task_id=f"check_{site}", outlets=[BOORU_POSTS[site]])
         def check(site: str = site, dag_run=None) -> str:
-            from pony_tasks.orchestration.notifiers import quality_gate_task
+            from pony_airflow.notifiers import quality_gate_task
 
             return quality_gate_task("scraped_posts", site=site, since=dag_run.start_date)
 

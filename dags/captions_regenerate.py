@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
 
-from pony_tasks.orchestration.assets import AESTHETIC_MODEL, CAPTIONS
-from pony_tasks.orchestration.defaults import dag_kwargs
-from pony_tasks.orchestration.operators import stage_operator
+from pony_airflow.assets import AESTHETIC_MODEL, CAPTIONS
+from pony_airflow.defaults import dag_kwargs
+from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import regenerate_captions
 
 DOC = """
@@ -52,7 +52,7 @@ with DAG(
 
     @task(outlets=[CAPTIONS])
     def check_captions() -> str:
-        from pony_tasks.orchestration.notifiers import quality_gate_task
+        from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.orchestration.tasks import active_caption_set
 
         return quality_gate_task("captions", set_id=active_caption_set())

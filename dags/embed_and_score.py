@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, task
 
-from pony_tasks.orchestration.assets import AESTHETIC_SCORES, EMBEDDINGS, IMAGES
-from pony_tasks.orchestration.defaults import GPU_POOL, dag_kwargs
-from pony_tasks.orchestration.operators import mapped_stage_operator, stage_operator
+from pony_airflow.assets import AESTHETIC_SCORES, EMBEDDINGS, IMAGES
+from pony_airflow.defaults import GPU_POOL, dag_kwargs
+from pony_airflow.operators import mapped_stage_operator, stage_operator
 from pony_tasks.orchestration.stages import embed_range, score_images
 
 DOC = """
@@ -31,8 +31,8 @@ with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed"
 
     @task(trigger_rule="none_failed", outlets=[EMBEDDINGS])
     def check_embeddings() -> str:
+        from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.config import get_settings
-        from pony_tasks.orchestration.notifiers import quality_gate_task
         from pony_tasks.orchestration.tasks import embedding_model_id
 
         model_id = embedding_model_id(get_settings().embed_model)
@@ -50,7 +50,7 @@ with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed"
 
     @task(outlets=[AESTHETIC_SCORES])
     def check_scores() -> str:
-        from pony_tasks.orchestration.notifiers import quality_gate_task
+        from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.orchestration.tasks import active_aesthetic_version
 
         return quality_gate_task("aesthetic_scores", version_id=active_aesthetic_version())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, AssetAny, task
 
-from pony_tasks.orchestration.assets import BOORU_POSTS, IMAGES
-from pony_tasks.orchestration.defaults import dag_kwargs
-from pony_tasks.orchestration.operators import stage_operator
+from pony_airflow.assets import BOORU_POSTS, IMAGES
+from pony_airflow.defaults import dag_kwargs
+from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import fetch_images
 
 DOC = """
@@ -27,7 +27,7 @@ with DAG(
 
     @task(outlets=[IMAGES])
     def check_images(dag_run=None) -> str:
-        from pony_tasks.orchestration.notifiers import quality_gate_task
+        from pony_airflow.notifiers import quality_gate_task
 
         return quality_gate_task("images", since=dag_run.start_date)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, task
 
-from pony_tasks.orchestration.assets import AESTHETIC_SCORES
-from pony_tasks.orchestration.defaults import dag_kwargs
-from pony_tasks.orchestration.operators import stage_operator
+from pony_airflow.assets import AESTHETIC_SCORES
+from pony_airflow.defaults import dag_kwargs
+from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import score_images
 
 DOC = """
@@ -27,7 +27,7 @@ with DAG(dag_id="nightly_rescore", schedule="30 3 * * *", **dag_kwargs(DOC, ["ae
 
     @task(outlets=[AESTHETIC_SCORES])
     def check_scores() -> str:
-        from pony_tasks.orchestration.notifiers import quality_gate_task
+        from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.orchestration.tasks import active_aesthetic_version
 
         return quality_gate_task("aesthetic_scores", version_id=active_aesthetic_version())

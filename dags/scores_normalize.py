@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, AssetAny
 
-from pony_tasks.orchestration.assets import BOORU_POSTS, NORMALIZED_SCORES
-from pony_tasks.orchestration.defaults import dag_kwargs
-from pony_tasks.orchestration.operators import stage_operator
+from pony_airflow.assets import BOORU_POSTS, NORMALIZED_SCORES
+from pony_airflow.defaults import dag_kwargs
+from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import normalize_scores
 
 DOC = """

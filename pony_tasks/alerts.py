@@ -1,6 +1,6 @@
 """Alerts: what went wrong, recorded to the log and to ``PONY_HOME/alerts.jsonl`` (the always-on channel).
 
-Slack and SMTP delivery happen in Airflow through its notifiers (:mod:`pony_tasks.orchestration.notifiers`); this
+Slack and SMTP delivery happen in Airflow through its notifiers (:mod:`pony_airflow.notifiers`); this
 module is the channel that needs nothing and that tests and the demo read back.
 """
 

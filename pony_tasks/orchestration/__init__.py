@@ -1,2 +1,3 @@
-"""Glue between the library and Airflow: stage commands and planning (``stages``, no Airflow), operators built from
-execution plans (``operators``), DAG defaults and alert notifiers (``defaults``, ``notifiers``)."""
+"""What the DAGs run, without Airflow: stage commands and planning (``stages``), light worker-side work (``tasks``:
+quality gates, lookups, promotion) and the local Airflow environment (``standalone``). The Airflow side —
+assets, defaults, notifiers, operators — lives in ``plugins/pony_airflow``."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from pony_tasks.orchestration.notifiers import PonyAlertNotifier
+from pony_airflow.notifiers import PonyAlertNotifier
 from pony_tasks.orchestration.stages import SITES
 from tests.airflow.conftest import ROOT
 
@@ -45,7 +46,8 @@ def test_sites_match_the_adapters() -> None:
 def test_dag_files_import_nothing_heavy(path) -> None:
     code = (f"import runpy, sys, json; runpy.run_path({str(path)!r}); "
             f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "plugins"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 

@@ -3,8 +3,8 @@ checked without a cluster (``build_pod_request_obj(dry_run=True)``)."""
 
 from __future__ import annotations
 
+from pony_airflow.operators import stage_operator
 from pony_tasks.config import ExecutionTarget, load_settings
-from pony_tasks.orchestration.operators import stage_operator
 from pony_tasks.orchestration.stages import embed_range, fetch_images
 
 

@@ -11,7 +11,7 @@ GPU_POOL = "gpu"
 
 
 def default_args(retries: int = 2) -> dict[str, Any]:
-    from pony_tasks.orchestration.notifiers import PonyAlertNotifier
+    from pony_airflow.notifiers import PonyAlertNotifier
 
     return {
         "owner": OWNER,

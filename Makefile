@@ -8,7 +8,7 @@ PIP    := $(VENV)/bin/pip
 .PHONY: demo airflow test test-fast lint constraints clean-home help
 
 help:
-	@echo "make demo       - run the pipeline end to end on embedded defaults"
+	@echo "make demo       - run the pipeline end to end through Airflow on embedded defaults"
 	@echo "make airflow    - Airflow standalone with the DAGs unpaused, UI on http://localhost:8080"
 	@echo "make test       - run the whole test suite"
 	@echo "make test-fast  - run the tests not marked slow"
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/pony demo
+	PYTHONPATH=plugins $(VENV)/bin/python -m pony_airflow.demo
 
 airflow: $(STAMP)
 	./scripts/airflow-standalone

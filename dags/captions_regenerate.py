@@ -7,15 +7,16 @@ from airflow.sdk import DAG, Param, task
 from pony_airflow.assets import AESTHETIC_MODEL, CAPTIONS
 from pony_airflow.defaults import dag_kwargs
 from pony_airflow.operators import stage_operator
-from pony_tasks.orchestration.stages import regenerate_captions
+from pony_tasks.orchestration.stages import regenerate_captions, score_images
 
 DOC = """
 ### Regenerate captions for a promoted aesthetic model
 
 Scheduled on the `aesthetic_model` asset. Several promotions before a run collapse into one run: `choose_version`
 reads every triggering event's `version_id` and captions the active one if it is among them (else the newest
-named), logging the superseded ones. A manual trigger may name versions in the `version_ids` param.
-`pony captions regenerate` builds the whole set beside the active one and switches atomically; the **captions**
+named), logging the superseded ones. A manual trigger may name versions in the `version_ids` param. `score`
+fills in the version's scores for images it has not scored yet (a just-promoted version has scored none);
+`pony captions regenerate` then builds the whole set beside the active one and switches atomically; the **captions**
 gate (exactly one band tag, nothing empty, length limits) then checks it.
 """
 
@@ -46,9 +47,9 @@ with DAG(
         ti.xcom_push(key="version", value=target)
         return target is not None
 
-    regenerated = stage_operator(
-        "regenerate", regenerate_captions("{{ ti.xcom_pull(task_ids='choose_version', key='version') }}")
-    )
+    version = "{{ ti.xcom_pull(task_ids='choose_version', key='version') }}"
+    scored = stage_operator("score", score_images(version_id=version))  # images the version has not scored yet
+    regenerated = stage_operator("regenerate", regenerate_captions(version))
 
     @task(outlets=[CAPTIONS])
     def check_captions() -> str:
@@ -57,4 +58,4 @@ with DAG(
 
         return quality_gate_task("captions", set_id=active_caption_set())
 
-    choose_version() >> regenerated >> check_captions()
+    choose_version() >> scored >> regenerated >> check_captions()

@@ -86,7 +86,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print, show_progr
         step(f"[runs]     recorded as pipeline_run {run.run_id}")
 
     _ingest(settings, step, show_progress)
-    _embed_and_rate(settings, step, show_progress, _rating_set(settings, step))
+    _embed_and_rate(settings, step, show_progress, ensure_rating_set(settings, step))
     step(f"[done]     demo finished in {time.perf_counter() - started:.1f} s")
     return report
 
@@ -154,7 +154,7 @@ def _normalize(settings: Settings, step: Callable[[str], None]) -> None:
     step(f"[report]   plots and text in {output} (and reports/normalize/run-{result.run_id}/ in the object store)")
 
 
-def _rating_set(settings: Settings, step: Callable[[str], None]) -> int:
+def ensure_rating_set(settings: Settings, step: Callable[[str], None]) -> int:
     """The demo's rating set: sampled on the first run, reused afterwards (so re-runs change nothing)."""
     from pony_tasks.ratings.sample import sample_rating_set
 

@@ -37,9 +37,10 @@ def embed_range(first_sha: str, last_sha: str, settings: Settings | None = None)
     )  # fmt: skip
 
 
-def score_images(full: bool = False) -> StageCommand:
-    """Scores with the active aesthetic version (``full``: every embedding again)."""
-    return StageCommand(("aesthetic", "score", *(("--full",) if full else ())), memory="8Gi")
+def score_images(full: bool = False, version_id: int | str | None = None) -> StageCommand:
+    """Scores with the active aesthetic version, or ``version_id`` (``full``: every embedding again)."""
+    version = ("--version", str(version_id)) if version_id is not None else ()
+    return StageCommand(("aesthetic", "score", *version, *(("--full",) if full else ())), memory="8Gi")
 
 
 def train_aesthetic(params_json: str = "{{ params | tojson }}") -> StageCommand:

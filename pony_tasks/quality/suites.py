@@ -137,6 +137,7 @@ def aesthetic_scores(conn: psycopg2.extensions.connection, store: ObjectStore, *
         previous_mean = cur.fetchone()[0]
     gxe = _gxe()
     expectations = [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, severity="critical"),
         gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1, severity="critical"),
         gxe.ExpectColumnValuesToBeBetween(column="percentile", min_value=0, max_value=1, severity="critical"),
         gxe.ExpectColumnStdevToBeBetween(column="score", min_value=0.01, severity="critical"),
@@ -161,6 +162,7 @@ def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id
     )  # fmt: skip
     gxe = _gxe()
     expectations = [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, severity="critical"),  # an empty set is never right
         gxe.ExpectColumnValuesToBeInSet(column="band_tags", value_set=[1], severity="critical"),
         gxe.ExpectColumnValuesToBeBetween(column="band", min_value=1, max_value=9, severity="critical"),
         gxe.ExpectColumnValuesToBeInSet(

@@ -100,7 +100,9 @@ def test_every_dag_runs_on_the_sample_data_and_a_blocking_failure_stops_downstre
     assert extras and extras[-1]["version_id"] == version
 
     states = _run(dagbag, "captions_regenerate", run_conf={"version_ids": [extras[-1]["version_id"]]})
-    assert states["check_captions"] == "success"
+    assert states["score"] == "success" and states["check_captions"] == "success"
+    assert _count("SELECT count(*) FROM active_caption") == _count(
+        "SELECT count(*) FROM aesthetic_score WHERE version_id = %s", version) > 1500  # fmt: skip
     assert (
         _count("SELECT c.aesthetic_version_id FROM caption_set c JOIN active_caption_set a USING (set_id)") == version
     )

@@ -137,3 +137,18 @@ def sample_caption(caption: Caption, rng: random.Random, keep_probability: float
         flexible += sample_quality(caption.quality, rng, keep_probability)[1:]
     rng.shuffle(flexible)
     return ", ".join([*caption.fixed_part(), *flexible])
+
+
+UP_TAG = re.compile(r"^score_[1-9]_up$")
+
+
+def sample_caption_text(text: str, rng: random.Random, keep_probability: float = 0.5) -> str:
+    """The train-time sampler on a stored/exported caption text (``fixed ||| flexible``): the fixed part in order,
+    then each independent ``score_K_up`` token of the flexible part (v7) kept with ``keep_probability`` and
+    shuffled among the content tags — the same as :func:`sample_caption` on the structured caption. Seed ``rng``
+    per step for reproducible runs. Tags are split on ``", "``, which cleaned tags never contain."""
+    fixed, separator, flexible = text.partition(f" {KEEP_SEPARATOR}")
+    tokens = [t for t in flexible.strip().split(", ") if t] if separator else []
+    kept = [t for t in tokens if not UP_TAG.match(t) or rng.random() < keep_probability]
+    rng.shuffle(kept)
+    return ", ".join([*(t for t in fixed.split(", ") if t), *kept])

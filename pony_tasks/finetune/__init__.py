@@ -1,0 +1,1 @@
+"""Gated diffusion fine-tunes (diffusers + accelerate) on exported datasets, and the quality-tag evaluation."""

@@ -17,6 +17,7 @@ from pony_tasks.cli.demo_cmd import demo_command
 from pony_tasks.cli.embed_cmd import embed_command
 from pony_tasks.cli.export_cmd import export_group
 from pony_tasks.cli.fake_cmd import fake_booru_command
+from pony_tasks.cli.finetune_cmd import finetune_group
 from pony_tasks.cli.images_cmd import images_group
 from pony_tasks.cli.normalize_cmd import normalize_group
 from pony_tasks.cli.posts_cmd import posts_group
@@ -50,6 +51,7 @@ cli.add_command(embed_command)
 cli.add_command(aesthetic_group)
 cli.add_command(captions_group)
 cli.add_command(export_group)
+cli.add_command(finetune_group)
 cli.add_command(quality_group)
 cli.add_command(fake_booru_command)
 cli.add_command(demo_command)

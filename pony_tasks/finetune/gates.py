@@ -1,0 +1,79 @@
+"""The gates a fine-tune must pass before it starts; every decision is recorded in ``finetune_gate``.
+
+1. ``dataset_quality`` — the export's caption set passed its data-quality check (the newest ``captions`` result for
+   that set has no blocking failure);
+2. ``active_model`` — the export's captions were made with the active aesthetic version;
+3. ``new_images`` — at least ``min_new_images`` images the last completed run did not train on;
+4. ``human_approval`` — a person approved it in the Airflow UI (recorded by the DAG with :func:`record`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import psycopg2.extensions
+
+from pony_tasks.finetune.data import Export
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    gate: str
+    passed: bool
+    detail: str
+
+
+def _image_keys(manifest: dict) -> set[str]:
+    return {k.rsplit("/", 1)[-1].rsplit(".", 1)[0] for k in manifest.get("files", {})
+            if not k.endswith((".txt", ".json"))}  # fmt: skip
+
+
+def evaluate_gates(
+    conn: psycopg2.extensions.connection, export: Export, *, min_new_images: int, previous_manifest: dict | None
+) -> list[GateDecision]:
+    set_id, version = export.manifest.get("caption_set"), export.manifest.get("aesthetic_version")
+    decisions = []
+    with conn.cursor() as cur:
+        cur.execute("""SELECT blocking_failures, checked_at FROM dq_result WHERE suite = 'captions'
+                       AND (batch->>'set_id')::bigint = %s ORDER BY result_id DESC LIMIT 1""", (set_id,))  # fmt: skip
+        check = cur.fetchone()
+        cur.execute("SELECT version_id FROM aesthetic_model WHERE status = 'active'")
+        active = cur.fetchone()
+    if check is None:
+        decisions.append(GateDecision("dataset_quality", False, f"caption set {set_id} has no data-quality check: "
+                                      f"run `pony quality check captions --set {set_id}`"))  # fmt: skip
+    else:
+        decisions.append(GateDecision("dataset_quality", check[0] == 0,
+                                      f"captions check of set {set_id} at {check[1]:%Y-%m-%d %H:%M}: "
+                                      f"{check[0]} blocking failures"))  # fmt: skip
+    active_version = active[0] if active else None
+    detail = f"export captions from aesthetic version {version}, active {active_version}"
+    decisions.append(GateDecision("active_model", version is not None and version == active_version, detail))
+    current = _image_keys(export.manifest)
+    new = len(current - (_image_keys(previous_manifest) if previous_manifest else set()))
+    decisions.append(GateDecision("new_images", new >= min_new_images,
+                                  f"{new} images not in the last completed run (need {min_new_images})"))  # fmt: skip
+    return decisions
+
+
+def record(conn: psycopg2.extensions.connection, context: str, dataset: str, decisions: list[GateDecision]) -> None:
+    with conn.cursor() as cur:
+        for d in decisions:
+            cur.execute(
+                "INSERT INTO finetune_gate (context, dataset, gate, passed, detail) VALUES (%s, %s, %s, %s, %s)",
+                (context, dataset, d.gate, d.passed, d.detail),
+            )
+
+
+def previous_manifest(conn: psycopg2.extensions.connection, store) -> dict | None:  # noqa: ANN001
+    """The manifest of the newest completed run's dataset (None before the first run)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT dataset FROM finetune_run WHERE status = 'complete' ORDER BY run_id DESC LIMIT 1")
+        row = cur.fetchone()
+    if row is None:
+        return None
+    try:
+        return json.loads(store.get_bytes(f"exports/{row[0]}/manifest.json"))
+    except (FileNotFoundError, KeyError):
+        return None

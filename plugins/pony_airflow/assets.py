@@ -15,3 +15,4 @@ AESTHETIC_SCORES = Asset(name="aesthetic_scores", uri="pony://aesthetic_score", 
 # Updated by promotion; the event's extra carries {"version_id": N}. captions_regenerate is scheduled on it.
 AESTHETIC_MODEL = Asset(name="aesthetic_model", uri="pony://aesthetic_model", group="pony")
 CAPTIONS = Asset(name="captions", uri="pony://caption", group="pony")
+FINETUNE = Asset(name="finetune_model", uri="pony://finetune_run", group="pony")

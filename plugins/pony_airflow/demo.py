@@ -128,7 +128,39 @@ class Demo:
         self.dag("captions_regenerate", f"for version(s) {events or [version]} from the promotion's asset event",
                  run_conf={"version_ids": events or [version]})  # fmt: skip
         self.dag("nightly_rescore")
+        self._finetune(settings)
         self._summary(settings, version)
+
+    def _finetune(self, settings) -> None:
+        from pony_tasks.finetune.tiny import build_tiny_pipeline
+
+        base = settings.resolved_home / "models" / "tiny-sd"
+        if not (base / "model_index.json").exists():
+            build_tiny_pipeline(base)
+        conf = {"base_model": str(base), "method": "lora", "steps": 40, "batch_size": 4, "resolution": 32,
+                "checkpoint_every": 20, "min_band": 1, "min_new_images": 100, "eval_steps": 4,
+                "eval_resolution": 32}  # fmt: skip
+        states = self.dag("finetune", "tiny random-init SD model; approval given by the demo", run_conf=conf,
+                          mark_success_pattern="approve")  # fmt: skip
+        if states.get("train") != "success":
+            from pony_tasks.db import connect
+
+            with connect(settings) as conn, conn.cursor() as cur:
+                cur.execute("SELECT gate, detail FROM finetune_gate WHERE NOT passed ORDER BY decision_id DESC LIMIT 3")
+                unmet = "; ".join(f"{gate}: {detail}" for gate, detail in cur.fetchall())
+            print(f"[finetune] skipped by its gates ({unmet})")
+            return
+        from pony_tasks.db import connect
+
+        with connect(settings) as conn, conn.cursor() as cur:
+            cur.execute("""SELECT r.run_id, r.steps_done, r.metrics->>'last_loss', e.spearman, e.plot_key, e.results
+                           FROM finetune_run r JOIN finetune_eval e USING (run_id) ORDER BY e.eval_id DESC LIMIT 1""")
+            run_id, steps, loss, rho, plot, results = cur.fetchone()
+        means = ", ".join(f"{r['label']} {r['mean']:.3f}" for r in results if r["label"] in
+                          ("score_9", "score_5", "score_1", "v6 chain", "no tag"))  # fmt: skip
+        print(f"[finetune] run {run_id}: {steps} LoRA steps, last loss {float(loss):.3f}; tag evaluation: {means}; "
+              f"Spearman(tag level, score) = {rho if rho is None else round(rho, 3)} (random-init models: expect ~0; "
+              f"real weights make this the number that says whether V6's flaw is gone); plot {plot}")  # fmt: skip
 
     def _rate(self, settings) -> None:
         from pony_tasks.db import connect

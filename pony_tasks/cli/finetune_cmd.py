@@ -44,17 +44,28 @@ def finetune_run(ctx: PonyContext, base: Path | None, dataset: str | None, resum
 
 
 @finetune_group.command("eval")
-@click.option("--run", "run_id", required=True, type=int, help="A complete fine-tune run.")
+@click.option("--run", "run_id", type=int, help="A complete fine-tune run.")
+@click.option("--dataset", help="Instead of --run: the newest complete run on this export.")
 @click.option("--prompt", "prompts", multiple=True, help="Content prompt (repeat); default: three fixed prompts.")
 @click.option("--seeds", default="0,1", show_default=True, help="Comma-separated seeds per prompt.")
 @click.option("--steps", default=25, show_default=True, type=click.IntRange(min=1), help="Inference steps.")
 @click.option("--resolution", default=512, show_default=True, type=click.IntRange(min=16))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.pass_obj
-def finetune_eval(ctx: PonyContext, run_id: int, prompts: tuple[str, ...], seeds: str, steps: int, resolution: int,
-                  device: str) -> None:  # fmt: skip
+def finetune_eval(ctx: PonyContext, run_id: int | None, dataset: str | None, prompts: tuple[str, ...], seeds: str,
+                  steps: int, resolution: int, device: str) -> None:  # fmt: skip
     """Mean aesthetic score per quality tag alone, and Spearman(tag level, score); stores a plot."""
+    from pony_tasks.db import connect
     from pony_tasks.finetune.evaluate import DEFAULT_PROMPTS, evaluate_tags
+
+    if run_id is None:
+        if dataset is None:
+            raise click.UsageError("give --run N or --dataset NAME")
+        with connect(ctx.settings) as conn, conn.cursor() as cur:
+            cur.execute("SELECT max(run_id) FROM finetune_run WHERE dataset = %s AND status = 'complete'", (dataset,))
+            run_id = cur.fetchone()[0]
+        if run_id is None:
+            raise click.ClickException(f"no complete fine-tune run on export {dataset!r}")
 
     result = evaluate_tags(run_id, settings=ctx.settings, prompts=prompts or DEFAULT_PROMPTS,
                            seeds=tuple(int(s) for s in seeds.split(",")), steps=steps, resolution=resolution,

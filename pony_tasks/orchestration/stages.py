@@ -82,3 +82,25 @@ def caption_target(event_versions: list[int], active_version: int | None) -> tup
         return None, []
     target = active_version if active_version in versions else versions[-1]
     return target, [v for v in versions if v != target]
+
+
+def export_dataset(name: str, min_band: int | str) -> StageCommand:
+    return StageCommand(("export", "dataset", "--format", "kohya", "--name", name, "--min-band", str(min_band)),
+                        memory="4Gi")  # fmt: skip
+
+
+def finetune_train(dataset: str) -> StageCommand:
+    """Training with the finetune DAG's Params (Jinja templates, rendered per run)."""
+    return StageCommand(
+        ("finetune", "run", "--base", "{{ params.base_model }}", "--dataset", dataset,
+         "--method", "{{ params.method }}", "--steps", "{{ params.steps }}", "--batch-size", "{{ params.batch_size }}",
+         "--learning-rate", "{{ params.learning_rate }}", "--resolution", "{{ params.resolution }}",
+         "--checkpoint-every", "{{ params.checkpoint_every }}"),
+        needs_gpu=True, cpu="8", memory="48Gi",
+    )  # fmt: skip
+
+
+def finetune_eval(dataset: str) -> StageCommand:
+    argv = ("finetune", "eval", "--dataset", dataset, "--steps", "{{ params.eval_steps }}",
+            "--resolution", "{{ params.eval_resolution }}")  # fmt: skip
+    return StageCommand(argv, needs_gpu=True, cpu="4", memory="24Gi")

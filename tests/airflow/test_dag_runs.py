@@ -109,6 +109,20 @@ def test_every_dag_runs_on_the_sample_data_and_a_blocking_failure_stops_downstre
     _run(dagbag, "nightly_rescore")
     assert _count("SELECT count(*) FROM aesthetic_score WHERE version_id = %s", version) == embedded
 
+    # a gated fine-tune on the tiny model family, then the same again: no new images, so the gates skip it
+    from pony_tasks.finetune.tiny import build_tiny_pipeline
+
+    base = build_tiny_pipeline(get_settings().resolved_home / "tiny-sd")
+    conf = {"base_model": str(base), "steps": 4, "batch_size": 2, "resolution": 32, "checkpoint_every": 2,
+            "min_new_images": 1, "eval_steps": 2, "eval_resolution": 32}  # fmt: skip
+    states = _run(dagbag, "finetune", run_conf=conf, mark_success_pattern="approve")
+    assert states["train"] == "success" and states["evaluate"] == "success"
+    assert _count("SELECT count(*) FROM finetune_eval") == 1
+    states = _run(dagbag, "finetune", run_conf=conf, mark_success_pattern="approve")
+    assert states["gates"] == "skipped" and states["train"] == "skipped"
+    assert _count("SELECT count(*) FROM finetune_gate WHERE gate = 'new_images' AND NOT passed") == 1
+    assert _count("SELECT count(*) FROM finetune_gate WHERE gate = 'human_approval' AND passed") == 1
+
     # A shard whose vectors are no longer unit length: the blocking embeddings gate fails, scoring never runs,
     # and the alert names the failed expectation.
     from pony_tasks.alerts import read_alerts

@@ -150,8 +150,8 @@ def _plot(evaluation: TagEvaluation) -> bytes:
     axis.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=60, ha="right")
     axis.set_ylabel("mean aesthetic score (0..1)")
     rho = "n/a" if evaluation.spearman is None else f"{evaluation.spearman:.2f}"
-    axis.set_title(f"Do quality tags control quality? fine-tune run {evaluation.run_id} — "
-                   f"Spearman(level, score) = {rho}  (orange: score_K alone, blue: score_K_up alone)")  # fmt: skip
+    axis.set_title(f"Do quality tags control quality? fine-tune run {evaluation.run_id}: Spearman(level, score) = "
+                   f"{rho}\norange: score_K alone · blue: score_K_up alone · grey: V6 chain, no tag")  # fmt: skip
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

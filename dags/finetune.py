@@ -75,16 +75,14 @@ with DAG(dag_id="finetune", schedule=[CAPTIONS], params=PARAMS, **dag_kwargs(DOC
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pony_tasks.db import connect
-        from pony_tasks.finetune.gates import GateDecision, record
+        from pony_tasks.finetune.gates import approval_decision, record
 
         if ti.xcom_pull(task_ids="gates") is None:
             raise AirflowSkipException("gates not met: nothing to approve")
-        answer = ti.xcom_pull(task_ids="approve")
-        chosen = (answer or {}).get("chosen_options") if isinstance(answer, dict) else None
-        approved = chosen is None or "Approve" in chosen  # None: the approval task was marked successful by hand
-        detail = f"approval answer {chosen}" if chosen is not None else "approval task marked successful"
+        decision = approval_decision(ti.xcom_pull(task_ids="approve"))
         with connect() as conn:
-            record(conn, run_id, f"ft-{ts_nodash}", [GateDecision("human_approval", approved, detail)])
+            record(conn, run_id, f"ft-{ts_nodash}", [decision])
+        approved, detail = decision.passed, decision.detail
         if not approved:
             raise AirflowSkipException("a person rejected this fine-tune")
         return detail

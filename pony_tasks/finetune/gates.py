@@ -57,6 +57,15 @@ def evaluate_gates(
     return decisions
 
 
+def approval_decision(answer: object) -> GateDecision:
+    """The ``human_approval`` gate from the ApprovalOperator's XCom (``{"chosen_options": ["Approve"], …}``);
+    no answer means the approval task was marked successful by hand (the demo does that)."""
+    chosen = answer.get("chosen_options") if isinstance(answer, dict) else None
+    if chosen is None:
+        return GateDecision("human_approval", True, "approval task marked successful")
+    return GateDecision("human_approval", "Approve" in chosen, f"approval answer {chosen}")
+
+
 def record(conn: psycopg2.extensions.connection, context: str, dataset: str, decisions: list[GateDecision]) -> None:
     with conn.cursor() as cur:
         for d in decisions:

@@ -85,3 +85,11 @@ def test_each_gate_blocks_when_unmet_and_decisions_are_recorded(migrated, tiny_b
     with connect(migrated) as conn, conn.cursor() as cur:
         cur.execute("SELECT run_id, jsonb_array_length(results) FROM finetune_eval")
         assert cur.fetchone() == (run.run_id, 19)
+
+
+def test_a_rejection_fails_the_approval_gate() -> None:
+    from pony_tasks.finetune.gates import approval_decision
+
+    assert approval_decision({"chosen_options": ["Reject"], "responded_by_user": {"name": "ana"}}).passed is False
+    assert approval_decision({"chosen_options": ["Approve"]}).passed is True
+    assert approval_decision(None).passed is True  # the approval task marked successful by hand

@@ -22,7 +22,12 @@ os.environ.update({
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    # two real users of Airflow's simple auth manager for the UI plugin tests (passwords from the file below)
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "ana:admin,bob:viewer",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_HOME / "passwords.json"),
+    "AIRFLOW__API_AUTH__JWT_SECRET": "pony-test-secret-0123456789abcdef0123456789abcdef",
 })  # fmt: skip
+(_HOME / "passwords.json").write_text('{"ana": "ana-password", "bob": "bob-password"}')
 
 
 @pytest.fixture(scope="session")

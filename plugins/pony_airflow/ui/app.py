@@ -1,0 +1,122 @@
+"""``/pony``: the rating page (keys 1–5 rate, s skip, u undo; site and tags hidden unless asked), its JSON API and
+the reports page. Every route requires a valid Airflow session; ratings are stored with the Airflow user's name."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from pony_airflow.ui.auth import current_user, login_url
+
+HERE = Path(__file__).parent
+app = FastAPI(title="Pony Pipeline", description="Rating tool and reports")
+User = Annotated[object, Depends(current_user)]
+
+
+def _connect():
+    from pony_tasks.db import connect
+
+    return connect()
+
+
+async def _page(request: Request, name: str) -> Response:
+    try:
+        await current_user(request)
+    except HTTPException:
+        return RedirectResponse(login_url(str(request.url.path)), status_code=302)
+    return HTMLResponse((HERE / name).read_text(encoding="utf-8"))
+
+
+@app.get("/rate", response_class=HTMLResponse)
+async def rate_page(request: Request) -> Response:
+    return await _page(request, "rate.html")
+
+
+@app.get("/reports", response_class=HTMLResponse)
+async def reports_page(request: Request) -> Response:
+    return await _page(request, "reports.html")
+
+
+@app.get("/api/me")
+async def me(user: User) -> dict:
+    return {"name": user.get_name()}
+
+
+@app.get("/api/sets")
+def rating_sets(user: User) -> list[dict]:
+    with _connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT set_id, size, created_at FROM rating_set ORDER BY set_id DESC")
+        return [{"set_id": s, "size": n, "created_at": c.isoformat()} for s, n, c in cur.fetchall()]
+
+
+@app.get("/api/next")
+def next_image_route(user: User, set_id: int, mode: str = "stratified",
+                     exclude: Annotated[list[str] | None, Query()] = None) -> dict:  # fmt: skip
+    from pony_tasks.ratings.tool import next_image
+
+    with _connect() as conn:
+        try:
+            found = next_image(conn, set_id, user.get_name(), mode, exclude)
+        except (LookupError, ValueError) as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+    return found.__dict__
+
+
+@app.get("/api/image/{sha256}")
+def image(sha256: str, user: User) -> Response:
+    from pony_tasks.storage import open_store
+
+    with _connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT storage_key, format FROM image WHERE sha256 = %s", (sha256,))
+        row = cur.fetchone()
+    if row is None:
+        raise HTTPException(status_code=404, detail="no such image")
+    return Response(open_store().get_bytes(row[0]), media_type=f"image/{row[1].lower()}",
+                    headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
+
+
+class RatingIn(BaseModel):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    rating: int = Field(ge=1, le=5)
+
+
+@app.post("/api/rate")
+def rate(body: RatingIn, user: User) -> dict:
+    from pony_tasks.ratings.tool import record_rating
+
+    with _connect() as conn:
+        try:
+            rating_id = record_rating(conn, body.sha256, body.rating, user.get_name())
+        except LookupError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return {"rating_id": rating_id, "rater": user.get_name()}
+
+
+@app.post("/api/undo")
+def undo(user: User) -> dict:
+    from pony_tasks.ratings.tool import undo_last
+
+    with _connect() as conn:
+        return {"sha256": undo_last(conn, user.get_name())}
+
+
+@app.get("/api/report/{name}.png")
+async def report_plot(name: str, user: User) -> Response:
+    from pony_tasks.reports.plots import PLOTS
+
+    if name not in PLOTS:
+        raise HTTPException(status_code=404, detail=f"no report {name!r}; choose from {sorted(PLOTS)}")
+    png = await asyncio.to_thread(PLOTS[name])
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@app.get("/api/report/quality")
+def report_quality(user: User) -> list[dict]:
+    from pony_tasks.reports.plots import latest_quality_results
+
+    return latest_quality_results()

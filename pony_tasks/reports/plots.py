@@ -1,0 +1,147 @@
+"""PNG plots from PostgreSQL and the object store: popularity before/after normalisation per site, aesthetic
+versions with a calibration plot (predicted vs human), band counts per caption set, the latest fine-tune's
+tag-controllability plot; and the latest data-quality results as rows. A plot with no data yet says so."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+
+from pony_tasks.db import connect
+
+
+def _figure(rows: int = 1, cols: int = 1, size=(11, 4)):  # noqa: ANN001
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(rows, cols, figsize=size, squeeze=False)
+
+
+def _png(plt, figure) -> bytes:  # noqa: ANN001
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _empty(message: str) -> bytes:
+    plt, figure, axes = _figure(size=(8, 1.5))
+    axes[0][0].axis("off")
+    axes[0][0].text(0.5, 0.5, message, ha="center", va="center")
+    return _png(plt, figure)
+
+
+def normalization() -> bytes:
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("""SELECT s.site, s.log_metric, s.normalized_score FROM normalized_score s
+                       WHERE s.run_id = (SELECT max(run_id) FROM normalize_run WHERE status = 'complete')
+                         AND NOT s.provisional""")  # fmt: skip
+        rows = cur.fetchall()
+    if not rows:
+        return _empty("no normalisation run yet: `pony normalize run`")
+    plt, figure, axes = _figure(1, 2)
+    by_site: dict[str, tuple[list, list]] = {}
+    for site, raw, normalized in rows:
+        by_site.setdefault(site, ([], []))[0].append(raw)
+        by_site[site][1].append(normalized)
+    for site, (raw, normalized) in sorted(by_site.items()):
+        axes[0][0].hist(raw, bins=40, histtype="step", label=site)
+        axes[0][1].hist(normalized, bins=20, histtype="step", label=site)
+    axes[0][0].set_title("before: log of each site's metric")
+    axes[0][1].set_title("after: normalised percentile (flat = comparable)")
+    for axis in axes[0]:
+        axis.legend()
+    return _png(plt, figure)
+
+
+def aesthetic() -> bytes:
+    import numpy as np
+
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT version_id, status, metrics FROM aesthetic_model ORDER BY version_id")
+        versions = cur.fetchall()
+        cur.execute("""SELECT s.score, avg(h.rating)::float8 FROM aesthetic_score s
+                       JOIN human_rating h USING (sha256)
+                       WHERE s.version_id = (SELECT version_id FROM aesthetic_model WHERE status = 'active')
+                       GROUP BY s.sha256, s.score""")  # fmt: skip
+        pairs = cur.fetchall()
+    if not versions:
+        return _empty("no aesthetic model yet: `pony aesthetic train`")
+    plt, figure, axes = _figure(1, 2)
+    labels = [f"v{v}{'*' if status == 'active' else ''}" for v, status, _ in versions]
+    for key in ("spearman", "pairwise_accuracy"):
+        axes[0][0].plot(labels, [m.get(key) or 0 for _, _, m in versions], marker="o", label=key)
+    axes[0][0].set_title("held-out metrics per version (* active)")
+    axes[0][0].legend()
+    if pairs:
+        predicted = np.array([p for p, _ in pairs])
+        human = np.array([(h - 1) / 4 for _, h in pairs])
+        bins = np.linspace(0, 1, 11)
+        index = np.clip(np.digitize(predicted, bins) - 1, 0, 9)
+        centres = [predicted[index == b].mean() for b in range(10) if (index == b).any()]
+        means = [human[index == b].mean() for b in range(10) if (index == b).any()]
+        axes[0][1].scatter(predicted, human, s=4, alpha=0.3)
+        axes[0][1].plot(centres, means, marker="o", color="black", label="mean human per predicted decile")
+        axes[0][1].plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        axes[0][1].legend()
+    axes[0][1].set_title("calibration of the active version: predicted vs human (0..1)")
+    return _png(plt, figure)
+
+
+def bands() -> bytes:
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT set_id, band, count(*) FROM caption GROUP BY 1, 2 ORDER BY 1, 2")
+        rows = cur.fetchall()
+    if not rows:
+        return _empty("no caption set yet: `pony captions regenerate`")
+    plt, figure, axes = _figure()
+    sets = sorted({s for s, _, _ in rows})
+    width = 0.8 / len(sets)
+    for offset, set_id in enumerate(sets):
+        counts = {band: n for s, band, n in rows if s == set_id}
+        axes[0][0].bar([b + offset * width for b in range(1, 10)], [counts.get(b, 0) for b in range(1, 10)],
+                       width=width, label=f"set {set_id}")  # fmt: skip
+    axes[0][0].set_xticks(range(1, 10), [f"score_{b}" for b in range(1, 10)])
+    axes[0][0].set_title("captions per quality band")
+    axes[0][0].legend()
+    return _png(plt, figure)
+
+
+def finetune() -> bytes:
+    from pony_tasks.storage import open_store
+
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT plot_key FROM finetune_eval ORDER BY eval_id DESC LIMIT 1")
+        row = cur.fetchone()
+    if row is None:
+        return _empty("no fine-tune evaluation yet: `pony finetune eval`")
+    return open_store().get_bytes(row[0])
+
+
+PLOTS: dict[str, Callable[[], bytes]] = {"normalization": normalization, "aesthetic": aesthetic, "bands": bands,
+                                         "finetune": finetune}  # fmt: skip
+
+
+def latest_quality_results(limit: int = 20) -> list[dict]:
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("""SELECT checked_at, suite, batch, rows_checked, blocking_failures, warnings, failed
+                       FROM dq_result ORDER BY result_id DESC LIMIT %s""", (limit,))  # fmt: skip
+        return [{"checked_at": at.isoformat(timespec="seconds"), "suite": suite, "batch": batch, "rows": rows,
+                 "blocking": blocking, "warnings": warnings,
+                 "failed": [f"{f['expectation']} on {f.get('column')} ({f['severity']})" for f in failed]}
+                for at, suite, batch, rows, blocking, warnings, failed in cur.fetchall()]  # fmt: skip
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m pony_tasks.reports.plots OUT_DIR
+    import sys
+    from pathlib import Path
+
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    for name, make in PLOTS.items():
+        (out / f"{name}.png").write_bytes(make())
+    print(json.dumps(latest_quality_results(5), indent=1))

@@ -4,6 +4,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 PIP    := $(VENV)/bin/pip
+# The UI tests drive Debian's chromium through its matching chromedriver (installed once, with apt).
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
 .PHONY: demo airflow test test-fast lint constraints clean-home help
 
@@ -27,10 +31,15 @@ demo: $(STAMP)
 airflow: $(STAMP)
 	./scripts/airflow-standalone
 
-test: $(STAMP)
+$(CHROMEDRIVER):
+	@echo "installing Debian's chromium and chromium-driver for the browser test (tests/airflow/test_ui_plugin.py)"
+	$(APT) install -y -qq --no-install-recommends chromium chromium-driver \
+	  || ($(APT) update -qq && $(APT) install -y -qq --no-install-recommends chromium chromium-driver)
+
+test: $(STAMP) $(CHROMEDRIVER)
 	./scripts/run-tests
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(CHROMEDRIVER)
 	./scripts/run-tests -m "not slow"
 
 lint: $(STAMP)

@@ -129,3 +129,46 @@ def test_reports_render_their_plots(api_server, rating_data) -> None:
         answer = ana.get(api_server + f"/pony/api/report/{name}.png", timeout=60)
         assert answer.status_code == 200 and answer.content[:8] == b"\x89PNG\r\n\x1a\n", name
     assert ana.get(api_server + "/pony/api/report/quality", timeout=10).json() == []
+
+
+def test_a_person_logs_in_and_rates_with_the_keyboard_in_a_real_browser(api_server, rating_data) -> None:
+    """Debian's chromium (headless) driven by selenium: log in through Airflow's login form, rate five images with
+    keys 1–5, undo one with u, and find exactly the right ratings stored under the logged-in user."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    set_id, shas = rating_data
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    wait = WebDriverWait(browser, 30)
+    try:
+        browser.get(api_server + "/pony/rate")  # not logged in: Airflow's login page
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=password]")))
+        browser.find_element(By.CSS_SELECTOR, "input[name=username], input[type=text]").send_keys("ana")
+        browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("ana-password")
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda b: b.get_cookie("_token") is not None)
+        browser.get(api_server + "/pony/rate")
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        body = browser.find_element(By.TAG_NAME, "body")
+        assert browser.find_element(By.ID, "rater").text == "ana"
+        assert not browser.find_element(By.ID, "meta").is_displayed()  # site and tags hidden by default
+        for count, key in enumerate("53412", start=1):
+            before = browser.find_element(By.ID, "image").get_attribute("data-sha")
+            body.send_keys(key)
+            wait.until(lambda b, c=count: b.find_element(By.ID, "count").text.startswith(f"{c} /"))
+            assert browser.find_element(By.ID, "image").get_attribute("data-sha") != before
+        body.send_keys("u")
+        wait.until(lambda b: b.find_element(By.ID, "count").text.startswith("4 /"))
+        assert browser.find_element(By.ID, "image").get_attribute("data-sha") == shas[4]  # the undone one again
+    finally:
+        browser.quit()
+    with connect(get_settings()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT sha256, rating, rater FROM human_rating ORDER BY rating_id")
+        assert cur.fetchall() == [(shas[0], 5, "ana"), (shas[1], 3, "ana"), (shas[2], 4, "ana"), (shas[3], 1, "ana")]

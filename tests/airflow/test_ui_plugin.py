@@ -167,6 +167,11 @@ def test_a_person_logs_in_and_rates_with_the_keyboard_in_a_real_browser(api_serv
         body.send_keys("u")
         wait.until(lambda b: b.find_element(By.ID, "count").text.startswith("4 /"))
         assert browser.find_element(By.ID, "image").get_attribute("data-sha") == shas[4]  # the undone one again
+        browser.get(api_server + "/pony/reports")
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        wait.until(lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+                                 for i in b.find_elements(By.TAG_NAME, "img")))  # fmt: skip
+        assert len(browser.find_elements(By.TAG_NAME, "img")) == 4
     finally:
         browser.quit()
     with connect(get_settings()) as conn, conn.cursor() as cur:

@@ -9,5 +9,5 @@ from pony_tasks.demo import run_demo
 @click.command("demo")
 @click.pass_obj
 def demo_command(ctx: PonyContext) -> None:
-    """Run every pipeline stage that exists so far, end to end, on the configured (default: embedded) setup."""
+    """The pipeline end to end without Airflow (library calls; `make demo` runs it through Airflow)."""
     run_demo(ctx.settings, echo=click.echo)

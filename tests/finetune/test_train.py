@@ -77,3 +77,19 @@ def test_bad_inputs_are_refused_with_what_to_do(migrated, tiny_base, tmp_path) -
         run_finetune(tmp_path, "tiny", FinetuneConfig(**CONFIG), settings=migrated)
     with pytest.raises(ValueError, match="method"):
         FinetuneConfig(method="dreambooth")
+
+
+def test_the_sdxl_family_trains_with_pooled_embeddings_and_time_ids(migrated, tmp_path) -> None:
+    from pony_tasks.finetune.tiny import build_tiny_pipeline
+
+    base = build_tiny_pipeline(tmp_path / "tiny-sdxl", family="sdxl")
+    write_export(migrated, "xl")
+    result = run_finetune(base, "xl", FinetuneConfig(method="lora", **CONFIG), settings=migrated)
+    assert result.steps_done == 4 and all(map(torch.isfinite, torch.tensor(result.losses)))
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(base)
+    pipe.load_lora_weights(_unet_weights(migrated, result.run_id))
+    image = pipe("score_9, pony", num_inference_steps=2, height=32, width=32,
+                 generator=torch.Generator().manual_seed(0)).images[0]  # fmt: skip
+    assert image.size == (32, 32)

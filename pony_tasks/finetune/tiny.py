@@ -1,4 +1,4 @@
-"""A tiny Stable-Diffusion-1.x-family model built from configs, for tests and the demo (no weights downloaded).
+"""Tiny Stable-Diffusion-1.x and SDXL family models built from configs, for tests and the demo (no weights downloaded).
 
 Every part is real diffusers/transformers code at toy size: ``UNet2DConditionModel``, ``AutoencoderKL``,
 ``CLIPTextModel`` and a ``CLIPTokenizer`` whose vocabulary is the CLIP BPE that ships inside open_clip. Seeded, and

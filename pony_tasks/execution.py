@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pony_tasks.config import ExecutionTarget, Settings, get_settings
@@ -71,8 +72,19 @@ def plan_execution(command: StageCommand, settings: Settings | None = None) -> E
     )
 
 
-def run_locally(plan: ExecutionPlan) -> subprocess.CompletedProcess:
-    """Run a local plan as a child process (raises CalledProcessError with the command's output on failure)."""
+def run_locally(plan: ExecutionPlan, on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
+    """Run a local plan as a child process, handing each output line (stdout and stderr merged) to ``on_line`` as it
+    arrives (an Airflow task streams them to its log); raises CalledProcessError with the output on failure."""
     if plan.target is not ExecutionTarget.local:
         raise ValueError(f"plan targets {plan.target.value}; only local plans run here")
-    return subprocess.run(plan.argv, check=True, capture_output=True, text=True)
+    lines = []
+    with subprocess.Popen(plan.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+    output = "".join(lines)
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, plan.argv, output=output)
+    return subprocess.CompletedProcess(plan.argv, child.returncode, stdout=output)

@@ -5,14 +5,12 @@ and the settings Secret."""
 
 from __future__ import annotations
 
-import collections
 import logging
 import subprocess
-import sys
 from typing import Any
 
 from pony_tasks.config import ExecutionTarget, Settings
-from pony_tasks.execution import ExecutionPlan, StageCommand, plan_execution
+from pony_tasks.execution import ExecutionPlan, StageCommand, plan_execution, run_locally
 
 log = logging.getLogger(__name__)
 
@@ -22,22 +20,23 @@ class StageFailed(RuntimeError):
 
 
 def run_stage(argv: list[str]) -> str:
-    """Run a local stage command, streaming its output into the task log; returns its last output line (XCom)."""
-    tail: collections.deque[str] = collections.deque(maxlen=30)
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            tail.append(line)
-            log.info("%s", line)
-    if process.returncode != 0:
-        raise StageFailed(f"`{' '.join(argv[2:])}` exited with {process.returncode}:\n" + "\n".join(tail))
-    return tail[-1] if tail else ""
+    """Run a local stage command (``run_locally``), streaming its output into the task log; returns its last output
+    line (XCom)."""
+    try:
+        result = run_locally(
+            ExecutionPlan(ExecutionTarget.local, tuple(argv)), on_line=lambda line: log.info("%s", line)
+        )
+    except subprocess.CalledProcessError as exc:
+        tail = "\n".join(exc.output.splitlines()[-30:])
+        raise StageFailed(f"`{' '.join(argv[2:])}` exited with {exc.returncode}:\n{tail}") from None
+    lines = result.stdout.splitlines()
+    return lines[-1] if lines else ""
 
 
 def run_pony_args(args: list[str]) -> str:
-    """A mapped local stage: ``args`` are the ``pony`` arguments (as the pod variant gets them)."""
-    return run_stage([sys.executable, "-m", "pony_tasks", *args])
+    """A mapped local stage: ``args`` are the ``pony`` arguments (as the pod variant gets them); the worker's plan
+    supplies the program."""
+    return run_stage(list(plan_execution(StageCommand(tuple(args))).argv))
 
 
 def stage_operator(task_id: str, command: StageCommand, *, settings: Settings | None = None, **kwargs: Any):

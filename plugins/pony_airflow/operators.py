@@ -28,7 +28,7 @@ def run_stage(argv: list[str]) -> str:
         )
     except subprocess.CalledProcessError as exc:
         tail = "\n".join(exc.output.splitlines()[-30:])
-        raise StageFailed(f"`{' '.join(argv[2:])}` exited with {exc.returncode}:\n{tail}") from None
+        raise StageFailed(f"`pony {' '.join(argv[3:])}` exited with {exc.returncode}:\n{tail}") from None
     lines = result.stdout.splitlines()
     return lines[-1] if lines else ""
 

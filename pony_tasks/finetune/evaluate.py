@@ -64,11 +64,7 @@ def load_finetuned_pipeline(conn, store: ObjectStore, run_id: int, device: str):
     pipe = (
         cls.from_pretrained(base, safety_checker=None) if cls is StableDiffusionPipeline else cls.from_pretrained(base)
     )
-    local = Path(tempfile.mkdtemp(prefix=f"pony-eval-{run_id}-"))
-    for key in store.list(weights_key + "/"):
-        target = local / key[len(weights_key) + 1 :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(store.get_bytes(key))
+    local = store.get_tree(weights_key, Path(tempfile.mkdtemp(prefix=f"pony-eval-{run_id}-")))
     if method == "lora":
         pipe.load_lora_weights(str(local))
     else:

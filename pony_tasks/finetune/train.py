@@ -121,20 +121,6 @@ def _register(conn, base: str, export, config: FinetuneConfig) -> int:
         return cur.fetchone()[0]
 
 
-def _upload_dir(store: ObjectStore, local: Path, prefix: str) -> None:
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            store.put_file(f"{prefix}/{path.relative_to(local).as_posix()}", path)
-
-
-def _download_dir(store: ObjectStore, prefix: str, local: Path) -> Path:
-    for key in store.list(prefix + "/"):
-        target = local / key[len(prefix) + 1 :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(store.get_bytes(key))
-    return local
-
-
 def run_finetune(
     base: Path, dataset: str, config: FinetuneConfig | None = None, *, settings: Settings | None = None,
     resume_run: int | None = None, stop_after: int | None = None, show_progress: bool | None = None,
@@ -189,7 +175,7 @@ def run_finetune(
     unet, optimizer = accelerator.prepare(unet, optimizer)
     work = Path(tempfile.mkdtemp(prefix=f"pony-finetune-{run_id}-"))
     if checkpoint:
-        accelerator.load_state(str(_download_dir(store, checkpoint, work / "resume")))
+        accelerator.load_state(str(store.get_tree(checkpoint, work / "resume")))
     by_bucket: dict[tuple[int, int], list[CachedLatent]] = {}
     for item in latents:
         by_bucket.setdefault(item.bucket, []).append(item)
@@ -247,7 +233,7 @@ def _checkpoint(accelerator, store: ObjectStore, work: Path, settings: Settings,
     local = work / f"checkpoint-{result.steps_done}"
     accelerator.save_state(str(local))
     prefix = f"finetune/run-{run_id}/checkpoint-{result.steps_done:07d}"
-    _upload_dir(store, local, prefix)
+    store.put_tree(prefix, local)
     shutil.rmtree(local, ignore_errors=True)
     with connect(settings) as conn, conn.cursor() as cur:
         cur.execute("UPDATE finetune_run SET steps_done = %s, last_checkpoint = %s, metrics = metrics || %s "
@@ -270,7 +256,7 @@ def _save_final(accelerator, unet, store: ObjectStore, work: Path, run_id: int, 
     else:
         unwrapped.save_pretrained(str(local / "unet"))
     prefix = f"finetune/run-{run_id}/final"
-    _upload_dir(store, local, prefix)
+    store.put_tree(prefix, local)
     return prefix
 
 

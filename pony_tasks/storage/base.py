@@ -68,6 +68,23 @@ class ObjectStore(abc.ABC):
             copy_stream(source, target, progress)
         temporary.replace(path)
 
+    def put_tree(self, prefix: str, directory: Path) -> int:
+        """Store every file under ``directory`` as ``prefix/<relative path>``; returns how many."""
+        count = 0
+        for path in sorted(Path(directory).rglob("*")):
+            if path.is_file():
+                self.put_file(f"{prefix}/{path.relative_to(directory).as_posix()}", path)
+                count += 1
+        return count
+
+    def get_tree(self, prefix: str, directory: Path) -> Path:
+        """Download every object under ``prefix/`` into ``directory`` (relative paths kept); returns it."""
+        for key in self.list(prefix + "/"):
+            target = Path(directory) / key[len(prefix) + 1 :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.get_file(key, target)
+        return Path(directory)
+
     def copy_to(self, key: str, other: ObjectStore, other_key: str | None = None) -> None:
         with self.open_read(key) as source:
             other.put_stream(other_key or key, source)

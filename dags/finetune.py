@@ -47,16 +47,9 @@ with DAG(dag_id="finetune", schedule=[CAPTIONS], params=PARAMS, **dag_kwargs(DOC
     def gates(params=None, run_id=None, ts_nodash=None) -> list[dict]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pony_tasks.db import connect
-        from pony_tasks.finetune.data import load_export
-        from pony_tasks.finetune.gates import evaluate_gates, previous_manifest, record
-        from pony_tasks.storage import open_store
+        from pony_tasks.finetune.gates import check_gates
 
-        store, dataset = open_store(), f"ft-{ts_nodash}"
-        with connect() as conn:
-            decisions = evaluate_gates(conn, load_export(store, dataset), min_new_images=params["min_new_images"],
-                                       previous_manifest=previous_manifest(conn, store))  # fmt: skip
-            record(conn, run_id, dataset, decisions)
+        decisions = check_gates(f"ft-{ts_nodash}", min_new_images=params["min_new_images"], context=run_id)
         unmet = [f"{d.gate}: {d.detail}" for d in decisions if not d.passed]
         if unmet:
             raise AirflowSkipException("fine-tune gates not met — " + "; ".join(unmet))

@@ -80,17 +80,9 @@ def finetune_eval(ctx: PonyContext, run_id: int | None, dataset: str | None, pro
 @click.pass_obj
 def finetune_gates(ctx: PonyContext, dataset: str, min_new_images: int, context: str) -> None:
     """Evaluate and record the automatic gates; exits 1 if one is unmet (approval is the DAG's)."""
-    from pony_tasks.db import connect
-    from pony_tasks.finetune.data import load_export
-    from pony_tasks.finetune.gates import evaluate_gates, previous_manifest, record
-    from pony_tasks.storage import open_store
+    from pony_tasks.finetune.gates import check_gates
 
-    store = open_store(settings=ctx.settings)
-    export = load_export(store, dataset)
-    with connect(ctx.settings) as conn:
-        decisions = evaluate_gates(conn, export, min_new_images=min_new_images,
-                                   previous_manifest=previous_manifest(conn, store))  # fmt: skip
-        record(conn, context, dataset, decisions)
+    decisions = check_gates(dataset, min_new_images=min_new_images, context=context, settings=ctx.settings)
     for d in decisions:
         click.echo(f"{'pass' if d.passed else 'FAIL'}  {d.gate:<16} {d.detail}")
     if not all(d.passed for d in decisions):

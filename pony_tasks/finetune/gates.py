@@ -86,3 +86,20 @@ def previous_manifest(conn: psycopg2.extensions.connection, store) -> dict | Non
         return json.loads(store.get_bytes(f"exports/{row[0]}/manifest.json"))
     except (FileNotFoundError, KeyError):
         return None
+
+
+def check_gates(dataset: str, *, min_new_images: int, context: str, settings=None) -> list[GateDecision]:  # noqa: ANN001
+    """Evaluate the automatic gates for an export and record every decision (the CLI and the DAG both call this)."""
+    from pony_tasks.config import get_settings
+    from pony_tasks.db import connect
+    from pony_tasks.finetune.data import load_export
+    from pony_tasks.storage import open_store
+
+    settings = settings or get_settings()
+    store = open_store(settings=settings)
+    export = load_export(store, dataset)
+    with connect(settings) as conn:
+        decisions = evaluate_gates(conn, export, min_new_images=min_new_images,
+                                   previous_manifest=previous_manifest(conn, store))  # fmt: skip
+        record(conn, context, dataset, decisions)
+    return decisions

@@ -8,8 +8,7 @@ import json
 import torch
 
 from pony_tasks.db import connect
-from pony_tasks.finetune.data import load_export
-from pony_tasks.finetune.gates import evaluate_gates, previous_manifest, record
+from pony_tasks.finetune.gates import check_gates
 from pony_tasks.storage import open_store
 from tests.finetune.conftest import write_export
 
@@ -45,11 +44,7 @@ def _captions_check(settings, set_id: int, blocking: int) -> None:
 
 
 def _gates(settings, name: str, min_new: int) -> dict[str, bool]:
-    store = open_store(settings=settings)
-    with connect(settings) as conn:
-        decisions = evaluate_gates(conn, load_export(store, name), min_new_images=min_new,
-                                   previous_manifest=previous_manifest(conn, store))  # fmt: skip
-        record(conn, "test", name, decisions)
+    decisions = check_gates(name, min_new_images=min_new, context="test", settings=settings)
     return {d.gate: d.passed for d in decisions}
 
 

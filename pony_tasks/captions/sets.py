@@ -120,7 +120,9 @@ def _fill_missing_content(
 ) -> int:
     """Compute caption content for digests not cached yet; returns how many were added."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM ({MISSING_CONTENT_QUERY}) m")
+        # the count needs only the digests (no post rows, no tags): the full query then runs once, streamed
+        cur.execute("""SELECT count(DISTINCT cs.digest) FROM caption_source cs
+                       WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)""")
         missing = cur.fetchone()[0]
         if not missing:
             return 0

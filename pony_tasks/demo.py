@@ -36,10 +36,6 @@ from pony_tasks.images.fetch import fetch_images
 from pony_tasks.runs import recorded_run
 from pony_tasks.storage import open_store
 
-# The fake boorus run on this machine, so the demo may ask them faster than the real sites allow.
-DEMO_RATE_PER_SECOND = 25.0
-DEMO_IMAGE_RATE_PER_SECOND = 400.0
-DEMO_IMAGE_MAX_BYTES = 2 * 1024 * 1024  # the sample's images are tiny; its 'oversized' files are ~6 MB
 DEMO_RATING_SET_SIZE = 1000
 # Scrapes replayed at these many days before the corpus's reference date, so posts gather a score history.
 HISTORY_DAYS_BEFORE_REFERENCE = (300, 240, 180, 120, 90, 60, 30, 0)
@@ -92,18 +88,12 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print, show_progr
 
 
 def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool | None) -> None:
-    from pony_tasks.fakes.local_sites import running_fake_boorus
+    from pony_tasks.fakes.local_sites import fake_site_overrides, running_fake_boorus
 
     with running_fake_boorus() as servers:
-        demo_settings = settings.replace(
-            **{
-                "booru_base_urls": {site: server.base_url for site, server in servers.items()},
-                # e621's fake, like the real site, answers 503 above 2 requests/s
-                "booru_rate_limits": {site: 1.9 if site == "e621" else DEMO_RATE_PER_SECOND for site in servers},
-                "image_host_rate_limit": DEMO_IMAGE_RATE_PER_SECOND,
-                "image_max_bytes": min(settings.image_max_bytes, DEMO_IMAGE_MAX_BYTES),
-            }
-        )
+        overrides = fake_site_overrides(servers)
+        overrides["image_max_bytes"] = min(settings.image_max_bytes, overrides["image_max_bytes"])
+        demo_settings = settings.replace(**overrides)
         corpus = servers["e621"].corpus
         clocks = [corpus.reference_time - timedelta(days=days) for days in HISTORY_DAYS_BEFORE_REFERENCE]
         step(
@@ -172,6 +162,20 @@ def ensure_rating_set(settings: Settings, step: Callable[[str], None]) -> int:
     return picked.set_id
 
 
+def import_synthetic_ratings(settings: Settings, set_id: int):  # noqa: ANN201 - ratings.importing.ImportResult
+    """Stand-in for people: two simulated raters score the rating set from the corpus's planted quality; written to
+    PONY_HOME/exports/synthetic-ratings.csv and imported like any ratings file (re-importing adds nothing)."""
+    from pony_tasks.fakes.corpus import SampleCorpus
+    from pony_tasks.fakes.synthetic_ratings import write_synthetic_ratings
+    from pony_tasks.ratings.importing import import_ratings
+
+    ratings_file = settings.resolved_home / "exports" / "synthetic-ratings.csv"
+    ratings_file.parent.mkdir(parents=True, exist_ok=True)
+    with connect(settings) as conn:
+        write_synthetic_ratings(conn, SampleCorpus(), ratings_file, set_id=set_id)
+    return import_ratings(ratings_file, settings=settings, source="synthetic (planted quality)")
+
+
 def _embed_and_rate(
     settings: Settings, step: Callable[[str], None], show_progress: bool | None, rating_set_id: int
 ) -> None:
@@ -180,10 +184,7 @@ def _embed_and_rate(
     from pony_tasks.aesthetic.train import train_aesthetic
     from pony_tasks.embed.models import DEMO_MODEL, save_random_model
     from pony_tasks.embed.run import embed_images
-    from pony_tasks.fakes.corpus import SampleCorpus
-    from pony_tasks.fakes.synthetic_ratings import write_synthetic_ratings
     from pony_tasks.ratings.agreement import rater_agreement
-    from pony_tasks.ratings.importing import import_ratings
 
     weights = settings.resolved_home / "models" / f"{DEMO_MODEL}-seed0.pt"
     if not weights.exists():
@@ -191,10 +192,7 @@ def _embed_and_rate(
     report = embed_images(DEMO_MODEL, str(weights), settings=settings, device="auto", batch_size=128,
                           shard_size=1000, workers=2, show_progress=show_progress)  # fmt: skip
     step(f"[embed]    {DEMO_MODEL} (seeded random init, loaded via pretrained={weights.name}): {report.summary()}")
-    ratings_file = settings.resolved_home / "exports" / "synthetic-ratings.csv"
-    with connect(settings) as conn:
-        write_synthetic_ratings(conn, SampleCorpus(), ratings_file, set_id=rating_set_id)
-    imported = import_ratings(ratings_file, settings=settings, source="synthetic (planted quality)")
+    imported = import_synthetic_ratings(settings, rating_set_id)
     step(f"[ratings]  SYNTHETIC ratings (from the corpus's planted quality, not people): {imported.summary()}")
     with connect(settings) as conn:
         step(f"[ratings]  {rater_agreement(conn).describe()}")

@@ -13,7 +13,6 @@ triggers it from the event itself.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,8 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# The fakes run on this machine, so the demo may ask them faster than real sites allow.
-FAKE_RATE_LIMITS = {"danbooru": 25.0, "derpibooru": 25.0, "e621": 1.9, "gelbooru": 25.0}
 
 
 def _prepare_environment(home: Path) -> None:
@@ -58,20 +55,14 @@ def main() -> None:
     print(f"[setup]    PONY_HOME={home}; preparing the embedded PostgreSQL and Airflow's metadata …", flush=True)
     _prepare_environment(home)
     from pony_tasks.embed.models import DEMO_MODEL, save_random_model
-    from pony_tasks.fakes.local_sites import running_fake_boorus
+    from pony_tasks.fakes.local_sites import as_environment, fake_site_overrides, running_fake_boorus
 
     weights = home / "models" / f"{DEMO_MODEL}-seed0.pt"
     if not weights.exists():
         save_random_model(weights)
     with running_fake_boorus() as servers:
-        os.environ.update({
-            "PONY_BOORU_BASE_URLS": json.dumps({s: server.base_url for s, server in servers.items()}),
-            "PONY_BOORU_RATE_LIMITS": json.dumps(FAKE_RATE_LIMITS),
-            "PONY_IMAGE_HOST_RATE_LIMIT": "400",
-            "PONY_IMAGE_MAX_BYTES": str(2 * 1024 * 1024),
-            "PONY_EMBED_MODEL": DEMO_MODEL,
-            "PONY_EMBED_PRETRAINED": str(weights),
-        })  # fmt: skip
+        os.environ.update(as_environment(fake_site_overrides(servers)))
+        os.environ.update({"PONY_EMBED_MODEL": DEMO_MODEL, "PONY_EMBED_PRETRAINED": str(weights)})
         from pony_tasks.config import get_settings
 
         get_settings.cache_clear()
@@ -163,18 +154,9 @@ class Demo:
               f"real weights make this the number that says whether V6's flaw is gone); plot {plot}")  # fmt: skip
 
     def _rate(self, settings) -> None:
-        from pony_tasks.db import connect
-        from pony_tasks.demo import ensure_rating_set
-        from pony_tasks.fakes.corpus import SampleCorpus
-        from pony_tasks.fakes.synthetic_ratings import write_synthetic_ratings
-        from pony_tasks.ratings.importing import import_ratings
+        from pony_tasks.demo import ensure_rating_set, import_synthetic_ratings
 
-        set_id = ensure_rating_set(settings, print)
-        ratings = settings.resolved_home / "exports" / "synthetic-ratings.csv"
-        ratings.parent.mkdir(parents=True, exist_ok=True)
-        with connect(settings) as conn:
-            write_synthetic_ratings(conn, SampleCorpus(), ratings, set_id=set_id)
-        imported = import_ratings(ratings, settings=settings, source="synthetic (planted quality)")
+        imported = import_synthetic_ratings(settings, ensure_rating_set(settings, print))
         print(f"[ratings]  SYNTHETIC ratings stand in for people: {imported.summary()}")
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,3 +27,28 @@ def running_fake_boorus(
     finally:
         for server in servers.values():
             server.stop()
+
+
+# The fakes run on this machine, so pipelines pointed at them may ask faster than real sites allow; e621's fake,
+# like the real site, answers 503 above 2 requests/s. The sample's images are tiny; its 'oversized' files ~6 MB.
+FAKE_RATE_PER_SECOND = 25.0
+FAKE_E621_RATE_PER_SECOND = 1.9
+FAKE_IMAGE_RATE_PER_SECOND = 400.0
+FAKE_IMAGE_MAX_BYTES = 2 * 1024 * 1024
+
+
+def fake_site_overrides(servers: dict[str, FakeBooru]) -> dict[str, object]:
+    """Settings values that point the pipeline at running fakes (for ``Settings.replace``)."""
+    return {
+        "booru_base_urls": {site: server.base_url for site, server in servers.items()},
+        "booru_rate_limits": {site: FAKE_E621_RATE_PER_SECOND if site == "e621" else FAKE_RATE_PER_SECOND
+                              for site in servers},
+        "image_host_rate_limit": FAKE_IMAGE_RATE_PER_SECOND,
+        "image_max_bytes": FAKE_IMAGE_MAX_BYTES,
+    }  # fmt: skip
+
+
+def as_environment(overrides: dict[str, object]) -> dict[str, str]:
+    """The same values as ``PONY_*`` variables, for child processes (Airflow stage commands)."""
+    return {f"PONY_{name.upper()}": json.dumps(value) if isinstance(value, dict | list) else str(value)
+            for name, value in overrides.items()}  # fmt: skip

@@ -4,7 +4,6 @@ then a failing blocking expectation: downstream stops and the alert names the fa
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.slow
 def pipeline(airflow_db, dagbag, migrated, tmp_path, monkeypatch):
     """Settings in the environment (stage commands run as child processes and read them), fakes running."""
     from pony_tasks.embed.models import DEMO_MODEL, save_random_model
-    from pony_tasks.fakes.local_sites import running_fake_boorus
+    from pony_tasks.fakes.local_sites import as_environment, fake_site_overrides, running_fake_boorus
 
     weights = tmp_path / "tiny.pt"
     save_random_model(weights)
@@ -27,10 +26,7 @@ def pipeline(airflow_db, dagbag, migrated, tmp_path, monkeypatch):
         env = {
             "PONY_HOME": str(migrated.resolved_home),
             "PONY_DATABASE_URL": migrated.database_url.get_secret_value(),
-            "PONY_BOORU_BASE_URLS": json.dumps({s: server.base_url for s, server in servers.items()}),
-            "PONY_BOORU_RATE_LIMITS": json.dumps({s: 1.9 if s == "e621" else 50.0 for s in servers}),
-            "PONY_IMAGE_HOST_RATE_LIMIT": "400",
-            "PONY_IMAGE_MAX_BYTES": str(2 * 1024 * 1024),
+            **as_environment(fake_site_overrides(servers)),
             "PONY_EMBED_MODEL": DEMO_MODEL,
             "PONY_EMBED_PRETRAINED": str(weights),
         }

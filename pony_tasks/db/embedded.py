@@ -45,7 +45,7 @@ def ensure_embedded_server(home: Path, keep_running: bool | None = None) -> str:
         marker.write_text(f"kept running by pid {os.getpid()}\n")
     cleanup_mode = None if marker.exists() else "stop"
     server = _pgserver().get_server(home / "pgdata", cleanup_mode=cleanup_mode)
-    _create_database_if_missing(server.get_uri("postgres"), DATABASE_NAME)
+    create_database_if_missing(server.get_uri("postgres"), DATABASE_NAME)
     return server.get_uri(DATABASE_NAME)
 
 
@@ -85,7 +85,7 @@ def embedded_server_running(home: Path) -> bool:
     return bool(info is not None and info.is_running())
 
 
-def _create_database_if_missing(admin_url: str, name: str) -> None:
+def create_database_if_missing(admin_url: str, name: str) -> None:
     conn = psycopg2.connect(admin_url)
     try:
         conn.autocommit = True

@@ -11,7 +11,7 @@ from psycopg2.extensions import make_dsn, parse_dsn
 
 from pony_tasks.config import Settings
 from pony_tasks.db.connection import database_url
-from pony_tasks.db.embedded import _create_database_if_missing
+from pony_tasks.db.embedded import create_database_if_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_DATABASE = "airflow"
@@ -21,7 +21,7 @@ def metadata_url(settings: Settings) -> str:
     """SQLAlchemy URL of Airflow's metadata database on the pipeline's server (created if missing)."""
     parts = parse_dsn(database_url(settings))
     admin = dict(parts, dbname="postgres")
-    _create_database_if_missing(make_dsn(**admin), AIRFLOW_DATABASE)
+    create_database_if_missing(make_dsn(**admin), AIRFLOW_DATABASE)
     host = parts.get("host", "")
     user = parts.get("user", "postgres")
     password = parts.get("password")

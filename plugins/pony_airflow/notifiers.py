@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from airflow.sdk import BaseNotifier
+from airflow.sdk.exceptions import AirflowFailException
 
 from pony_tasks.alerts import Alert, record_alert
 from pony_tasks.config import Settings, get_settings
@@ -63,18 +64,19 @@ class PonyAlertNotifier(BaseNotifier):
         send(alert_from_context(context), context=context)
 
 
+class BlockingDataQualityFailure(AirflowFailException):
+    """Fails the task without retries; carries the report so the failure alert can list the expectations."""
+
+    def __init__(self, report) -> None:  # noqa: ANN001 - pony_tasks.quality.checks.QualityReport
+        self.report = report
+        super().__init__(report.describe())
+
+
 def quality_gate_task(suite: str, **batch: Any) -> str:
     """A quality gate inside an Airflow task: warnings alert and pass; blocking failures fail the task at once,
     without retries (the data will not change by retrying), and the failure alert lists the failed expectations."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from pony_tasks.orchestration.tasks import quality_gate
     from pony_tasks.quality.checks import DataQualityError
-
-    class BlockingDataQualityFailure(AirflowFailException):
-        def __init__(self, report) -> None:
-            self.report = report
-            super().__init__(report.describe())
 
     try:
         return quality_gate(suite, alert=send, **batch)

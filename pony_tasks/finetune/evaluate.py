@@ -60,10 +60,10 @@ def load_finetuned_pipeline(conn, store: ObjectStore, run_id: int, device: str):
     base, method, weights_key, status = row
     if status != "complete" or not weights_key:
         raise ValueError(f"fine-tune run {run_id} is {status}: only a complete run can be evaluated")
-    cls = StableDiffusionXLPipeline if (Path(base) / "text_encoder_2").exists() else StableDiffusionPipeline
-    pipe = (
-        cls.from_pretrained(base, safety_checker=None) if cls is StableDiffusionPipeline else cls.from_pretrained(base)
-    )
+    if (Path(base) / "text_encoder_2").exists():
+        pipe = StableDiffusionXLPipeline.from_pretrained(base)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(base, safety_checker=None)
     local = store.get_tree(weights_key, Path(tempfile.mkdtemp(prefix=f"pony-eval-{run_id}-")))
     if method == "lora":
         pipe.load_lora_weights(str(local))

@@ -8,6 +8,7 @@ The TOML file is ``$PONY_CONFIG`` if set, else ``./pony.toml`` if it exists. A b
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from enum import Enum, StrEnum
 from functools import lru_cache
@@ -17,8 +18,12 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pony_tasks.boorus.hosts import DEFAULT_FILE_HOSTS
+
 ENV_PREFIX = "PONY_"
+SITE_NAMES = ("danbooru", "e621", "derpibooru", "gelbooru")
 DEFAULT_CONFIG_FILE = "pony.toml"
+DEFAULT_SCRAPE_CONTACT = "pony-pipeline-operator"  # a placeholder: e621 refuses to be scraped with it
 SECRET_FIELDS = frozenset({"database_url", "s3_access_key_id", "s3_secret_access_key", "booru_credentials"})
 
 
@@ -83,7 +88,8 @@ class Settings(BaseSettings):
 
     # Booru scraping ------------------------------------------------------------------------------------------------
     scrape_contact: str = Field(
-        "pony-pipeline-operator", description="Who to contact about our scraper; sent in the User-Agent."
+        DEFAULT_SCRAPE_CONTACT,
+        description="Who to contact about our scraper, sent in the User-Agent; e621 wants your e621 username.",
     )
     booru_base_urls: dict[str, str] = Field(
         default_factory=dict, description='Per-site API base URL overrides, e.g. {"e621": "https://e926.net"}.'
@@ -95,6 +101,16 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Per-site "login:api_key" (Gelbooru: "user_id:api_key"; Derpibooru: "api_key"). Never logged.',
     )
+    booru_file_hosts: dict[str, list[str]] = Field(
+        default_factory=lambda: {site: list(hosts) for site, hosts in DEFAULT_FILE_HOSTS.items()},
+        description="Per-site domain suffixes pages and files may come from (a host matches a suffix or ends with "
+        "'.'+suffix); the site's base URL is always allowed. Fix a CDN move here.",
+    )
+    booru_file_base_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-site file server for URLs rebuilt from md5 + ext when the API hides them (e621: default "
+        "https://static1.e621.net).",
+    )
     refresh_ages_days: list[int] = Field(
         default_factory=lambda: [1, 7, 30, 90, 365], description="Post ages at which scores are re-fetched."
     )
@@ -102,6 +118,13 @@ class Settings(BaseSettings):
     http_max_attempts: int = Field(8, ge=1, le=50, description="Attempts per request before giving up.")
     http_backoff_seconds: float = Field(
         1.0, gt=0, description="First retry delay; doubles per attempt (with jitter), capped at 120 s."
+    )
+    http_challenge_wait_seconds: float = Field(
+        5.0, ge=5.0, description="Silence after an anti-bot challenge page (Derpibooru's 501) before one more try; "
+        "the site asks for at least 5 s.",
+    )
+    tag_category_max_age_days: float = Field(
+        30.0, gt=0, description="Derpibooru tag categories cached in the database are fetched again after this long."
     )
     image_max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest image file we download.")
     image_max_pixels: int = Field(
@@ -143,6 +166,44 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:pass@host:5432/pony")
         return value
 
+    @field_validator("booru_credentials")
+    @classmethod
+    def _credentials(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for site, secret in value.items():
+            if site not in SITE_NAMES:
+                raise ValueError(f"unknown site {site!r}; sites are {list(SITE_NAMES)}")
+            text = secret.get_secret_value()
+            if site == "gelbooru":
+                user_id, colon, api_key = text.partition(":")
+                if not colon or not user_id.strip().isdigit() or not api_key.strip():
+                    raise ValueError('gelbooru needs "user_id:api_key" with a numeric user_id (both from '
+                                     "gelbooru.com's account options, API Access Credentials)")
+            elif site in ("danbooru", "e621") and (":" not in text or not all(text.partition(":")[::2])):
+                raise ValueError(f'{site} needs "login:api_key"')
+        return value
+
+    @field_validator("booru_file_hosts")
+    @classmethod
+    def _file_hosts(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for site, suffixes in value.items():
+            if site not in SITE_NAMES:
+                raise ValueError(f"unknown site {site!r}; sites are {list(SITE_NAMES)}")
+            for suffix in suffixes:
+                if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", suffix):
+                    raise ValueError(f"{site}: {suffix!r} is not a lower-case host name or domain suffix "
+                                     "(no scheme, port or path), e.g. gelbooru.com")
+        return {**DEFAULT_FILE_HOSTS, **value}
+
+    @field_validator("booru_file_base_urls", "booru_base_urls")
+    @classmethod
+    def _site_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for site, url in value.items():
+            if site not in SITE_NAMES:
+                raise ValueError(f"unknown site {site!r}; sites are {list(SITE_NAMES)}")
+            if not re.match(r"https?://[^/]+", url):
+                raise ValueError(f"{site}: {url!r} is not an http(s):// URL")
+        return value
+
     @field_validator("alert_channels")
     @classmethod
     def _alert_channels(cls, value: list[str]) -> list[str]:
@@ -162,7 +223,7 @@ class Settings(BaseSettings):
     @classmethod
     def _metrics(cls, value: dict[str, str]) -> dict[str, str]:
         allowed = {"favorites", "score", "up_votes", "wilson_score"}
-        sites = {"danbooru", "e621", "derpibooru", "gelbooru"}
+        sites = set(SITE_NAMES)
         for site, metric in value.items():
             if site not in sites:
                 raise ValueError(f"unknown site {site!r}; sites are {sorted(sites)}")

@@ -12,8 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -61,7 +62,11 @@ logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
 
 
 class RateLimiter:
-    """Request starts are spaced at least ``1/rate`` seconds apart (a small margin absorbs clock jitter)."""
+    """Request starts are spaced at least ``1/rate`` seconds apart (a small margin absorbs clock jitter).
+
+    It also carries what a site's defences ask of every thread using it: after a challenge, a quiet period and then
+    one probing request at a time (:meth:`hold`), until a normal answer comes back (:meth:`settled`); after a block,
+    no request at all (:meth:`refuse`)."""
 
     def __init__(self, requests_per_second: float, margin: float = 1.02) -> None:
         if requests_per_second <= 0:
@@ -69,15 +74,59 @@ class RateLimiter:
         self.rate = requests_per_second
         self.interval = margin / requests_per_second
         self._next = 0.0
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._refusal: tuple[float, Exception] | None = None
+        self._quiet = False  # challenged: requests go one at a time
+        self._prober: int | None = None  # the thread whose request is in flight while quiet
+
+    def _refused(self) -> None:
+        if self._refusal is not None and time.monotonic() < self._refusal[0]:
+            raise self._refusal[1]
 
     def wait(self) -> None:
-        with self._lock:
+        me = threading.get_ident()
+        with self._cond:
+            while True:
+                self._refused()
+                if not self._quiet or self._prober in (None, me):
+                    break
+                self._cond.wait(0.05)
+            if self._quiet:
+                self._prober = me
             now = time.monotonic()
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
             time.sleep(start - now)
+        with self._cond:
+            self._refused()  # a block that arrived while this request waited its turn
+
+    def hold(self, seconds: float) -> None:
+        """An anti-bot challenge asks the whole client, not one request, to go quiet: no request through this
+        limiter starts in the next ``seconds``, and then one at a time until :meth:`settled`."""
+        with self._cond:
+            self._next = max(self._next, time.monotonic() + seconds)
+            self._quiet = True
+
+    def settled(self) -> None:
+        """A normal answer came back: requests may overlap again."""
+        with self._cond:
+            if self._prober == threading.get_ident():
+                self._quiet, self._prober = False, None
+                self._cond.notify_all()
+
+    def release(self) -> None:
+        """The calling thread is done (whatever happened): another thread may probe."""
+        with self._cond:
+            if self._prober == threading.get_ident():
+                self._prober = None
+                self._cond.notify_all()
+
+    def refuse(self, seconds: float, error: Exception) -> None:
+        """Every request through this limiter raises ``error`` for ``seconds`` (the site blocked us)."""
+        with self._cond:
+            self._refusal = (time.monotonic() + seconds, error)
+            self._cond.notify_all()
 
 
 _SHARED_LIMITERS: dict[str, RateLimiter] = {}
@@ -103,11 +152,25 @@ class HTTPFailure(RuntimeError):
 
 
 class AuthenticationRequired(HTTPFailure):
-    """The site answered 401/403: credentials are missing or wrong."""
+    """The site answered 401/403 as an API (not an HTML block page): credentials are missing or wrong."""
 
 
 class BodyTooLarge(HTTPFailure):
     """The body is larger than the caller allows; not retried."""
+
+
+class UnsafeURL(HTTPFailure):
+    """A URL (or a redirect's target) we refuse to request: a foreign host, or one resolving to a private address.
+    Nothing was sent to it."""
+
+
+class SiteBlocked(HTTPFailure):
+    """The site is blocking us (an anti-bot block, an HTML 403). Stop at once: every further request can extend the
+    block. ``until`` is when the block ends, when the site says how long it lasts (else None)."""
+
+    def __init__(self, message: str, status: int | None, until: datetime | None) -> None:
+        super().__init__(message, status)
+        self.until = until
 
 
 class MalformedBody(HTTPFailure):
@@ -116,6 +179,32 @@ class MalformedBody(HTTPFailure):
     def __init__(self, message: str, raw: str) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+@dataclass(frozen=True)
+class Defence:
+    """How a site defends itself against a response's sender: ``challenge`` (stay silent ``seconds``, then one more
+    try) or ``block`` (stop; it lasts ``seconds``, 0 when the site does not say)."""
+
+    kind: str
+    seconds: float
+    message: str
+
+
+DefencePolicy = Callable[[int, str, bytes], "Defence | None"]  # (status, content type, body) -> defence
+
+
+def html_block_page(status: int, content_type: str, body: bytes) -> Defence | None:
+    """Every site: a 403 answered with an HTML page is a block by the site or its CDN (Cloudflare, a User-Agent
+    rule), not an API's "credentials missing" answer, which is JSON."""
+    if status == 403 and _looks_like_html(content_type, body):
+        return Defence("block", 0.0, "the site answered HTTP 403 with an HTML page (a block by the site or its CDN, "
+                                     "e.g. a User-Agent rule or Cloudflare), not an API answer")  # fmt: skip
+    return None
+
+
+def _looks_like_html(content_type: str, body: bytes) -> bool:
+    return "html" in content_type.lower() or body.lstrip()[:1] == b"<"
 
 
 def _read_body(response: requests.Response, max_bytes: int | None, shown_url: str) -> None:
@@ -140,6 +229,9 @@ def _read_body(response: requests.Response, max_bytes: int | None, shown_url: st
 
 @dataclass
 class PoliteClient:
+    """One retry loop per request: every request a call sends — retries, challenge waits and redirect hops included
+    — counts against ``max_attempts``, so a page never costs more than that many requests."""
+
     limiter: RateLimiter
     contact: str
     timeout: float = 30.0
@@ -147,6 +239,10 @@ class PoliteClient:
     backoff_seconds: float = 1.0
     secret_params: tuple[str, ...] = ()
     credential_hint: str = ""
+    defences: DefencePolicy | None = None  # the site's own anti-bot rules, before the generic ones
+    url_guard: Callable[[str], str | None] | None = None  # reason to refuse a URL (every hop), or None
+    challenge_wait_seconds: float = 5.0
+    max_redirects: int = 5
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
 
@@ -155,6 +251,7 @@ class PoliteClient:
         self.session.headers["User-Agent"] = user_agent(self.contact)
         self.rng = self.rng or random.Random()
         self.retries = 0
+        self.requests_sent = 0
 
     @classmethod
     def from_settings(cls, settings: Any, limiter: RateLimiter, **extra: Any) -> PoliteClient:
@@ -165,6 +262,7 @@ class PoliteClient:
             timeout=settings.http_timeout_seconds,
             max_attempts=settings.http_max_attempts,
             backoff_seconds=settings.http_backoff_seconds,
+            challenge_wait_seconds=settings.http_challenge_wait_seconds,
             **extra,
         )
 
@@ -180,13 +278,31 @@ class PoliteClient:
             return max(0.0, min(wanted, 3600.0)) + self.rng.uniform(0, 0.1)
         return jittered
 
-    def _retry(self, attempt: int, what: str, url: str, retry_after: str | None = None) -> None:
+    def _retry(self, attempt: int, what: str, url: str, retry_after: str | None = None, hold: float = 0.0) -> None:
+        """Count a retry (or give up: the attempts are spent) and wait: the back-off here, or — ``hold`` — a quiet
+        period for every request through the shared limiter."""
         if attempt >= self.max_attempts:
-            raise HTTPFailure(f"{redact_url(url, self.secret_params)}: {what}; gave up after {attempt} attempts")
-        delay = self._delay(attempt, retry_after)
+            raise HTTPFailure(f"{redact_url(url, self.secret_params)}: {what}; gave up after {attempt} requests")
+        delay = max(hold, self._delay(attempt, retry_after))
         self.retries += 1
         logger.warning("%s: %s; retry %d in %.2f s", redact_url(url, self.secret_params), what, attempt, delay)
-        self.sleep(delay)
+        if hold:
+            self.limiter.hold(delay)
+        else:
+            self.sleep(delay)
+
+    def _guard(self, url: str) -> None:
+        reason = self.url_guard(url) if self.url_guard else None
+        if reason:
+            raise UnsafeURL(f"refused {redact_url(url, self.secret_params)}: {reason}")
+
+    def _defence(self, response: requests.Response) -> Defence | None:
+        content_type = response.headers.get("Content-Type", "")
+        for policy in (self.defences, html_block_page):
+            defence = policy(response.status_code, content_type, response.content) if policy else None
+            if defence:
+                return defence
+        return None
 
     def get(
         self,
@@ -195,48 +311,90 @@ class PoliteClient:
         *,
         auth: tuple[str, str] | None = None,
         max_bytes: int | None = None,
+        parse_json: bool = False,
     ) -> requests.Response:
-        """GET with the whole body read (``response.content``); retried on 429/5xx, timeouts, dropped connections
-        and truncated bodies. A body over ``max_bytes`` raises :class:`BodyTooLarge` without being read further."""
-        full_url = requests.Request("GET", url, params=params).prepare().url or url
-        attempt = 0
+        """GET with the whole body read (``response.content``; with ``parse_json`` also ``response.json_body``).
+
+        Retried on 429/5xx, timeouts, dropped connections, truncated bodies and (``parse_json``) bodies that do not
+        parse — all in this one loop. Redirects are followed here, each hop checked by ``url_guard`` before it is
+        requested; credentials are only sent to the first URL's host. A site defence stops the loop
+        (:class:`SiteBlocked`) or waits the challenge out. A body over ``max_bytes`` raises :class:`BodyTooLarge`."""
+        try:
+            return self._get(url, params, auth, max_bytes, parse_json)
+        finally:
+            self.limiter.release()
+
+    def _get(
+        self, url: str, params: dict[str, str] | None, auth: tuple[str, str] | None, max_bytes: int | None,
+        parse_json: bool,
+    ) -> requests.Response:
+        current = requests.Request("GET", url, params=params).prepare().url or url
+        origin = urlsplit(current).netloc
+        attempt = hops = 0
         while True:
+            self._guard(current)
             attempt += 1
             self.limiter.wait()
+            self.requests_sent += 1
+            shown = redact_url(current, self.secret_params)
             try:
-                response = self.session.get(url, params=params, auth=auth, timeout=self.timeout, stream=True)
-                _read_body(response, max_bytes, redact_url(full_url, self.secret_params))
+                response = self.session.get(
+                    current, auth=auth if urlsplit(current).netloc == origin else None, timeout=self.timeout,
+                    stream=True, allow_redirects=False,
+                )  # fmt: skip
+                if response.is_redirect:
+                    response.close()
+                    hops += 1
+                    target = urljoin(current, response.headers.get("Location", ""))
+                    if hops > self.max_redirects or attempt >= self.max_attempts:
+                        raise HTTPFailure(f"{shown}: too many redirects (last to {redact_url(target)})",
+                                          response.status_code)  # fmt: skip
+                    current = target
+                    continue
+                _read_body(response, max_bytes, shown)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                self._retry(attempt, f"{type(exc).__name__}", full_url)
+                self._retry(attempt, f"{type(exc).__name__}", current)
                 continue
+            defence = self._defence(response)
+            if defence is not None and defence.kind == "challenge":
+                wait = max(defence.seconds, self.challenge_wait_seconds)
+                self._retry(attempt, f"HTTP {response.status_code}: {defence.message}", current, hold=wait)
+                continue
+            if defence is not None:
+                until = datetime.now(UTC) + timedelta(seconds=defence.seconds) if defence.seconds else None
+                when = f"; the block lasts until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ""
+                blocked = SiteBlocked(f"{shown}: the site is blocking us — {defence.message}{when}",
+                                      response.status_code, until)  # fmt: skip
+                if defence.seconds:  # other threads of this process must not send one more request into it
+                    self.limiter.refuse(defence.seconds, blocked)
+                raise blocked
+            self.limiter.settled()
             if response.status_code in RETRY_STATUSES:
-                self._retry(attempt, f"HTTP {response.status_code}", full_url, response.headers.get("Retry-After"))
+                self._retry(attempt, f"HTTP {response.status_code}", current, response.headers.get("Retry-After"))
                 continue
             if response.status_code in (401, 403):
                 hint = f" — set credentials: {self.credential_hint}" if self.credential_hint else ""
                 raise AuthenticationRequired(
-                    f"{redact_url(full_url, self.secret_params)} answered HTTP {response.status_code} "
-                    f"{response.reason}{hint}",
-                    response.status_code,
+                    f"{shown} answered HTTP {response.status_code} {response.reason}{hint}", response.status_code
                 )
+            if parse_json:
+                text = response.content.decode("utf-8", errors="replace")
+                if 400 <= response.status_code < 500 and not text.lstrip().startswith(("{", "[")):
+                    raise HTTPFailure(f"{shown} answered HTTP {response.status_code}: {text[:200]}",
+                                      response.status_code)  # fmt: skip
+                try:
+                    response.json_body = json.loads(text)
+                except ValueError as exc:
+                    if attempt >= self.max_attempts:
+                        raise MalformedBody(f"{shown}: body is not valid JSON ({exc})", text) from None
+                    self._retry(attempt, f"malformed JSON ({exc})", current)
+                    continue
             return response
 
     def get_json(
         self, url: str, params: dict[str, str] | None = None, *, auth: tuple[str, str] | None = None
     ) -> tuple[Any, str]:
-        """The decoded JSON body and the (redacted) URL it came from. A body that does not parse is retried like a
-        dropped connection; if it never parses, :class:`MalformedBody` carries the last one."""
-        attempt = 0
-        while True:
-            attempt += 1
-            response = self.get(url, params, auth=auth)
-            shown = redact_url(response.url, self.secret_params)
-            text = response.content.decode("utf-8", errors="replace")
-            if 400 <= response.status_code < 500 and not text.lstrip().startswith(("{", "[")):
-                raise HTTPFailure(f"{shown} answered HTTP {response.status_code}: {text[:200]}", response.status_code)
-            try:
-                return json.loads(text), shown
-            except ValueError as exc:
-                if attempt >= self.max_attempts:
-                    raise MalformedBody(f"{shown}: body is not valid JSON ({exc})", text) from None
-                self._retry(attempt, f"malformed JSON ({exc})", response.url)
+        """The decoded JSON body and the (redacted) URL it came from; see :meth:`get`. If the body never parses,
+        :class:`MalformedBody` carries the last one."""
+        response = self.get(url, params, auth=auth, parse_json=True)
+        return response.json_body, redact_url(response.url, self.secret_params)

@@ -102,7 +102,7 @@ def migrated(settings: Settings) -> Settings:
     """Test settings whose database has every migration applied."""
     from pony_tasks.db import connect, upgrade
 
-    with connect(settings) as conn:
+    with connect(settings, check_schema=False) as conn:
         upgrade(conn)
     return settings
 

@@ -43,7 +43,14 @@ SITES = ("danbooru", "e621", "derpibooru", "gelbooru")
 
 
 def fast_settings(settings, servers: dict, rate: float = 40.0, **extra):
-    """Settings pointing at fake servers, with short back-off so retry-heavy tests stay quick."""
+    """Settings pointing at fake servers, with short back-off so retry-heavy tests stay quick (and the credentials
+    and contact the fakes, like the real sites, require)."""
+    from pony_tasks.fakes.local_sites import FAKE_CONTACT, FAKE_CREDENTIALS
+
+    extra.setdefault("booru_credentials", {s: FAKE_CREDENTIALS[s] for s in servers if s in FAKE_CREDENTIALS})
+    extra.setdefault("scrape_contact", FAKE_CONTACT)
+    if "e621" in servers:
+        extra.setdefault("booru_file_base_urls", {"e621": servers["e621"].base_url})
     return settings.replace(
         booru_base_urls={site: server.base_url for site, server in servers.items()},
         booru_rate_limits={site: (1.9 if site == "e621" else rate) for site in servers},

@@ -39,7 +39,7 @@ def _prepare_environment(home: Path) -> None:
     environment["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
     os.environ.update(environment)
     get_settings.cache_clear()
-    with connect(settings) as conn:
+    with connect(settings, check_schema=False) as conn:
         upgrade(conn)
     Path(environment["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)

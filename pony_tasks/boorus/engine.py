@@ -6,7 +6,15 @@ a retried page never doubles anything. Modes:
 - ``new``: posts above the newest id stored (the first run starts from id 0 and walks up);
 - ``backfill``: posts below the oldest id stored (the first run starts from the newest post and walks down);
 - ``refresh``: re-fetch id ranges holding posts that reached a refresh age (``refresh_ages_days``) since they were
-  last observed, because votes change scores without touching ``updated_at``.
+  last observed, because votes change scores without touching ``updated_at``. Refresh also finds deletions: it
+  asks for deleted posts where the site can show them (Danbooru/e621 ``status:any``), looks up one by one the stored
+  posts a complete range no longer shows (Derpibooru answers a deleted image with a stub; a 404 means gone), and
+  walks Gelbooru's separate deletion list. Deleted posts keep their row and history, marked ``deleted``.
+
+Before any request: the adapter's refusal (missing credentials, e621's placeholder contact) is a ``ConfigError``,
+and a block the site put on us that has not ended (``booru_site_block``, shared by every process) stops the scrape.
+A block detected mid-scrape (Philomena's anti-bot block) is recorded there and stops the scrape at once; pages
+stored before it stay, with their cursor.
 
 Every observation appends a score snapshot; a record that breaks its site's schema goes to ``booru_quarantine`` and
 the rest of its page is stored; a page that never parses is quarantined and the scrape stops with the cursor before
@@ -29,24 +37,34 @@ import requests
 from tqdm import tqdm
 
 from pony_tasks.boorus.adapters import PageError, PageRequest, SiteAdapter, adapter_for
+from pony_tasks.boorus.hosts import HostRules
 from pony_tasks.boorus.records import RecordError, UnifiedPost
 from pony_tasks.boorus.store import (
     QuarantinedRecord,
+    active_block,
     append_snapshots,
+    cached_tag_categories,
+    live_ids_between,
     load_cursor,
+    mark_deleted,
+    mark_deleted_by_md5,
     quarantine,
+    record_block,
     refresh_ranges,
     save_cursor,
+    stamp_deleted,
+    store_tag_categories,
     upsert_posts,
 )
-from pony_tasks.config import Settings, get_settings
+from pony_tasks.config import ConfigError, Settings, get_settings
 from pony_tasks.db import connect
-from pony_tasks.polite_http import MalformedBody, PoliteClient, redact_url, shared_limiter
+from pony_tasks.polite_http import HTTPFailure, MalformedBody, PoliteClient, SiteBlocked, redact_url, shared_limiter
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
 
 logger = logging.getLogger(__name__)
 PREFETCH_PAGES = 3  # pages downloaded ahead of the one being stored
+TAG_BATCH = 50  # tag ids per tags-API request (Philomena's per_page maximum)
 
 
 class ScrapeMode(StrEnum):
@@ -57,6 +75,14 @@ class ScrapeMode(StrEnum):
 
 class ScrapeError(RuntimeError):
     """The scrape stopped early; what was stored before stays, and re-running resumes from the saved cursor."""
+
+
+class ScrapeBlocked(ScrapeError):
+    """The site is blocking us; ``until`` is when the block ends (None when the site did not say)."""
+
+    def __init__(self, message: str, until: datetime | None) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 @dataclass
@@ -70,6 +96,8 @@ class ScrapeReport:
     unchanged: int = 0
     quarantined: int = 0
     snapshots: int = 0
+    deleted: int = 0  # posts found deleted by this run
+    lookups: int = 0  # single-post requests (refresh: stored posts a range no longer showed)
     retries: int = 0
     newest_post_id: int | None = None
     oldest_post_id: int | None = None
@@ -77,24 +105,29 @@ class ScrapeReport:
 
     def add(self, other: ScrapeReport) -> None:
         """Accumulate another run's counts (the demo sums several scrapes of one site)."""
-        for name in ("pages", "records", "inserted", "updated", "unchanged", "quarantined", "snapshots", "retries"):
+        for name in ("pages", "records", "inserted", "updated", "unchanged", "quarantined", "snapshots", "deleted",
+                     "lookups", "retries"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def summary(self) -> str:
         return (
             f"{self.site} ({self.mode}): {self.pages} pages, {self.records} records — {self.inserted} new, "
             f"{self.updated} changed, {self.unchanged} unchanged, {self.quarantined} quarantined, "
-            f"{self.snapshots} score snapshots, {self.retries} retries"
+            f"{self.deleted} found deleted, {self.snapshots} score snapshots, {self.retries} retries"
         )
 
 
 def make_client(adapter: SiteAdapter, settings: Settings) -> PoliteClient:
+    """A client for the site's API: its rate limit (shared by every client of the site in this process), its
+    defences, and every URL and redirect hop checked against the site's host rules."""
     rate = settings.booru_rate_limits.get(adapter.site, adapter.default_rate_per_second)
     return PoliteClient.from_settings(
         settings,
         shared_limiter(f"api:{adapter.site}:{adapter.base_url}", rate),
         secret_params=adapter.secret_params,
         credential_hint=adapter.credential_hint,
+        defences=adapter.defences,
+        url_guard=HostRules.from_settings(settings, {adapter.site: adapter.base_url}).guard(adapter.site),
     )
 
 
@@ -130,8 +163,17 @@ class _PageScraper:
         adapter: SiteAdapter,
         client: PoliteClient,
         clock: Callable[[], datetime],
+        settings: Settings,
     ) -> None:
         self.conn, self.adapter, self.client, self.clock = conn, adapter, client, clock
+        self.settings = settings
+        self.side_client = make_client(adapter, settings)  # this thread's requests (tags, lookups), same limiter
+        self.cut_short = False  # the last run() stopped at max_pages, not at the end of its walk
+
+    def get_json(self, request: PageRequest, client: PoliteClient | None = None) -> Any:
+        body, _ = (client or self.side_client).get_json(self.adapter.base_url + request.path, request.params,
+                                                        auth=request.auth)  # fmt: skip
+        return body
 
     def download(self, request: PageRequest) -> _Page:
         """HTTP, JSON and record translation; no database work, so it can run while the previous page is stored."""
@@ -157,13 +199,21 @@ class _PageScraper:
         return _Page(shown, len(raw_records), posts, broken, self.clock())
 
     def store(self, page: _Page, report: ScrapeReport) -> None:
-        """Posts, snapshots and quarantined records of one page, in the caller's open transaction."""
-        if page.posts:
-            result = upsert_posts(self.conn, page.posts)
+        """Posts, snapshots and quarantined records of one page, in the caller's open transaction. Deletion stubs
+        only mark the stored post deleted; tag categories the site keeps apart are filled in first."""
+        stubs = [p.post_id for p in page.posts if p.is_deletion_stub]
+        posts = [p for p in page.posts if not p.is_deletion_stub]
+        if posts and self.adapter.has_tag_categories_api:
+            self.fill_tag_categories(posts)
+        if posts:
+            result = upsert_posts(self.conn, posts)
             report.inserted += result.inserted
             report.updated += result.updated
             report.unchanged += result.unchanged
-            report.snapshots += append_snapshots(self.conn, page.posts, page.observed_at)
+            report.snapshots += append_snapshots(self.conn, posts, page.observed_at)
+            report.deleted += stamp_deleted(self.conn, self.adapter.site, [p.post_id for p in posts if p.deleted],
+                                            page.observed_at)  # fmt: skip
+        report.deleted += mark_deleted(self.conn, self.adapter.site, stubs, page.observed_at)
         if page.broken:
             quarantine(self.conn, self.adapter.site, page.url, page.broken)
             report.quarantined += len(page.broken)
@@ -171,6 +221,27 @@ class _PageScraper:
         report.records += page.records
         report.pages += 1
         report.retries = self.client.retries
+
+    def fill_tag_categories(self, posts: list[UnifiedPost]) -> None:
+        """Categories of the posts' tags from the cache, the unknown (or stale) ones from the site's tags API in
+        batches — rate-limited like every request — then each post's ``tag_groups``."""
+        site = self.adapter.site
+        wanted = sorted({i for p in posts for i in p.tag_ids})
+        known = cached_tag_categories(self.conn, site, wanted, self.settings.tag_category_max_age_days)
+        missing = [i for i in wanted if i not in known]
+        for start in range(0, len(missing), TAG_BATCH):
+            batch = missing[start : start + TAG_BATCH]
+            body = self.get_json(self.adapter.tag_category_request(batch))
+            try:
+                found = self.adapter.tag_categories(body)
+            except PageError as exc:
+                raise ScrapeError(f"{site}: the tags API answered what we cannot read ({exc}); re-run to retry")
+            # Ids the site did not return (removed tags) are cached as uncategorised, so they are not asked again.
+            fetched = {i: found.get(i, ("", None)) for i in batch}
+            store_tag_categories(self.conn, site, fetched)
+            known.update(fetched)
+        for post in posts:
+            self.adapter.apply_tag_categories(post, known)
 
     def run(
         self,
@@ -187,6 +258,7 @@ class _PageScraper:
         dies are simply fetched again on the next run."""
         pipeline: queue.Queue[_Page | BaseException | None] = queue.Queue(maxsize=PREFETCH_PAGES)
         stop = threading.Event()
+        self.cut_short = False
 
         def put(item: _Page | BaseException | None) -> bool:
             while not stop.is_set():
@@ -207,6 +279,7 @@ class _PageScraper:
                     if not put(page):
                         return
                     room = max_pages is None or fetched < max_pages
+                    self.cut_short = bool(page.ids) and not room
                     request = following(page.ids) if page.ids and room else None
             except BaseException as exc:  # handed to the storing thread, which reports it
                 put(exc)
@@ -263,23 +336,48 @@ def scrape(
     settings = settings or get_settings()
     mode = ScrapeMode(mode)
     adapter = adapter_for(site, settings, base_url)
+    refusal = adapter.refusal(settings)
+    if refusal:
+        raise ConfigError(f"not scraping {site}: {refusal}")
     client = make_client(adapter, settings)
     report = ScrapeReport(site=site, mode=mode.value)
     parameters = {"site": site, "mode": mode.value, "base_url": adapter.base_url, "max_pages": max_pages,
                   "due_as_of": due_as_of.isoformat() if due_as_of else None}  # fmt: skip
     with connect(settings) as conn, recorded_run(conn, "scrape", parameters) as run:
+        block = active_block(conn, site, adapter.base_url)
+        if block is not None:
+            until, reason = block
+            raise ScrapeBlocked(f"{site} is blocking us until {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
+                                f"({reason}); no request was sent — run the scrape again after that, it resumes "
+                                "from the saved cursor", until)  # fmt: skip
         clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-        pages = _PageScraper(conn, adapter, client, clock)
+        pages = _PageScraper(conn, adapter, client, clock, settings)
         bar = progress_bar(show_progress, desc=f"scrape {site} ({mode.value})", unit="page")
         try:
             if mode is ScrapeMode.refresh:
                 _refresh(conn, pages, report, settings, due_as_of or clock(), max_pages, bar)
             else:
                 _walk(conn, pages, report, mode, max_pages, bar)
+        except SiteBlocked as exc:
+            raise _blocked(conn, adapter, exc) from exc
         finally:
             bar.close()
+            report.retries = client.retries + pages.side_client.retries
         run.summary = {k: v for k, v in asdict(report).items() if k != "refresh_ranges"}
     return report
+
+
+def _blocked(conn: psycopg2.extensions.connection, adapter: SiteAdapter, exc: SiteBlocked) -> ScrapeBlocked:
+    """Remember a block that says how long it lasts (other processes and the next try honour it) and say so."""
+    conn.rollback()  # the page in progress; stored pages and their cursor were committed
+    if exc.until is not None:
+        record_block(conn, adapter.site, adapter.base_url, exc.until, str(exc).split(" — ", 1)[-1][:500], None)
+        conn.commit()
+        return ScrapeBlocked(f"{adapter.site} is blocking us until {exc.until:%Y-%m-%d %H:%M:%S} UTC: {exc}. "
+                             "The scrape stopped at once and no request goes to the site before then (recorded in "
+                             "booru_site_block); the cursor is kept, so the next run resumes", exc.until)  # fmt: skip
+    return ScrapeBlocked(f"{adapter.site} is blocking us: {exc}. The scrape stopped; the cursor is kept. Check "
+                         "scrape_contact (the User-Agent) and wait before trying again", None)  # fmt: skip
 
 
 def _walk(
@@ -330,6 +428,74 @@ def _refresh(
             break
 
         def following(ids: list[int], last: int = last) -> PageRequest | None:
-            return adapter.newer_than(max(ids)) if max(ids) < last else None
+            return adapter.newer_than(max(ids), include_deleted=True) if max(ids) < last else None
 
-        pages.run(adapter.newer_than(first - 1), following, lambda ids: None, report, remaining, bar)
+        seen: set[int] = set()
+        pages.run(adapter.newer_than(first - 1, include_deleted=True), following, seen.update, report, remaining,
+                  bar)  # fmt: skip
+        if not pages.cut_short:
+            _confirm_missing(conn, pages, report, sorted(live_ids_between(conn, adapter.site, first, last) - seen))
+    if adapter.deleted_feed(0) is not None and (max_pages is None or report.pages < max_pages):
+        _walk_deleted_feed(conn, pages, report, max_pages)
+
+
+def _confirm_missing(
+    conn: psycopg2.extensions.connection, pages: _PageScraper, report: ScrapeReport, post_ids: list[int]
+) -> None:
+    """Stored posts a fully refreshed range no longer showed: ask the site for each. A deletion stub, a record
+    flagged deleted, or no record at all (404) marks the post deleted; a live record is stored as usual."""
+    adapter = pages.adapter
+    for post_id in post_ids:
+        request = adapter.post_lookup(post_id)
+        report.lookups += 1
+        try:
+            body = pages.get_json(request)
+            raw = adapter.lookup_record(body)
+        except HTTPFailure as exc:
+            if exc.status not in (404, 410):
+                raise
+            raw = None
+        observed = pages.clock()
+        post = None
+        if raw is not None:
+            try:
+                post = adapter.to_unified(raw)
+            except RecordError as exc:
+                quarantine(conn, adapter.site, redact_url(adapter.base_url + request.path),
+                           [QuarantinedRecord(raw, f"record breaks the {adapter.site} schema: {exc}", post_id)])
+                report.quarantined += 1
+                conn.commit()
+                continue
+        if post is None or post.is_deletion_stub:
+            report.deleted += mark_deleted(conn, adapter.site, [post_id], observed)
+        else:
+            pages.store(_Page(redact_url(adapter.base_url + request.path), 1, [post], [], observed), report)
+            report.pages -= 1  # a lookup is not a page
+        conn.commit()
+
+
+def _walk_deleted_feed(
+    conn: psycopg2.extensions.connection, pages: _PageScraper, report: ScrapeReport, max_pages: int | None
+) -> None:
+    """Gelbooru lists deletions apart from posts: entries above the saved feed cursor, matched by md5."""
+    adapter = pages.adapter
+    cursor = load_cursor(conn, adapter.site)
+    after = cursor.deleted_feed_cursor or 0
+    while max_pages is None or report.pages < max_pages:
+        request = adapter.deleted_feed(after)
+        assert request is not None
+        body = pages.get_json(request)
+        try:
+            entries = adapter.deleted_entries(body)
+        except PageError as exc:
+            raise ScrapeError(f"{adapter.site}: the deleted-posts list answered what we cannot read ({exc}); "
+                              "re-run to retry") from exc  # fmt: skip
+        report.pages += 1
+        if not entries:
+            break
+        report.deleted += mark_deleted_by_md5(conn, adapter.site, [md5 for _, md5 in entries], pages.clock())
+        after = max(number for number, _ in entries)
+        cursor = load_cursor(conn, adapter.site)
+        cursor.deleted_feed_cursor = after
+        save_cursor(conn, cursor)
+        conn.commit()

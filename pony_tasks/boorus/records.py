@@ -14,7 +14,7 @@ WILSON_Z = 2.57583  # 99 % two-sided, Derpibooru's own sort
 # Exactly the keys of `pony posts export --format jsonl`, in order.
 EXPORT_KEYS = (
     "site", "post_id", "created_at", "rating", "site_rating", "tags", "score", "up_votes", "down_votes",
-    "favorites", "wilson_score", "file_url", "md5", "sha512", "width", "height", "file_ext", "sources",
+    "favorites", "wilson_score", "file_url", "file_url_derived", "md5", "sha512", "width", "height", "file_ext", "sources",
     "deleted", "observed_at",
 )  # fmt: skip
 
@@ -44,6 +44,8 @@ class UnifiedPost:
     sources: list[str]
     deleted: bool
     tag_groups: dict[str, list[str]] = field(default_factory=dict)
+    file_url_derived: bool = False  # the API hid file_url; it was rebuilt from md5 + ext (e621)
+    tag_ids: tuple[int, ...] = field(default=(), repr=False)  # the site's tag ids (Derpibooru), not stored
     wilson_score: float | None = field(init=False, default=None)  # from up/down votes, computed once
 
     def __post_init__(self) -> None:
@@ -63,6 +65,12 @@ class UnifiedPost:
             raise RecordError("created_at has no time zone")
         self.tags = sorted(set(self.tags))
         self.wilson_score = wilson_lower_bound(self.up_votes, self.down_votes)
+
+    @property
+    def is_deletion_stub(self) -> bool:
+        """A deleted post the site shows only as an id (Derpibooru): it marks the stored post deleted and must not
+        overwrite its tags, rating or score."""
+        return self.deleted and self.rating is None
 
 
 def wilson_lower_bound(up: int | None, down: int | None, z: float = WILSON_Z) -> float | None:
@@ -92,13 +100,20 @@ def iso_z(value: datetime | None) -> str | None:
     return text.replace("+00:00", "Z")
 
 
-def parse_iso(value: object, field_name: str) -> datetime:
+def parse_iso(value: object, field_name: str, *, naive_is_utc: bool = False) -> datetime:
+    """An ISO 8601 timestamp in UTC. ``naive_is_utc``: a value without a zone is UTC (Philomena sent zone-less
+    timestamps until 2021-01); otherwise it is an error that says so."""
     if not isinstance(value, str):
         raise RecordError(f"{field_name} must be an ISO 8601 string, got {value!r}")
     try:
-        return to_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise RecordError(f"{field_name} {value!r} is not ISO 8601") from exc
+        raise RecordError(f"{field_name} {value!r} is not an ISO 8601 timestamp ({exc})") from None
+    if parsed.tzinfo is None:
+        if not naive_is_utc:
+            raise RecordError(f"{field_name} {value!r} has no time zone (expected an offset such as +00:00 or Z)")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def clean_tags(tags: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from pony_tasks.db.bulk import NULL_MARKER, UpsertResult, array_literal, copy_ro
 POST_COLUMNS = (
     "site", "post_id", "created_at", "rating", "site_rating", "tags", "tag_groups", "score", "up_votes",
     "down_votes", "favorites", "wilson_score", "file_url", "md5", "sha512", "width", "height", "file_ext",
-    "sources", "deleted",
+    "sources", "deleted", "file_url_derived",
 )  # fmt: skip
 SNAPSHOT_COLUMNS = ("site", "post_id", "observed_at", "score", "up_votes", "down_votes", "favorites")
 
@@ -25,7 +25,7 @@ def post_row(post: UnifiedPost) -> tuple[Any, ...]:
     return (
         post.site, post.post_id, post.created_at, post.rating, post.site_rating, post.tags, post.tag_groups,
         post.score, post.up_votes, post.down_votes, post.favorites, post.wilson_score, post.file_url, post.md5,
-        post.sha512, post.width, post.height, post.file_ext, post.sources, post.deleted,
+        post.sha512, post.width, post.height, post.file_ext, post.sources, post.deleted, post.file_url_derived,
     )  # fmt: skip
 
 
@@ -52,7 +52,7 @@ def encode_post_line(post: UnifiedPost) -> str:
         f"{_text(groups)},{_number(post.score)},{_number(post.up_votes)},{_number(post.down_votes)},"
         f"{_number(post.favorites)},{_number(post.wilson_score)},{_text(post.file_url)},{_text(post.md5)},"
         f"{_text(post.sha512)},{_number(post.width)},{_number(post.height)},{_text(post.file_ext)},"
-        f"{_array(post.sources)},{'t' if post.deleted else 'f'}\n"
+        f"{_array(post.sources)},{'t' if post.deleted else 'f'},{'t' if post.file_url_derived else 'f'}\n"
     )
 
 
@@ -100,12 +100,14 @@ class Cursor:
     oldest_post_id: int | None = None
     backfill_done: bool = False
     base_url: str | None = None
+    deleted_feed_cursor: int | None = None  # Gelbooru's deletion list: the last entry read
 
 
 def load_cursor(conn: psycopg2.extensions.connection, site: str) -> Cursor:
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT newest_post_id, oldest_post_id, backfill_done, base_url FROM booru_cursor WHERE site = %s",
+            """SELECT newest_post_id, oldest_post_id, backfill_done, base_url, deleted_feed_cursor
+               FROM booru_cursor WHERE site = %s""",
             (site,),
         )
         row = cur.fetchone()
@@ -115,12 +117,122 @@ def load_cursor(conn: psycopg2.extensions.connection, site: str) -> Cursor:
 def save_cursor(conn: psycopg2.extensions.connection, cursor: Cursor) -> None:
     with conn.cursor() as cur:
         cur.execute(
-            """INSERT INTO booru_cursor (site, newest_post_id, oldest_post_id, backfill_done, base_url, updated_at)
-               VALUES (%s, %s, %s, %s, %s, now())
+            """INSERT INTO booru_cursor (site, newest_post_id, oldest_post_id, backfill_done, base_url,
+                                         deleted_feed_cursor, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s, now())
                ON CONFLICT (site) DO UPDATE SET newest_post_id = EXCLUDED.newest_post_id,
                    oldest_post_id = EXCLUDED.oldest_post_id, backfill_done = EXCLUDED.backfill_done,
-                   base_url = EXCLUDED.base_url, updated_at = now()""",
-            (cursor.site, cursor.newest_post_id, cursor.oldest_post_id, cursor.backfill_done, cursor.base_url),
+                   base_url = EXCLUDED.base_url, deleted_feed_cursor = EXCLUDED.deleted_feed_cursor,
+                   updated_at = now()""",
+            (cursor.site, cursor.newest_post_id, cursor.oldest_post_id, cursor.backfill_done, cursor.base_url,
+             cursor.deleted_feed_cursor),
+        )
+
+
+# Deletions ----------------------------------------------------------------------------------------------------------
+def mark_deleted(
+    conn: psycopg2.extensions.connection, site: str, post_ids: Sequence[int], seen_at: datetime
+) -> int:
+    """Mark stored posts deleted (their tags, scores and history stay); returns how many were not already."""
+    if not post_ids:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(
+            """UPDATE booru_post SET deleted = true, deleted_seen_at = coalesce(deleted_seen_at, %s)
+               WHERE site = %s AND post_id = ANY(%s) AND NOT deleted""",
+            (seen_at, site, list(post_ids)),
+        )
+        return cur.rowcount
+
+
+def mark_deleted_by_md5(conn: psycopg2.extensions.connection, site: str, md5s: Sequence[str], seen_at: datetime) -> int:
+    if not md5s:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(
+            """UPDATE booru_post SET deleted = true, deleted_seen_at = coalesce(deleted_seen_at, %s)
+               WHERE site = %s AND md5 = ANY(%s) AND NOT deleted""",
+            (seen_at, site, list(md5s)),
+        )
+        return cur.rowcount
+
+
+def stamp_deleted(conn: psycopg2.extensions.connection, site: str, post_ids: Sequence[int], seen_at: datetime) -> int:
+    """Posts just stored with ``deleted`` set get the time we first saw them deleted; returns how many were new."""
+    if not post_ids:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(
+            """UPDATE booru_post SET deleted_seen_at = %s
+               WHERE site = %s AND post_id = ANY(%s) AND deleted AND deleted_seen_at IS NULL""",
+            (seen_at, site, list(post_ids)),
+        )
+        return cur.rowcount
+
+
+def live_ids_between(conn: psycopg2.extensions.connection, site: str, first: int, last: int) -> set[int]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT post_id FROM booru_post WHERE site = %s AND post_id BETWEEN %s AND %s AND NOT deleted",
+            (site, first, last),
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+# Blocks -------------------------------------------------------------------------------------------------------------
+def active_block(conn: psycopg2.extensions.connection, site: str, base_url: str) -> tuple[datetime, str] | None:
+    """(until, reason) of a block on the site that has not ended yet (by the database clock), or None."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT blocked_until, reason FROM booru_site_block
+               WHERE site = %s AND base_url = %s AND blocked_until > now()""",
+            (site, base_url),
+        )
+        row = cur.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def record_block(
+    conn: psycopg2.extensions.connection, site: str, base_url: str, until: datetime, reason: str, url: str | None
+) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO booru_site_block (site, base_url, blocked_until, reason, request_url)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (site, base_url) DO UPDATE SET blocked_until = greatest(
+                   booru_site_block.blocked_until, EXCLUDED.blocked_until), reason = EXCLUDED.reason,
+                   request_url = EXCLUDED.request_url, detected_at = now()""",
+            (site, base_url, until, reason, url),
+        )
+
+
+# Tag categories -----------------------------------------------------------------------------------------------------
+def cached_tag_categories(
+    conn: psycopg2.extensions.connection, site: str, tag_ids: Sequence[int], max_age_days: float
+) -> dict[int, tuple[str, str | None]]:
+    """Categories fetched less than ``max_age_days`` ago, by tag id."""
+    if not tag_ids:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT tag_id, name, category FROM booru_tag_category
+               WHERE site = %s AND tag_id = ANY(%s) AND fetched_at > now() - make_interval(secs => %s)""",
+            (site, list(tag_ids), max_age_days * 86400),
+        )
+        return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+
+
+def store_tag_categories(
+    conn: psycopg2.extensions.connection, site: str, categories: dict[int, tuple[str, str | None]]
+) -> None:
+    if not categories:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO booru_tag_category (site, tag_id, name, category) VALUES (%s, %s, %s, %s)
+               ON CONFLICT (site, tag_id) DO UPDATE SET name = EXCLUDED.name, category = EXCLUDED.category,
+                   fetched_at = now()""",
+            [(site, tag_id, name, category) for tag_id, (name, category) in categories.items()],
         )
 
 

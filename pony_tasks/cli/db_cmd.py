@@ -16,7 +16,7 @@ def db_group() -> None:
 @click.pass_obj
 def db_upgrade(ctx: PonyContext) -> None:
     """Apply pending migrations (safe to re-run: does nothing when up to date)."""
-    with connect(ctx.settings) as conn:
+    with connect(ctx.settings, check_schema=False) as conn:
         applied = upgrade(conn)
     if not applied:
         click.echo("database is up to date")
@@ -28,7 +28,7 @@ def db_upgrade(ctx: PonyContext) -> None:
 @click.pass_obj
 def db_status(ctx: PonyContext) -> None:
     """List migrations with when each was applied."""
-    with connect(ctx.settings) as conn:
+    with connect(ctx.settings, check_schema=False) as conn:
         states = migration_status(conn)
     for state in states:
         when = state.applied_at.isoformat(timespec="seconds") if state.applied_at else "pending"

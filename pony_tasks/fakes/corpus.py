@@ -4,11 +4,14 @@ Everything follows from ``seed`` and ``reference_time``. Each post has a planted
 the aesthetic model should recover); its image carries a defect whose strength falls with quality. Popularity
 follows quality loosely and rating and age strongly: a post's score at time t is its mature score times
 ``1 - exp(-age_days / 20)``. A small slice of posts has bad files (corrupt, truncated, wrong hash, not an image,
-a decompression bomb, oversized) and a few records break their site's schema on purpose.
+a decompression bomb, oversized) and a few records break their site's schema on purpose. About 1.5 % of posts are
+deleted some days after upload (``deleted_at``, never after ``reference_time``); each fake site hides them the
+way the real site does (see ``pony_tasks.fakes.server``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
@@ -82,10 +85,14 @@ class CorpusPost:
     file_ext: str
     image_seed: int
     bad_file: str | None = None
-    deleted: bool = False
+    deleted: bool = False  # deleted by the site at ``deleted_at`` (by ``reference_time`` at the latest)
+    deleted_at: datetime | None = None
     hidden: bool = False  # e621: file.url null for this caller
     broken_record: bool = False  # rendered so that it breaks the site's schema
     down_share: float = 0.1
+
+    def is_deleted_at(self, now: datetime) -> bool:
+        return self.deleted and self.deleted_at is not None and self.deleted_at <= now
 
     @property
     def all_tags(self) -> list[str]:
@@ -164,7 +171,7 @@ class SampleCorpus:
         popularity = math.exp(2.2 * quality + rng.gauss(0, 0.6)) * RATING_POPULARITY[rating] * year_drift * 0.25
         if rng.random() < 0.04:
             popularity = 0.0  # never voted on
-        return CorpusPost(
+        post = CorpusPost(
             site=site,
             post_id=post_id,
             created_at=created_at.replace(microsecond=0),
@@ -188,6 +195,18 @@ class SampleCorpus:
             broken_record=broken,
             down_share=rng.choice((0.02, 0.05, 0.1, 0.2, 0.6, 1.3)),  # some posts end up net-negative
         )
+        # When posts are deleted: their own generator, so the corpus's other draws stay as they were.
+        if post.deleted:  # soon after upload (a rule violation caught by the queue)
+            after = timedelta(days=random.Random(f"{self.seed}:{site}:{post_id}:deleted").uniform(1, 90))
+            return dataclasses.replace(
+                post, deleted_at=min(post.created_at + after, self.reference_time - timedelta(hours=1))
+            )
+        late = random.Random(f"{self.seed}:{site}:{post_id}:late")
+        if bad_file is None and not broken and late.random() < 0.015:  # years later (a takedown, a duplicate)
+            when = self.reference_time - timedelta(days=late.uniform(1, 60))
+            if post.created_at < when:
+                return dataclasses.replace(post, deleted=True, deleted_at=when)
+        return post
 
     def by_site(self, site: str) -> list[CorpusPost]:
         return [p for p in self.posts if p.site == site]

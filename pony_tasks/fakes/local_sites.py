@@ -35,6 +35,10 @@ FAKE_RATE_PER_SECOND = 25.0
 FAKE_E621_RATE_PER_SECOND = 1.9
 FAKE_IMAGE_RATE_PER_SECOND = 400.0
 FAKE_IMAGE_MAX_BYTES = 2 * 1024 * 1024
+# Like the real sites, the fakes want these: Gelbooru an api_key and a numeric user_id, e621 a contact that names
+# its operator (not the placeholder).
+FAKE_CREDENTIALS = {"gelbooru": "1234:fake-gelbooru-api-key"}
+FAKE_CONTACT = "pony-pipeline demo against fake boorus on 127.0.0.1"
 
 
 def fake_site_overrides(servers: dict[str, FakeBooru]) -> dict[str, object]:
@@ -45,6 +49,9 @@ def fake_site_overrides(servers: dict[str, FakeBooru]) -> dict[str, object]:
                               for site in servers},
         "image_host_rate_limit": FAKE_IMAGE_RATE_PER_SECOND,
         "image_max_bytes": FAKE_IMAGE_MAX_BYTES,
+        "booru_credentials": {site: FAKE_CREDENTIALS[site] for site in servers if site in FAKE_CREDENTIALS},
+        "booru_file_base_urls": {"e621": servers["e621"].base_url} if "e621" in servers else {},
+        "scrape_contact": FAKE_CONTACT,
     }  # fmt: skip
 
 

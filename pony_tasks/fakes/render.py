@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -12,6 +13,8 @@ from pony_tasks.fakes.corpus import CorpusPost, FileBytes
 DANBOORU_RATING = {"general": "g", "sensitive": "s", "questionable": "q", "explicit": "e"}
 E621_RATING = {"general": "s", "questionable": "q", "explicit": "e"}
 DERPI_RATING = {"general": "safe", "sensitive": "suggestive", "questionable": "questionable", "explicit": "explicit"}
+# Philomena's violence/gore ratings, sent instead of the usual tag on some posts (the adapter maps them back).
+DERPI_DARK_RATING = {"sensitive": "semi-grimdark", "questionable": "grimdark", "explicit": "grotesque"}
 EASTERN = timezone(timedelta(hours=-4))
 CENTRAL = timezone(timedelta(hours=-5))
 
@@ -29,14 +32,37 @@ def file_path(site: str, post: CorpusPost, file: FileBytes) -> str:
 
 
 def render(site: str, post: CorpusPost, file: FileBytes, base_url: str, now: datetime) -> dict[str, Any]:
+    """The post as the site's API writes it at ``now`` (votes grown, deleted once its deletion time passed)."""
     up, down, favorites = post.votes_at(now)
     url = base_url + file_path(site, post, file)
     return {"danbooru": _danbooru, "e621": _e621, "derpibooru": _derpibooru, "gelbooru": _gelbooru}[site](
-        post, file, url, up, down, favorites
+        post, file, url, up, down, favorites, post.is_deleted_at(now)
     )
 
 
-def _danbooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int) -> dict[str, Any]:
+def derpibooru_tag_id(name: str) -> int:
+    """A stable tag id for the fake Philomena (the real site numbers its tags; the image JSON lists ``tag_ids``)."""
+    return int(hashlib.md5(name.encode()).hexdigest()[:7], 16) + 1
+
+
+def derpibooru_tags(post: CorpusPost) -> list[tuple[str, str | None]]:
+    """(tag, Philomena category) for a post; the category is served only by the fake's tags API."""
+    dark = post.post_id % 11 == 0 and post.rating in DERPI_DARK_RATING
+    rating = DERPI_DARK_RATING[post.rating] if dark else DERPI_RATING[post.rating]
+    tags: list[tuple[str, str | None]] = [(rating, "rating"), (f"artist:{post.artist}", "origin")]
+    for character in post.characters:
+        if character == "original_character":
+            tags.append((f"oc:{character}", "oc"))
+        else:
+            tags.append((character.replace("_", " "), "character"))
+    tags += [(s.replace("_", " "), "species") for s in post.species]
+    tags += [(g.replace("_", " "), None) for g in post.general]
+    return tags
+
+
+def _danbooru(
+    post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int, deleted: bool
+) -> dict[str, Any]:
     created = post.created_at.astimezone(EASTERN)
     record = {
         "id": post.post_id,
@@ -59,7 +85,7 @@ def _danbooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, f
         "tag_string_copyright": post.copyright,
         "tag_string_artist": post.artist,
         "tag_string_meta": "",
-        "is_deleted": post.deleted,
+        "is_deleted": deleted,
         "is_flagged": False,
         "is_pending": False,
         "is_banned": False,
@@ -73,8 +99,11 @@ def _danbooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, f
     return record
 
 
-def _e621(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int) -> dict[str, Any]:
+def _e621(
+    post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int, deleted: bool
+) -> dict[str, Any]:
     created = post.created_at.astimezone(EASTERN).isoformat(timespec="milliseconds")
+    shown = None if post.hidden or deleted else url  # hidden from anonymous callers; deleted posts lose their files
     record = {
         "id": post.post_id,
         "created_at": created,
@@ -85,10 +114,10 @@ def _e621(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favor
             "ext": post.file_ext,
             "size": len(file.data),
             "md5": file.md5,
-            "url": None if post.hidden else url,
+            "url": shown,
         },
-        "preview": {"width": 150, "height": 150, "url": None if post.hidden else url},
-        "sample": {"has": False, "height": post.height, "width": post.width, "url": None if post.hidden else url},
+        "preview": {"width": 150, "height": 150, "url": shown},
+        "sample": {"has": False, "height": post.height, "width": post.width, "url": shown},
         "score": {"up": up, "down": -down, "total": up - down},
         "tags": {
             "general": list(post.general),
@@ -104,7 +133,7 @@ def _e621(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favor
         "rating": E621_RATING[post.rating],
         "fav_count": favorites,
         "sources": [f"https://example.art/{post.artist}/{post.post_id}"],
-        "flags": {"pending": False, "flagged": False, "note_locked": False, "deleted": post.deleted},
+        "flags": {"pending": False, "flagged": False, "note_locked": False, "deleted": deleted},
         "change_seq": post.post_id * 7,
         "relationships": {"parent_id": None, "has_children": False, "children": []},
     }
@@ -113,9 +142,12 @@ def _e621(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favor
     return record
 
 
-def _derpibooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int) -> dict[str, Any]:
-    created = post.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if post.deleted:
+def _derpibooru(
+    post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int, deleted: bool
+) -> dict[str, Any]:
+    # Philomena sent timestamps without a zone until 2021-01 (they are UTC); the fake does the same for old posts.
+    created = post.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S" + ("Z" if post.created_at.year >= 2021 else ""))
+    if deleted:
         return {
             "id": post.post_id,
             "created_at": created,
@@ -125,15 +157,10 @@ def _derpibooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int,
             "duplicate_of": None,
             "hidden_from_users": True,
         }
-    tags = [
-        DERPI_RATING[post.rating],
-        f"artist:{post.artist}",
-        *(f"oc:{c}" if c == "original_character" else c.replace("_", " ") for c in post.characters),
-        *(s.replace("_", " ") for s in post.species),
-        *(g.replace("_", " ") for g in post.general),
-    ]
+    named = derpibooru_tags(post)
     if post.broken_record:
-        tags = [t for t in tags if t not in DERPI_RATING.values()]  # no rating tag at all
+        named = [(t, c) for t, c in named if c != "rating"]  # no rating tag at all
+    tags = [t for t, _ in named]
     return {
         "id": post.post_id,
         "created_at": created,
@@ -147,6 +174,7 @@ def _derpibooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int,
         "sha512_hash": file.sha512,
         "orig_sha512_hash": file.sha512,
         "tags": tags,
+        "tag_ids": sorted(derpibooru_tag_id(t) for t in tags),
         "tag_count": len(tags),
         "score": up - down,
         "upvotes": up,
@@ -166,7 +194,9 @@ def _derpibooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int,
     }
 
 
-def _gelbooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int) -> dict[str, Any]:
+def _gelbooru(
+    post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int, deleted: bool
+) -> dict[str, Any]:
     created = post.created_at.astimezone(CENTRAL).strftime("%a %b %d %H:%M:%S %z %Y")
     tags = [*post.all_tags]
     if post.post_id % 5 == 0:
@@ -190,7 +220,7 @@ def _gelbooru(post: CorpusPost, file: FileBytes, url: str, up: int, down: int, f
         "file_url": url,
         "preview_url": url,
         "sample_url": url,
-        "status": "deleted" if post.deleted else "active",
+        "status": "deleted" if deleted else "active",
         "has_children": "false",
     }
     if post.broken_record:

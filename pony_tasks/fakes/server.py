@@ -3,6 +3,13 @@
 Seeded fault injection (429 with Retry-After, 503, slow answers, truncated bodies, malformed JSON, corrupt image
 bytes) makes retry paths testable; every request is logged with its arrival time so tests can check rate limits.
 Run one from the shell with ``pony fake-booru SITE``.
+
+The live sites' rules the fakes reproduce: Gelbooru answers 401 with body ``[]`` without ``api_key``/``user_id``
+(``require_auth`` defaults to on there); e621 answers a generic User-Agent with an HTML 403; Philomena's anti-bot
+middleware (``AntiBot``: 501 HTML challenges, then a 15-minute block answered 500 with an empty body, restarted by
+every request during it); deleted posts hidden as each site hides them (e621 without a ``status:`` tag, Derpibooru's
+search always — its ``/api/v1/json/images/<id>`` answers a stub —, Gelbooru's search, which lists them on
+``deleted=show&last_id=``); single posts by id; Derpibooru's tags API with categories.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pony_tasks.fakes.corpus import CorpusPost, SampleCorpus
-from pony_tasks.fakes.render import file_path, render
+from pony_tasks.fakes.render import derpibooru_tag_id, derpibooru_tags, file_path, render
 
 GENERIC_AGENTS = re.compile(r"^(python-requests|python-urllib|curl|wget|mozilla|go-http-client|java)", re.I)
 LIMITS = {"danbooru": 200, "e621": 320, "derpibooru": 50, "gelbooru": 100}
@@ -44,6 +51,43 @@ class Faults:
     @classmethod
     def heavy(cls, seed: int = 7) -> Faults:
         return cls(seed, 0.06, 0.08, 0.04, 0.08, 0.08, 0.1, retry_after="1", slow_seconds=1.5)
+
+
+@dataclass
+class AntiBot:
+    """Philomena's anti-bot middleware (its openapi.yaml): the first ``challenges`` API requests get a 501 HTML
+    challenge; after them (or after a request sooner than ``min_wait_seconds`` after a challenge) every request
+    gets a block, 500 with an empty body, for ``block_seconds`` — restarted by each request during it."""
+
+    challenges: int = 2
+    pass_first: int = 0  # requests let through before the middleware starts challenging
+    min_wait_seconds: float = 5.0
+    block_seconds: float = 15 * 60
+    block_after_challenges: bool = True
+    _given: int = 0
+    _last_challenge: float | None = None
+    _blocked_until: float = 0.0
+
+    def answer(self, now: float) -> str | None:
+        """'challenge', 'block' or None (let the request through)."""
+        if self.pass_first > 0:
+            self.pass_first -= 1
+            return None
+        if now < self._blocked_until:
+            self._blocked_until = now + self.block_seconds
+            return "block"
+        too_soon = self._last_challenge is not None and now - self._last_challenge < self.min_wait_seconds
+        if too_soon or (self._given >= self.challenges and self.block_after_challenges and self._given):
+            self._blocked_until = now + self.block_seconds
+            return "block"
+        if self._given < self.challenges:
+            self._given += 1
+            self._last_challenge = now
+            return "challenge"
+        return None
+
+
+CHALLENGE_PAGE = b"<!DOCTYPE html><html><head><title>Checking your browser</title></head><body>...</body></html>"
 
 
 @dataclass
@@ -83,7 +127,10 @@ class FakeBooru:
     site: str
     corpus: SampleCorpus = field(default_factory=SampleCorpus)
     faults: Faults = field(default_factory=Faults)
-    require_auth: bool = False
+    require_auth: bool | None = None  # default: only where the real site requires it (Gelbooru)
+    antibot: AntiBot | None = None  # Philomena's challenge/block middleware, for API requests
+    cdn_block: bool = False  # every API request gets an HTML 403 (a Cloudflare / User-Agent block)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (302), for redirect tests
     now: datetime | None = None  # the server's clock for vote growth; default: the corpus reference time
     latency_seconds: float = 0.0
     hard_rate_limit: float | None = None  # e621 answers 503 above 2 requests/s
@@ -98,6 +145,9 @@ class FakeBooru:
         self._server: ThreadingHTTPServer | None = None
         if self.hard_rate_limit is None and self.site == "e621":
             self.hard_rate_limit = 2.0
+        if self.require_auth is None:
+            self.require_auth = self.site == "gelbooru"
+        self._tag_names: dict[int, tuple[str, str | None]] = {}
 
     def warm(self) -> None:
         """Generate every image now (metadata carries their hashes), so answers are not slowed by first use."""
@@ -178,20 +228,29 @@ class FakeBooru:
 
     # API -----------------------------------------------------------------------------------------------------------
     def answer(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, Any]:
-        """(status, JSON-able body) for an API request."""
-        if self.site in ("danbooru", "e621") and path == "/posts.json":
+        """(status, JSON-able body, or bytes sent as they are) for an API request."""
+        if self.site in ("danbooru", "e621") and (path == "/posts.json" or re.fullmatch(r"/posts/\d+\.json", path)):
             if self.site == "e621" and (not headers.get("user-agent") or GENERIC_AGENTS.match(headers["user-agent"])):
-                return 403, {"success": False, "reason": "Please use a descriptive User-Agent: project/1.0 (by user)"}
+                return 403, b"<html><body><h1>403 Forbidden</h1>Please use a descriptive User-Agent.</body></html>"
             if self.require_auth and "authorization" not in headers:
                 return 401, {"success": False, "message": "Authentication required"}
+            if path != "/posts.json":
+                return self._single(int(re.findall(r"\d+", path)[0]))
             return self._danbooru_like(query)
-        if self.site == "derpibooru" and path == "/api/v1/json/search/images":
+        if self.site == "derpibooru" and path.startswith("/api/v1/json/"):
             if self.require_auth and "key" not in query:
                 return 401, {"error": "API key required"}
-            return self._derpibooru(query)
+            if path == "/api/v1/json/search/images":
+                return self._derpibooru(query)
+            if path == "/api/v1/json/search/tags":
+                return self._derpibooru_tags(query)
+            if match := re.fullmatch(r"/api/v1/json/images/(\d+)", path):
+                return self._single(int(match.group(1)))
         if self.site == "gelbooru" and path == "/index.php" and query.get("page") == "dapi":
-            if self.require_auth and not (query.get("api_key") and query.get("user_id")):
-                return 401, "Missing authentication. Go to api_access_credentials."
+            if self.require_auth and not (query.get("api_key") and query.get("user_id", "").isdigit()):
+                return 401, []  # what the real site answers since 2025-06
+            if query.get("deleted") == "show":
+                return self._gelbooru_deleted(query)
             return self._gelbooru(query)
         return 404, {"success": False, "message": f"no route {path}"}
 
@@ -200,13 +259,33 @@ class FakeBooru:
         clock = self.clock
         return self.posts if clock >= self.posts[-1].created_at else [p for p in self.posts if p.created_at <= clock]
 
+    def _searchable(self, show_deleted: bool = False) -> list[CorpusPost]:
+        """What a search shows: e621, Derpibooru and Gelbooru leave deleted posts out (Danbooru flags them)."""
+        visible = self._visible()
+        if show_deleted or self.site == "danbooru":
+            return visible
+        clock = self.clock
+        return [p for p in visible if not p.is_deleted_at(clock)]
+
     def _records(self, posts: list[CorpusPost]) -> list[dict[str, Any]]:
         return [render(self.site, p, self.corpus.file(p), self.base_url, self.clock) for p in posts]
+
+    def _single(self, post_id: int) -> tuple[int, Any]:
+        """One post by id, deleted ones included (Derpibooru: as a stub)."""
+        post = next((p for p in self._visible() if p.post_id == post_id), None)
+        if post is None:
+            return 404, {"success": False, "message": "That record was not found."}
+        record = self._records([post])[0]
+        return 200, {"danbooru": record, "e621": {"post": record}, "derpibooru": {"image": record,
+                                                                                  "interactions": []}}[self.site]
 
     def _danbooru_like(self, query: dict[str, str]) -> tuple[int, Any]:
         limit = min(int(query.get("limit", 20)), LIMITS[self.site])
         page = query.get("page", "1")
-        visible = self._visible()
+        status = next((t.split(":", 1)[1] for t in query.get("tags", "").split() if t.startswith("status:")), None)
+        visible = self._searchable(show_deleted=status in ("any", "all", "deleted"))
+        if status == "deleted":
+            visible = [p for p in visible if p.is_deleted_at(self.clock)]
         if page.startswith("a"):
             chosen = [p for p in visible if p.post_id > int(page[1:])][:limit]
         elif page.startswith("b"):
@@ -227,7 +306,7 @@ class FakeBooru:
     def _derpibooru(self, query: dict[str, str]) -> tuple[int, Any]:
         per_page = min(int(query.get("per_page", 25)), LIMITS["derpibooru"])
         page = max(1, int(query.get("page", 1)))
-        posts = self._visible()
+        posts = self._searchable()
         q = query.get("q", "*")
         for clause in (c.strip() for c in q.split(",")):
             if match := re.fullmatch(r"id\.(gt|lt|gte|lte):(\d+)", clause):
@@ -235,16 +314,31 @@ class FakeBooru:
                 test = {"gt": int.__gt__, "lt": int.__lt__, "gte": int.__ge__, "lte": int.__le__}[op]
                 posts = [p for p in posts if test(p.post_id, value)]
         if "filter_id" not in query and "key" not in query:
-            posts = [p for p in posts if p.rating not in ("explicit",)]
+            posts = [p for p in posts if p.rating not in DEFAULT_FILTER_HIDES]
         if query.get("sd", "desc") == "desc":
             posts = posts[::-1]
         chosen = posts[(page - 1) * per_page : page * per_page]
         return 200, {"images": self._records(chosen), "interactions": [], "total": len(posts)}
 
+    def _derpibooru_tags(self, query: dict[str, str]) -> tuple[int, Any]:
+        """``q=id:1 || id:2`` → the tags with their categories (Philomena's tag JSON, the fields we read)."""
+        if not self._tag_names:
+            for post in self.posts:
+                for name, category in derpibooru_tags(post):
+                    self._tag_names[derpibooru_tag_id(name)] = (name, category)
+        per_page = min(int(query.get("per_page", 25)), LIMITS["derpibooru"])
+        ids = [int(i) for i in re.findall(r"\bid:(\d+)", query.get("q", ""))]
+        found = [i for i in dict.fromkeys(ids) if i in self._tag_names][:per_page]
+        tags = [{"id": i, "name": self._tag_names[i][0], "slug": self._tag_names[i][0].replace(":", "-colon-"),
+                 "category": self._tag_names[i][1], "images": 1, "aliased_tag": None} for i in found]  # fmt: skip
+        return 200, {"tags": tags, "total": len(found)}
+
     def _gelbooru(self, query: dict[str, str]) -> tuple[int, Any]:
         limit = min(int(query.get("limit", 100)), LIMITS["gelbooru"])
         pid = int(query.get("pid", 0))
-        posts = self._visible()
+        posts = self._searchable()
+        if "id" in query:
+            posts = [p for p in posts if p.post_id == int(query["id"])]
         ascending = False
         for token in query.get("tags", "").split():
             if match := re.fullmatch(r"id:([<>]=?)(\d+)", token):
@@ -262,6 +356,18 @@ class FakeBooru:
         elif chosen:
             body["post"] = self._records(chosen)
         return 200, body  # no results: no "post" key at all
+
+    def _gelbooru_deleted(self, query: dict[str, str]) -> tuple[int, Any]:
+        """``deleted=show&last_id=N``: deletion entries above N (numbered in deletion order), each with the md5."""
+        clock = self.clock
+        gone = sorted((p for p in self._visible() if p.is_deleted_at(clock)), key=lambda p: (p.deleted_at, p.post_id))
+        after = int(query.get("last_id", 0))
+        limit = min(int(query.get("limit", 100)), LIMITS["gelbooru"])
+        entries = [{"deleted": n, "md5": self.corpus.file(p).md5} for n, p in enumerate(gone, start=1) if n > after]
+        body: dict[str, Any] = {"@attributes": {"limit": limit, "offset": 0, "count": len(entries)}}
+        if entries:
+            body["post"] = entries[:limit]
+        return 200, body
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -303,6 +409,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(503, b"Service Unavailable", "text/plain")
             if fault == "slow":
                 time.sleep(booru.faults.slow_seconds)
+            if split.path in booru.redirects:
+                status = 302
+                return self._send(302, b"", "text/plain", {"Location": booru.redirects[split.path]})
             if is_file:
                 post = booru.file_for_path(split.path)
                 if post is None:
@@ -318,8 +427,24 @@ class _Handler(BaseHTTPRequestHandler):
                     data = bytes(damaged)
                 kind = "image/png" if post.file_ext == "png" else "image/jpeg"
                 return self._send(200, data, kind, truncate=fault == "truncated")
+            if booru.cdn_block:
+                status = 403
+                return self._send(403, b"<html><title>Attention Required! | Cloudflare</title></html>", "text/html")
+            if booru.antibot is not None:
+                with booru._lock:
+                    verdict = booru.antibot.answer(arrived)
+                if verdict == "challenge":
+                    status = 501
+                    entry.fault = "challenge"
+                    return self._send(501, CHALLENGE_PAGE, "text/html")
+                if verdict == "block":
+                    status = 500
+                    entry.fault = "blocked"
+                    return self._send(500, b"", "text/html")
             query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
             status, body = booru.answer(split.path, query, headers)
+            if isinstance(body, bytes):
+                return self._send(status, body, "text/html")
             payload = (body if isinstance(body, str) else json.dumps(body)).encode()
             if fault == "malformed" and status == 200:
                 payload = payload[: max(1, len(payload) // 2)] + b"<html>upstream error"

@@ -1,7 +1,9 @@
 """``pony images fetch``: download files for posts that have none yet.
 
-Concurrent downloads, rate-limited per host, only from hosts that belong to the post's site (the adapter's API and
-CDN hosts, plus the API host last scraped), under a size cap. Each file is checked against the site's md5/sha512,
+Concurrent downloads, rate-limited per host, only from hosts that belong to the post's site (``booru_file_hosts``
+domain suffixes, the site's base URL and the base URL last scraped; see ``pony_tasks.boorus.hosts``), under a size
+cap. Redirects are followed by ``PoliteClient`` itself and every hop is checked the same way, including the
+private-address rule, so an allowed host cannot redirect us into a foreign or internal one. Each file is checked against the site's md5/sha512,
 fully decoded under a decompression-bomb limit, and stored content-addressed (``images/ab/cd/<sha256>.<ext>``).
 Failures go to ``image_quarantine`` with a reason and never stop the batch. Results are committed in small batches,
 so a killed fetch resumes where it stopped; permanent failures are not retried unless asked.
@@ -20,11 +22,11 @@ from urllib.parse import urlsplit
 
 import psycopg2.extensions
 
-from pony_tasks.boorus.adapters import adapter_for
+from pony_tasks.boorus.hosts import HostRules
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.images.validate import DecodedImage, ImageRejected, check_hashes, decode
-from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, shared_limiter
+from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, UnsafeURL, shared_limiter
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
 from pony_tasks.storage import ObjectStore, open_store
@@ -75,26 +77,29 @@ def image_key(image: DecodedImage) -> str:
 
 
 class _Downloader:
-    def __init__(self, settings: Settings, store: ObjectStore, allowed_hosts: dict[str, frozenset[str]]) -> None:
-        self.settings, self.store, self.allowed_hosts = settings, store, allowed_hosts
+    def __init__(self, settings: Settings, store: ObjectStore, hosts: HostRules) -> None:
+        self.settings, self.store, self.hosts = settings, store, hosts
         self._local = threading.local()
 
-    def _client(self, host: str) -> PoliteClient:
+    def _client(self, site: str, host: str) -> PoliteClient:
         clients = self._local.__dict__.setdefault("clients", {})
-        if host not in clients:
+        if (site, host) not in clients:
             limiter = shared_limiter(f"files:{host}", self.settings.image_host_rate_limit)
-            clients[host] = PoliteClient.from_settings(self.settings, limiter)
-        return clients[host]
+            clients[site, host] = PoliteClient.from_settings(self.settings, limiter, url_guard=self.hosts.guard(site))
+        return clients[site, host]
 
     def __call__(self, task: FetchTask) -> FetchOutcome:
+        refusal = self.hosts.refusal(task.site, task.url)
+        if refusal:
+            return FetchOutcome(task, reason="host_not_allowed", detail=refusal)
         host = urlsplit(task.url).netloc
-        if urlsplit(task.url).scheme not in ("http", "https") or host not in self.allowed_hosts.get(task.site, ()):
-            return FetchOutcome(task, reason="host_not_allowed", detail=f"{host!r} does not serve {task.site} files")
         last: ImageRejected | None = None
         seen_digests: set[str] = set()
         for _ in range(HASH_RETRIES):
             try:
-                data = self._client(host).get(task.url, max_bytes=self.settings.image_max_bytes).content
+                data = self._client(task.site, host).get(task.url, max_bytes=self.settings.image_max_bytes).content
+            except UnsafeURL as exc:  # a redirect to a host that does not serve the site, or to a private address
+                return FetchOutcome(task, reason="host_not_allowed", detail=str(exc))
             except BodyTooLarge as exc:
                 return FetchOutcome(task, reason="too_large", detail=str(exc))
             except HTTPFailure as exc:
@@ -139,16 +144,11 @@ def _candidates(
         return [FetchTask(*row) for row in cur.fetchall()]
 
 
-def _allowed_hosts(conn: psycopg2.extensions.connection, settings: Settings) -> dict[str, frozenset[str]]:
+def _host_rules(conn: psycopg2.extensions.connection, settings: Settings) -> HostRules:
     with conn.cursor() as cur:
         cur.execute("SELECT site, base_url FROM booru_cursor WHERE base_url IS NOT NULL")
         scraped_from = dict(cur.fetchall())
-    hosts = {}
-    for site in ("danbooru", "e621", "derpibooru", "gelbooru"):
-        adapter = adapter_for(site, settings)
-        extra = {urlsplit(scraped_from[site]).netloc} if site in scraped_from else set()
-        hosts[site] = adapter.allowed_file_hosts | extra
-    return hosts
+    return HostRules.from_settings(settings, scraped_from)
 
 
 def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report: FetchReport) -> None:
@@ -213,7 +213,7 @@ def fetch_images(
     parameters = {"site": site, "limit": limit, "retry_failed": retry_failed}
     with connect(settings) as conn, recorded_run(conn, "images_fetch", parameters) as run:
         tasks = _candidates(conn, site, limit, retry_failed)
-        downloader = _Downloader(settings, store, _allowed_hosts(conn, settings))
+        downloader = _Downloader(settings, store, _host_rules(conn, settings))
         conn.commit()
         report.candidates = len(tasks)
         workers = settings.image_fetch_workers

@@ -24,4 +24,5 @@ def adapter_for(site: str, settings: Settings | None = None, base_url: str | Non
     return ADAPTERS[site](
         base_url=base_url or settings.booru_base_urls.get(site),
         credentials=credentials.get_secret_value() if credentials else None,
+        file_base_url=settings.booru_file_base_urls.get(site),
     )

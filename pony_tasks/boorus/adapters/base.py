@@ -9,9 +9,9 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from pony_tasks.boorus.records import RecordError, UnifiedPost
+from pony_tasks.polite_http import Defence
 
 
 class PageError(ValueError):
@@ -30,18 +30,36 @@ class SiteAdapter(abc.ABC):
     default_base_url: str
     default_rate_per_second: float = 2.0
     page_limit: int
-    cdn_hosts: tuple[str, ...] = ()  # hosts that serve the site's files besides the API host
     credential_hint: str = ""  # how to configure credentials, for 401 messages
     secret_params: tuple[str, ...] = ()  # query parameters that carry credentials (redacted in logs)
+    requires_credentials: bool = False  # the site answers nothing without them: refuse before any request
+    has_tag_categories_api: bool = False  # categories are not in the post JSON; see tag_category_request
 
-    def __init__(self, base_url: str | None = None, credentials: str | None = None) -> None:
+    def __init__(
+        self, base_url: str | None = None, credentials: str | None = None, file_base_url: str | None = None
+    ) -> None:
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.credentials = credentials
+        self.file_base_url = file_base_url
+
+    # Before any request ---------------------------------------------------------------------------------------------
+    def refusal(self, settings: Any) -> str | None:
+        """Why scraping this site with ``settings`` must not start (missing credentials, a placeholder contact the
+        site would block), or None. Checked before the first request."""
+        if self.requires_credentials and not self.credentials:
+            return (f"{self.site} answers every API request without credentials with HTTP 401: set "
+                    f"{self.credential_hint} (environment: PONY_BOORU_CREDENTIALS='{{\"{self.site}\": \"…\"}}')")
+        return None
+
+    def defences(self, status: int, content_type: str, body: bytes) -> Defence | None:
+        """The site's own anti-bot answers (see ``polite_http.Defence``); None: nothing beyond the generic rules."""
+        return None
 
     # Requests ------------------------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def newer_than(self, after_id: int) -> PageRequest:
-        """The page of posts with ids just above ``after_id`` (any order within the page)."""
+    def newer_than(self, after_id: int, *, include_deleted: bool = False) -> PageRequest:
+        """The page of posts with ids just above ``after_id`` (any order within the page); ``include_deleted``
+        (refresh) asks for deleted posts too where the site can show them."""
 
     @abc.abstractmethod
     def older_than(self, before_id: int | None) -> PageRequest:
@@ -71,11 +89,33 @@ class SiteAdapter(abc.ABC):
     def to_unified(self, raw: Any) -> UnifiedPost:
         """Translate one record; raises :class:`RecordError` if it breaks the site's schema."""
 
-    # Hosts ---------------------------------------------------------------------------------------------------------
-    @property
-    def allowed_file_hosts(self) -> frozenset[str]:
-        """Hosts image files may be downloaded from: the API host and the site's own CDNs."""
-        return frozenset({urlparse(self.base_url).netloc, *self.cdn_hosts})
+    # Deletions -----------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def post_lookup(self, post_id: int) -> PageRequest:
+        """The request for one post by id: refresh asks for stored posts a refreshed range no longer shows."""
+
+    @abc.abstractmethod
+    def lookup_record(self, body: Any) -> Any | None:
+        """The raw record in a :meth:`post_lookup` answer, or None if the site does not show the post."""
+
+    def deleted_feed(self, after_entry: int) -> PageRequest | None:
+        """A separate list of deletions (Gelbooru), entries above ``after_entry``; None where the site has none."""
+        return None
+
+    def deleted_entries(self, body: Any) -> list[tuple[int, str]]:
+        """(entry number, md5) pairs in a :meth:`deleted_feed` page."""
+        return []
+
+    # Tag categories ------------------------------------------------------------------------------------------------
+    def tag_category_request(self, tag_ids: list[int]) -> PageRequest:
+        raise NotImplementedError
+
+    def tag_categories(self, body: Any) -> dict[int, tuple[str, str | None]]:
+        """{tag id: (name, category)} from a :meth:`tag_category_request` answer."""
+        raise NotImplementedError
+
+    def apply_tag_categories(self, post: UnifiedPost, categories: dict[int, tuple[str, str | None]]) -> None:
+        """Fill ``post.tag_groups`` from cached categories of its ``tag_ids``."""
 
 
 class IdCursorAdapter(SiteAdapter):
@@ -84,8 +124,14 @@ class IdCursorAdapter(SiteAdapter):
 
     posts_path = "/posts.json"
 
-    def newer_than(self, after_id: int) -> PageRequest:
-        return PageRequest(self.posts_path, {"limit": str(self.page_limit), "page": f"a{after_id}"}, self._basic_auth())
+    def newer_than(self, after_id: int, *, include_deleted: bool = False) -> PageRequest:
+        params = {"limit": str(self.page_limit), "page": f"a{after_id}"}
+        if include_deleted:
+            params["tags"] = "status:any"  # both sites leave deleted posts out of searches without a status: tag
+        return PageRequest(self.posts_path, params, self._basic_auth())
+
+    def post_lookup(self, post_id: int) -> PageRequest:
+        return PageRequest(f"/posts/{post_id}.json", {}, self._basic_auth())
 
     def older_than(self, before_id: int | None) -> PageRequest:
         params = {"limit": str(self.page_limit)}

@@ -16,7 +16,6 @@ class DanbooruAdapter(IdCursorAdapter):
     default_base_url = "https://danbooru.donmai.us"
     default_rate_per_second = 2.0
     page_limit = 200
-    cdn_hosts = ("cdn.donmai.us",)
     credential_hint = 'booru_credentials = { danbooru = "login:api_key" }'
 
     def records(self, body: Any) -> list[Any]:
@@ -25,6 +24,9 @@ class DanbooruAdapter(IdCursorAdapter):
         if not isinstance(body, list):
             raise PageError(f"expected a JSON array of posts, got {type(body).__name__}")
         return body
+
+    def lookup_record(self, body: Any) -> Any | None:
+        return body if isinstance(body, dict) and "id" in body else None
 
     def to_unified(self, raw: Any) -> UnifiedPost:
         raw = require_dict(raw)

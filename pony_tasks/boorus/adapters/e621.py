@@ -1,11 +1,29 @@
-"""e621 / e926: ``GET /posts.json`` → ``{"posts": […]}``; cursors as on Danbooru; needs a descriptive User-Agent."""
+"""e621 / e926: ``GET /posts.json`` → ``{"posts": […]}``; cursors as on Danbooru; needs a descriptive User-Agent.
+
+Real behaviours handled here (tested in tests/boorus/test_real_pages.py and test_site_rules.py):
+
+- e621 asks every client for a User-Agent naming the project and the operator's e621 username
+  (``project/version (by username on e621)``, e621's API help page); the default contact placeholder is refused
+  before any request.
+- ``file.url`` is null for some posts to anonymous callers (content on the global blacklist, e.g. young -rating:s),
+  while ``file.md5`` and ``file.ext`` are given. The URL is rebuilt the way the site lays its files out,
+  ``https://static1.e621.net/data/<md5[0:2]>/<md5[2:4]>/<md5>.<ext>`` (gallery-dl's e621 extractor does the same),
+  the post is marked ``file_url_derived``, and the download is checked against the md5.
+- Deleted posts are left out of searches unless the query has a ``status:`` tag (e621ng
+  ``ElasticPostQueryBuilder``: ``status:any``/``all`` show them, ``status:deleted`` only them); refresh asks with
+  ``status:any``.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pony_tasks.boorus.adapters.base import IdCursorAdapter, PageError, require_dict
 from pony_tasks.boorus.records import RecordError, UnifiedPost, as_bool, as_int, clean_tags, parse_iso
+from pony_tasks.config import DEFAULT_SCRAPE_CONTACT
+
+MD5 = re.compile(r"[0-9a-f]{32}")
 
 RATINGS = {"s": "general", "q": "questionable", "e": "explicit"}
 TAG_GROUPS = ("general", "artist", "contributor", "copyright", "character", "species", "invalid", "meta", "lore")
@@ -16,8 +34,22 @@ class E621Adapter(IdCursorAdapter):
     default_base_url = "https://e621.net"
     default_rate_per_second = 1.0  # the site asks for about 1 request/s sustained (2/s hard limit)
     page_limit = 320
-    cdn_hosts = ("static1.e621.net",)
     credential_hint = 'booru_credentials = { e621 = "username:api_key" }'
+    default_file_base_url = "https://static1.e621.net"
+
+    def refusal(self, settings: Any) -> str | None:
+        if settings.scrape_contact.strip() in ("", DEFAULT_SCRAPE_CONTACT):
+            return ("e621 asks every client to send a User-Agent naming the operator's e621 username, e.g. "
+                    '"pony-pipeline/0.1 (by your_e621_name on e621)"; set scrape_contact (PONY_SCRAPE_CONTACT) to '
+                    '"your_e621_name on e621" — the default placeholder gets scrapers blocked')
+        return super().refusal(settings)
+
+    def derived_file_url(self, md5: str, ext: str) -> str:
+        base = (self.file_base_url or self.default_file_base_url).rstrip("/")
+        return f"{base}/data/{md5[0:2]}/{md5[2:4]}/{md5}.{ext}"
+
+    def lookup_record(self, body: Any) -> Any | None:
+        return body.get("post") if isinstance(body, dict) and isinstance(body.get("post"), dict) else None
 
     def records(self, body: Any) -> list[Any]:
         if not isinstance(body, dict) or not isinstance(body.get("posts"), list):
@@ -42,6 +74,12 @@ class E621Adapter(IdCursorAdapter):
                 groups[group] = clean_tags(names)
         down = as_int(score.get("down"), "score.down")
         flags = raw.get("flags") if isinstance(raw.get("flags"), dict) else {}
+        md5, ext, url = file.get("md5") or None, file.get("ext") or None, file.get("url") or None
+        derived = url is None and bool(md5 and ext) and not as_bool(flags.get("deleted", False))
+        if derived:
+            if not (isinstance(md5, str) and MD5.fullmatch(md5) and isinstance(ext, str) and ext.isalnum()):
+                raise RecordError(f"file.md5 {md5!r} / file.ext {ext!r} cannot make a file URL")
+            url = self.derived_file_url(md5, ext)
         sources = raw.get("sources") or []
         if not isinstance(sources, list):
             raise RecordError("sources must be a list")
@@ -56,13 +94,14 @@ class E621Adapter(IdCursorAdapter):
             up_votes=as_int(score.get("up"), "score.up"),
             down_votes=-down,  # e621 sends down votes as a negative number
             favorites=as_int(raw.get("fav_count"), "fav_count", optional=True),
-            file_url=file.get("url") or None,  # null for posts hidden from us
-            md5=file.get("md5") or None,
+            file_url=url,
+            md5=md5,
             sha512=None,
             width=as_int(file.get("width"), "file.width", optional=True),
             height=as_int(file.get("height"), "file.height", optional=True),
-            file_ext=file.get("ext") or None,
+            file_ext=ext,
             sources=[s for s in sources if isinstance(s, str) and s],
             deleted=as_bool(flags.get("deleted", False)),
             tag_groups=groups,
+            file_url_derived=derived,
         )

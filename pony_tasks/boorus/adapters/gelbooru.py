@@ -3,6 +3,12 @@
 Quirks: ``post`` is missing when there are no results and a single object when there is one; tags are one
 space-separated string with HTML entities still escaped; booleans come as strings. Paging is by id inside ``tags``
 because offsets stop around 20,000 deep.
+
+Since 2025-06 every API request needs ``api_key`` and a numeric ``user_id`` (without them: HTTP 401 with body
+``[]``), so the scrape refuses to start without them. File hosts move (img3/img4 → img2, video-cdn3 → video-cdn4):
+they are allowed by the suffix ``gelbooru.com`` in ``booru_file_hosts``, never by name. Deleted posts leave the
+search index and are listed by a separate endpoint, ``deleted=show&last_id=N`` (entries above N, each with the
+deleted post's md5; the dapi help page), which refresh walks with its own cursor.
 """
 
 from __future__ import annotations
@@ -21,27 +27,53 @@ class GelbooruAdapter(SiteAdapter):
     default_base_url = "https://gelbooru.com"
     default_rate_per_second = 2.0
     page_limit = 100
-    cdn_hosts = ("img3.gelbooru.com", "img4.gelbooru.com", "video-cdn3.gelbooru.com")
     credential_hint = 'booru_credentials = { gelbooru = "user_id:api_key" }'
     secret_params = ("api_key", "user_id")
+    requires_credentials = True
 
-    def _params(self, tags: str) -> dict[str, str]:
-        params = {
-            "page": "dapi",
-            "s": "post",
-            "q": "index",
-            "json": "1",
-            "limit": str(self.page_limit),
-            "pid": "0",
-            "tags": tags,
-        }
+    def _params(self, tags: str | None, **extra: str) -> dict[str, str]:
+        params = {"page": "dapi", "s": "post", "q": "index", "json": "1", "limit": str(self.page_limit), "pid": "0"}
+        if tags is not None:
+            params["tags"] = tags
+        params.update(extra)
         if self.credentials:
             user_id, _, api_key = self.credentials.partition(":")
-            params.update(user_id=user_id, api_key=api_key)
+            params.update(user_id=user_id.strip(), api_key=api_key.strip())
         return params
 
-    def newer_than(self, after_id: int) -> PageRequest:
+    def newer_than(self, after_id: int, *, include_deleted: bool = False) -> PageRequest:
         return PageRequest("/index.php", self._params(f"id:>{after_id} sort:id:asc"))
+
+    def post_lookup(self, post_id: int) -> PageRequest:
+        return PageRequest("/index.php", self._params(None, id=str(post_id)))
+
+    def lookup_record(self, body: Any) -> Any | None:
+        records = self.records(body) if isinstance(body, dict) else []
+        return records[0] if records else None
+
+    def deleted_feed(self, after_entry: int) -> PageRequest | None:
+        return PageRequest("/index.php", self._params(None, deleted="show", last_id=str(after_entry)))
+
+    def deleted_entries(self, body: Any) -> list[tuple[int, str]]:
+        if isinstance(body, list) and not body:
+            return []
+        if not isinstance(body, dict):
+            raise PageError("expected an object listing deleted posts")
+        entries = body.get("post")
+        entries = [] if entries is None else [entries] if isinstance(entries, dict) else entries
+        if not isinstance(entries, list):
+            raise PageError(f'"post" must be a list or an object, got {type(entries).__name__}')
+        found = []
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise PageError("a deleted-post entry must be an object")
+            number = entry.get("deleted", entry.get("@deleted"))
+            md5 = entry.get("md5", entry.get("@md5"))
+            try:
+                found.append((int(number), str(md5).lower()))
+            except (TypeError, ValueError):
+                raise PageError(f"deleted-post entry without a numeric 'deleted': {entry!r}") from None
+        return found
 
     def older_than(self, before_id: int | None) -> PageRequest:
         return PageRequest("/index.php", self._params("" if before_id is None else f"id:<{before_id}"))

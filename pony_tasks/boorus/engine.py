@@ -235,7 +235,8 @@ class _PageScraper:
             try:
                 found = self.adapter.tag_categories(body)
             except PageError as exc:
-                raise ScrapeError(f"{site}: the tags API answered what we cannot read ({exc}); re-run to retry")
+                raise ScrapeError(f"{site}: the tags API answered what we cannot read ({exc}); re-run to "
+                                  "retry") from exc
             # Ids the site did not return (removed tags) are cached as uncategorised, so they are not asked again.
             fetched = {i: found.get(i, ("", None)) for i in batch}
             store_tag_categories(self.conn, site, fetched)

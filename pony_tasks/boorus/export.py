@@ -12,8 +12,8 @@ from pony_tasks.boorus.records import EXPORT_KEYS, iso_z
 
 _QUERY = """
 SELECT p.site, p.post_id, p.created_at, p.rating, p.site_rating, p.tags, p.score, p.up_votes, p.down_votes,
-       p.favorites, p.wilson_score, p.file_url, p.file_url_derived, p.md5, p.sha512, p.width, p.height, p.file_ext, p.sources,
-       p.deleted, s.observed_at
+       p.favorites, p.wilson_score, p.file_url, p.file_url_derived, p.md5, p.sha512, p.width, p.height, p.file_ext,
+       p.sources, p.deleted, s.observed_at
 FROM booru_post p
 LEFT JOIN LATERAL (
     SELECT max(observed_at) AS observed_at FROM booru_score_snapshot

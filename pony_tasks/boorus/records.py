@@ -14,8 +14,8 @@ WILSON_Z = 2.57583  # 99 % two-sided, Derpibooru's own sort
 # Exactly the keys of `pony posts export --format jsonl`, in order.
 EXPORT_KEYS = (
     "site", "post_id", "created_at", "rating", "site_rating", "tags", "score", "up_votes", "down_votes",
-    "favorites", "wilson_score", "file_url", "file_url_derived", "md5", "sha512", "width", "height", "file_ext", "sources",
-    "deleted", "observed_at",
+    "favorites", "wilson_score", "file_url", "file_url_derived", "md5", "sha512", "width", "height", "file_ext",
+    "sources", "deleted", "observed_at",
 )  # fmt: skip
 
 

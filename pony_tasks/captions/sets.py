@@ -33,8 +33,9 @@ class RegenerateResult:
     contents_computed: int  # posts whose caption content was not cached yet
 
 
-# One row per image scored by the version (an image in several posts takes its first post by site, post_id), with
-# the digest its caption content is cached under (caption_content, migration 0008).
+# One row per image scored by the version (an image in several posts takes its first live post by site, post_id;
+# posts the site deleted are left out), with the digest its caption content is cached under (caption_content,
+# migration 0008).
 SOURCE_QUERY = """
     CREATE TEMPORARY TABLE caption_source ON COMMIT DROP AS
     SELECT DISTINCT ON (s.sha256) s.sha256, s.percentile, p.site, p.post_id,
@@ -43,7 +44,7 @@ SOURCE_QUERY = """
     FROM aesthetic_score s
     JOIN booru_post_image i ON i.sha256 = s.sha256
     JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
-    WHERE s.version_id = %(version)s AND p.rating IS NOT NULL
+    WHERE s.version_id = %(version)s AND p.rating IS NOT NULL AND NOT p.deleted
     ORDER BY s.sha256, p.site, p.post_id"""
 
 MISSING_CONTENT_QUERY = """

@@ -37,11 +37,12 @@ def posts_export(ctx: PonyContext, fmt: str, output: Path | None, site: str | No
 @posts_group.command("stats")
 @click.pass_obj
 def posts_stats(ctx: PonyContext) -> None:
-    """Posts, snapshots, images and quarantined items per site."""
+    """Posts (and how many the site deleted), snapshots, images and quarantined items per site."""
     with connect(ctx.settings) as conn, conn.cursor() as cur:
         cur.execute(
             """SELECT s.site,
                       (SELECT count(*) FROM booru_post p WHERE p.site = s.site),
+                      (SELECT count(*) FROM booru_post p WHERE p.site = s.site AND p.deleted),
                       (SELECT count(*) FROM booru_score_snapshot x WHERE x.site = s.site),
                       (SELECT count(*) FROM booru_post_image i WHERE i.site = s.site),
                       (SELECT count(*) FROM booru_quarantine q WHERE q.site = s.site),
@@ -51,6 +52,8 @@ def posts_stats(ctx: PonyContext) -> None:
             (sorted(ADAPTERS),),
         )
         rows = cur.fetchall()
-    click.echo(f"{'site':<11} {'posts':>7} {'snapshots':>9} {'images':>7} {'bad recs':>8} {'bad imgs':>8} cursor")
-    for site, posts, snapshots, images, bad_records, bad_images, cursor in rows:
-        click.echo(f"{site:<11} {posts:>7} {snapshots:>9} {images:>7} {bad_records:>8} {bad_images:>8} {cursor}")
+    click.echo(f"{'site':<11} {'posts':>7} {'deleted':>7} {'snapshots':>9} {'images':>7} {'bad recs':>8} "
+               f"{'bad imgs':>8} cursor")  # fmt: skip
+    for site, posts, deleted, snapshots, images, bad_records, bad_images, cursor in rows:
+        click.echo(f"{site:<11} {posts:>7} {deleted:>7} {snapshots:>9} {images:>7} {bad_records:>8} "
+                   f"{bad_images:>8} {cursor}")  # fmt: skip

@@ -61,7 +61,7 @@ def _selection(
                JOIN image i ON i.sha256 = c.sha256
                JOIN booru_post_image bi ON bi.sha256 = c.sha256
                JOIN booru_post p ON p.site = bi.site AND p.post_id = bi.post_id
-               WHERE c.set_id = %(set)s
+               WHERE c.set_id = %(set)s AND NOT p.deleted
                  AND (%(band)s::int IS NULL OR c.band >= %(band)s)
                  AND (%(ratings)s::text[] IS NULL OR p.rating = ANY(%(ratings)s))
                  AND (%(sites)s::text[] IS NULL OR p.site = ANY(%(sites)s))

@@ -146,7 +146,8 @@ def _derpibooru(
     post: CorpusPost, file: FileBytes, url: str, up: int, down: int, favorites: int, deleted: bool
 ) -> dict[str, Any]:
     # Philomena sent timestamps without a zone until 2021-01 (they are UTC); the fake does the same for old posts.
-    created = post.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S" + ("Z" if post.created_at.year >= 2021 else ""))
+    zone = "Z" if post.created_at.year >= 2021 else ""
+    created = post.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + zone
     if deleted:
         return {
             "id": post.post_id,

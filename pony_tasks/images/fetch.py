@@ -3,7 +3,8 @@
 Concurrent downloads, rate-limited per host, only from hosts that belong to the post's site (``booru_file_hosts``
 domain suffixes, the site's base URL and the base URL last scraped; see ``pony_tasks.boorus.hosts``), under a size
 cap. Redirects are followed by ``PoliteClient`` itself and every hop is checked the same way, including the
-private-address rule, so an allowed host cannot redirect us into a foreign or internal one. Each file is checked against the site's md5/sha512,
+private-address rule, so an allowed host cannot redirect us into a foreign or internal one. Each file is checked
+against the site's md5/sha512 (e621's md5 also for URLs rebuilt from it),
 fully decoded under a decompression-bomb limit, and stored content-addressed (``images/ab/cd/<sha256>.<ext>``).
 Failures go to ``image_quarantine`` with a reason and never stop the batch. Results are committed in small batches,
 so a killed fetch resumes where it stopped; permanent failures are not retried unless asked.

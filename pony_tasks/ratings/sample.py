@@ -51,7 +51,7 @@ def sample_rating_set(
                                     extract(year FROM p.created_at)::int) AS stratum
                    FROM booru_post_image i
                    JOIN normalized_score n ON n.run_id = %(run)s AND n.site = i.site AND n.post_id = i.post_id
-                   JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+                   JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id AND NOT p.deleted
                    WHERE %(previous)s OR NOT EXISTS (SELECT 1 FROM rating_set_item r WHERE r.sha256 = i.sha256)
                    ORDER BY i.sha256, n.site, n.post_id
                ), ordered AS (

@@ -3,8 +3,6 @@ categories, ratings, deletions, unsafe redirects and addresses. Each test names 
 
 from __future__ import annotations
 
-import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,7 +59,8 @@ def test_philomena_challenge_is_waited_out_and_a_block_stops_everything_until_it
 
         # Another process (here: the CLI, as the next Airflow try) honours the block: no request at all.
         result = run_pony("scrape", site, "--base-url", server.base_url, env=_cli_env(settings))
-        assert result.returncode == 1 and "blocking us until" in result.stderr and "no request was sent" in result.stderr
+        assert result.returncode == 1 and "blocking us until" in result.stderr
+        assert "no request was sent" in result.stderr
         assert len(server.log) == len(log)
 
         # Once the block is over the next run (a new process) resumes from the cursor and finishes.
@@ -121,7 +120,8 @@ def test_e621_hidden_file_urls_are_rebuilt_from_md5_and_verified(corpus, migrate
         scrape("e621", settings=settings, show_progress=False)
         fetch_images(settings=settings, site="e621", show_progress=False)
     records = _records(settings, "e621")
-    hidden = [p for p in corpus.by_site("e621") if p.hidden and p.post_id in records and not records[p.post_id]["deleted"]]
+    hidden = [p for p in corpus.by_site("e621")
+              if p.hidden and p.post_id in records and not records[p.post_id]["deleted"]]  # fmt: skip
     assert hidden
     with connect(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT post_id FROM booru_post_image WHERE site = 'e621'")
@@ -129,7 +129,8 @@ def test_e621_hidden_file_urls_are_rebuilt_from_md5_and_verified(corpus, migrate
     for post in hidden:
         record = records[post.post_id]
         md5 = corpus.file(post).md5
-        assert record["file_url_derived"] is True and record["file_url"].endswith(f"/data/{md5[:2]}/{md5[2:4]}/{md5}.{post.file_ext}")
+        assert record["file_url_derived"] is True
+        assert record["file_url"].endswith(f"/data/{md5[:2]}/{md5[2:4]}/{md5}.{post.file_ext}")
         if not post.bad_file:
             assert post.post_id in fetched, "the derived URL downloads and its md5 checks out"
     assert not any(r["file_url_derived"] for r in records.values() if r["post_id"] not in {p.post_id for p in hidden})
@@ -222,7 +223,8 @@ def test_derpibooru_grimdark_ratings_and_zone_less_timestamps(corpus, migrated) 
     assert all(records[p.post_id]["rating"] == p.rating for p in dark), "kept, with the rating each stands for"
     old = next(p for p in corpus.by_site(site) if p.created_at.year < 2021 and p.post_id in records)
     assert records[old.post_id]["created_at"] == old.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert parse_iso("2020-04-07T17:06:38", "created_at", naive_is_utc=True) == datetime(2020, 4, 7, 17, 6, 38, tzinfo=UTC)
+    utc = datetime(2020, 4, 7, 17, 6, 38, tzinfo=UTC)
+    assert parse_iso("2020-04-07T17:06:38", "created_at", naive_is_utc=True) == utc
     with pytest.raises(RecordError, match="has no time zone"):
         parse_iso("2020-04-07T17:06:38", "created_at")
     with pytest.raises(RecordError, match="not an ISO 8601 timestamp"):

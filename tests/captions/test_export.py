@@ -69,3 +69,22 @@ def test_webdataset_export_shards_by_size_with_complete_samples(captioned) -> No
 def test_export_needs_an_active_caption_set(scored) -> None:
     with connect(scored) as conn, pytest.raises(LookupError, match="captions regenerate"):
         export_dataset(conn, open_store(settings=scored), "x", "kohya")
+
+
+def test_posts_the_site_deleted_leave_the_next_caption_set_and_every_export(captioned) -> None:
+    settings, store = captioned
+    with connect(settings) as conn:
+        with conn.cursor() as cur:
+            cur.execute("""UPDATE booru_post SET deleted = true WHERE post_id <= 30
+                           RETURNING (SELECT sha256 FROM booru_post_image i
+                                      WHERE i.site = booru_post.site AND i.post_id = booru_post.post_id)""")
+            gone = {row[0] for row in cur.fetchall()}
+        exported = export_dataset(conn, store, "after-deletion", "kohya")  # the active set predates the deletions
+        regenerate(conn, scheme="v7")
+        with conn.cursor() as cur:
+            cur.execute("SELECT sha256 FROM active_caption")
+            captioned_now = {row[0] for row in cur.fetchall()}
+    meta = json.loads(store.get_bytes("exports/after-deletion/meta.json"))
+    assert len(gone) == 30 and exported.samples == len(meta) == COUNT - 30
+    assert not gone & {name.split(".")[0] for name in meta}
+    assert captioned_now and not gone & captioned_now and len(captioned_now) == COUNT - 30

@@ -70,6 +70,17 @@ def test_rating_set_is_spread_over_strata(normalised) -> None:
     assert not first & second, "a new set skips images already picked"
 
 
+def test_deleted_posts_never_enter_a_rating_set(normalised) -> None:
+    with connect(normalised) as conn, conn.cursor() as cur:  # deleted after the normalisation run
+        cur.execute("""UPDATE booru_post SET deleted = true WHERE post_id IN (
+                           SELECT post_id FROM booru_post_image ORDER BY post_id LIMIT 200)
+                       RETURNING site, post_id""")
+        gone = set(cur.fetchall())
+    result = sample_rating_set(10_000, settings=normalised, seed=2)
+    members = set(_query(normalised, "SELECT site, post_id FROM rating_set_item WHERE set_id = %s", result.set_id))
+    assert len(gone) == 200 and members and not gone & members
+
+
 def test_sampling_needs_a_normalisation_run(migrated) -> None:
     with pytest.raises(LookupError, match="pony normalize run"):
         sample_rating_set(10, settings=migrated)

@@ -116,6 +116,7 @@ class SiteAdapter(abc.ABC):
 
     def apply_tag_categories(self, post: UnifiedPost, categories: dict[int, tuple[str, str | None]]) -> None:
         """Fill ``post.tag_groups`` from cached categories of its ``tag_ids``."""
+        raise NotImplementedError
 
 
 class IdCursorAdapter(SiteAdapter):

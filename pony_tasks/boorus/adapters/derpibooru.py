@@ -71,7 +71,7 @@ class DerpibooruAdapter(SiteAdapter):
             return Defence("challenge", 5.0, "an anti-bot challenge page (HTTP 501, HTML): silent for at least 5 s")
         if status == 500 and not body.strip():
             return Defence("block", BLOCK_SECONDS, "Philomena's anti-bot block (HTTP 500, empty body) after a "
-                                                   "challenge; any request during it restarts the 15 minutes")  # fmt: skip
+                           "challenge; any request during it restarts the 15 minutes")
         return None
 
     def _params(self, query: str, direction: str) -> dict[str, str]:

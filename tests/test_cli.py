@@ -54,6 +54,23 @@ def test_external_database_url_is_used_and_masked(tmp_path: Path, database_url: 
     assert not (tmp_path / "home" / "pgdata").exists(), "an external URL must not start the embedded server"
 
 
+def test_first_command_migrates_a_fresh_embedded_home_and_an_outdated_external_schema_is_refused(
+    tmp_path: Path, database_url: str
+) -> None:
+    fresh = run_pony("posts", "stats", env={"PONY_HOME": str(tmp_path / "fresh")})
+    assert fresh.returncode == 0, fresh.stderr
+    assert "applied" in fresh.stderr and "migration(s)" in fresh.stderr and "before first use" in fresh.stderr
+    assert "danbooru" in fresh.stdout
+    again = run_pony("posts", "stats", env={"PONY_HOME": str(tmp_path / "fresh")})
+    assert again.returncode == 0 and "before first use" not in again.stderr
+    external = {"PONY_HOME": str(tmp_path / "home"), "PONY_DATABASE_URL": dsn_to_uri(database_url)}
+    behind = run_pony("posts", "stats", env=external)
+    assert behind.returncode == 1 and "pony db upgrade" in behind.stderr, behind.stderr
+    assert "UndefinedTable" not in behind.stderr and "0001" in behind.stderr
+    assert run_pony("db", "upgrade", env=external).returncode == 0
+    assert run_pony("posts", "stats", env=external).returncode == 0
+
+
 @pytest.mark.slow
 def test_embedded_server_lifecycle_through_the_cli(tmp_path: Path) -> None:
     home = tmp_path / "h"

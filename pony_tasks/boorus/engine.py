@@ -485,9 +485,9 @@ def _walk_deleted_feed(
     while max_pages is None or report.pages < max_pages:
         request = adapter.deleted_feed(after)
         assert request is not None
-        body = pages.get_json(request)
+        response = pages.side_client.get(adapter.base_url + request.path, request.params, auth=request.auth)
         try:
-            entries = adapter.deleted_entries(body)
+            entries = adapter.deleted_entries(response.content)
         except PageError as exc:
             raise ScrapeError(f"{adapter.site}: the deleted-posts list answered what we cannot read ({exc}); "
                               "re-run to retry") from exc  # fmt: skip

@@ -12,12 +12,14 @@ from pony_tasks.boorus.adapters import ADAPTERS
 @click.option("--port", default=0, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--seed", default=621, show_default=True, help="Sample corpus seed.")
 @click.option("--faults", type=click.Choice(["none", "heavy"]), default="none", show_default=True)
-@click.option("--require-auth", is_flag=True, help="Answer 401 to requests without credentials.")
+@click.option("--require-auth/--no-require-auth", default=None,
+              help="Answer 401 to requests without credentials (default: where the real site does — Gelbooru).")
 @click.option("--posts", "posts_per_site", default=520, show_default=True, help="Posts per site in the corpus.")
 @click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer.")
 @click.option("--warm", is_flag=True, help="Generate all images before serving (steady answer times).")
 def fake_booru_command(
-    site: str, port: int, seed: int, faults: str, require_auth: bool, posts_per_site: int, latency: float, warm: bool
+    site: str, port: int, seed: int, faults: str, require_auth: bool | None, posts_per_site: int, latency: float,
+    warm: bool,
 ) -> None:
     """Serve SITE's API and images from the sample corpus on 127.0.0.1 until interrupted.
 

@@ -3,6 +3,7 @@ categories, ratings, deletions, unsafe redirects and addresses. Each test names 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -264,3 +265,21 @@ def test_refresh_finds_deletions_on_every_site_and_keeps_history(site, corpus, m
         assert cur.fetchone()[0] == 0
     if site == "derpibooru":
         assert report.lookups >= len(found)
+
+
+def test_gelbooru_deletion_list_is_read_as_json_or_as_the_documented_xml() -> None:
+    from pony_tasks.boorus.adapters.gelbooru import GelbooruAdapter
+
+    adapter = GelbooruAdapter(credentials="1234:key")
+    request = adapter.deleted_feed(41)
+    assert request.params["deleted"] == "show" and request.params["last_id"] == "41" and request.params["user_id"]
+    md5 = "9e3bfd305e74bc084b488fde96c4fcf1"
+    xml = (f'<?xml version="1.0"?><posts><post deleted="42" md5="{md5.upper()}"/>'
+           f'<post md5="{md5}" deleted="43"/></posts>')
+    assert adapter.deleted_entries(xml.encode()) == [(42, md5), (43, md5)]
+    assert adapter.deleted_entries(json.dumps({"post": {"@deleted": "44", "@md5": md5}}).encode()) == [(44, md5)]
+    assert adapter.deleted_entries(b"[]") == [] and adapter.deleted_entries(b'{"@attributes": {}}') == []
+    from pony_tasks.boorus.adapters import PageError
+
+    with pytest.raises(PageError):
+        adapter.deleted_entries(b"upstream error")

@@ -13,6 +13,8 @@ deleted post's md5; the dapi help page), which refresh walks with its own cursor
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +22,7 @@ from pony_tasks.boorus.adapters.base import PageError, PageRequest, SiteAdapter,
 from pony_tasks.boorus.records import RATINGS, RecordError, UnifiedPost, as_int, clean_tags, to_utc
 
 DATE_FORMAT = "%a %b %d %H:%M:%S %z %Y"  # "Sat Sep 26 03:51:09 -0500 2026"
+_XML_ENTRY = re.compile(r'<post\b(?=[^>]*\bdeleted="(\d+)")(?=[^>]*\bmd5="([0-9a-fA-F]{32})")[^>]*>')
 
 
 class GelbooruAdapter(SiteAdapter):
@@ -55,6 +58,17 @@ class GelbooruAdapter(SiteAdapter):
         return PageRequest("/index.php", self._params(None, deleted="show", last_id=str(after_entry)))
 
     def deleted_entries(self, body: Any) -> list[tuple[int, str]]:
+        """Entries of the deletion list: JSON (``{"post": [{"deleted": N, "md5": …}]}``, attributes also as
+        ``@deleted``/``@md5``) or the XML the endpoint is documented with (``<post deleted="N" md5="…"/>``, read
+        by attribute, no entity expansion)."""
+        if isinstance(body, (bytes, str)):
+            text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+            if text.lstrip().startswith("<"):
+                return [(int(m.group(1)), m.group(2).lower()) for m in _XML_ENTRY.finditer(text)]
+            try:
+                body = json.loads(text)
+            except ValueError as exc:
+                raise PageError(f"deleted-posts list is neither JSON nor XML: {text[:80]!r}") from exc
         if isinstance(body, list) and not body:
             return []
         if not isinstance(body, dict):

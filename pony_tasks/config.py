@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     http_backoff_seconds: float = Field(
         1.0, gt=0, description="First retry delay; doubles per attempt (with jitter), capped at 120 s."
     )
+    refresh_sweep_pages: int = Field(
+        5, ge=0, description="Pages each refresh also walks over ALL stored posts, from where the last refresh's "
+        "sweep stopped, so deletions outside the ranges due for a score refresh are found too (0: off).",
+    )
     http_challenge_wait_seconds: float = Field(
         5.0, ge=5.0, description="Silence after an anti-bot challenge page (Derpibooru's 501) before one more try; "
         "the site asks for at least 5 s.",

@@ -104,7 +104,12 @@ def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool
         for site, server in servers.items():
             total = ScrapeReport(site=site, mode="new+refresh")
             refreshed_pages = 0
+            with connect(demo_settings) as conn, conn.cursor() as cur:
+                cur.execute("SELECT max(observed_at) FROM booru_score_snapshot WHERE site = %s", (site,))
+                replayed_until = cur.fetchone()[0]
             for clock in clocks:
+                if replayed_until is not None and clock + timedelta(hours=1) <= replayed_until:
+                    continue  # a re-run: this date was replayed already (time only moves forward on a real site)
                 server.now = clock
                 for mode, at in ((ScrapeMode.new, clock), (ScrapeMode.refresh, clock + timedelta(hours=1))):
                     report = scrape(site, mode, settings=demo_settings, now=at, show_progress=show_progress)

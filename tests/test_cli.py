@@ -1,3 +1,7 @@
+"""The `pony` command line: help everywhere, storage, databases, first run, the library demo."""
+
+import json
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -103,23 +107,31 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     out = result.stdout
     assert f"migrations: {len(discover())} applied now" in out
     assert "sha256 verified" in out and "recorded as pipeline_run 1" in out
+    from pony_tasks.demo import HISTORY_DAYS_BEFORE_REFERENCE
+
     corpus = SampleCorpus()
-    valid = len(corpus.posts) - sum(p.broken_record for p in corpus.posts)
+    records = [json.loads(line) for line in (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines()]
+    stored = {(r["site"], r["post_id"]) for r in records}
+    clocks = [corpus.reference_time - timedelta(days=d) for d in HISTORY_DAYS_BEFORE_REFERENCE]
+    valid = {(p.site, p.post_id) for p in corpus.posts if not p.broken_record}
+    # Every post live at one of the replayed dates was scraped (only Danbooru also shows deleted posts).
+    seen_live = {(p.site, p.post_id) for p in corpus.posts if not p.broken_record
+                 and any(p.created_at <= c and (p.site == "danbooru" or not p.is_deleted_at(c)) for c in clocks)}
+    assert seen_live <= stored <= valid
     for site in ("danbooru", "e621", "derpibooru", "gelbooru"):
-        site_valid = sum(not p.broken_record for p in corpus.by_site(site))
-        assert f"{site} (new+refresh):" in out and f"{site_valid} new" in out
-    exported = (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines()
-    assert len(exported) == valid
+        line = next(x for x in out.splitlines() if f"{site} (new+refresh):" in x)
+        assert f"— {sum(s == site for s, _ in stored)} new" in line
+        assert any(r["deleted"] for r in records if r["site"] == site), f"refresh found deletions on {site}"
     assert "stored" in out and "decompression_bomb" in out and "too_large" in out
     assert "[normalize] run 1:" in out and "KS distance" in out and "provisional predictor on" in out
     ks = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "KS distance" in line]
     assert ks and max(ks) < 0.05
     assert (tmp_path / "home" / "reports" / "normalize" / "run-1" / "distributions.png").exists()
     assert "[ratings]  rating set 1: 1000 images" in out
-    assert "1988 embedded" in out and "SYNTHETIC ratings" in out and "imported 2000 ratings" in out
+    assert "1969 embedded" in out and "SYNTHETIC ratings" in out and "imported 2000 ratings" in out
     assert "[aesthetic] version 1 (MLP, LAION layout) on SYNTHETIC ratings" in out and "Spearman" in out
-    assert "promoted to active" in out and "1988 images scored" in out
-    assert "[captions] caption set 1 (scheme v7) active: 1988 captions" in out and "|||" in out
+    assert "promoted to active" in out and "1969 images scored" in out
+    assert "[captions] caption set 1 (scheme v7) active: 1969 captions" in out and "|||" in out
     assert "as kohya to exports/demo-kohya/" in out
     assert (tmp_path / "home" / "objects" / "exports" / "demo-kohya" / "manifest.json").exists()
 
@@ -127,8 +139,8 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert again.returncode == 0, again.stderr
     assert "0 applied now" in again.stdout
     assert again.stdout.count(" 0 new,") == 4 and "[normalize] run 2:" in again.stdout
-    assert "0 images to embed" in again.stdout and "0 images scored, 1988 already were" in again.stdout
+    assert "0 images to embed" in again.stdout and "0 images scored, 1969 already were" in again.stdout
     assert "[aesthetic] version 1 " in again.stdout, "same ratings, same settings: the same version"
     assert "caption set 1 already matches the active aesthetic version" in again.stdout
     assert "images: 0 to fetch" in again.stdout
-    assert (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines().__len__() == valid
+    assert (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines().__len__() == len(stored)

@@ -9,7 +9,9 @@ a retried page never doubles anything. Modes:
   last observed, because votes change scores without touching ``updated_at``. Refresh also finds deletions: it
   asks for deleted posts where the site can show them (Danbooru/e621 ``status:any``), looks up one by one the stored
   posts a complete range no longer shows (Derpibooru answers a deleted image with a stub; a 404 means gone), and
-  walks Gelbooru's separate deletion list. Deleted posts keep their row and history, marked ``deleted``.
+  walks Gelbooru's separate deletion list. Besides the due ranges it sweeps ``refresh_sweep_pages`` pages over all
+  stored posts from where the last sweep stopped, so deletions anywhere are found within a few runs. Deleted posts
+  keep their row and history, marked ``deleted``.
 
 Before any request: the adapter's refusal (missing credentials, e621's placeholder contact) is a ``ConfigError``,
 and a block the site put on us that has not ended (``booru_site_block``, shared by every process) stops the scrape.
@@ -54,6 +56,7 @@ from pony_tasks.boorus.store import (
     save_cursor,
     stamp_deleted,
     store_tag_categories,
+    stored_id_bounds,
     upsert_posts,
 )
 from pony_tasks.config import ConfigError, Settings, get_settings
@@ -169,6 +172,7 @@ class _PageScraper:
         self.settings = settings
         self.side_client = make_client(adapter, settings)  # this thread's requests (tags, lookups), same limiter
         self.cut_short = False  # the last run() stopped at max_pages, not at the end of its walk
+        self.observed: set[int] = set()  # posts with a snapshot from this scrape (a sweep may see them again)
 
     def get_json(self, request: PageRequest, client: PoliteClient | None = None) -> Any:
         body, _ = (client or self.side_client).get_json(self.adapter.base_url + request.path, request.params,
@@ -210,7 +214,9 @@ class _PageScraper:
             report.inserted += result.inserted
             report.updated += result.updated
             report.unchanged += result.unchanged
-            report.snapshots += append_snapshots(self.conn, posts, page.observed_at)
+            fresh = [p for p in posts if p.post_id not in self.observed]
+            report.snapshots += append_snapshots(self.conn, fresh, page.observed_at)
+            self.observed.update(p.post_id for p in fresh)
             report.deleted += stamp_deleted(self.conn, self.adapter.site, [p.post_id for p in posts if p.deleted],
                                             page.observed_at)  # fmt: skip
         report.deleted += mark_deleted(self.conn, self.adapter.site, stubs, page.observed_at)
@@ -436,8 +442,35 @@ def _refresh(
                   bar)  # fmt: skip
         if not pages.cut_short:
             _confirm_missing(conn, pages, report, sorted(live_ids_between(conn, adapter.site, first, last) - seen))
+    room = None if max_pages is None else max_pages - report.pages
+    if settings.refresh_sweep_pages and (room is None or room > 0):
+        _sweep(conn, pages, report, min(settings.refresh_sweep_pages, room or settings.refresh_sweep_pages), bar)
     if adapter.deleted_feed(0) is not None and (max_pages is None or report.pages < max_pages):
         _walk_deleted_feed(conn, pages, report, max_pages)
+
+
+def _sweep(conn: psycopg2.extensions.connection, pages: _PageScraper, report: ScrapeReport, count: int,
+           bar: tqdm) -> None:  # fmt: skip
+    """A few pages over every stored post, continuing where the last refresh's sweep stopped and wrapping at the
+    newest stored id, so each post is checked for deletion (and its score observed) once per full cycle."""
+    adapter = pages.adapter
+    lowest, highest = stored_id_bounds(conn, adapter.site)
+    if highest is None:
+        return
+    cursor = load_cursor(conn, adapter.site)
+    start = cursor.sweep_cursor if cursor.sweep_cursor and cursor.sweep_cursor < highest else lowest - 1
+    seen: set[int] = set()
+
+    def following(ids: list[int]) -> PageRequest | None:
+        return adapter.newer_than(max(ids), include_deleted=True) if max(ids) < highest else None
+
+    pages.run(adapter.newer_than(start, include_deleted=True), following, seen.update, report, count, bar)
+    reached = highest if not pages.cut_short or not seen else max(seen)
+    _confirm_missing(conn, pages, report, sorted(live_ids_between(conn, adapter.site, start + 1, reached) - seen))
+    cursor = load_cursor(conn, adapter.site)
+    cursor.sweep_cursor = None if reached >= highest else reached
+    save_cursor(conn, cursor)
+    conn.commit()
 
 
 def _confirm_missing(

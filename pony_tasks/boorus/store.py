@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg2.errors
 import psycopg2.extensions
 
 from pony_tasks.boorus.records import UnifiedPost
@@ -68,11 +69,25 @@ def upsert_posts(conn: psycopg2.extensions.connection, posts: Iterable[UnifiedPo
 
 
 def append_snapshots(conn: psycopg2.extensions.connection, posts: Sequence[UnifiedPost], observed_at: datetime) -> int:
-    """One score observation per post (history is append-only; a post seen twice in one page counts once)."""
+    """One score observation per post (history is append-only; a post seen twice in one page counts once). An
+    observation already recorded at the same instant (a replayed scrape with a fixed clock) is not added twice:
+    the COPY fast path runs in a savepoint and, only if it collides, the rows go in with ON CONFLICT DO NOTHING."""
     seen: dict[tuple[str, int], UnifiedPost] = {(p.site, p.post_id): p for p in posts}
-    rows = ((p.site, p.post_id, observed_at, p.score, p.up_votes, p.down_votes, p.favorites) for p in seen.values())
+    rows = [(p.site, p.post_id, observed_at, p.score, p.up_votes, p.down_votes, p.favorites) for p in seen.values()]
     with conn.cursor() as cur:
-        return copy_rows(cur, "booru_score_snapshot", SNAPSHOT_COLUMNS, rows)
+        cur.execute("SAVEPOINT pony_snapshots")
+        try:
+            sent = copy_rows(cur, "booru_score_snapshot", SNAPSHOT_COLUMNS, rows)
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT pony_snapshots")
+            cur.execute("CREATE TEMPORARY TABLE IF NOT EXISTS snapshot_stage (LIKE booru_score_snapshot) "
+                        "ON COMMIT DROP")  # fmt: skip
+            cur.execute("TRUNCATE snapshot_stage")
+            copy_rows(cur, "snapshot_stage", SNAPSHOT_COLUMNS, rows)
+            cur.execute("INSERT INTO booru_score_snapshot SELECT * FROM snapshot_stage ON CONFLICT DO NOTHING")
+            sent = cur.rowcount
+        cur.execute("RELEASE SAVEPOINT pony_snapshots")
+        return sent
 
 
 @dataclass(frozen=True)
@@ -101,12 +116,13 @@ class Cursor:
     backfill_done: bool = False
     base_url: str | None = None
     deleted_feed_cursor: int | None = None  # Gelbooru's deletion list: the last entry read
+    sweep_cursor: int | None = None  # refresh's rolling sweep over all stored ids: where the next one starts
 
 
 def load_cursor(conn: psycopg2.extensions.connection, site: str) -> Cursor:
     with conn.cursor() as cur:
         cur.execute(
-            """SELECT newest_post_id, oldest_post_id, backfill_done, base_url, deleted_feed_cursor
+            """SELECT newest_post_id, oldest_post_id, backfill_done, base_url, deleted_feed_cursor, sweep_cursor
                FROM booru_cursor WHERE site = %s""",
             (site,),
         )
@@ -118,14 +134,14 @@ def save_cursor(conn: psycopg2.extensions.connection, cursor: Cursor) -> None:
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO booru_cursor (site, newest_post_id, oldest_post_id, backfill_done, base_url,
-                                         deleted_feed_cursor, updated_at)
-               VALUES (%s, %s, %s, %s, %s, %s, now())
+                                         deleted_feed_cursor, sweep_cursor, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, now())
                ON CONFLICT (site) DO UPDATE SET newest_post_id = EXCLUDED.newest_post_id,
                    oldest_post_id = EXCLUDED.oldest_post_id, backfill_done = EXCLUDED.backfill_done,
                    base_url = EXCLUDED.base_url, deleted_feed_cursor = EXCLUDED.deleted_feed_cursor,
-                   updated_at = now()""",
+                   sweep_cursor = EXCLUDED.sweep_cursor, updated_at = now()""",
             (cursor.site, cursor.newest_post_id, cursor.oldest_post_id, cursor.backfill_done, cursor.base_url,
-             cursor.deleted_feed_cursor),
+             cursor.deleted_feed_cursor, cursor.sweep_cursor),
         )
 
 
@@ -168,6 +184,12 @@ def stamp_deleted(conn: psycopg2.extensions.connection, site: str, post_ids: Seq
             (seen_at, site, list(post_ids)),
         )
         return cur.rowcount
+
+
+def stored_id_bounds(conn: psycopg2.extensions.connection, site: str) -> tuple[int | None, int | None]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT min(post_id), max(post_id) FROM booru_post WHERE site = %s", (site,))
+        return cur.fetchone()
 
 
 def live_ids_between(conn: psycopg2.extensions.connection, site: str, first: int, last: int) -> set[int]:

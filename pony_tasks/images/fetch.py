@@ -27,7 +27,7 @@ from pony_tasks.boorus.hosts import HostRules
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.images.validate import DecodedImage, ImageRejected, check_hashes, decode
-from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, UnsafeURL, shared_limiter
+from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, SiteBlocked, UnsafeURL, shared_limiter
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
 from pony_tasks.storage import ObjectStore, open_store
@@ -104,7 +104,8 @@ class _Downloader:
             except BodyTooLarge as exc:
                 return FetchOutcome(task, reason="too_large", detail=str(exc))
             except HTTPFailure as exc:
-                permanent = exc.status is not None and 400 <= exc.status < 500
+                # A block page (HTML 403) says nothing about the file: try again on a later run.
+                permanent = exc.status is not None and 400 <= exc.status < 500 and not isinstance(exc, SiteBlocked)
                 return FetchOutcome(task, reason="download_failed", detail=str(exc), permanent=permanent)
             try:
                 check_hashes(data, task.md5, task.sha512)

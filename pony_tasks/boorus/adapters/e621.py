@@ -7,7 +7,8 @@ Real behaviours handled here (tested in tests/boorus/test_real_pages.py and test
   before any request.
 - ``file.url`` is null for some posts to anonymous callers (content on the global blacklist, e.g. young -rating:s),
   while ``file.md5`` and ``file.ext`` are given. The URL is rebuilt the way the site lays its files out,
-  ``https://static1.e621.net/data/<md5[0:2]>/<md5[2:4]>/<md5>.<ext>`` (gallery-dl's e621 extractor does the same),
+  ``https://static1.e621.net/data/<md5[0:2]>/<md5[2:4]>/<md5>.<ext>`` (gallery-dl's e621 extractor does the same,
+  ``gallery_dl/extractor/e621.py``),
   the post is marked ``file_url_derived``, and the download is checked against the md5.
 - Deleted posts are left out of searches unless the query has a ``status:`` tag (e621ng
   ``ElasticPostQueryBuilder``: ``status:any``/``all`` show them, ``status:deleted`` only them); refresh asks with
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from pony_tasks.boorus.adapters.base import IdCursorAdapter, PageError, require_dict
 from pony_tasks.boorus.records import RecordError, UnifiedPost, as_bool, as_int, clean_tags, parse_iso
@@ -45,7 +47,11 @@ class E621Adapter(IdCursorAdapter):
         return super().refusal(settings)
 
     def derived_file_url(self, md5: str, ext: str) -> str:
-        base = (self.file_base_url or self.default_file_base_url).rstrip("/")
+        """``static1.<site>/data/ab/cd/<md5>.<ext>`` as gallery-dl's e621 extractor rebuilds it (e926.net's files
+        are on static1.e926.net); ``booru_file_base_urls`` overrides the server."""
+        host = urlsplit(self.base_url).hostname or ""
+        site_files = f"https://static1.{host}" if host in ("e621.net", "e926.net") else self.default_file_base_url
+        base = (self.file_base_url or site_files).rstrip("/")
         return f"{base}/data/{md5[0:2]}/{md5[2:4]}/{md5}.{ext}"
 
     def lookup_record(self, body: Any) -> Any | None:

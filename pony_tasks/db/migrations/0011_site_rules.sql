@@ -28,3 +28,6 @@ ALTER TABLE booru_post ADD COLUMN file_url_derived boolean NOT NULL DEFAULT fals
 ALTER TABLE booru_post ADD COLUMN deleted_seen_at timestamptz;
 -- Gelbooru lists deletions on their own endpoint: the last entry read.
 ALTER TABLE booru_cursor ADD COLUMN deleted_feed_cursor bigint;
+-- Refresh also sweeps the whole id range a few pages per run (deletions outside the ranges due for a score
+-- refresh): where the next sweep starts.
+ALTER TABLE booru_cursor ADD COLUMN sweep_cursor bigint;

@@ -13,7 +13,9 @@ from tests.helpers import dsn_to_uri, run_pony
 
 def _all_commands(group: click.Group, path: tuple[str, ...] = ()):
     yield path
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):  # the top-level group loads its commands lazily
+        command = group.get_command(context, name)
         if isinstance(command, click.Group):
             yield from _all_commands(command, (*path, name))
         else:
@@ -29,7 +31,7 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert "Usage:" in result.output
     command = cli
     for name in path:
-        command = command.commands[name]
+        command = command.get_command(click.Context(command), name)
     assert command.help, f"`pony {' '.join(path)}` has no help text"
 
 
@@ -144,3 +146,15 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert "caption set 1 already matches the active aesthetic version" in again.stdout
     assert "images: 0 to fetch" in again.stdout
     assert (tmp_path / "home" / "exports" / "posts.jsonl").read_text().splitlines().__len__() == len(stored)
+
+
+def test_a_scrape_command_does_not_import_the_model_stack() -> None:
+    """Every Airflow stage is a `pony` process: the scrape and fetch commands must not load torch, scipy or GX."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pony_tasks.cli import cli; cli.get_command(None, 'scrape'); "
+            "cli.get_command(None, 'images'); print(sorted(m for m in ('torch', 'scipy', 'great_expectations', "
+            "'open_clip', 'pandas') if m in sys.modules))")  # fmt: skip
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

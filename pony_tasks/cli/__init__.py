@@ -2,33 +2,52 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import click
 
-from pony_tasks.cli.aesthetic_cmd import aesthetic_group
-from pony_tasks.cli.airflow_cmd import airflow_group
-from pony_tasks.cli.captions_cmd import captions_group
 from pony_tasks.cli.common import PonyContext
-from pony_tasks.cli.config_cmd import config_group
-from pony_tasks.cli.db_cmd import db_group
-from pony_tasks.cli.demo_cmd import demo_command
-from pony_tasks.cli.embed_cmd import embed_command
-from pony_tasks.cli.export_cmd import export_group
-from pony_tasks.cli.fake_cmd import fake_booru_command
-from pony_tasks.cli.finetune_cmd import finetune_group
-from pony_tasks.cli.images_cmd import images_group
-from pony_tasks.cli.normalize_cmd import normalize_group
-from pony_tasks.cli.posts_cmd import posts_group
-from pony_tasks.cli.quality_cmd import quality_group
-from pony_tasks.cli.ratings_cmd import ratings_group
-from pony_tasks.cli.scrape_cmd import scrape_command
-from pony_tasks.cli.storage_cmd import storage_group
 from pony_tasks.config import ConfigError
 
+# Each command group lives in its own module and is imported only when it is used (click's lazy-group pattern):
+# `pony scrape` never pays for torch, scipy or Great Expectations, which the aesthetic, embed and quality groups load.
+COMMANDS = {
+    "config": "pony_tasks.cli.config_cmd:config_group",
+    "db": "pony_tasks.cli.db_cmd:db_group",
+    "storage": "pony_tasks.cli.storage_cmd:storage_group",
+    "scrape": "pony_tasks.cli.scrape_cmd:scrape_command",
+    "posts": "pony_tasks.cli.posts_cmd:posts_group",
+    "images": "pony_tasks.cli.images_cmd:images_group",
+    "normalize": "pony_tasks.cli.normalize_cmd:normalize_group",
+    "ratings": "pony_tasks.cli.ratings_cmd:ratings_group",
+    "embed": "pony_tasks.cli.embed_cmd:embed_command",
+    "aesthetic": "pony_tasks.cli.aesthetic_cmd:aesthetic_group",
+    "captions": "pony_tasks.cli.captions_cmd:captions_group",
+    "export": "pony_tasks.cli.export_cmd:export_group",
+    "finetune": "pony_tasks.cli.finetune_cmd:finetune_group",
+    "quality": "pony_tasks.cli.quality_cmd:quality_group",
+    "fake-booru": "pony_tasks.cli.fake_cmd:fake_booru_command",
+    "demo": "pony_tasks.cli.demo_cmd:demo_command",
+    "airflow": "pony_tasks.cli.airflow_cmd:airflow_group",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="pony-pipeline")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -37,25 +56,6 @@ def cli(ctx: click.Context) -> None:
     Settings come from PONY_* environment variables and an optional pony.toml; see `pony config show`.
     """
     ctx.obj = PonyContext()
-
-
-cli.add_command(config_group)
-cli.add_command(db_group)
-cli.add_command(storage_group)
-cli.add_command(scrape_command)
-cli.add_command(posts_group)
-cli.add_command(images_group)
-cli.add_command(normalize_group)
-cli.add_command(ratings_group)
-cli.add_command(embed_command)
-cli.add_command(aesthetic_group)
-cli.add_command(captions_group)
-cli.add_command(export_group)
-cli.add_command(finetune_group)
-cli.add_command(quality_group)
-cli.add_command(fake_booru_command)
-cli.add_command(demo_command)
-cli.add_command(airflow_group)
 
 
 def main() -> None:

@@ -49,7 +49,6 @@ from pony_tasks.boorus.store import (
     live_ids_between,
     load_cursor,
     mark_deleted,
-    mark_deleted_by_md5,
     quarantine,
     record_block,
     refresh_ranges,
@@ -527,7 +526,7 @@ def _walk_deleted_feed(
         report.pages += 1
         if not entries:
             break
-        report.deleted += mark_deleted_by_md5(conn, adapter.site, [md5 for _, md5 in entries], pages.clock())
+        report.deleted += mark_deleted(conn, adapter.site, [md5 for _, md5 in entries], pages.clock(), by="md5")
         after = max(number for number, _ in entries)
         cursor = load_cursor(conn, adapter.site)
         cursor.deleted_feed_cursor = after

@@ -147,28 +147,20 @@ def save_cursor(conn: psycopg2.extensions.connection, cursor: Cursor) -> None:
 
 # Deletions ----------------------------------------------------------------------------------------------------------
 def mark_deleted(
-    conn: psycopg2.extensions.connection, site: str, post_ids: Sequence[int], seen_at: datetime
+    conn: psycopg2.extensions.connection, site: str, keys: Sequence[int] | Sequence[str], seen_at: datetime,
+    *, by: str = "post_id",
 ) -> int:
-    """Mark stored posts deleted (their tags, scores and history stay); returns how many were not already."""
-    if not post_ids:
+    """Mark stored posts deleted — by ``post_id``, or by ``md5`` (Gelbooru's deletion list names files) — keeping
+    their tags, scores and history; returns how many were not deleted already."""
+    if by not in ("post_id", "md5"):
+        raise ValueError(f"by must be post_id or md5, got {by!r}")
+    if not keys:
         return 0
     with conn.cursor() as cur:
         cur.execute(
-            """UPDATE booru_post SET deleted = true, deleted_seen_at = coalesce(deleted_seen_at, %s)
-               WHERE site = %s AND post_id = ANY(%s) AND NOT deleted""",
-            (seen_at, site, list(post_ids)),
-        )
-        return cur.rowcount
-
-
-def mark_deleted_by_md5(conn: psycopg2.extensions.connection, site: str, md5s: Sequence[str], seen_at: datetime) -> int:
-    if not md5s:
-        return 0
-    with conn.cursor() as cur:
-        cur.execute(
-            """UPDATE booru_post SET deleted = true, deleted_seen_at = coalesce(deleted_seen_at, %s)
-               WHERE site = %s AND md5 = ANY(%s) AND NOT deleted""",
-            (seen_at, site, list(md5s)),
+            f"""UPDATE booru_post SET deleted = true, deleted_seen_at = coalesce(deleted_seen_at, %s)
+                WHERE site = %s AND {by} = ANY(%s) AND NOT deleted""",
+            (seen_at, site, list(keys)),
         )
         return cur.rowcount
 

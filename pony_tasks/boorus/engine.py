@@ -66,7 +66,6 @@ from pony_tasks.runs import recorded_run
 
 logger = logging.getLogger(__name__)
 PREFETCH_PAGES = 3  # pages downloaded ahead of the one being stored
-TAG_BATCH = 50  # tag ids per tags-API request (Philomena's per_page maximum)
 
 
 class ScrapeMode(StrEnum):
@@ -173,10 +172,10 @@ class _PageScraper:
         self.cut_short = False  # the last run() stopped at max_pages, not at the end of its walk
         self.observed: set[int] = set()  # posts with a snapshot from this scrape (a sweep may see them again)
 
-    def get_json(self, request: PageRequest, client: PoliteClient | None = None) -> Any:
-        body, _ = (client or self.side_client).get_json(self.adapter.base_url + request.path, request.params,
-                                                        auth=request.auth)  # fmt: skip
-        return body
+    def get_json(self, request: PageRequest) -> Any:
+        """One request of this thread's own (tags, single-post lookups), through the site's shared limiter."""
+        url = self.adapter.base_url + request.path
+        return self.side_client.get_json(url, request.params, auth=request.auth)[0]
 
     def download(self, request: PageRequest) -> _Page:
         """HTTP, JSON and record translation; no database work, so it can run while the previous page is stored."""
@@ -234,8 +233,8 @@ class _PageScraper:
         wanted = sorted({i for p in posts for i in p.tag_ids})
         known = cached_tag_categories(self.conn, site, wanted, self.settings.tag_category_max_age_days)
         missing = [i for i in wanted if i not in known]
-        for start in range(0, len(missing), TAG_BATCH):
-            batch = missing[start : start + TAG_BATCH]
+        for start in range(0, len(missing), self.adapter.tag_batch):
+            batch = missing[start : start + self.adapter.tag_batch]
             body = self.get_json(self.adapter.tag_category_request(batch))
             try:
                 found = self.adapter.tag_categories(body)

@@ -34,6 +34,7 @@ class SiteAdapter(abc.ABC):
     secret_params: tuple[str, ...] = ()  # query parameters that carry credentials (redacted in logs)
     requires_credentials: bool = False  # the site answers nothing without them: refuse before any request
     has_tag_categories_api: bool = False  # categories are not in the post JSON; see tag_category_request
+    tag_batch: int = 50  # tag ids per tags-API request
 
     def __init__(
         self, base_url: str | None = None, credentials: str | None = None, file_base_url: str | None = None

@@ -54,7 +54,6 @@ CATEGORY_GROUPS = {
     "error": "meta",
     None: "general",
 }
-TAG_BATCH = 50  # per_page maximum: one tags request per 50 unknown tag ids
 
 
 class DerpibooruAdapter(SiteAdapter):
@@ -65,6 +64,7 @@ class DerpibooruAdapter(SiteAdapter):
     credential_hint = 'booru_credentials = { derpibooru = "api_key" }'
     secret_params = ("key",)
     has_tag_categories_api = True
+    tag_batch = 50  # per_page maximum: one tags request per 50 unknown tag ids
 
     def defences(self, status: int, content_type: str, body: bytes) -> Defence | None:
         if status == 501 and ("html" in content_type.lower() or body.lstrip()[:1] == b"<"):
@@ -108,7 +108,7 @@ class DerpibooruAdapter(SiteAdapter):
 
     # Tag categories ------------------------------------------------------------------------------------------------
     def tag_category_request(self, tag_ids: list[int]) -> PageRequest:
-        params = {"q": " || ".join(f"id:{i}" for i in tag_ids), "per_page": str(TAG_BATCH), "page": "1"}
+        params = {"q": " || ".join(f"id:{i}" for i in tag_ids), "per_page": str(self.tag_batch), "page": "1"}
         if self.credentials:
             params["key"] = self.credentials
         return PageRequest("/api/v1/json/search/tags", params)

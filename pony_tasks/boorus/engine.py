@@ -223,7 +223,6 @@ class _PageScraper:
             report.quarantined += len(page.broken)
             logger.warning("%s: %d records quarantined from %s", self.adapter.site, len(page.broken), page.url)
         report.records += page.records
-        report.pages += 1
         report.retries = self.client.retries
 
     def fill_tag_categories(self, posts: list[UnifiedPost]) -> None:
@@ -297,6 +296,7 @@ class _PageScraper:
             while (item := pipeline.get()) is not None:
                 page = self._result(item, report)
                 self.store(page, report)
+                report.pages += 1
                 after_store(page.ids)
                 self.conn.commit()  # the page and the cursor after it, together
                 bar.update(1)
@@ -502,7 +502,6 @@ def _confirm_missing(
             report.deleted += mark_deleted(conn, adapter.site, [post_id], observed)
         else:
             pages.store(_Page(redact_url(adapter.base_url + request.path), 1, [post], [], observed), report)
-            report.pages -= 1  # a lookup is not a page
         conn.commit()
 
 
@@ -527,7 +526,6 @@ def _walk_deleted_feed(
             break
         report.deleted += mark_deleted(conn, adapter.site, [md5 for _, md5 in entries], pages.clock(), by="md5")
         after = max(number for number, _ in entries)
-        cursor = load_cursor(conn, adapter.site)
         cursor.deleted_feed_cursor = after
         save_cursor(conn, cursor)
         conn.commit()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from pony_airflow.assets import BOORU_POSTS
 from pony_airflow.defaults import dag_kwargs
+from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import SITES, scrape_refresh
 
@@ -18,6 +19,9 @@ Scores grow with a post's age, so each post is re-fetched when it passes 1, 7, 3
 are due is decided as of the run's interval, so `airflow backfill create --dag-id booru_score_refresh …` replays the
 schedule day by day (snapshots keep their real observation time). A quality gate per site follows.
 """
+# The run's data-interval end; a manual run without a logical date (REST/UI may leave it empty) has no interval,
+# so its trigger time stands in. Never `data_interval_end` alone: undefined for such runs.
+DUE_AS_OF = "{{ (dag_run.data_interval_end or dag_run.run_after) | ts }}"
 
 with DAG(
     dag_id="booru_score_refresh",
@@ -25,12 +29,13 @@ with DAG(
     **dag_kwargs(DOC, ["scrape", "refresh"]),
 ) as dag:
     for site in SITES:
-        refreshed = stage_operator(f"refresh_{site}", scrape_refresh(site, "{{ data_interval_end | ts }}"))
+        refreshed = stage_operator(f"refresh_{site}", scrape_refresh(site, DUE_AS_OF))
 
-        @task(task_id=f"check_{site}", outlets=[BOORU_POSTS[site]])
+        @pony_task(task_id=f"check_{site}", outlets=[BOORU_POSTS[site]])
         def check(site: str = site, dag_run=None) -> str:
             from pony_airflow.notifiers import quality_gate_task
 
             return quality_gate_task("scraped_posts", site=site, since=dag_run.start_date)
 
         refreshed >> check()
+    fail_run_when_a_task_fails(dag)

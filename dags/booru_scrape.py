@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from pony_airflow.assets import BOORU_POSTS
 from pony_airflow.defaults import dag_kwargs
+from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import SITES, scrape_new
 
@@ -31,13 +32,14 @@ def build(site: str) -> DAG:
     ) as dag:
         scraped = stage_operator("scrape_new", scrape_new(site))
 
-        @task(outlets=[BOORU_POSTS[site]])
+        @pony_task(outlets=[BOORU_POSTS[site]])
         def check_scraped_posts(dag_run=None) -> str:
             from pony_airflow.notifiers import quality_gate_task
 
             return quality_gate_task("scraped_posts", site=site, since=dag_run.start_date)
 
         scraped >> check_scraped_posts()
+        fail_run_when_a_task_fails(dag)
     return dag
 
 

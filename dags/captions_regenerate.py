@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG
 
 from pony_airflow.assets import AESTHETIC_MODEL, CAPTIONS
 from pony_airflow.defaults import dag_kwargs
+from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
+from pony_airflow.params import check_params_task, dag_params
 from pony_tasks.orchestration.stages import regenerate_captions, score_images
 
 DOC = """
@@ -20,21 +22,19 @@ fills in the version's scores for images it has not scored yet (a just-promoted 
 gate (exactly one band tag, nothing empty, length limits) then checks it.
 """
 
+RULES = {
+    "version_ids": {"default": [], "type": "array", "items": {"type": "integer", "minimum": 1},
+                    "description": "Manual trigger: caption for these versions (asset events name them)."},
+}
+
 with DAG(
     dag_id="captions_regenerate",
     schedule=[AESTHETIC_MODEL],
-    params={
-        "version_ids": Param(
-            [],
-            type="array",
-            items={"type": "integer", "minimum": 1},
-            description="Manual trigger: caption for these versions (asset events name them).",
-        )
-    },
+    params=dag_params(RULES),
     **dag_kwargs(DOC, ["captions"]),
 ) as dag:
 
-    @task.short_circuit
+    @pony_task.short_circuit
     def choose_version(triggering_asset_events=None, ti=None, params=None) -> bool:
         from pony_tasks.orchestration.stages import caption_target
         from pony_tasks.orchestration.tasks import active_aesthetic_version
@@ -51,11 +51,12 @@ with DAG(
     scored = stage_operator("score", score_images(version_id=version))  # images the version has not scored yet
     regenerated = stage_operator("regenerate", regenerate_captions(version))
 
-    @task(outlets=[CAPTIONS])
+    @pony_task(outlets=[CAPTIONS])
     def check_captions() -> str:
         from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.orchestration.tasks import active_caption_set
 
         return quality_gate_task("captions", set_id=active_caption_set())
 
-    choose_version() >> scored >> regenerated >> check_captions()
+    check_params_task(RULES) >> choose_version() >> scored >> regenerated >> check_captions()
+    fail_run_when_a_task_fails(dag)

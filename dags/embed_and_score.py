@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG
 
 from pony_airflow.assets import AESTHETIC_SCORES, EMBEDDINGS, IMAGES
 from pony_airflow.defaults import GPU_POOL, dag_kwargs
+from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import mapped_stage_operator, stage_operator
 from pony_tasks.orchestration.stages import embed_range, score_images
 
@@ -21,7 +22,7 @@ Then the active aesthetic model scores the new embeddings (skipped while no mode
 
 with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed", "aesthetic", "gpu"])) as dag:
 
-    @task
+    @pony_task
     def plan_batches() -> list[list[str]]:
         from pony_tasks.orchestration.stages import plan_embed_ranges
 
@@ -29,7 +30,7 @@ with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed"
 
     embedded = mapped_stage_operator("embed", embed_range("0", "f"), plan_batches(), pool=GPU_POOL)
 
-    @task(trigger_rule="none_failed", outlets=[EMBEDDINGS])
+    @pony_task(trigger_rule="none_failed", outlets=[EMBEDDINGS])
     def check_embeddings() -> str:
         from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.config import get_settings
@@ -40,7 +41,7 @@ with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed"
             return "no embeddings yet"
         return quality_gate_task("embeddings", model_id=model_id)
 
-    @task.short_circuit
+    @pony_task.short_circuit
     def has_active_model() -> bool:
         from pony_tasks.orchestration.tasks import active_aesthetic_version
 
@@ -48,7 +49,7 @@ with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed"
 
     scored = stage_operator("score", score_images())
 
-    @task(outlets=[AESTHETIC_SCORES])
+    @pony_task(outlets=[AESTHETIC_SCORES])
     def check_scores() -> str:
         from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.orchestration.tasks import active_aesthetic_version
@@ -56,3 +57,4 @@ with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed"
         return quality_gate_task("aesthetic_scores", version_id=active_aesthetic_version())
 
     embedded >> check_embeddings() >> has_active_model() >> scored >> check_scores()
+    fail_run_when_a_task_fails(dag)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import DAG, Param, task
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import DAG
 
 from pony_airflow.assets import CAPTIONS, FINETUNE
 from pony_airflow.defaults import GPU_POOL, dag_kwargs
+from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
+from pony_airflow.params import check_params_task, dag_params, with_defaults
+from pony_tasks.config import get_settings
 from pony_tasks.orchestration.stages import export_dataset, finetune_eval, finetune_train
 
 DOC = """
@@ -23,48 +26,56 @@ a person (Approve / Reject under *Required actions*); a rejection skips training
 `pony finetune run` (GPU pool; a GPU pod under Kubernetes), `evaluate` runs `pony finetune eval`: mean aesthetic
 score per quality tag alone and Spearman(tag level, score), plotted under `finetune/run-<id>/eval/`.
 """
-DATASET = "ft-{{ ts_nodash }}"
+DATASET = "ft-{{ dag_run.run_after | ts_nodash }}"  # every run type has run_after (asset runs have no logical date)
 
-PARAMS = {
-    "base_model": Param("/models/stable-diffusion-v1-5", type="string", minLength=1,
-                        description="diffusers model directory (SD 1.x or SDXL family) on the worker."),
-    "method": Param("lora", enum=["lora", "full"]),
-    "steps": Param(2000, type="integer", minimum=1, maximum=1_000_000),
-    "batch_size": Param(4, type="integer", minimum=1, maximum=256),
-    "learning_rate": Param(1e-4, type="number", exclusiveMinimum=0, maximum=1),
-    "resolution": Param(512, type="integer", minimum=16, maximum=2048, description="SDXL: 1024."),
-    "checkpoint_every": Param(250, type="integer", minimum=1),
-    "min_band": Param(1, type="integer", minimum=1, maximum=9, description="Export only captions of this band or up."),
-    "min_new_images": Param(1000, type="integer", minimum=0, description="Gate: images new since the last run."),
-    "eval_steps": Param(25, type="integer", minimum=1, maximum=200),
-    "eval_resolution": Param(512, type="integer", minimum=16, maximum=2048),
+RULES = {
+    "base_model": {"default": "/models/stable-diffusion-v1-5", "type": "string", "minLength": 1,
+                   "description": "diffusers model directory (SD 1.x or SDXL family) on the worker."},
+    "method": {"default": "lora", "enum": ["lora", "full"]},
+    "steps": {"default": 2000, "type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "batch_size": {"default": 4, "type": "integer", "minimum": 1, "maximum": 256},
+    "learning_rate": {"default": 1e-4, "type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "resolution": {"default": 512, "type": "integer", "minimum": 16, "maximum": 2048, "description": "SDXL: 1024."},
+    "checkpoint_every": {"default": 250, "type": "integer", "minimum": 1},
+    "min_band": {"default": 1, "type": "integer", "minimum": 1, "maximum": 9,
+                 "description": "Export only captions of this band or up."},
+    "min_new_images": {"default": 1000, "type": "integer", "minimum": 0,
+                       "description": "Gate: images new since the last run."},
+    "eval_steps": {"default": 25, "type": "integer", "minimum": 1, "maximum": 200},
+    "eval_resolution": {"default": 512, "type": "integer", "minimum": 16, "maximum": 2048},
 }  # fmt: skip
+RULES = with_defaults(RULES, get_settings().finetune_param_defaults, "finetune_param_defaults")
 
-with DAG(dag_id="finetune", schedule=[CAPTIONS], params=PARAMS, **dag_kwargs(DOC, ["finetune", "gpu"])) as dag:
+with DAG(dag_id="finetune", schedule=[CAPTIONS], params=dag_params(RULES),
+         **dag_kwargs(DOC, ["finetune", "gpu"])) as dag:  # fmt: skip
     exported = stage_operator("export", export_dataset(DATASET, "{{ params.min_band }}"))
 
-    @task
-    def gates(params=None, run_id=None, ts_nodash=None) -> list[dict]:
+    @pony_task
+    def gates(dataset: str, params=None, run_id=None) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pony_tasks.finetune.gates import check_gates
 
-        decisions = check_gates(f"ft-{ts_nodash}", min_new_images=params["min_new_images"], context=run_id)
+        decisions = check_gates(dataset, min_new_images=params["min_new_images"], context=run_id)
         unmet = [f"{d.gate}: {d.detail}" for d in decisions if not d.passed]
         if unmet:
             raise AirflowSkipException("fine-tune gates not met — " + "; ".join(unmet))
-        return [d.__dict__ for d in decisions]
+        text = f"{dataset}: every gate passed — " + "; ".join(f"{d.gate}: {d.detail}" for d in decisions)
+        print(text)
+        return text
 
-    approve = ApprovalOperator(
+    approve = HITLOperator(  # not ApprovalOperator: a rejection must reach record_approval to be recorded
         task_id="approve",
-        subject="Start fine-tune on ft-{{ ts_nodash }}?",
-        body="Gates passed: {{ ti.xcom_pull(task_ids='gates') }}. Parameters: {{ params }}",
-        defaults="Reject",
+        subject="Start a fine-tune on {{ params.base_model }} with " + DATASET + "?",
+        body="{{ ti.xcom_pull(task_ids='gates') }}\n\nTraining: {{ params.method }}, {{ params.steps }} steps, "
+             "batch {{ params.batch_size }}, resolution {{ params.resolution }}, learning rate "
+             "{{ params.learning_rate }}.",
+        options=["Approve", "Reject"],
         response_timeout=timedelta(days=3),
-    )
+    )  # fmt: skip
 
-    @task(trigger_rule="all_done")
-    def record_approval(run_id=None, ts_nodash=None, ti=None) -> str:
+    @pony_task(trigger_rule="all_done")
+    def record_approval(dataset: str, run_id=None, ti=None) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pony_tasks.db import connect
@@ -74,13 +85,15 @@ with DAG(dag_id="finetune", schedule=[CAPTIONS], params=PARAMS, **dag_kwargs(DOC
             raise AirflowSkipException("gates not met: nothing to approve")
         decision = approval_decision(ti.xcom_pull(task_ids="approve"))
         with connect() as conn:
-            record(conn, run_id, f"ft-{ts_nodash}", [decision])
-        approved, detail = decision.passed, decision.detail
-        if not approved:
+            record(conn, run_id, dataset, [decision])
+        print(f"{dataset}: human approval {'given' if decision.passed else 'refused'} ({decision.detail})")
+        if not decision.passed:
             raise AirflowSkipException("a person rejected this fine-tune")
-        return detail
+        return decision.detail
 
     trained = stage_operator("train", finetune_train(DATASET), pool=GPU_POOL)
     evaluated = stage_operator("evaluate", finetune_eval(DATASET), pool=GPU_POOL, outlets=[FINETUNE])
 
-    exported >> gates() >> approve >> record_approval() >> trained >> evaluated
+    check_params_task(RULES) >> exported >> gates(DATASET) >> approve >> record_approval(DATASET) >> trained
+    trained >> evaluated
+    fail_run_when_a_task_fails(dag)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, AssetAny, task
+from airflow.sdk import DAG, AssetAny
 
 from pony_airflow.assets import BOORU_POSTS, IMAGES
 from pony_airflow.defaults import dag_kwargs
+from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import fetch_images
 
@@ -25,10 +26,11 @@ with DAG(
 ) as dag:
     fetched = stage_operator("fetch_images", fetch_images())
 
-    @task(outlets=[IMAGES])
+    @pony_task(outlets=[IMAGES])
     def check_images(dag_run=None) -> str:
         from pony_airflow.notifiers import quality_gate_task
 
         return quality_gate_task("images", since=dag_run.start_date)
 
     fetched >> check_images()
+    fail_run_when_a_task_fails(dag)

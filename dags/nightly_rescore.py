@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG
 
 from pony_airflow.assets import AESTHETIC_SCORES
 from pony_airflow.defaults import dag_kwargs
+from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import score_images
 
@@ -19,13 +20,13 @@ previous version. Skipped while no version is active.
 
 with DAG(dag_id="nightly_rescore", schedule="30 3 * * *", **dag_kwargs(DOC, ["aesthetic", "nightly"])) as dag:
 
-    @task.short_circuit
+    @pony_task.short_circuit
     def has_active_model() -> bool:
         from pony_tasks.orchestration.tasks import active_aesthetic_version
 
         return active_aesthetic_version() is not None
 
-    @task(outlets=[AESTHETIC_SCORES])
+    @pony_task(outlets=[AESTHETIC_SCORES])
     def check_scores() -> str:
         from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.orchestration.tasks import active_aesthetic_version
@@ -33,3 +34,4 @@ with DAG(dag_id="nightly_rescore", schedule="30 3 * * *", **dag_kwargs(DOC, ["ae
         return quality_gate_task("aesthetic_scores", version_id=active_aesthetic_version())
 
     has_active_model() >> stage_operator("rescore", score_images(full=True)) >> check_scores()
+    fail_run_when_a_task_fails(dag)

@@ -6,6 +6,7 @@ from airflow.sdk import DAG, AssetAny
 
 from pony_airflow.assets import BOORU_POSTS, NORMALIZED_SCORES
 from pony_airflow.defaults import dag_kwargs
+from pony_airflow.failures import fail_run_when_a_task_fails
 from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import normalize_scores
 
@@ -23,3 +24,4 @@ with DAG(
     **dag_kwargs(DOC, ["normalize"]),
 ) as dag:
     stage_operator("normalize", normalize_scores(), outlets=[NORMALIZED_SCORES])
+    fail_run_when_a_task_fails(dag)

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     embed_task_images: int = Field(
         10_000, ge=10_000, description="Images per mapped embed task in the embed_and_score DAG (at least 10,000)."
     )
+    finetune_param_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Defaults of the finetune DAG's parameters (what an asset-triggered run uses), e.g. "
+        '{"base_model": "/models/sdxl", "resolution": 1024}; the names are the DAG\'s parameters.',
+    )
     alert_channels: list[str] = Field(
         default_factory=lambda: ["log"],
         description="Where failure and data-quality alerts go: log (always on), slack, smtp.",

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 
 from pony_tasks import __version__
+from pony_tasks.errors import PermanentError
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class UnsafeURL(HTTPFailure):
     Nothing was sent to it."""
 
 
-class SiteBlocked(HTTPFailure):
+class SiteBlocked(PermanentError, HTTPFailure):
     """The site is blocking us (an anti-bot block, an HTML 403). Stop at once: every further request can extend the
     block. ``until`` is when the block ends, when the site says how long it lasts (else None)."""
 

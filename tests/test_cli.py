@@ -45,9 +45,9 @@ def test_storage_commands_round_trip_a_file(tmp_path: Path) -> None:
     assert run_pony("storage", "get", "docs/in.txt", str(tmp_path / "out.txt"), env=env).returncode == 0
     assert (tmp_path / "out.txt").read_text() == "hello pony"
     refused = run_pony("storage", "put", "../escape.txt", str(source), env=env)
-    assert refused.returncode == 1 and "InvalidKeyError" in refused.stderr
+    assert refused.returncode == 3 and "InvalidKeyError" in refused.stderr
     assert run_pony("storage", "rm", "docs/in.txt", env=env).returncode == 0
-    assert run_pony("storage", "rm", "docs/in.txt", env=env).returncode == 1
+    assert run_pony("storage", "rm", "docs/in.txt", env=env).returncode == 3
 
 
 def test_external_database_url_is_used_and_masked(tmp_path: Path, database_url: str) -> None:
@@ -71,7 +71,7 @@ def test_first_command_migrates_a_fresh_embedded_home_and_an_outdated_external_s
     assert again.returncode == 0 and "before first use" not in again.stderr
     external = {"PONY_HOME": str(tmp_path / "home"), "PONY_DATABASE_URL": dsn_to_uri(database_url)}
     behind = run_pony("posts", "stats", env=external)
-    assert behind.returncode == 1 and "pony db upgrade" in behind.stderr, behind.stderr
+    assert behind.returncode == 3 and "pony db upgrade" in behind.stderr, behind.stderr
     assert "UndefinedTable" not in behind.stderr and "0001" in behind.stderr
     assert run_pony("db", "upgrade", env=external).returncode == 0
     assert run_pony("posts", "stats", env=external).returncode == 0

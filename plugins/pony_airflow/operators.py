@@ -9,7 +9,9 @@ import logging
 import subprocess
 from typing import Any
 
+from pony_airflow.failures import PermanentStageFailure
 from pony_tasks.config import ExecutionTarget, Settings
+from pony_tasks.errors import PERMANENT_EXIT_CODES
 from pony_tasks.execution import ExecutionPlan, StageCommand, plan_execution, run_locally
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,10 @@ def run_stage(argv: list[str]) -> str:
         )
     except subprocess.CalledProcessError as exc:
         tail = "\n".join(exc.output.splitlines()[-30:])
-        raise StageFailed(f"`pony {' '.join(argv[3:])}` exited with {exc.returncode}:\n{tail}") from None
+        message = f"`pony {' '.join(argv[3:])}` exited with {exc.returncode}:\n{tail}"
+        if exc.returncode in PERMANENT_EXIT_CODES:  # bad arguments or settings, schema, data quality, a block
+            raise PermanentStageFailure(message + "\n(permanent: not retried)") from None
+        raise StageFailed(message) from None
     lines = result.stdout.splitlines()
     return lines[-1] if lines else ""
 

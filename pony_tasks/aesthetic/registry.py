@@ -13,10 +13,11 @@ from pony_tasks.aesthetic.head import build_head, predict
 from pony_tasks.aesthetic.metrics import evaluate
 from pony_tasks.aesthetic.train import rated_targets
 from pony_tasks.embed.run import load_embeddings
+from pony_tasks.errors import PermanentError
 from pony_tasks.storage import ObjectStore
 
 
-class PromotionRefused(RuntimeError):
+class PromotionRefused(PermanentError, RuntimeError):
     """The candidate is worse than the active version on the same held-out images."""
 
 

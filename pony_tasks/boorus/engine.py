@@ -60,6 +60,7 @@ from pony_tasks.boorus.store import (
 )
 from pony_tasks.config import ConfigError, Settings, get_settings
 from pony_tasks.db import connect
+from pony_tasks.errors import PermanentError
 from pony_tasks.polite_http import HTTPFailure, MalformedBody, PoliteClient, SiteBlocked, redact_url, shared_limiter
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
@@ -78,7 +79,7 @@ class ScrapeError(RuntimeError):
     """The scrape stopped early; what was stored before stays, and re-running resumes from the saved cursor."""
 
 
-class ScrapeBlocked(ScrapeError):
+class ScrapeBlocked(PermanentError, ScrapeError):
     """The site is blocking us; ``until`` is when the block ends (None when the site did not say)."""
 
     def __init__(self, message: str, until: datetime | None) -> None:

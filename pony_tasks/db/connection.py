@@ -18,13 +18,14 @@ import psycopg2.extensions
 
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db.embedded import ensure_embedded_server
+from pony_tasks.errors import PermanentError
 
 logger = logging.getLogger(__name__)
 _READY: set[str] = set()  # database URLs whose schema this process found current
 _READY_LOCK = threading.Lock()
 
 
-class SchemaNotReady(RuntimeError):
+class SchemaNotReady(PermanentError, RuntimeError):
     """The database's schema is older than this code (an external database: run ``pony db upgrade``)."""
 
 

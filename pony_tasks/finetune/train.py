@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
+from pony_tasks.errors import PermanentError
 from pony_tasks.finetune.data import CachedLatent, cache_latents, load_export
 from pony_tasks.storage import ObjectStore, open_store
 
@@ -69,7 +70,7 @@ class FinetuneResult:
                 f"{self.weights_key}")  # fmt: skip
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(PermanentError, RuntimeError):
     pass
 
 

@@ -41,24 +41,49 @@ def embedding_model_id(name: str, settings: Settings | None = None) -> int | Non
 
 
 def newest_candidate(since: datetime, settings: Settings | None = None) -> dict:
-    """The candidate version trained since ``since`` (the run's start), with its held-out metrics."""
+    """The candidate version trained since ``since`` (the run's start): its id, held-out metrics and a sentence a
+    person approving it can read."""
     with connect(settings or get_settings()) as conn, conn.cursor() as cur:
-        cur.execute("""SELECT version_id, metrics FROM aesthetic_model WHERE status = 'candidate' AND created_at >= %s
-                       ORDER BY version_id DESC LIMIT 1""", (since,))  # fmt: skip
+        cur.execute("""SELECT m.version_id, m.metrics, m.training_images,
+                              (SELECT count(*) FROM aesthetic_heldout h WHERE h.version_id = m.version_id)
+                       FROM aesthetic_model m WHERE m.status = 'candidate' AND m.created_at >= %s
+                       ORDER BY m.version_id DESC LIMIT 1""", (since,))  # fmt: skip
         row = cur.fetchone()
     if row is None:
         raise LookupError(f"no candidate aesthetic version was trained since {since:%Y-%m-%d %H:%M:%S}")
-    metrics = {k: row[1].get(k) for k in ("spearman", "pearson", "mae", "pairwise_accuracy", "heldout_images")}
-    return {"version_id": row[0], "metrics": metrics}
+    version_id, stored, training_images, heldout = row
+    metrics = {k: stored.get(k) for k in ("spearman", "pearson", "mae", "pairwise_accuracy")}
+    metrics["heldout_images"] = heldout
+
+    def fmt(key: str) -> str:
+        return "n/a" if metrics[key] is None else f"{metrics[key]:.3f}"
+
+    summary = (f"Version {version_id} was trained on {training_images} rated images and tested on {heldout} "
+               f"held-out images: Spearman {fmt('spearman')}, Pearson {fmt('pearson')}, MAE {fmt('mae')} "
+               f"(0..1 scale), pairwise accuracy {fmt('pairwise_accuracy')}. Promotion still refuses it if it is "
+               "worse than the active version on the same held-out images.")  # fmt: skip
+    return {"version_id": version_id, "metrics": metrics, "summary": summary}
 
 
-def promote_version(version_id: int, settings: Settings | None = None, override_reason: str | None = None) -> dict:
+def promote_version(version_id: int, settings: Settings | None = None, override_reason: str | None = None) -> str:
+    """Promote ``version_id`` (refused when worse than the active version on the same held-out images); returns a
+    sentence saying what happened, with the held-out comparison."""
     from pony_tasks.aesthetic.registry import promote
     from pony_tasks.storage import open_store
 
     settings = settings or get_settings()
     with connect(settings) as conn:
-        return promote(conn, open_store(settings=settings), version_id, override_reason)
+        comparison = promote(conn, open_store(settings=settings), version_id, override_reason)
+
+    def spearman(metrics: dict | None) -> str:
+        value = (metrics or {}).get("spearman")
+        return "n/a" if value is None else f"{value:.3f}"
+
+    text = (f"aesthetic version {version_id} is now active: Spearman {spearman(comparison.get('candidate'))} on "
+            f"{comparison.get('heldout_images')} held-out images")  # fmt: skip
+    if comparison.get("active"):
+        text += f" (the version it replaced: {spearman(comparison['active'])} on the same images)"
+    return text + (f"; override: {override_reason}" if override_reason else "")
 
 
 def active_caption_set(settings: Settings | None = None) -> int | None:

@@ -16,13 +16,14 @@ from typing import Any
 
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
+from pony_tasks.errors import PermanentError
 from pony_tasks.quality.suites import SUITES, SuiteInput
 from pony_tasks.storage import open_store
 
 log = logging.getLogger(__name__)
 
 
-class DataQualityError(RuntimeError):
+class DataQualityError(PermanentError, RuntimeError):
     """Blocking expectations failed: the data must not flow downstream."""
 
     def __init__(self, report: QualityReport) -> None:

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from pony_airflow.failures import RUN_OUTCOME_TASK
 from pony_airflow.notifiers import PonyAlertNotifier
 from pony_tasks.orchestration.stages import SITES
 from tests.airflow.conftest import ROOT
@@ -30,6 +31,9 @@ def test_every_task_has_owner_retries_and_the_failure_alert(dagbag) -> None:
         assert dag.doc_md and len(dag.doc_md) > 100, dag.dag_id
         for task in dag.tasks:
             assert task.owner == "pony-pipeline", (dag.dag_id, task.task_id)
+            if task.task_id in (RUN_OUTCOME_TASK, "check_params"):  # permanent by nature; the outcome never alerts
+                assert task.retries == 0, (dag.dag_id, task.task_id)
+                continue
             assert task.retries >= 1, (dag.dag_id, task.task_id)
             callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [
                 task.on_failure_callback]  # fmt: skip
@@ -68,3 +72,24 @@ def test_promotion_updates_the_asset_caption_regeneration_is_scheduled_on(dagbag
 
 def test_embed_tasks_run_in_the_gpu_pool(dagbag) -> None:
     assert dagbag.dags["embed_and_score"].get_task("embed").pool == "gpu"
+
+
+def test_a_failed_task_fails_the_run_in_every_dag(dagbag) -> None:
+    """The run's state follows its leaves: the only leaf is run_outcome, which runs (and fails) when any task failed
+    or could not run because one failed — a run whose other leaves were all skipped is still red."""
+    for dag in dagbag.dags.values():
+        outcome = dag.get_task(RUN_OUTCOME_TASK)
+        leaves = [t.task_id for t in dag.tasks if not t.downstream_task_ids]
+        assert leaves == [RUN_OUTCOME_TASK], (dag.dag_id, leaves)
+        assert str(outcome.trigger_rule) in ("one_failed", "TriggerRule.ONE_FAILED"), dag.dag_id
+        assert outcome.upstream_task_ids == {t.task_id for t in dag.tasks} - {RUN_OUTCOME_TASK}, dag.dag_id
+
+
+def test_dags_with_parameters_check_them_first_without_retries(dagbag) -> None:
+    for dag in dagbag.dags.values():
+        if not dag.params:
+            continue
+        check = dag.get_task("check_params")
+        assert check.retries == 0 and not check.upstream_task_ids, dag.dag_id
+        roots = [t.task_id for t in dag.tasks if not t.upstream_task_ids]
+        assert roots == ["check_params"], (dag.dag_id, roots)

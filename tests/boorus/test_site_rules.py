@@ -60,7 +60,7 @@ def test_philomena_challenge_is_waited_out_and_a_block_stops_everything_until_it
 
         # Another process (here: the CLI, as the next Airflow try) honours the block: no request at all.
         result = run_pony("scrape", site, "--base-url", server.base_url, env=_cli_env(settings))
-        assert result.returncode == 1 and "blocking us until" in result.stderr
+        assert result.returncode == 3 and "blocking us until" in result.stderr
         assert "no request was sent" in result.stderr
         assert len(server.log) == len(log)
 

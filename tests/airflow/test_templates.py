@@ -16,7 +16,8 @@ RUN_KINDS = {
     "scheduled": dict(run_type="scheduled", logical_date=RUN_AFTER - timedelta(days=1),
                       data_interval_start=RUN_AFTER - timedelta(days=1), data_interval_end=RUN_AFTER),
     "backfill": dict(run_type="backfill", logical_date=RUN_AFTER - timedelta(days=20),
-                     data_interval_start=RUN_AFTER - timedelta(days=20), data_interval_end=RUN_AFTER - timedelta(days=19)),
+                     data_interval_start=RUN_AFTER - timedelta(days=20),
+                     data_interval_end=RUN_AFTER - timedelta(days=19)),
     "manual": dict(run_type="manual", logical_date=RUN_AFTER, data_interval_start=RUN_AFTER,
                    data_interval_end=RUN_AFTER),
     "manual_without_logical_date": dict(run_type="manual", logical_date=None, data_interval_start=None,
@@ -67,7 +68,8 @@ def test_every_template_renders_for_every_kind_of_run(dagbag, kind) -> None:
             try:
                 ti.render_templates()
             except Exception as exc:  # noqa: BLE001 - reported with the task's name
-                pytest.fail(f"{dag.dag_id}.{task.task_id} does not render for a {kind} run: {type(exc).__name__}: {exc}")
+                pytest.fail(f"{dag.dag_id}.{task.task_id} does not render for a {kind} run: "
+                            f"{type(exc).__name__}: {exc}")
             rendered[f"{dag.dag_id}.{task.task_id}"] = {f: getattr(task, f) for f in task.template_fields}
     finetune_train = rendered["finetune.train"]["op_args"][0]
     dataset = finetune_train[finetune_train.index("--dataset") + 1]

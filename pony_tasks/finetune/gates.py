@@ -63,7 +63,10 @@ def approval_decision(answer: object) -> GateDecision:
     chosen = answer.get("chosen_options") if isinstance(answer, dict) else None
     if chosen is None:
         return GateDecision("human_approval", True, "approval task marked successful")
-    return GateDecision("human_approval", "Approve" in chosen, f"approval answer {chosen}")
+    who = answer.get("responded_by_user") or answer.get("responded_by") or {}
+    name = who.get("name") or who.get("id") if isinstance(who, dict) else who
+    return GateDecision("human_approval", "Approve" in chosen,
+                        f"approval answer {chosen}" + (f" by {name}" if name else ""))  # fmt: skip
 
 
 def record(conn: psycopg2.extensions.connection, context: str, dataset: str, decisions: list[GateDecision]) -> None:

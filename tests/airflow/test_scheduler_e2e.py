@@ -1,0 +1,185 @@
+"""The pipeline as it runs in production: a real scheduler, dag-processor, triggerer and API server (LocalExecutor,
+PostgreSQL metadata) start the DAGs by themselves — scheduled scrapes, asset-triggered downstream runs — while the
+test does only what people do: rate images, trigger a training run over REST, answer the approvals through the
+human-in-the-loop REST endpoint (what the UI's Approve button sends). Each run's run_type, state and data counts are
+checked, and a run with bad parameters fails within a minute, naming every problem, without a retry."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from pony_tasks.config import get_settings
+from pony_tasks.orchestration.stages import SITES
+from tests.airflow.conftest import ROOT
+from tests.airflow.scheduler import running_airflow
+
+pytestmark = pytest.mark.slow
+CHAIN = ("images_fetch", "scores_normalize", "embed_and_score", "aesthetic_train", "captions_regenerate", "finetune")
+POSTS_PER_SITE = 200  # a smaller corpus than the demo's: the scheduler's own overhead is what is under test
+
+
+def _count(sql: str, *args) -> int:
+    from pony_tasks.db import connect
+
+    with connect(get_settings()) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()[0]
+
+
+@pytest.fixture
+def airflow_services(migrated, tmp_path, monkeypatch):
+    from pony_tasks.embed.models import DEMO_MODEL, save_random_model
+    from pony_tasks.fakes.corpus import SampleCorpus
+    from pony_tasks.fakes.local_sites import as_environment, fake_site_overrides, running_fake_boorus
+    from pony_tasks.finetune.tiny import build_tiny_pipeline
+    from pony_tasks.orchestration.standalone import metadata_url
+
+    weights = tmp_path / "tiny.pt"
+    save_random_model(weights)
+    base = build_tiny_pipeline(tmp_path / "tiny-sd")
+    finetune_defaults = {"base_model": str(base), "steps": 4, "batch_size": 2, "resolution": 32,
+                         "checkpoint_every": 2, "min_new_images": 1, "eval_steps": 2, "eval_resolution": 32}  # fmt: skip
+    with running_fake_boorus(SampleCorpus(posts_per_site=POSTS_PER_SITE)) as servers:
+        pony = {"PONY_HOME": str(migrated.resolved_home), "PONY_DATABASE_URL": migrated.database_url.get_secret_value(),
+                **as_environment(fake_site_overrides(servers)), "PONY_EMBED_MODEL": DEMO_MODEL,
+                "PONY_EMBED_PRETRAINED": str(weights), "PONY_FINETUNE_PARAM_DEFAULTS": json.dumps(finetune_defaults)}
+        for key, value in pony.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(get_settings()),
+               "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
+               "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+               "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600",
+               "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+               "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO", "PYTHONPATH": str(ROOT / "plugins")}  # fmt: skip
+        with running_airflow(env, tmp_path / "airflow") as api:
+            yield api
+    get_settings.cache_clear()
+
+
+def _only_run(api, dag_id: str) -> dict:
+    runs = api.runs(dag_id)
+    assert runs, f"{dag_id} never ran"
+    return runs[-1]
+
+
+def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_services) -> None:
+    api = airflow_services
+    scrapes = [f"booru_scrape_{site}" for site in SITES]
+    api.wait(lambda: {d["dag_id"] for d in api.get("/dags", limit=100)["dags"]} >= {*scrapes, *CHAIN}, 240,
+             "the dag-processor to parse every DAG")  # fmt: skip
+    for dag_id in (*CHAIN, *scrapes):  # consumers first, so no asset event finds its consumer paused
+        api.unpause(dag_id)
+
+    # Scheduled scrapes (catchup off: the latest hourly interval) → images_fetch, scores_normalize → embed_and_score.
+    def chain_done() -> bool:
+        return all(api.runs(d) for d in (*scrapes, "images_fetch", "scores_normalize", "embed_and_score")) and \
+            api.settled([*scrapes, "images_fetch", "scores_normalize", "embed_and_score"]) and \
+            _count("SELECT count(*) FROM image") == _count("SELECT count(DISTINCT sha256) FROM image_embedding") > 0
+
+    api.wait(chain_done, 900, "scrape → images_fetch → scores_normalize → embed_and_score", every=5)
+    for dag_id in scrapes:
+        run = _only_run(api, dag_id)
+        assert (run["run_type"], run["state"]) == ("scheduled", "success"), run
+    for dag_id in ("images_fetch", "scores_normalize", "embed_and_score"):
+        runs = api.runs(dag_id)
+        assert {r["run_type"] for r in runs} == {"asset_triggered"} and {r["state"] for r in runs} == {"success"}
+    posts, images = _count("SELECT count(*) FROM booru_post"), _count("SELECT count(*) FROM image")
+    assert posts >= 4 * POSTS_PER_SITE * 0.95 and images > 0.9 * posts, (posts, images)
+    assert _count("SELECT count(*) FROM normalize_run WHERE status = 'complete'") >= 1
+
+    # People rate; a person triggers training over REST and approves the candidate where the UI would.
+    from pony_tasks.db import connect
+    from pony_tasks.fakes.corpus import SampleCorpus
+    from pony_tasks.fakes.synthetic_ratings import write_synthetic_ratings
+    from pony_tasks.ratings.importing import import_ratings
+    from pony_tasks.ratings.sample import sample_rating_set
+
+    picked = sample_rating_set(400, settings=get_settings())
+    ratings = get_settings().resolved_home / "ratings.csv"
+    with connect(get_settings()) as conn:
+        write_synthetic_ratings(conn, SampleCorpus(posts_per_site=POSTS_PER_SITE), ratings, set_id=picked.set_id)
+    import_ratings(ratings, settings=get_settings(), source="test")
+    train_run = api.trigger("aesthetic_train", {"epochs": 30, "rating_sets": [picked.set_id]})
+    answer = api.answer("aesthetic_train", train_run, "approve", "Approve")
+    assert answer["chosen_options"] == ["Approve"] and answer["responded_by"]["name"] == "ana", answer
+    run = api.wait_for_run("aesthetic_train", train_run, 300)
+    tasks = api.tasks("aesthetic_train", train_run)
+    assert run["state"] == "success" and tasks["promote"]["state"] == "success", tasks
+    version = _count("SELECT version_id FROM aesthetic_model WHERE status = 'active'")
+
+    # The promotion's asset event starts captions_regenerate, whose captions asset starts finetune (no logical date).
+    api.wait(lambda: api.runs("finetune"), 600, "captions_regenerate → the finetune run it triggers", every=5)
+    captions = _only_run(api, "captions_regenerate")
+    assert (captions["run_type"], captions["state"]) == ("asset_triggered", "success"), captions
+    assert _count("SELECT c.aesthetic_version_id FROM caption_set c JOIN active_caption_set a USING (set_id)") == version
+    assert _count("SELECT count(*) FROM active_caption") == images
+    finetune = _only_run(api, "finetune")
+    assert finetune["run_type"] == "asset_triggered" and finetune["logical_date"] is None, finetune
+    api.answer("finetune", finetune["dag_run_id"], "approve", "Approve")
+    finetune = api.wait_for_run("finetune", finetune["dag_run_id"], 600)
+    tasks = api.tasks("finetune", finetune["dag_run_id"])
+    assert finetune["state"] == "success", {t: v["state"] for t, v in tasks.items()}
+    assert tasks["train"]["state"] == tasks["evaluate"]["state"] == "success"
+    assert tasks[RUN_OUTCOME]["state"] == "skipped"
+    assert _count("SELECT count(*) FROM finetune_eval") == 1
+    assert _count("SELECT count(*) FROM finetune_gate WHERE gate = 'human_approval' AND passed "
+                  "AND detail LIKE %s", "%Approve%by ana%") == 1  # fmt: skip
+
+    # By hand again: nothing new since the last fine-tune, so the gates skip the rest — skipped, and still green.
+    again = api.trigger("finetune", {})
+    run = api.wait_for_run("finetune", again, 300)
+    tasks = api.tasks("finetune", again)
+    assert run["state"] == "success" and tasks["gates"]["state"] == tasks["train"]["state"] == "skipped", tasks
+    assert _count("SELECT count(*) FROM finetune_gate WHERE gate = 'new_images' AND NOT passed") == 1
+
+    # A shard whose vectors are no longer unit length: the blocking embeddings gate fails at once (no retry), the
+    # scores are never written, the run is red and the alert names the failed expectation.
+    from pony_tasks.alerts import read_alerts
+
+    _break_an_embedding_shard()
+    before = len(read_alerts(get_settings()))
+    broken = api.trigger("embed_and_score", {})
+    run = api.wait_for_run("embed_and_score", broken, 300)
+    tasks = api.tasks("embed_and_score", broken)
+    assert run["state"] == "failed" and tasks["check_embeddings"]["state"] == "failed", tasks
+    assert tasks["check_embeddings"]["try_number"] == 1 and tasks["score"]["state"] == "upstream_failed"
+    assert tasks[RUN_OUTCOME]["state"] == "failed"
+    new_alerts = read_alerts(get_settings())[before:]
+    assert any("check_embeddings" in a.subject and any("norm" in d for d in a.details) for a in new_alerts), new_alerts
+
+    # Bad parameters: the run starts, its first task names every problem and fails at once, without a retry, and
+    # the run is red.
+    started = time.monotonic()
+    bad_run = api.trigger("aesthetic_train", {"epochs": 0, "learning_rate": 5, "bogus_key": 1})
+    run = api.wait_for_run("aesthetic_train", bad_run, 120)
+    took = time.monotonic() - started
+    tasks = api.tasks("aesthetic_train", bad_run)
+    assert run["state"] == "failed" and took < 60, (run["state"], took)
+    assert tasks["check_params"]["state"] == "failed" and tasks["check_params"]["try_number"] == 1, tasks
+    assert tasks["train"]["state"] == "upstream_failed" and tasks[RUN_OUTCOME]["state"] == "failed"
+    alert = next(a for a in reversed(read_alerts(get_settings())) if "check_params" in a.subject)
+    assert "3 bad parameter(s)" in alert.body, alert.body
+    assert all(word in alert.body for word in ("epochs", "learning_rate", "'bogus_key'")), alert.body
+
+
+RUN_OUTCOME = "run_outcome"
+
+
+def _break_an_embedding_shard() -> None:
+    import io
+
+    import numpy as np
+
+    from pony_tasks.storage import open_store
+
+    store = open_store(settings=get_settings())
+    key = next(k for k in store.list("embeddings/") if k.endswith(".npy"))
+    matrix = np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False)
+    buffer = io.BytesIO()
+    np.save(buffer, (matrix.astype(np.float32) * 2).astype(np.float16))
+    store.put_bytes(key, buffer.getvalue())

@@ -3,7 +3,6 @@ processes against a PostgreSQL metadata database, with the LocalExecutor; and a 
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys

@@ -41,8 +41,8 @@ def airflow_services(migrated, tmp_path, monkeypatch):
     weights = tmp_path / "tiny.pt"
     save_random_model(weights)
     base = build_tiny_pipeline(tmp_path / "tiny-sd")
-    finetune_defaults = {"base_model": str(base), "steps": 4, "batch_size": 2, "resolution": 32,
-                         "checkpoint_every": 2, "min_new_images": 1, "eval_steps": 2, "eval_resolution": 32}  # fmt: skip
+    finetune_defaults = {"base_model": str(base), "steps": 4, "batch_size": 2, "resolution": 32, "checkpoint_every": 2,
+                         "min_new_images": 1, "eval_steps": 2, "eval_resolution": 32}
     with running_fake_boorus(SampleCorpus(posts_per_site=POSTS_PER_SITE)) as servers:
         pony = {"PONY_HOME": str(migrated.resolved_home), "PONY_DATABASE_URL": migrated.database_url.get_secret_value(),
                 **as_environment(fake_site_overrides(servers)), "PONY_EMBED_MODEL": DEMO_MODEL,
@@ -116,7 +116,8 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
     api.wait(lambda: api.runs("finetune"), 600, "captions_regenerate → the finetune run it triggers", every=5)
     captions = _only_run(api, "captions_regenerate")
     assert (captions["run_type"], captions["state"]) == ("asset_triggered", "success"), captions
-    assert _count("SELECT c.aesthetic_version_id FROM caption_set c JOIN active_caption_set a USING (set_id)") == version
+    captioned_for = "SELECT c.aesthetic_version_id FROM caption_set c JOIN active_caption_set a USING (set_id)"
+    assert _count(captioned_for) == version
     assert _count("SELECT count(*) FROM active_caption") == images
     finetune = _only_run(api, "finetune")
     assert finetune["run_type"] == "asset_triggered" and finetune["logical_date"] is None, finetune

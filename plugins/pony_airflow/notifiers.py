@@ -28,6 +28,8 @@ def alert_from_context(context: Any) -> Alert:
     if report is not None:
         details = [f.describe() for f in report.blocking]
         body = f"blocking data-quality expectations failed in suite {report.suite}; downstream tasks stopped"
+        if getattr(report, "docs_path", None):
+            body += f"\nData Docs page: {report.docs_path}"
     else:
         body = f"{type(error).__name__}: {error}" if error else "task failed"
     return Alert(subject=f"{dag_id}.{task_id} failed (run {run_id})", body=body, details=details)

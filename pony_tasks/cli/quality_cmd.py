@@ -39,6 +39,8 @@ def quality_check(
     report = run_check(suite, settings=ctx.settings, **needed)
     click.echo(report.describe())
     click.echo(f"stored as dq_result {report.result_id}; full result at {report.result_key}")
+    if report.docs_path:
+        click.echo(f"Data Docs page: {report.docs_path}")
     if report.blocking:
         sys.exit(1)
 
@@ -47,12 +49,19 @@ def quality_check(
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.pass_obj
 def quality_results(ctx: PonyContext, limit: int) -> None:
-    """The newest stored check results."""
+    """The newest stored check results: outcome (passed, warnings, FAILED, NO ROWS), rows, batch, Data Docs page."""
     from pony_tasks.db import connect
+    from pony_tasks.quality.checks import data_docs_index
 
+    labels = {"passed": "passed", "warnings": "warnings", "failed": "FAILED", "no_rows": "NO ROWS"}
     with connect(ctx.settings) as conn, conn.cursor() as cur:
-        cur.execute("""SELECT result_id, suite, batch, rows_checked, blocking_failures, warnings, checked_at
+        cur.execute("""SELECT result_id, suite, batch, rows_checked, outcome, checked_at, docs_path
                        FROM dq_result ORDER BY result_id DESC LIMIT %s""", (limit,))  # fmt: skip
-        for rid, suite, batch, rows, blocking, warnings, at in cur.fetchall():
-            state = "BLOCKED" if blocking else ("warnings" if warnings else "ok")
-            click.echo(f"{rid:>5} {at:%Y-%m-%d %H:%M} {suite:<17} {state:<8} {rows:>9} rows  {batch}")
+        rows = cur.fetchall()
+    for rid, suite, batch, count, outcome, at, docs in rows:
+        click.echo(f"{rid:>5} {at:%Y-%m-%d %H:%M} {suite:<17} {labels[outcome]:<8} {count:>9} rows  {batch}")
+        if docs:
+            click.echo(f"      {docs}")
+    index = data_docs_index(ctx.settings)
+    if index.exists():
+        click.echo(f"Data Docs (every result, as HTML): {index}")

@@ -35,7 +35,7 @@ def evaluate_gates(
     set_id, version = export.manifest.get("caption_set"), export.manifest.get("aesthetic_version")
     decisions = []
     with conn.cursor() as cur:
-        cur.execute("""SELECT blocking_failures, checked_at FROM dq_result WHERE suite = 'captions'
+        cur.execute("""SELECT blocking_failures, checked_at, outcome FROM dq_result WHERE suite = 'captions'
                        AND (batch->>'set_id')::bigint = %s ORDER BY result_id DESC LIMIT 1""", (set_id,))  # fmt: skip
         check = cur.fetchone()
         cur.execute("SELECT version_id FROM aesthetic_model WHERE status = 'active'")
@@ -44,9 +44,10 @@ def evaluate_gates(
         decisions.append(GateDecision("dataset_quality", False, f"caption set {set_id} has no data-quality check: "
                                       f"run `pony quality check captions --set {set_id}`"))  # fmt: skip
     else:
-        decisions.append(GateDecision("dataset_quality", check[0] == 0,
+        decisions.append(GateDecision("dataset_quality", check[0] == 0 and check[2] != "no_rows",
                                       f"captions check of set {set_id} at {check[1]:%Y-%m-%d %H:%M}: "
-                                      f"{check[0]} blocking failures"))  # fmt: skip
+                                      + ("no rows" if check[2] == "no_rows" else
+                                         f"{check[0]} blocking failures")))  # fmt: skip
     active_version = active[0] if active else None
     detail = f"export captions from aesthetic version {version}, active {active_version}"
     decisions.append(GateDecision("active_model", version is not None and version == active_version, detail))

@@ -18,7 +18,7 @@ def quality_gate(suite: str, *, settings: Settings | None = None, alert=None, **
     report = run_check(suite, settings=settings, **batch)
     if report.warnings and not report.blocking and alert is not None:
         alert(Alert(subject=f"data-quality warnings in {suite}", body=report.describe(), severity="warning",
-                    details=[f.describe() for f in report.warnings]))  # fmt: skip
+                    details=[f.describe() for f in report.warnings]))  # fmt: skip (describe() names the page)
     report.raise_for_blocking()
     return report.describe()
 

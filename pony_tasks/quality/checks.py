@@ -1,17 +1,25 @@
 """Run an expectation suite on one batch, store the outcome, and say whether downstream work may go on.
 
-``run_check`` validates with Great Expectations 1.x (an ephemeral context, pandas batches), writes the full result
-JSON to object storage (``quality/<suite>/…json``) and a summary row to ``dq_result``, and returns a
-:class:`QualityReport`. ``report.raise_for_blocking()`` raises :class:`DataQualityError` naming every failed
-critical expectation; failed warnings never raise (the caller alerts).
+``run_check`` validates with Great Expectations 1.x the way GX users expect to find it: a file-backed context in
+``PONY_HOME/gx`` holding each suite, its validation definition and a checkpoint whose ``UpdateDataDocsAction``
+renders the result into the **Data Docs** site (``PONY_HOME/gx/uncommitted/data_docs/local_site/index.html``, one
+HTML page per result). The full result JSON also goes to object storage (``quality/<suite>/…json``) and a summary
+row to ``dq_result`` (outcome, counts, the page's path), and a :class:`QualityReport` is returned.
+``report.raise_for_blocking()`` raises :class:`DataQualityError` naming every failed critical expectation; failed
+warnings never raise (the caller alerts). An empty batch is the outcome ``no_rows``: not a pass, not a failure.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote
 from typing import Any
 
 from pony_tasks.config import Settings, get_settings
@@ -52,6 +60,7 @@ class QualityReport:
     failed: list[FailedExpectation] = field(default_factory=list)
     result_id: int | None = None
     result_key: str | None = None
+    docs_path: str | None = None  # the Data Docs HTML page of this result
 
     @property
     def blocking(self) -> list[FailedExpectation]:
@@ -61,59 +70,97 @@ class QualityReport:
     def warnings(self) -> list[FailedExpectation]:
         return [f for f in self.failed if f.severity != "critical"]
 
+    @property
+    def outcome(self) -> str:
+        """``failed`` (blocking expectations failed), ``no_rows`` (nothing to check), ``warnings`` or ``passed``."""
+        if self.blocking:
+            return "failed"
+        if self.rows_checked == 0:
+            return "no_rows"
+        return "warnings" if self.warnings else "passed"
+
     def describe(self) -> str:
-        head = (f"data quality {self.suite} {json.dumps(self.batch, default=str)}: {self.rows_checked} rows, "
-                f"{self.evaluated - len(self.failed)}/{self.evaluated} expectations met")  # fmt: skip
-        if not self.failed:
-            return head
-        return head + "; failed: " + "; ".join(f.describe() for f in self.failed)
+        head = f"data quality {self.suite} {json.dumps(self.batch, default=str)}: "
+        if self.outcome == "no_rows":
+            head += "NO ROWS — nothing to check (not a pass)"
+        else:
+            head += (f"{self.rows_checked} rows, {self.evaluated - len(self.failed)}/{self.evaluated} expectations "
+                     "met")  # fmt: skip
+        if self.failed:
+            head += "; failed: " + "; ".join(f.describe() for f in self.failed)
+        return head + (f"; Data Docs: {self.docs_path}" if self.docs_path else "")
 
     def raise_for_blocking(self) -> None:
         if self.blocking:
             raise DataQualityError(self)
 
 
-_context = None
+def data_docs_index(settings: Settings | None = None) -> Path:
+    """The Data Docs site's front page (every stored result, newest first)."""
+    return (settings or get_settings()).resolved_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def _gx_context():
-    """One ephemeral Great Expectations context per process, progress bars off."""
-    global _context
-    if _context is None:
-        import great_expectations as gx
+@contextmanager
+def _gx_context(settings: Settings) -> Iterator[Any]:
+    """The file-backed context in ``PONY_HOME/gx``, held under a file lock: gates of parallel tasks (four sites'
+    scrapes) share the suites, the checkpoints and the Data Docs index."""
+    import fcntl
 
-        _context = gx.get_context(mode="ephemeral")
+    import great_expectations as gx
+
+    home = settings.resolved_home
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "gx.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        context = gx.get_context(mode="file", project_root_dir=str(home))
         try:
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            _context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
         except Exception:  # noqa: BLE001 - cosmetic only
             log.debug("could not switch off Great Expectations progress bars", exc_info=True)
-    return _context
+        yield context
 
 
-def validate(suite_input: SuiteInput) -> tuple[QualityReport, dict]:
-    """Validate one batch; returns the report (not yet stored) and the full GX result as JSON-able dict."""
+def _run_name(suite_input: SuiteInput) -> str:
+    """The Data Docs run name: the suite and what was checked (``scraped_posts-site-danbooru-since-…``)."""
+    parts = [f"{k}-{v:%Y%m%dT%H%M}" if isinstance(v, datetime) else f"{k}-{v}" for k, v in suite_input.batch.items()]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join([suite_input.name, *parts]))[:120]
+
+
+def validate(suite_input: SuiteInput, settings: Settings | None = None) -> tuple[QualityReport, dict]:
+    """Validate one batch through the suite's checkpoint (which updates the Data Docs); returns the report (not yet
+    stored, ``docs_path`` set) and the full GX result as a JSON-able dict."""
     import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
 
-    context = _gx_context()
-    source_name = f"pony_{suite_input.name}"
-    try:
-        source = context.data_sources.get(source_name)
-    except (KeyError, ValueError):
-        source = context.data_sources.add_pandas(source_name)
-    try:
-        asset = source.get_asset("batch")
-    except LookupError:
-        asset = source.add_dataframe_asset("batch")
-    try:
-        definition = asset.get_batch_definition("whole")
-    except (KeyError, LookupError):
-        definition = asset.add_batch_definition_whole_dataframe("whole")
-    suite = gx.ExpectationSuite(name=suite_input.name)
-    for expectation in suite_input.expectations:
-        suite.add_expectation(expectation)
-    result = definition.get_batch(batch_parameters={"dataframe": suite_input.frame}).validate(suite)
+    settings = settings or get_settings()
+    name = suite_input.name
+    with _gx_context(settings) as context:
+        source = context.data_sources.add_or_update_pandas(f"pony_{name}")
+        try:
+            asset = source.get_asset("batch")
+        except LookupError:
+            asset = source.add_dataframe_asset("batch")
+        try:
+            definition = asset.get_batch_definition("whole")
+        except (KeyError, LookupError):
+            definition = asset.add_batch_definition_whole_dataframe("whole")
+        suite = gx.ExpectationSuite(name=name)
+        for expectation in suite_input.expectations:
+            suite.add_expectation(expectation)
+        suite = context.suites.add_or_update(suite)
+        validation = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=definition, suite=suite))  # fmt: skip
+        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+            name=name, validation_definitions=[validation], actions=[UpdateDataDocsAction(name="update_data_docs")],
+            result_format="SUMMARY"))  # fmt: skip
+        outcome = checkpoint.run(batch_parameters={"dataframe": suite_input.frame},
+                                 run_id=RunIdentifier(run_name=_run_name(suite_input)))  # fmt: skip
+        identifier, result = next(iter(outcome.run_results.items()))
+        urls = context.get_docs_sites_urls(resource_identifier=identifier)
+    docs_path = unquote(urls[0]["site_url"].removeprefix("file://")) if urls else None
     failed = []
     for item in result.results:
         if item.success:
@@ -125,7 +172,8 @@ def validate(suite_input: SuiteInput) -> tuple[QualityReport, dict]:
                         f"{item.result.get('partial_unexpected_list', [])[:5]}")  # fmt: skip
         failed.append(FailedExpectation(config.type, config.kwargs.get("column"), str(config.severity.value),
                                         _plain(observed)))  # fmt: skip
-    report = QualityReport(suite_input.name, suite_input.batch, len(suite_input.frame), len(result.results), failed)
+    report = QualityReport(name, suite_input.batch, len(suite_input.frame), len(result.results), failed,
+                           docs_path=docs_path)  # fmt: skip
     return report, result.to_json_dict()
 
 
@@ -144,7 +192,7 @@ def run_check(suite: str, *, settings: Settings | None = None, **batch: Any) -> 
     store = open_store(settings=settings)
     with connect(settings) as conn:
         suite_input = SUITES[suite](conn, store, **batch)
-        report, full = validate(suite_input)
+        report, full = validate(suite_input, settings)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         report.result_key = f"quality/{suite}/{stamp}.json"
         store.put_bytes(report.result_key, json.dumps(
@@ -152,11 +200,13 @@ def run_check(suite: str, *, settings: Settings | None = None, **batch: Any) -> 
         with conn.cursor() as cur:
             cur.execute(
                 """INSERT INTO dq_result (suite, batch, rows_checked, success, blocking_failures, warnings, failed,
-                       result_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING result_id""",
-                (suite, json.dumps(report.batch, default=str), report.rows_checked, not report.failed,
+                       result_key, outcome, docs_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   RETURNING result_id""",
+                (suite, json.dumps(report.batch, default=str), report.rows_checked, report.outcome == "passed",
                  len(report.blocking), len(report.warnings),
-                 json.dumps([f.__dict__ for f in report.failed], default=str), report.result_key),
+                 json.dumps([f.__dict__ for f in report.failed], default=str), report.result_key, report.outcome,
+                 report.docs_path),
             )  # fmt: skip
             report.result_id = cur.fetchone()[0]
-    (log.warning if report.failed else log.info)(report.describe())
+    (log.warning if report.outcome != "passed" else log.info)(report.describe())
     return report

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 from pony_tasks.db import connect
 
@@ -127,13 +128,25 @@ PLOTS: dict[str, Callable[[], bytes]] = {"normalization": normalization, "aesthe
 
 
 def latest_quality_results(limit: int = 20) -> list[dict]:
+    """The newest stored checks; ``docs`` is each one's Data Docs page relative to the Data Docs site."""
+    from pony_tasks.quality.checks import data_docs_index
+
+    site = data_docs_index().parent
     with connect() as conn, conn.cursor() as cur:
-        cur.execute("""SELECT checked_at, suite, batch, rows_checked, blocking_failures, warnings, failed
-                       FROM dq_result ORDER BY result_id DESC LIMIT %s""", (limit,))  # fmt: skip
-        return [{"checked_at": at.isoformat(timespec="seconds"), "suite": suite, "batch": batch, "rows": rows,
-                 "blocking": blocking, "warnings": warnings,
-                 "failed": [f"{f['expectation']} on {f.get('column')} ({f['severity']})" for f in failed]}
-                for at, suite, batch, rows, blocking, warnings, failed in cur.fetchall()]  # fmt: skip
+        cur.execute("""SELECT checked_at, suite, batch, rows_checked, outcome, blocking_failures, warnings, failed,
+                              docs_path FROM dq_result ORDER BY result_id DESC LIMIT %s""", (limit,))  # fmt: skip
+        rows = cur.fetchall()
+
+    def relative(path: str | None) -> str | None:
+        try:
+            return str(Path(path).relative_to(site)) if path else None
+        except ValueError:  # a page of another PONY_HOME
+            return None
+
+    return [{"checked_at": at.isoformat(timespec="seconds"), "suite": suite, "batch": batch, "rows": count,
+             "outcome": outcome, "blocking": blocking, "warnings": warnings, "docs": relative(docs),
+             "failed": [f"{f['expectation']} on {f.get('column')} ({f['severity']})" for f in failed]}
+            for at, suite, batch, count, outcome, blocking, warnings, failed, docs in rows]  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m pony_tasks.reports.plots OUT_DIR

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,7 +153,10 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
     assert tasks["check_embeddings"]["try_number"] == 1 and tasks["score"]["state"] == "upstream_failed"
     assert tasks[RUN_OUTCOME]["state"] == "failed"
     new_alerts = read_alerts(get_settings())[before:]
-    assert any("check_embeddings" in a.subject and any("norm" in d for d in a.details) for a in new_alerts), new_alerts
+    alert = next(a for a in new_alerts if "check_embeddings" in a.subject)
+    assert any("norm" in d for d in alert.details), alert
+    page = alert.body.split("Data Docs page: ")[1].split()[0]  # the alert names the result's HTML page
+    assert Path(page).is_file() and "Status: Failed" in re.sub(r"<[^>]+>|\s+", " ", Path(page).read_text())
 
     # Bad parameters: the run starts, its first task names every problem and fails at once, without a retry, and
     # the run is red.

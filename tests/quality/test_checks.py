@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +54,37 @@ def test_warning_does_not_block_but_a_critical_failure_does(migrated) -> None:
 def test_unknown_suite_is_refused_with_the_choices(migrated) -> None:
     with pytest.raises(ValueError, match="captions"):
         run_check("nope", settings=migrated)
+
+
+def test_every_check_gets_a_data_docs_page_that_names_what_failed(migrated) -> None:
+    from pony_tasks.quality.checks import data_docs_index
+
+    _images(migrated, [("a" * 64, 10, "PNG")])
+    passed = run_check("images", settings=migrated, since=SINCE)
+    _images(migrated, [("c" * 64, 0, "PNG")])
+    failed = run_check("images", settings=migrated, since=SINCE)
+    pages = []
+    for report in (passed, failed):
+        page = Path(report.docs_path)
+        assert page.is_file() and page.suffix == ".html" and page.is_relative_to(data_docs_index(migrated).parent)
+        assert report.docs_path in report.describe()
+        pages.append(" ".join(re.sub(r"<script.*?</script>|<style.*?</style>|<[^>]+>", " ", page.read_text(),
+                                     flags=re.S).split()))  # the page as a person reads it  # fmt: skip
+    assert "Expectation Suite: images" in pages[0] and "Unsuccessful Expectations 0" in pages[0]
+    assert "Unsuccessful Expectations 1" in pages[1] and "1 unexpected values found" in pages[1]
+    index = data_docs_index(migrated).read_text()
+    assert all(Path(r.docs_path).name in index for r in (passed, failed))
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT outcome, docs_path FROM dq_result ORDER BY result_id")
+        assert cur.fetchall() == [("passed", passed.docs_path), ("failed", failed.docs_path)]
+    home = migrated.resolved_home / "gx"  # what a GX user expects to find: suite, validation definition, checkpoint
+    assert all((home / kind / "images.json").is_file() for kind in ("expectations", "validation_definitions",
+                                                                    "checkpoints"))  # fmt: skip
+
+
+def test_an_empty_batch_is_no_rows_not_a_pass(migrated) -> None:
+    report = run_check("images", settings=migrated, since=SINCE)
+    assert report.outcome == "no_rows" and "NO ROWS" in report.describe() and not report.blocking
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT outcome, success FROM dq_result")
+        assert cur.fetchone() == ("no_rows", False)

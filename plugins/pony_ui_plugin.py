@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from pony_airflow.ui.app import app
+from pony_airflow.ui.app import BarePrefixRedirect, app
 
 
 class PonyPipelineUI(AirflowPlugin):
     name = "pony_pipeline_ui"
     fastapi_apps = [{"app": app, "url_prefix": "/pony", "name": "Pony Pipeline rating tool and reports"}]
+    fastapi_root_middlewares = [{"middleware": BarePrefixRedirect, "args": [], "kwargs": {"prefix": "/pony"},
+                                 "name": "/pony → /pony/rate"}]  # fmt: skip
     external_views = [
         {"name": "Rate images", "href": "/pony/rate", "destination": "nav", "category": "Pony Pipeline",
          "url_route": "pony-rate"},

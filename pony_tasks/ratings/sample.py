@@ -64,6 +64,10 @@ def sample_rating_set(
             {"run": run_id, "seed": str(seed), "n": n, "set": set_id, "previous": include_previous},
         )
         size = cur.rowcount
+        if size == 0:  # raised inside the transaction: the empty set is rolled back
+            raise LookupError(f"no image to sample: none has a normalised score in run {run_id} (fetch images and "
+                              "run the normalisation first)" + ("" if include_previous else
+                                                                 ", or every one is in an earlier rating set"))
         cur.execute("UPDATE rating_set SET size = %s WHERE set_id = %s", (size, set_id))
         cur.execute("SELECT stratum FROM rating_set_item WHERE set_id = %s", (set_id,))
         strata = [row[0].split("|") for row in cur.fetchall()]

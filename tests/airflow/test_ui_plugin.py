@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import socket
+from datetime import UTC, datetime
 import threading
 import time
 
@@ -17,8 +18,9 @@ from pony_tasks.storage import open_store
 
 
 @pytest.fixture
-def rating_data(migrated, monkeypatch):
-    """Six stored images in posts of two sites, a rating set of them (order = position)."""
+def rating_data(migrated, monkeypatch, request):
+    """Six stored images (128×96, tiny as many booru thumbnails are) in posts of two sites, and a rating set of them
+    (order = position) unless the test is marked ``no_rating_set``."""
     from PIL import Image
 
     monkeypatch.setenv("PONY_HOME", str(migrated.resolved_home))
@@ -35,16 +37,18 @@ def rating_data(migrated, monkeypatch):
         set_id = cur.fetchone()[0]
         for i, sha in enumerate(shas):
             buffer = io.BytesIO()
-            Image.new("RGB", (64, 48), (40 * i, 20, 200)).save(buffer, "PNG")
+            Image.new("RGB", (128, 96), (40 * i, 20, 200)).save(buffer, "PNG")
             store.put_bytes(f"images/{sha}.png", buffer.getvalue())
             site = ("e621", "danbooru")[i % 2]
             cur.execute("INSERT INTO booru_post (site, post_id, rating, tags) VALUES (%s, %s, 'general', %s)",
                         (site, i + 1, ["smile", f"tag_{i}"]))  # fmt: skip
             cur.execute("INSERT INTO image (sha256, storage_key, byte_size, width, height, format) "
-                        "VALUES (%s, %s, 1, 64, 48, 'PNG')", (sha, f"images/{sha}.png"))  # fmt: skip
+                        "VALUES (%s, %s, 1, 128, 96, 'PNG')", (sha, f"images/{sha}.png"))  # fmt: skip
             cur.execute("INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)", (site, i + 1, sha))
             cur.execute("INSERT INTO rating_set_item (set_id, position, sha256, site, post_id, stratum) "
                         "VALUES (%s, %s, %s, %s, %s, 's')", (set_id, i, sha, site, i + 1))  # fmt: skip
+        if request.node.get_closest_marker("no_rating_set"):
+            cur.execute("DELETE FROM rating_set_item; DELETE FROM rating_set")
     yield set_id, shas
     get_settings.cache_clear()
 
@@ -90,8 +94,12 @@ def test_unauthenticated_requests_are_refused(api_server, rating_data) -> None:
     forged = requests.Session()
     forged.cookies.set("_token", "not-a-jwt")
     assert forged.get(api_server + f"/pony/api/next?set_id={set_id}", timeout=10).status_code == 401
-    page = requests.get(api_server + "/pony/rate", allow_redirects=False, timeout=10)
-    assert page.status_code == 302 and "login" in page.headers["location"]
+    for page in ("/pony/rate", "/pony/reports", "/pony/quality-docs/index.html"):
+        answer = requests.get(api_server + page, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302 and "login" in answer.headers["location"], page
+    for hidden in ("/pony/docs", "/pony/openapi.json", "/pony/redoc"):  # the API's shape is not for visitors
+        assert requests.get(api_server + hidden, timeout=10).status_code in (401, 404), hidden
+        assert login(api_server, "ana").get(api_server + hidden, timeout=10).status_code == 404, hidden
     with connect(get_settings()) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM human_rating")
         assert cur.fetchone()[0] == 0
@@ -100,7 +108,7 @@ def test_unauthenticated_requests_are_refused(api_server, rating_data) -> None:
 def test_ratings_are_stored_under_the_logged_in_user_with_undo(api_server, rating_data) -> None:
     set_id, shas = rating_data
     ana, bob = login(api_server, "ana"), login(api_server, "bob")
-    assert ana.get(api_server + "/pony/api/me", timeout=10).json() == {"name": "ana"}
+    assert ana.get(api_server + "/pony/api/me", timeout=10).json() == {"name": "ana", "shared": False}
     assert "Rate images" in ana.get(api_server + "/pony/rate", timeout=10).text
     shown = []
     for value in (5, 4, 3):
@@ -122,6 +130,26 @@ def test_ratings_are_stored_under_the_logged_in_user_with_undo(api_server, ratin
         assert cur.fetchall() == [(shas[0], 5, "ana", "airflow-ui"), (shas[1], 4, "ana", "airflow-ui")]
 
 
+def test_the_entry_points_lead_to_the_rating_page(api_server, rating_data) -> None:
+    ana = login(api_server, "ana")
+    for entry in ("/pony", "/pony/"):
+        answer = ana.get(api_server + entry, timeout=10)
+        assert answer.status_code == 200 and "Rate images" in answer.text, entry
+
+
+def test_data_docs_are_served_behind_the_login(api_server, rating_data) -> None:
+    from pony_tasks.quality.checks import run_check
+
+    report = run_check("images", settings=get_settings(), since=datetime(2000, 1, 1, tzinfo=UTC))
+    ana = login(api_server, "ana")
+    quality = ana.get(api_server + "/pony/api/report/quality", timeout=10).json()
+    assert quality[0]["outcome"] == "passed" and report.docs_path.endswith(quality[0]["docs"])
+    page = ana.get(api_server + "/pony/quality-docs/" + quality[0]["docs"], timeout=10)
+    assert page.status_code == 200 and "Expectation Validation Result" in page.text
+    assert ana.get(api_server + "/pony/quality-docs/index.html", timeout=10).status_code == 200
+    assert ana.get(api_server + "/pony/quality-docs/..%2F..%2F..%2Fgx.lock", timeout=10).status_code == 404
+
+
 def test_reports_render_their_plots(api_server, rating_data) -> None:
     ana = login(api_server, "ana")
     assert "Pony Pipeline reports" in ana.get(api_server + "/pony/reports", timeout=10).text
@@ -131,49 +159,105 @@ def test_reports_render_their_plots(api_server, rating_data) -> None:
     assert ana.get(api_server + "/pony/api/report/quality", timeout=10).json() == []
 
 
-def test_a_person_logs_in_and_rates_with_the_keyboard_in_a_real_browser(api_server, rating_data) -> None:
-    """Debian's chromium (headless) driven by selenium: log in through Airflow's login form, rate five images with
-    keys 1–5, undo one with u, and find exactly the right ratings stored under the logged-in user."""
+@pytest.fixture
+def browser():
+    """Debian's chromium (headless, a 1280×900 window) driven by selenium."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _log_in_through_airflows_form(browser, base: str, wait) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
+
+    browser.get(base + "/pony/rate")  # not logged in: Airflow's login page
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=password]")))
+    browser.find_element(By.CSS_SELECTOR, "input[name=username], input[type=text]").send_keys("ana")
+    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("ana-password")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda b: b.get_cookie("_token") is not None)
+
+
+def test_a_person_logs_in_and_rates_with_the_keyboard_in_a_real_browser(api_server, rating_data, browser) -> None:
+    """Log in through Airflow's login form, rate five images with keys 1–5 (no click first), undo one with u, rate
+    once more inside Airflow's own UI (the page in its iframe), and find exactly the right ratings stored under the
+    logged-in user."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     set_id, shas = rating_data
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     wait = WebDriverWait(browser, 30)
-    try:
-        browser.get(api_server + "/pony/rate")  # not logged in: Airflow's login page
-        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=password]")))
-        browser.find_element(By.CSS_SELECTOR, "input[name=username], input[type=text]").send_keys("ana")
-        browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("ana-password")
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait.until(lambda b: b.get_cookie("_token") is not None)
-        browser.get(api_server + "/pony/rate")
-        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
-        body = browser.find_element(By.TAG_NAME, "body")
-        assert browser.find_element(By.ID, "rater").text == "ana"
-        assert not browser.find_element(By.ID, "meta").is_displayed()  # site and tags hidden by default
-        for count, key in enumerate("53412", start=1):
-            before = browser.find_element(By.ID, "image").get_attribute("data-sha")
-            body.send_keys(key)
-            wait.until(lambda b, c=count: b.find_element(By.ID, "count").text.startswith(f"{c} /"))
-            assert browser.find_element(By.ID, "image").get_attribute("data-sha") != before
-        body.send_keys("u")
-        wait.until(lambda b: b.find_element(By.ID, "count").text.startswith("4 /"))
-        assert browser.find_element(By.ID, "image").get_attribute("data-sha") == shas[4]  # the undone one again
-        browser.get(api_server + "/pony/reports")
-        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
-        wait.until(lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
-                                 for i in b.find_elements(By.TAG_NAME, "img")))  # fmt: skip
-        assert len(browser.find_elements(By.TAG_NAME, "img")) == 4
-    finally:
-        browser.quit()
+    _log_in_through_airflows_form(browser, api_server, wait)
+    browser.get(api_server + "/pony/rate")
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    assert browser.find_element(By.ID, "rater").text == "ana"
+    assert not browser.find_element(By.ID, "anonymous").is_displayed()  # named users: no all-admins warning
+    assert not browser.find_element(By.ID, "meta").is_displayed()  # site and tags hidden by default
+    # The 128×96 image fills the space the page leaves, not its natural size, and its pixels stay sharp.
+    wait.until(lambda b: b.find_element(By.ID, "image").get_attribute("data-scale"))
+    image, stage = browser.find_element(By.ID, "image"), browser.find_element(By.ID, "stage")
+    assert image.size["width"] >= 0.9 * stage.size["width"] or image.size["height"] >= 0.8 * stage.size["height"]
+    assert image.size["width"] > 5 * 128 and abs(image.size["width"] / image.size["height"] - 128 / 96) < 0.02
+    assert "pixelated" in image.get_attribute("class")
+    assert browser.find_element(By.ID, "size").text.startswith("128×96 px, shown at")
+    # Keys work at once: sent to whatever has the focus, with no click on the page first.
+    keys = ActionChains(browser)
+    for count, key in enumerate("53412", start=1):
+        before = browser.find_element(By.ID, "image").get_attribute("data-sha")
+        keys.send_keys(key).perform()
+        wait.until(lambda b, c=count: b.find_element(By.ID, "count").text.startswith(f"{c} /"))
+        assert browser.find_element(By.ID, "image").get_attribute("data-sha") != before
+    keys.send_keys("u").perform()
+    wait.until(lambda b: b.find_element(By.ID, "count").text.startswith("4 /"))
+    assert browser.find_element(By.ID, "image").get_attribute("data-sha") == shas[4]  # the undone one again
+
+    # Inside Airflow's UI (the "Rate images" menu entry shows the page in an iframe): keys work without a click too.
+    browser.get(api_server + "/plugin/pony-rate")
+    frame = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe[src*='/pony/rate']"))[0]
+    browser.switch_to.frame(frame)
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    browser.switch_to.default_content()
+    ActionChains(browser).send_keys("2").perform()
+    browser.switch_to.frame(frame)
+    wait.until(lambda b: b.find_element(By.ID, "count").text.startswith("5 /"))
+    browser.switch_to.default_content()
+
+    browser.get(api_server + "/pony/reports")
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    wait.until(lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+                             for i in b.find_elements(By.TAG_NAME, "img")))  # fmt: skip
+    assert len(browser.find_elements(By.TAG_NAME, "img")) == 4
     with connect(get_settings()) as conn, conn.cursor() as cur:
         cur.execute("SELECT sha256, rating, rater FROM human_rating ORDER BY rating_id")
-        assert cur.fetchall() == [(shas[0], 5, "ana"), (shas[1], 3, "ana"), (shas[2], 4, "ana"), (shas[3], 1, "ana")]
+        assert cur.fetchall() == [(shas[0], 5, "ana"), (shas[1], 3, "ana"), (shas[2], 4, "ana"), (shas[3], 1, "ana"),
+                                  (shas[4], 2, "ana")]  # fmt: skip
+
+
+@pytest.mark.no_rating_set
+def test_without_a_rating_set_the_page_offers_to_create_one(api_server, rating_data, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    _log_in_through_airflows_form(browser, api_server, wait)
+    browser.get(api_server + "/pony/rate")
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "empty")
+    assert browser.find_element(By.ID, "create").is_displayed()
+    assert not browser.find_element(By.ID, "image").is_displayed()  # no broken image beside the message
+    browser.find_element(By.CSS_SELECTOR, "#create button").click()
+    # Nothing is normalised in this fixture: the page says so, and no empty set is left behind.
+    wait.until(lambda b: "normalised score" in b.find_element(By.ID, "create-status").text)
+    with connect(get_settings()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM rating_set")
+        assert cur.fetchone()[0] == 0

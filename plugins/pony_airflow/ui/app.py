@@ -1,5 +1,7 @@
-"""``/pony``: the rating page (keys 1–5 rate, s skip, u undo; site and tags hidden unless asked), its JSON API and
-the reports page. Every route requires a valid Airflow session; ratings are stored with the Airflow user's name."""
+"""``/pony``: the rating page (keys 1–5 rate, s skip, u undo; site and tags hidden unless asked), its JSON API, the
+reports page and the Great Expectations Data Docs. Every route requires a valid Airflow session (pages redirect to
+Airflow's login); ratings are stored with the Airflow user's name. No OpenAPI page or schema is served: the API's
+shape is not for anonymous visitors."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pydantic import BaseModel, Field
 from pony_airflow.ui.auth import current_user, login_url
 
 HERE = Path(__file__).parent
-app = FastAPI(title="Pony Pipeline", description="Rating tool and reports")
+app = FastAPI(title="Pony Pipeline", description="Rating tool and reports", docs_url=None, redoc_url=None,
+              openapi_url=None)
 User = Annotated[object, Depends(current_user)]
 
 
@@ -32,6 +35,11 @@ async def _page(request: Request, name: str) -> Response:
     return HTMLResponse((HERE / name).read_text(encoding="utf-8"))
 
 
+@app.get("/")
+async def index(request: Request) -> Response:
+    return RedirectResponse(str(request.url_for("rate_page")), status_code=302)
+
+
 @app.get("/rate", response_class=HTMLResponse)
 async def rate_page(request: Request) -> Response:
     return await _page(request, "rate.html")
@@ -44,7 +52,11 @@ async def reports_page(request: Request) -> Response:
 
 @app.get("/api/me")
 async def me(user: User) -> dict:
-    return {"name": user.get_name()}
+    """Who is rating; ``shared`` when Airflow's all-admins dev mode gives every visitor the same name."""
+    from airflow.configuration import conf
+
+    return {"name": user.get_name(), "shared": conf.getboolean("core", "simple_auth_manager_all_admins",
+                                                                 fallback=False)}  # fmt: skip
 
 
 @app.get("/api/sets")
@@ -52,6 +64,22 @@ def rating_sets(user: User) -> list[dict]:
     with _connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT set_id, size, created_at FROM rating_set ORDER BY set_id DESC")
         return [{"set_id": s, "size": n, "created_at": c.isoformat()} for s, n, c in cur.fetchall()]
+
+
+class NewSet(BaseModel):
+    size: int = Field(ge=1, le=100_000)
+
+
+@app.post("/api/sets")
+def create_rating_set(body: NewSet, user: User) -> dict:
+    """A new rating set from the page (what `pony ratings sample --n SIZE` does)."""
+    from pony_tasks.ratings.sample import sample_rating_set
+
+    try:
+        picked = sample_rating_set(body.size)
+    except (LookupError, ValueError) as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    return {"set_id": picked.set_id, "size": picked.size, "strata": picked.strata}
 
 
 @app.get("/api/next")
@@ -120,3 +148,35 @@ def report_quality(user: User) -> list[dict]:
     from pony_tasks.reports.plots import latest_quality_results
 
     return latest_quality_results()
+
+
+@app.get("/quality-docs/{path:path}")
+async def quality_docs(path: str, request: Request) -> Response:
+    """The Great Expectations Data Docs site (``PONY_HOME/gx/uncommitted/data_docs/local_site``), behind the login."""
+    from fastapi.responses import FileResponse
+
+    from pony_tasks.quality.checks import data_docs_index
+
+    try:
+        await current_user(request)
+    except HTTPException:
+        return RedirectResponse(login_url(str(request.url.path)), status_code=302)
+    site = data_docs_index().parent.resolve()
+    target = (site / (path or "index.html")).resolve()
+    if not target.is_relative_to(site) or not target.is_file():
+        raise HTTPException(status_code=404, detail="no such Data Docs page (run a check: `pony quality check …`)")
+    return FileResponse(target)
+
+
+class BarePrefixRedirect:
+    """ASGI middleware on Airflow's root app: ``/pony`` (no slash) is not inside the mounted app — Airflow's UI
+    would show its own "not found" — so it is sent to the rating page."""
+
+    def __init__(self, app, prefix: str = "/pony") -> None:  # noqa: ANN001 - an ASGI app
+        self.app, self.prefix = app, prefix
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI
+        if scope["type"] == "http" and scope.get("path") == self.prefix:
+            await RedirectResponse(self.prefix + "/rate", status_code=302)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

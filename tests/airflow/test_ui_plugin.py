@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 import socket
-from datetime import UTC, datetime
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -167,7 +167,8 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
+    flags = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900")
+    for flag in flags:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:

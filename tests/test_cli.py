@@ -158,3 +158,29 @@ def test_a_scrape_command_does_not_import_the_model_stack() -> None:
             "'open_clip', 'pandas') if m in sys.modules))")  # fmt: skip
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_airflow_env_prints_every_variable_make_airflow_sets(tmp_path: Path, database_url: str) -> None:
+    import re
+    import shlex
+
+    env = {"PONY_HOME": str(tmp_path / "home"), "PONY_DATABASE_URL": dsn_to_uri(database_url),
+           "PONY_AIRFLOW_USERS": "ana:admin,bob:user"}  # fmt: skip
+    printed = run_pony("airflow", "env", "--fakes", env=env)
+    assert printed.returncode == 0, printed.stderr
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in printed.stdout.splitlines())
+    urls = json.loads(exported["PONY_BOORU_BASE_URLS"])
+    assert urls == {s: f"http://127.0.0.1:{p}" for s, p in zip(("danbooru", "derpibooru", "e621", "gelbooru"),
+                                                                range(18101, 18105), strict=True)}  # fmt: skip
+    assert json.loads(exported["PONY_BOORU_CREDENTIALS"]) == {"gelbooru": "1234:fake-gelbooru-api-key"}
+    assert json.loads(exported["PONY_BOORU_FILE_BASE_URLS"]) == {"e621": "http://127.0.0.1:18103"}
+    assert {"PONY_SCRAPE_CONTACT", "PONY_BOORU_RATE_LIMITS", "PONY_IMAGE_HOST_RATE_LIMIT", "PONY_IMAGE_MAX_BYTES",
+            "PONY_EMBED_MODEL", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"} <= set(exported)  # fmt: skip
+    assert Path(exported["PONY_EMBED_PRETRAINED"]).is_file()  # the tiny model's weights, written once
+    assert exported["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "ana:admin,bob:user"
+    assert exported["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    # make airflow's script sets nothing of its own beyond PATH and PONY_HOME: `pony airflow env` is the whole list
+    script = (Path(__file__).parents[1] / "scripts" / "airflow-standalone").read_text()
+    assert set(re.findall(r"^\s*export (\w+)=", script, re.M)) == {"PATH", "PONY_HOME"}
+    real = run_pony("airflow", "env", env={k: v for k, v in env.items() if k != "PONY_AIRFLOW_USERS"})
+    assert "PONY_BOORU_BASE_URLS" not in real.stdout and "SIMPLE_AUTH_MANAGER_ALL_ADMINS=True" in real.stdout

@@ -43,14 +43,19 @@ FAKE_CONTACT = "pony-pipeline demo against fake boorus on 127.0.0.1"
 
 def fake_site_overrides(servers: dict[str, FakeBooru]) -> dict[str, object]:
     """Settings values that point the pipeline at running fakes (for ``Settings.replace``)."""
+    return fake_site_overrides_for({site: server.base_url for site, server in servers.items()})
+
+
+def fake_site_overrides_for(base_urls: dict[str, str]) -> dict[str, object]:
+    """The same for fakes at these base URLs (``make airflow`` starts them on fixed ports)."""
     return {
-        "booru_base_urls": {site: server.base_url for site, server in servers.items()},
+        "booru_base_urls": dict(base_urls),
         "booru_rate_limits": {site: FAKE_E621_RATE_PER_SECOND if site == "e621" else FAKE_RATE_PER_SECOND
-                              for site in servers},
+                              for site in base_urls},
         "image_host_rate_limit": FAKE_IMAGE_RATE_PER_SECOND,
         "image_max_bytes": FAKE_IMAGE_MAX_BYTES,
-        "booru_credentials": {site: FAKE_CREDENTIALS[site] for site in servers if site in FAKE_CREDENTIALS},
-        "booru_file_base_urls": {"e621": servers["e621"].base_url} if "e621" in servers else {},
+        "booru_credentials": {site: FAKE_CREDENTIALS[site] for site in base_urls if site in FAKE_CREDENTIALS},
+        "booru_file_base_urls": {"e621": base_urls["e621"]} if "e621" in base_urls else {},
         "scrape_contact": FAKE_CONTACT,
     }  # fmt: skip
 

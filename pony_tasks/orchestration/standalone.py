@@ -32,9 +32,17 @@ def metadata_url(settings: Settings) -> str:
     return f"postgresql+psycopg2://{credentials}@{host}:{port}/{AIRFLOW_DATABASE}"
 
 
-def airflow_environment(settings: Settings) -> dict[str, str]:
+FAKE_PORTS = {"danbooru": 18101, "derpibooru": 18102, "e621": 18103, "gelbooru": 18104}
+
+
+def airflow_environment(settings: Settings, *, fakes: bool = False, users: str | None = None) -> dict[str, str]:
+    """Every variable ``make airflow`` sets. ``fakes``: the pipeline pointed at the fake boorus on
+    :data:`FAKE_PORTS` and the seeded random-init tiny CLIP model (written under ``PONY_HOME/models`` if missing).
+    ``users`` (``"ana:admin,bob:user"``): named logins for Airflow's simple auth manager instead of its all-admins
+    dev mode, so ratings say who gave them (Airflow writes the generated passwords to
+    ``$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated`` and prints them at start)."""
     home = settings.resolved_home.resolve()
-    return {
+    environment = {
         "PONY_HOME": str(home),
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -44,9 +52,28 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(settings),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        # dev only: every visitor of localhost:8080 is admin (no login form); see README for a password login
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
     }
+    if users:
+        environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = users
+        environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "False"
+    else:  # dev only: every visitor of localhost:8080 is admin ("Anonymous"), no login form
+        environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
+    if fakes:
+        environment.update(fake_environment(home))
+    return environment
+
+
+def fake_environment(home: Path) -> dict[str, str]:
+    """``PONY_*`` settings for the fake boorus on :data:`FAKE_PORTS` and the tiny demo CLIP model."""
+    from pony_tasks.embed.models import DEMO_MODEL, save_random_model
+    from pony_tasks.fakes.local_sites import as_environment, fake_site_overrides_for
+
+    weights = home / "models" / f"{DEMO_MODEL}-seed0.pt"
+    if not weights.exists():
+        save_random_model(weights)
+    urls = {site: f"http://127.0.0.1:{port}" for site, port in FAKE_PORTS.items()}
+    return {**as_environment(fake_site_overrides_for(urls)), "PONY_EMBED_MODEL": DEMO_MODEL,
+            "PONY_EMBED_PRETRAINED": str(weights)}  # fmt: skip
 
 
 def shell_exports(environment: dict[str, str]) -> str:

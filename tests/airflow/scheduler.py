@@ -49,7 +49,7 @@ def running_airflow(env: dict[str, str], home: Path) -> Iterator[AirflowAPI]:
             log = open(home / f"{component}.log", "w")  # noqa: SIM115 - closed with the process
             processes.append((component, subprocess.Popen([sys.executable, "-m", "airflow", component, *extra],
                                                           env=env, stdout=log, stderr=subprocess.STDOUT)))  # fmt: skip
-        api = AirflowAPI(f"http://127.0.0.1:{port}", home, processes)
+        api = AirflowAPI(f"http://127.0.0.1:{port}", home, processes, env)
         api.login("ana", "ana-password")
         yield api
     finally:
@@ -63,8 +63,9 @@ def running_airflow(env: dict[str, str], home: Path) -> Iterator[AirflowAPI]:
 
 
 class AirflowAPI:
-    def __init__(self, base_url: str, home: Path, processes: list[tuple[str, subprocess.Popen]]) -> None:
-        self.base_url, self.home, self.processes = base_url, home, processes
+    def __init__(self, base_url: str, home: Path, processes: list[tuple[str, subprocess.Popen]],
+                 env: dict[str, str]) -> None:  # fmt: skip
+        self.base_url, self.home, self.processes, self.env = base_url, home, processes, env
         self.client = httpx.Client(base_url=base_url, timeout=30)
 
     def _alive(self) -> None:

@@ -17,7 +17,7 @@ import pytest
 from pony_tasks.config import get_settings
 from pony_tasks.orchestration.stages import SITES
 from tests.airflow.conftest import ROOT
-from tests.airflow.scheduler import running_airflow
+from tests.airflow.scheduler import airflow, running_airflow
 
 pytestmark = pytest.mark.slow
 CHAIN = ("images_fetch", "scores_normalize", "embed_and_score", "aesthetic_train", "captions_regenerate", "finetune")
@@ -74,6 +74,8 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
     scrapes = [f"booru_scrape_{site}" for site in SITES]
     api.wait(lambda: {d["dag_id"] for d in api.get("/dags", limit=100)["dags"]} >= {*scrapes, *CHAIN}, 240,
              "the dag-processor to parse every DAG")  # fmt: skip
+    graph = airflow(api.env, "dags", "show", "finetune")  # the graphviz package is part of the stack
+    assert graph.lstrip().startswith("digraph finetune") and "run_outcome" in graph, graph[:500]
     for dag_id in (*CHAIN, *scrapes):  # consumers first, so no asset event finds its consumer paused
         api.unpause(dag_id)
 

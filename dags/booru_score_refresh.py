@@ -15,9 +15,15 @@ DOC = """
 ### Refresh scores on the age schedule
 
 Scores grow with a post's age, so each post is re-fetched when it passes 1, 7, 30, 90 and 365 days
-(`refresh_ages_days`). Each site runs `pony scrape SITE --mode refresh --due-as-of <data interval end>`: which posts
-are due is decided as of the run's interval, so `airflow backfill create --dag-id booru_score_refresh …` replays the
-schedule day by day (snapshots keep their real observation time). A quality gate per site follows.
+(`refresh_ages_days`). Daily at 00:00 UTC; each run covers one calendar day (its data interval) and each site runs
+`pony scrape SITE --mode refresh --due-as-of <data interval end>`: a post is due when a milestone fell before that
+time and the post has not been observed since the milestone. A quality gate per site follows.
+
+**Backfill** one run per day, one at a time:
+`airflow backfill create --dag-id booru_score_refresh --from-date 2026-11-01 --to-date 2026-11-07 --max-active-runs 1`
+makes 7 runs (Nov 1 … Nov 7, both dates included). Each re-fetches what was due at the end of its day and has not
+been observed since — what a scheduler outage missed. Posts first scraped after that day were observed after their
+milestones, so a backfill over a window before they were scraped fetches nothing for them (its log says `0 posts due`).
 """
 # The run's data-interval end; a manual run without a logical date (REST/UI may leave it empty) has no interval,
 # so its trigger time stands in. Never `data_interval_end` alone: undefined for such runs.
@@ -25,7 +31,7 @@ DUE_AS_OF = "{{ (dag_run.data_interval_end or dag_run.run_after) | ts }}"
 
 with DAG(
     dag_id="booru_score_refresh",
-    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # one run per calendar day
     **dag_kwargs(DOC, ["scrape", "refresh"]),
 ) as dag:
     for site in SITES:

@@ -112,8 +112,11 @@ class ScrapeReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def summary(self) -> str:
+        due = ""
+        if self.mode == "refresh":  # say why a refresh fetched little: how many posts were due at all
+            due = f"{sum(n for _, _, n in self.refresh_ranges)} posts due in {len(self.refresh_ranges)} id ranges; "
         return (
-            f"{self.site} ({self.mode}): {self.pages} pages, {self.records} records — {self.inserted} new, "
+            f"{self.site} ({self.mode}): {due}{self.pages} pages, {self.records} records — {self.inserted} new, "
             f"{self.updated} changed, {self.unchanged} unchanged, {self.quarantined} quarantined, "
             f"{self.deleted} found deleted, {self.snapshots} score snapshots, {self.retries} retries"
         )

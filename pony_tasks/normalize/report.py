@@ -115,6 +115,13 @@ def _plots(rows: list[tuple], curve: list[tuple], output_dir: Path) -> list[Path
         axes[0][column].set_title(f"{site}: before (log metric)")
         axes[1][column].set_title(f"{site}: after (normalised)")
         axes[1][column].set_xlim(0, 1)
+        axes[0][column].set_xlabel("log(1 + site metric)")
+        axes[1][column].set_xlabel("normalised score (percentile, 0..1)")
+        for row in (0, 1):
+            axes[row][column].set_ylabel("posts")
+            if not axes[row][column].has_data():
+                axes[row][column].text(0.5, 0.5, "no data yet", ha="center", va="center",
+                                       transform=axes[row][column].transAxes)  # fmt: skip
     axes[0][0].legend(fontsize=8)
     figure.suptitle("Popularity per site and rating, before and after normalisation (matured posts)")
     figure.tight_layout()
@@ -130,7 +137,11 @@ def _plots(rows: list[tuple], curve: list[tuple], output_dir: Path) -> list[Path
     axis.set_xlabel("age at observation (days, bucket start)")
     axis.set_ylabel("log-growth still to come")
     axis.set_title("Score-versus-age curve used for provisional scores")
-    axis.legend()
+    if axis.has_data():
+        axis.legend()
+    else:  # as the other panels: say so rather than draw empty axes with an empty legend
+        axis.text(0.5, 0.5, "no data yet: the curve needs posts observed at several ages", ha="center",
+                  va="center", transform=axis.transAxes)  # fmt: skip
     figure.tight_layout()
     growth = output_dir / "growth_curve.png"
     figure.savefig(growth, dpi=90)

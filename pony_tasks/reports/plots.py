@@ -88,7 +88,13 @@ def aesthetic() -> bytes:
         axes[0][1].scatter(predicted, human, s=4, alpha=0.3)
         axes[0][1].plot(centres, means, marker="o", color="black", label="mean human per predicted decile")
         axes[0][1].plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-        axes[0][1].legend()
+        # below the axes, not over the points
+        axes[0][1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8, frameon=False)
+    else:
+        axes[0][1].text(0.5, 0.5, "no human ratings of scored images yet", ha="center", va="center",
+                        transform=axes[0][1].transAxes)  # fmt: skip
+    axes[0][1].set_xlabel("predicted score")
+    axes[0][1].set_ylabel("mean human rating (1–5 as 0..1)")
     axes[0][1].set_title("calibration of the active version: predicted vs human (0..1)")
     return _png(plt, figure)
 

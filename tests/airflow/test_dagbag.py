@@ -93,3 +93,25 @@ def test_dags_with_parameters_check_them_first_without_retries(dagbag) -> None:
         assert check.retries == 0 and not check.upstream_task_ids, dag.dag_id
         roots = [t.task_id for t in dag.tasks if not t.upstream_task_ids]
         assert roots == ["check_params"], (dag.dag_id, roots)
+
+
+def test_the_readme_backfill_makes_one_run_per_day_one_at_a_time(dagbag) -> None:
+    """The README's example, planned by Airflow's own backfill code: both dates included, one run per calendar day,
+    and it bounds its own concurrency (a backfill ignores the DAG's max_active_runs; its default is 10)."""
+    import re
+    from datetime import UTC, datetime
+
+    from airflow.models.backfill import _get_info_list
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"airflow backfill create --dag-id booru_score_refresh [^`\n]*", readme).group(0)
+    options = dict(re.findall(r"--([a-z-]+) (\S+)", command))
+    assert options["max-active-runs"] == "1", command
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags["booru_score_refresh"]))
+    first, last = (datetime.fromisoformat(options[k]).replace(tzinfo=UTC) for k in ("from-date", "to-date"))
+    runs = _get_info_list(from_date=first, to_date=last, reverse=False, dag=dag)
+    days = (last - first).days + 1
+    assert [r.data_interval.start for r in runs] == [first.replace(day=first.day + i) for i in range(days)]
+    assert all((r.data_interval.end - r.data_interval.start).days == 1 for r in runs)
+    assert f"makes {days} runs" in readme, "the README states how many runs its example makes"

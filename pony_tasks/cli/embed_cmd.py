@@ -27,6 +27,6 @@ def embed_command(
     sha_range = (from_sha or "", to_sha or "g") if (from_sha or to_sha) else None
     report = embed_images(model_name, pretrained, settings=ctx.settings, device=device, batch_size=batch_size,
                           shard_size=shard_size, workers=workers, limit=limit, sha_range=sha_range)  # fmt: skip
-    click.echo(report.summary())
     for line in report.failures[:20]:
         click.echo(f"  not decodable: {line}")
+    click.echo(report.summary())  # last: the line an Airflow task returns

@@ -18,11 +18,14 @@ from pony_tasks.orchestration.stages import export_dataset, finetune_eval, finet
 DOC = """
 ### Gated fine-tune
 
-Runs when a new caption set passes its gate (asset `captions`), or by hand with parameters. `export` writes a kohya
-export of the active caption set (bands ≥ `min_band`). `gates` checks, and records in `finetune_gate`, that the
+Runs when a new caption set passes its gate (asset `captions`) — with the parameters' defaults, which the setting
+`finetune_param_defaults` sets (base model, steps, …) — or by hand with parameters. `check_params` checks the whole
+conf first. The dataset is named `ft-<run_after>` (every run type has one). `export` writes a kohya export of the
+active caption set (bands ≥ `min_band`). `gates` checks, and records in `finetune_gate`, that the
 set's data-quality check passed, that its captions come from the active aesthetic model and that at least
 `min_new_images` images are new since the last completed run; an unmet gate **skips** the rest. `approve` waits for
-a person (Approve / Reject under *Required actions*); a rejection skips training. `train` runs
+a person (Approve / Reject under *Required actions*, 3 days; no answer fails the run); `record_approval` records
+the answer and who gave it, and a rejection skips training. `train` runs
 `pony finetune run` (GPU pool; a GPU pod under Kubernetes), `evaluate` runs `pony finetune eval`: mean aesthetic
 score per quality tag alone and Spearman(tag level, score), plotted under `finetune/run-<id>/eval/`.
 """

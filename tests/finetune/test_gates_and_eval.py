@@ -39,8 +39,20 @@ def _active_version(settings, tmp_path) -> int:
 def _captions_check(settings, set_id: int, blocking: int) -> None:
     with connect(settings) as conn, conn.cursor() as cur:
         cur.execute("""INSERT INTO dq_result (suite, batch, rows_checked, success, blocking_failures, warnings, failed,
-                           result_key) VALUES ('captions', %s, 10, %s, %s, 0, '[]', 'k')""",
-                    (json.dumps({"set_id": set_id}), blocking == 0, blocking))  # fmt: skip
+                           result_key, outcome) VALUES ('captions', %s, 10, %s, %s, 0, '[]', 'k', %s)""",
+                    (json.dumps({"set_id": set_id}), blocking == 0, blocking,
+                     "passed" if blocking == 0 else "failed"))  # fmt: skip
+
+
+def test_a_captions_check_with_no_rows_does_not_pass_the_quality_gate(migrated, tmp_path) -> None:
+    version = _active_version(migrated, tmp_path)
+    write_export(migrated, "empty", aesthetic_version=version, caption_set=8)
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO dq_result (suite, batch, rows_checked, success, blocking_failures, warnings, failed,
+                           result_key, outcome) VALUES ('captions', '{"set_id": 8}', 0, false, 0, 0, '[]', 'k',
+                           'no_rows')""")  # fmt: skip
+    decisions = {d.gate: d for d in check_gates("empty", min_new_images=0, context="test", settings=migrated)}
+    assert not decisions["dataset_quality"].passed and "no rows" in decisions["dataset_quality"].detail
 
 
 def _gates(settings, name: str, min_new: int) -> dict[str, bool]:

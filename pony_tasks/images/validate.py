@@ -1,4 +1,5 @@
-"""Checks on downloaded bytes: the site's hash, then a full decode under a decompression-bomb limit."""
+"""Checks on downloaded bytes: the site's hash, then a full decode under a decompression-bomb limit — and, from the
+decoded pixels, the perceptual hashes that near-duplicate matching starts from (:func:`perceptual_hashes`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class DecodedImage:
     width: int
     height: int
     format: str  # Pillow's name: JPEG, PNG, …
+    phash: int | None = None  # 64-bit DCT hash of the luminance, as a signed 64-bit integer (PostgreSQL bigint)
+    colour_hash: int | None = None  # imagehash.colorhash, 42 bits
 
     @property
     def extension(self) -> str:
@@ -51,6 +54,7 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
                     image_format = image.format or "unknown"
                     width, height = image.size
                     image.load()
+                    hashes = perceptual_hashes(image) if width * height <= max_pixels else (None, None)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise ImageRejected("decompression_bomb", str(exc)) from None
             except UnidentifiedImageError:
@@ -61,4 +65,24 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
         Image.MAX_IMAGE_PIXELS = previous
     if width * height > max_pixels:
         raise ImageRejected("decompression_bomb", f"{width}x{height} is over the {max_pixels}-pixel limit")
-    return DecodedImage(hashlib.sha256(data).hexdigest(), width, height, image_format)
+    return DecodedImage(hashlib.sha256(data).hexdigest(), width, height, image_format, *hashes)
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def perceptual_hashes(image: Image.Image) -> tuple[int, int]:
+    """(phash, colour_hash) of a decoded image (first frame; palette and alpha flattened onto RGB), with the
+    imagehash library (pHash: 8×8 DCT of a 32×32 luminance thumbnail)."""
+    import imagehash  # scipy and PyWavelets: only when an image is decoded
+
+    rgb = image.convert("RGB")
+    phash = _signed64(int(str(imagehash.phash(rgb)), 16))
+    colour = int(str(imagehash.colorhash(rgb, binbits=3)), 16)
+    return phash, colour
+
+
+def hamming(a: int, b: int) -> int:
+    """Bits that differ between two 64-bit hashes (signed or not)."""
+    return ((a ^ b) & ((1 << 64) - 1)).bit_count()

@@ -32,6 +32,7 @@ COMMANDS = {
     "fake-booru": "pony_tasks.cli.fake_cmd:fake_booru_command",
     "demo": "pony_tasks.cli.demo_cmd:demo_command",
     "airflow": "pony_tasks.cli.airflow_cmd:airflow_group",
+    "works": "pony_tasks.cli.works_cmd:works_group",
 }
 
 

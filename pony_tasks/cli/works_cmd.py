@@ -1,0 +1,53 @@
+"""`pony works`: link the same picture across posts and sites into works (issue 15; the library is
+pony_tasks.works)."""
+
+from __future__ import annotations
+
+import click
+
+from pony_tasks.cli.common import PonyContext
+
+
+@click.group("works")
+def works_group() -> None:
+    """Works: images judged to be the same picture (re-encoded, resized, cropped, signed copies)."""
+
+
+@works_group.command("run")
+@click.option("--only-new", is_flag=True, help="Match only images not yet in a work (incremental).")
+@click.pass_obj
+def works_run(ctx: PonyContext, only_new: bool) -> None:
+    """Find candidate pairs (perceptual hashes), judge them (pHash, colour, shape), regroup images into works.
+    Operator decisions (split, unlink) always win; re-running changes nothing."""
+    from pony_tasks.works.link import run_works
+
+    click.echo(run_works(ctx.settings, only_new=only_new).summary())
+
+
+@works_group.command("unlink")
+@click.argument("sha_a")
+@click.argument("sha_b")
+@click.option("--reason", required=True, help="Why they are not the same picture (recorded).")
+@click.pass_obj
+def works_unlink(ctx: PonyContext, sha_a: str, sha_b: str, reason: str) -> None:
+    """Mark two images as NOT the same picture; the next `pony works run` keeps them in different works."""
+    from pony_tasks.db import connect
+    from pony_tasks.works.link import record_operator_decision
+
+    with connect(ctx.settings) as conn:
+        record_operator_decision(conn, sha_a, sha_b, "distinct", reason)
+    click.echo(f"{sha_a[:12]}… and {sha_b[:12]}… marked distinct; run `pony works run` to regroup")
+
+
+@works_group.command("split")
+@click.argument("sha256")
+@click.option("--reason", required=True, help="Why it does not belong to its work (recorded).")
+@click.pass_obj
+def works_split(ctx: PonyContext, sha256: str, reason: str) -> None:
+    """Take an image out of its work (distinct from every other member); survives re-runs."""
+    from pony_tasks.db import connect
+    from pony_tasks.works.link import split_image
+
+    with connect(ctx.settings) as conn:
+        count = split_image(conn, sha256, reason)
+    click.echo(f"{sha256[:12]}… marked distinct from {count} image(s) of its work; run `pony works run` to regroup")

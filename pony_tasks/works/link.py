@@ -1,0 +1,170 @@
+"""Group images into works: candidates → judged pairs (stored with evidence) → connected components of the
+``duplicate`` pairs, never joining two images an operator said are distinct → works whose ids stay stable across
+runs. Operator decisions are never overwritten by the matcher; a re-run with nothing new changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg2.extensions
+
+from pony_tasks.config import Settings, get_settings
+from pony_tasks.db import connect
+from pony_tasks.works.candidates import phash_pairs
+from pony_tasks.works.decide import ImageFacts, judge
+
+
+@dataclass
+class WorksReport:
+    images: int = 0
+    candidates: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    works: int = 0
+    multi_image_works: int = 0
+    changed_images: int = 0
+
+    def summary(self) -> str:
+        return (f"works: {self.images} images in {self.works} works ({self.multi_image_works} with more than one "
+                f"image); {self.candidates} candidate pairs judged {dict(sorted(self.verdicts.items()))}; "
+                f"{self.changed_images} images changed work")  # fmt: skip
+
+
+def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT sha256, width, height, format, byte_size, phash, colour_hash FROM image
+                       WHERE phash IS NOT NULL AND colour_hash IS NOT NULL""")  # fmt: skip
+        return {row[0]: ImageFacts(*row) for row in cur.fetchall()}
+
+
+def judge_candidates(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts],
+                     only_with: set[str] | None = None) -> tuple[int, Counter]:  # fmt: skip
+    """Judge every candidate pair and store the matcher's verdicts (operator decisions are left as they are)."""
+    pairs = phash_pairs(((sha, f.phash) for sha, f in facts.items()), only_with=only_with)
+    verdicts: Counter = Counter()
+    with conn.cursor() as cur:
+        for (a, b) in sorted(pairs):
+            verdict, evidence = judge(facts[a], facts[b])
+            verdicts[verdict] += 1
+            cur.execute("""INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence)
+                           VALUES (%s, %s, %s, 'matcher', %s)
+                           ON CONFLICT (sha_a, sha_b) DO UPDATE SET verdict = EXCLUDED.verdict,
+                               evidence = EXCLUDED.evidence, decided_at = now()
+                           WHERE work_pair.decided_by = 'matcher' AND (work_pair.verdict, work_pair.evidence)
+                                 IS DISTINCT FROM (EXCLUDED.verdict, EXCLUDED.evidence)""",
+                        (a, b, verdict, json.dumps(evidence)))  # fmt: skip
+    return len(pairs), verdicts
+
+
+def components(shas: list[str], duplicates: list[tuple[str, str]], distinct: set[tuple[str, str]]) -> list[set[str]]:
+    """Connected components of the duplicate pairs, never merging two components when that would put a pair an
+    operator called distinct into one work."""
+    parent = {sha: sha for sha in shas}
+    members = {sha: {sha} for sha in shas}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    forbidden: dict[str, set[str]] = {}
+    for a, b in distinct:
+        forbidden.setdefault(a, set()).add(b)
+        forbidden.setdefault(b, set()).add(a)
+    for a, b in duplicates:
+        ra, rb = root(a), root(b)
+        if ra == rb:
+            continue
+        small, large = sorted((ra, rb), key=lambda r: len(members[r]))
+        if any(forbidden.get(sha, set()) & members[large] for sha in members[small]):
+            continue  # an operator split these apart
+        parent[small] = large
+        members[large] |= members.pop(small)
+    return [members[r] for r in {root(s) for s in shas}]
+
+
+def link_works(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts]) -> tuple[int, int, int]:
+    """Rewrite work membership from the stored pair decisions; returns (works, multi-image works, images that
+    changed work). A component keeps the work id most of its images already had (stable ids)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT sha_a, sha_b, verdict, decided_by FROM work_pair")
+        pairs = cur.fetchall()
+        cur.execute("SELECT sha256, work_id FROM work_image")
+        current = dict(cur.fetchall())
+        cur.execute("SELECT work_id, canonical_sha256 FROM work")
+        canonical_of = dict(cur.fetchall())
+    duplicates = [(a, b) for a, b, verdict, _ in pairs if verdict == "duplicate" and a in facts and b in facts]
+    distinct = {(a, b) for a, b, verdict, by in pairs if verdict == "distinct" and by == "operator"}
+    # A work's id goes to the group that holds its canonical image, else to the group holding most of its images.
+    groups = sorted(components(sorted(facts), duplicates, distinct),
+                    key=lambda g: (-sum(canonical_of.get(current.get(s)) == s for s in g), -len(g), min(g)))
+    taken: set[int] = set()
+    changed = 0
+    with conn.cursor() as cur:
+        for group in groups:
+            held = Counter(current[s] for s in group if s in current and current[s] not in taken)
+            canonical = max((facts[s] for s in group), key=ImageFacts.canonical_rank).sha256
+            if held:
+                work_id = min(held, key=lambda w: (canonical_of.get(w) not in group, -held[w], w))
+                cur.execute("UPDATE work SET canonical_sha256 = %s, updated_at = now() WHERE work_id = %s "
+                            "AND canonical_sha256 <> %s", (canonical, work_id, canonical))  # fmt: skip
+            else:
+                cur.execute("INSERT INTO work (canonical_sha256) VALUES (%s) RETURNING work_id", (canonical,))
+                work_id = cur.fetchone()[0]
+            taken.add(work_id)
+            moved = [s for s in group if current.get(s) != work_id]
+            changed += len(moved)
+            for sha in moved:
+                cur.execute("""INSERT INTO work_image (sha256, work_id) VALUES (%s, %s)
+                               ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""", (sha, work_id))
+        cur.execute("DELETE FROM work w WHERE NOT EXISTS (SELECT 1 FROM work_image i WHERE i.work_id = w.work_id)")
+    return len(groups), sum(1 for g in groups if len(g) > 1), changed
+
+
+def run_works(settings: Settings | None = None, *, only_new: bool = False) -> WorksReport:
+    """Judge candidates (``only_new``: pairs with an image not yet in a work — incremental) and relink."""
+    settings = settings or get_settings()
+    report = WorksReport()
+    with connect(settings) as conn:
+        facts = _facts(conn)
+        report.images = len(facts)
+        only_with = None
+        if only_new:
+            with conn.cursor() as cur:
+                cur.execute("SELECT sha256 FROM work_image")
+                linked = {row[0] for row in cur.fetchall()}
+            only_with = set(facts) - linked
+        report.candidates, verdicts = judge_candidates(conn, facts, only_with)
+        report.verdicts = dict(verdicts)
+        report.works, report.multi_image_works, report.changed_images = link_works(conn, facts)
+    return report
+
+
+def record_operator_decision(conn: psycopg2.extensions.connection, a: str, b: str, verdict: str, reason: str) -> None:
+    """An operator's verdict on a pair (``distinct`` to unlink, ``duplicate`` to link); it wins over the matcher's."""
+    if verdict not in ("duplicate", "variant", "distinct"):
+        raise ValueError(f"verdict must be duplicate, variant or distinct, not {verdict!r}")
+    if a == b:
+        raise ValueError("a pair needs two different images")
+    a, b = sorted((a, b))
+    with conn.cursor() as cur:
+        cur.execute("""INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence, reason)
+                       VALUES (%s, %s, %s, 'operator', '{}', %s)
+                       ON CONFLICT (sha_a, sha_b) DO UPDATE SET verdict = EXCLUDED.verdict, decided_by = 'operator',
+                           reason = EXCLUDED.reason, decided_at = now()""", (a, b, verdict, reason))  # fmt: skip
+
+
+def split_image(conn: psycopg2.extensions.connection, sha256: str, reason: str) -> int:
+    """Take an image out of its work: an operator ``distinct`` decision against every other member; returns how
+    many. The next link keeps it apart, also after re-runs."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT o.sha256 FROM work_image i JOIN work_image o ON o.work_id = i.work_id
+                       AND o.sha256 <> i.sha256 WHERE i.sha256 = %s""", (sha256,))  # fmt: skip
+        others = [row[0] for row in cur.fetchall()]
+    if not others:
+        raise LookupError(f"image {sha256[:12]}… is not in a work with other images")
+    for other in others:
+        record_operator_decision(conn, sha256, other, "distinct", reason)
+    return len(others)

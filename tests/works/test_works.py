@@ -1,0 +1,128 @@
+"""Works from planted near-duplicates: altered copies of the same picture are linked (precision and recall by kind
+of alteration), hard negatives are not; re-runs change nothing; an operator's split survives; new images join
+existing works without renumbering them."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+
+from PIL import Image, ImageDraw
+
+from pony_tasks.db import connect
+from pony_tasks.images.validate import decode
+from pony_tasks.works.link import run_works, split_image
+
+ALTERATIONS = {
+    "resized": lambda im: _save(im.resize((im.width * 2 // 3, im.height * 2 // 3), Image.LANCZOS), "PNG"),
+    "jpeg q85": lambda im: _save(im, "JPEG", quality=85),
+    "jpeg q45": lambda im: _save(im, "JPEG", quality=45),
+    "png→jpeg resized": lambda im: _save(im.resize((im.width // 2, im.height // 2)), "JPEG", quality=80),
+    "webp": lambda im: _save(im, "WEBP", quality=75),
+    "border cropped": lambda im: _save(im.crop((8, 6, im.width - 8, im.height - 6)), "PNG"),
+    "signed": lambda im: _save(_signed(im), "JPEG", quality=90),
+}
+
+
+def _artwork(seed: int, size=(320, 240)) -> Image.Image:
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(25):
+        x, y, w, h = rng.randrange(size[0]), rng.randrange(size[1]), rng.randrange(20, 140), rng.randrange(20, 120)
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x, y, x + w, y + h),
+                                                                 fill=tuple(rng.randrange(256) for _ in range(3)))
+    return image
+
+
+def _signed(image: Image.Image) -> Image.Image:
+    copy = image.copy()
+    ImageDraw.Draw(copy).text((copy.width - 70, copy.height - 18), "@artist", fill=(250, 250, 250))
+    return copy
+
+
+def _save(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _store(settings, data: bytes) -> str:
+    decoded = decode(data, 50_000_000)
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_hash)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                    (decoded.sha256, f"images/{decoded.sha256}", len(data), decoded.width, decoded.height,
+                     decoded.format, decoded.phash, decoded.colour_hash))  # fmt: skip
+    return decoded.sha256
+
+
+def _works(settings) -> dict[str, int]:
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT sha256, work_id FROM work_image")
+        return dict(cur.fetchall())
+
+
+def test_planted_duplicates_are_linked_and_hard_negatives_are_not(migrated) -> None:
+    truth: dict[str, int] = {}  # sha → picture
+    kind_of: dict[str, str] = {}
+    for picture in range(12):
+        original = _artwork(picture)
+        truth[_store(migrated, _save(original, "PNG"))] = picture
+        for kind, alter in ALTERATIONS.items():
+            sha = _store(migrated, alter(original))
+            truth[sha], kind_of[sha] = picture, kind
+    negatives = {}
+    for picture in range(4):  # another artist's colour edit of the same line art; and other pictures
+        negatives[_store(migrated, _save(Image.merge("RGB", _artwork(picture).split()[::-1]), "PNG"))] = "colour swap"
+    for seed in range(100, 120):
+        negatives[_store(migrated, _save(_artwork(seed), "PNG"))] = "other picture"
+
+    report = run_works(migrated)
+    works = _works(migrated)
+    assert report.images == len(truth) + len(negatives) == len(works)
+    same_truth = {(a, b) for a, b in itertools.combinations(sorted(truth), 2) if truth[a] == truth[b]}
+    linked = {(a, b) for a, b in itertools.combinations(sorted(works), 2) if works[a] == works[b]}
+    true_links = linked & same_truth
+    precision = len(true_links) / len(linked)
+    recall = len(true_links) / len(same_truth)
+    assert precision >= 0.99 and recall >= 0.95, (precision, recall)
+    for kind in ALTERATIONS:  # recall by kind of alteration: each altered copy is in its original's work
+        copies = [s for s, k in kind_of.items() if k == kind]
+        originals = {truth[s]: o for o in truth if o not in kind_of for s in [o]}
+        joined = sum(works[s] == works[originals[truth[s]]] for s in copies)
+        assert joined == len(copies), (kind, joined, len(copies))
+    for sha, kind in negatives.items():  # no hard negative is merged with anything
+        assert sum(w == works[sha] for w in works.values()) == 1, kind
+    # the canonical image of each work is its largest lossless member: the original PNG
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT canonical_sha256 FROM work w WHERE (SELECT count(*) FROM work_image i "
+                    "WHERE i.work_id = w.work_id) > 1")  # fmt: skip
+        canonical = {row[0] for row in cur.fetchall()}
+    assert canonical == {s for s in truth if s not in kind_of}
+
+    again = run_works(migrated)
+    assert again.changed_images == 0 and _works(migrated) == works  # re-running changes nothing
+
+
+def test_an_operators_split_survives_reruns_and_new_images_join_existing_works(migrated) -> None:
+    originals = [_artwork(p) for p in range(3)]
+    first = [_store(migrated, _save(im, "PNG")) for im in originals]
+    copies = [_store(migrated, ALTERATIONS["jpeg q85"](im)) for im in originals]
+    run_works(migrated)
+    before = _works(migrated)
+    assert [before[a] == before[b] for a, b in zip(first, copies, strict=True)] == [True, True, True]
+
+    with connect(migrated) as conn:
+        assert split_image(conn, copies[0], reason="a re-drawn version, not a copy") == 1
+    run_works(migrated)
+    run_works(migrated)
+    after = _works(migrated)
+    assert after[copies[0]] != after[first[0]] and after[first[0]] == before[first[0]]
+
+    late = [_store(migrated, ALTERATIONS["resized"](im)) for im in originals[1:]]
+    report = run_works(migrated, only_new=True)
+    final = _works(migrated)
+    assert report.changed_images == len(late)  # only the new images moved into works
+    assert [final[s] for s in late] == [before[s] for s in first[1:]]  # the existing works, same ids

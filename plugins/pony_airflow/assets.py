@@ -16,3 +16,4 @@ AESTHETIC_SCORES = Asset(name="aesthetic_scores", uri="pony://aesthetic_score", 
 AESTHETIC_MODEL = Asset(name="aesthetic_model", uri="pony://aesthetic_model", group="pony")
 CAPTIONS = Asset(name="captions", uri="pony://caption", group="pony")
 FINETUNE = Asset(name="finetune_model", uri="pony://finetune_run", group="pony")
+WORKS = Asset(name="works", uri="pony://work", group="pony")

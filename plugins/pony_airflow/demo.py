@@ -108,6 +108,7 @@ class Demo:
         self.dag("images_fetch")
         self.dag("scores_normalize")
         self.dag("embed_and_score", "new images embedded; scoring skips while no aesthetic model is active")
+        self.dag("works_link", "images linked into works (the same picture across sites)")
         self._rate(settings)
         if active_aesthetic_version() is None:
             self.dag("aesthetic_train", "approval given by the demo (a person clicks Approve in the UI)",

@@ -14,7 +14,8 @@ def quality_group() -> None:
 
 
 @quality_group.command("check")
-@click.argument("suite", type=click.Choice(["scraped_posts", "images", "embeddings", "aesthetic_scores", "captions"]))
+@click.argument("suite", type=click.Choice(["scraped_posts", "images", "embeddings", "aesthetic_scores", "captions",
+                                            "works"]))
 @click.option("--site", help="scraped_posts: the site.")
 @click.option("--since-hours", type=float, default=24.0, show_default=True,
               help="scraped_posts, images: rows observed/stored within this many hours.")  # fmt: skip
@@ -32,7 +33,7 @@ def quality_check(
     since = datetime.now(UTC) - timedelta(hours=since_hours)
     needed = {"scraped_posts": {"site": site, "since": since}, "images": {"since": since},
               "embeddings": {"model_id": model_id}, "aesthetic_scores": {"version_id": version_id},
-              "captions": {"set_id": set_id}}[suite]  # fmt: skip
+              "captions": {"set_id": set_id}, "works": {}}[suite]  # fmt: skip
     missing = [name for name, value in needed.items() if value is None]
     if missing:
         raise click.UsageError(f"suite {suite} needs --{missing[0].replace('_id', '').replace('_', '-')}")

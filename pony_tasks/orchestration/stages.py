@@ -48,6 +48,11 @@ def train_aesthetic(params_json: str = "{{ params | tojson }}") -> StageCommand:
     return StageCommand(("aesthetic", "train", "--params-json", params_json), memory="8Gi")
 
 
+def link_works() -> StageCommand:
+    """New images matched against the existing works (incremental); CPU only."""
+    return StageCommand(("works", "run", "--only-new"), cpu="2", memory="4Gi")
+
+
 def regenerate_captions(version_id: int | str, scheme: str = "v7") -> StageCommand:
     return StageCommand(("captions", "regenerate", "--scheme", scheme, "--aesthetic-version", str(version_id)),
                         memory="8Gi")  # fmt: skip

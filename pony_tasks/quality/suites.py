@@ -177,7 +177,40 @@ def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id
     return SuiteInput("captions", frame, expectations, {"set_id": set_id})
 
 
+MAX_MERGED_SHARE = 0.5  # share of images in works of more than one image: above this the matcher is suspect
+
+
+def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInput:
+    """Every work (one row each): its images, how many sites, and how many sites hold more than one of its images
+    (a site rarely reposts the same picture under another file: a warning, not an error), plus the merged share."""
+    frame = _frame(
+        """WITH members AS (
+               SELECT i.work_id, i.sha256, p.site FROM work_image i
+               LEFT JOIN booru_post_image p USING (sha256))
+           SELECT work_id, count(DISTINCT sha256) AS images, count(DISTINCT site) AS sites,
+                  (SELECT count(*) FROM (SELECT m2.site FROM members m2 WHERE m2.work_id = m.work_id
+                                         AND m2.site IS NOT NULL GROUP BY m2.site
+                                         HAVING count(DISTINCT m2.sha256) > 1) AS s) AS sites_with_two_files,
+                  (count(DISTINCT sha256) > 1) AS merged
+           FROM members m GROUP BY work_id""",
+        conn, params={},
+    )
+    gxe = _gxe()
+    expectations = [
+        gxe.ExpectColumnValuesToBeUnique(column="work_id", severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="images", min_value=1, severity="critical"),
+        gxe.ExpectColumnValuesToBeInSet(column="sites_with_two_files", value_set=[0], mostly=0.99,
+                                        severity="warning"),  # fmt: skip
+        gxe.ExpectColumnMeanToBeBetween(column="merged", min_value=0, max_value=MAX_MERGED_SHARE,
+                                        severity="warning"),  # fmt: skip
+    ]
+    if not frame.empty:
+        frame["merged"] = frame["merged"].astype(float)
+    return SuiteInput("works", frame, expectations, {})
+
+
 SUITES: dict[str, Callable[..., SuiteInput]] = {
+    "works": works,
     "scraped_posts": scraped_posts,
     "images": images,
     "embeddings": embeddings,

@@ -15,7 +15,8 @@ from pony_tasks.orchestration.stages import SITES
 from tests.airflow.conftest import ROOT
 
 EXPECTED = {"booru_score_refresh", "images_fetch", "scores_normalize", "embed_and_score", "nightly_rescore",
-            "aesthetic_train", "captions_regenerate", "finetune", *(f"booru_scrape_{s}" for s in SITES)}  # fmt: skip
+            "aesthetic_train", "captions_regenerate", "finetune", "works_link",
+            *(f"booru_scrape_{s}" for s in SITES)}  # fmt: skip
 HEAVY = ("great_expectations", "torch", "open_clip", "diffusers", "pandas",
          "airflow.providers.cncf.kubernetes.operators.pod")  # fmt: skip
 

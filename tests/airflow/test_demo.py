@@ -21,7 +21,7 @@ def test_make_demo_runs_every_dag_through_airflow_in_a_fresh_home(tmp_path) -> N
                             env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     runs = re.findall(r"^\[airflow\]\s+(\S+)\s+(\S+)", result.stdout, re.M)
-    assert len(runs) == 12 and all(state == "success" for _, state in runs), runs
+    assert len(runs) == 13 and all(state == "success" for _, state in runs), runs
     posts, images, embeddings, scores, captions = map(int, re.search(
         r"(\d+) posts, (\d+) images, (\d+) embeddings, (\d+) scores by aesthetic version \d+, (\d+) captions",
         result.stdout).groups())  # fmt: skip

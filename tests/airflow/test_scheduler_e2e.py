@@ -20,7 +20,8 @@ from tests.airflow.conftest import ROOT
 from tests.airflow.scheduler import airflow, running_airflow
 
 pytestmark = pytest.mark.slow
-CHAIN = ("images_fetch", "scores_normalize", "embed_and_score", "aesthetic_train", "captions_regenerate", "finetune")
+CHAIN = ("images_fetch", "scores_normalize", "embed_and_score", "works_link", "aesthetic_train", "captions_regenerate",
+         "finetune")
 POSTS_PER_SITE = 200  # a smaller corpus than the demo's: the scheduler's own overhead is what is under test
 
 
@@ -89,9 +90,11 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
     for dag_id in scrapes:
         run = _only_run(api, dag_id)
         assert (run["run_type"], run["state"]) == ("scheduled", "success"), run
-    for dag_id in ("images_fetch", "scores_normalize", "embed_and_score"):
+    api.wait(lambda: api.runs("works_link") and api.settled(["works_link"]), 120, "works_link after the embeddings")
+    for dag_id in ("images_fetch", "scores_normalize", "embed_and_score", "works_link"):
         runs = api.runs(dag_id)
         assert {r["run_type"] for r in runs} == {"asset_triggered"} and {r["state"] for r in runs} == {"success"}
+    assert _count("SELECT count(*) FROM work_image") == _count("SELECT count(*) FROM image")  # every image in a work
     posts, images = _count("SELECT count(*) FROM booru_post"), _count("SELECT count(*) FROM image")
     assert posts >= 4 * POSTS_PER_SITE * 0.95 and images > 0.9 * posts, (posts, images)
     assert _count("SELECT count(*) FROM normalize_run WHERE status = 'complete'") >= 1

@@ -126,3 +126,16 @@ def test_an_operators_split_survives_reruns_and_new_images_join_existing_works(m
     final = _works(migrated)
     assert report.changed_images == len(late)  # only the new images moved into works
     assert [final[s] for s in late] == [before[s] for s in first[1:]]  # the existing works, same ids
+
+
+def test_the_works_suite_checks_every_work(migrated) -> None:
+    from pony_tasks.quality.checks import run_check
+
+    for picture in range(3):
+        original = _artwork(picture)
+        _store(migrated, _save(original, "PNG"))
+        _store(migrated, ALTERATIONS["webp"](original))
+    run_works(migrated)
+    report = run_check("works", settings=migrated)
+    assert report.rows_checked == 3 and report.outcome == "warnings"  # every image merged: the share is 1.0 > 0.5
+    assert [f.expectation for f in report.warnings] == ["expect_column_mean_to_be_between"]

@@ -78,17 +78,34 @@ def rated_targets(
         return {sha: ((mean - 1) / 4, stratum or "unknown") for sha, mean, stratum in cur.fetchall()}
 
 
-def split_heldout(targets: dict[str, tuple[float, str]], percent: int, seed: int) -> set[str]:
+def split_heldout(targets: dict[str, tuple[float, str]], percent: int, seed: int,
+                  work_of: dict[str, object] | None = None) -> set[str]:  # fmt: skip
     """Per stratum, the images whose seeded hash falls in the lowest ``percent`` — about that share of every
-    (site, rating), and the same images every time for the same seed."""
+    (site, rating), and the same images every time for the same seed. With ``work_of`` (sha256 → work) the hash is
+    the work's and a work is held out whole: no picture is both trained on and tested on."""
+    work_of = work_of or {}
+
+    def key(sha: str) -> str:
+        return f"w{work_of[sha]}" if sha in work_of else sha
+
     by_stratum: dict[str, list[str]] = {}
     for sha, (_, stratum) in targets.items():
         by_stratum.setdefault(stratum, []).append(sha)
     held = set()
     for shas in by_stratum.values():
-        ordered = sorted(shas, key=lambda s: _hash_fraction(s, seed))
+        ordered = sorted(shas, key=lambda s: (_hash_fraction(key(s), seed), s))
         held.update(ordered[: round(len(ordered) * percent / 100)])
-    return held
+    held_works = {key(s) for s in held}
+    return {s for s in targets if key(s) in held_works}  # a work's images on other strata go with it
+
+
+def work_keys(conn: psycopg2.extensions.connection, shas: list[str]) -> dict[str, int]:
+    """sha256 → work id for those images that share a work with another image (a work of one image keeps its own
+    hash: its split does not change when works are first linked)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT sha256, work_id FROM work_image WHERE sha256 = ANY(%s) AND work_id IN (
+                           SELECT work_id FROM work_image GROUP BY work_id HAVING count(*) > 1)""", (shas,))
+        return dict(cur.fetchall())
 
 
 def _fit(x: np.ndarray, y: np.ndarray, params: TrainParameters, dimension: int):
@@ -147,7 +164,7 @@ def train_aesthetic(
                 f"only {len(targets)} rated images have embeddings for model {embedding_model_id}; "
                 "import ratings (`pony ratings import`) and embed their images first (need at least 20)"
             )
-        held = split_heldout(targets, params.holdout_percent, params.seed)
+        held = split_heldout(targets, params.holdout_percent, params.seed, work_keys(conn, sorted(targets)))
         train_ids = sorted(set(targets) - held)
         held_ids = sorted(held)
         training_hash = hashlib.sha256(

@@ -62,6 +62,10 @@ def _selection(
                JOIN booru_post_image bi ON bi.sha256 = c.sha256
                JOIN booru_post p ON p.site = bi.site AND p.post_id = bi.post_id
                WHERE c.set_id = %(set)s AND NOT p.deleted
+                 -- one sample per work: an image whose work's canonical image is captioned in this set is left out
+                 AND NOT EXISTS (SELECT 1 FROM work_image w JOIN work k ON k.work_id = w.work_id
+                                 JOIN caption kc ON kc.set_id = c.set_id AND kc.sha256 = k.canonical_sha256
+                                 WHERE w.sha256 = c.sha256 AND k.canonical_sha256 <> c.sha256)
                  AND (%(band)s::int IS NULL OR c.band >= %(band)s)
                  AND (%(ratings)s::text[] IS NULL OR p.rating = ANY(%(ratings)s))
                  AND (%(sites)s::text[] IS NULL OR p.site = ANY(%(sites)s))

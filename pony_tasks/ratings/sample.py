@@ -46,14 +46,21 @@ def sample_rating_set(
         cur.execute(
             """INSERT INTO rating_set_item (set_id, position, sha256, site, post_id, stratum)
                WITH candidates AS (
-                   SELECT DISTINCT ON (i.sha256) i.sha256, n.site, n.post_id,
+                   -- one image per work (its canonical image first; an image in no work is a work of its own):
+                   -- people never rate the same picture twice
+                   SELECT DISTINCT ON (coalesce('w' || w.work_id, i.sha256)) i.sha256, n.site, n.post_id,
                           concat_ws('|', n.site, n.rating, least(9, floor(n.normalized_score * 10))::int,
                                     extract(year FROM p.created_at)::int) AS stratum
                    FROM booru_post_image i
                    JOIN normalized_score n ON n.run_id = %(run)s AND n.site = i.site AND n.post_id = i.post_id
                    JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id AND NOT p.deleted
-                   WHERE %(previous)s OR NOT EXISTS (SELECT 1 FROM rating_set_item r WHERE r.sha256 = i.sha256)
-                   ORDER BY i.sha256, n.site, n.post_id
+                   LEFT JOIN work_image w ON w.sha256 = i.sha256
+                   LEFT JOIN work k ON k.work_id = w.work_id
+                   WHERE %(previous)s OR NOT EXISTS (
+                       SELECT 1 FROM rating_set_item r LEFT JOIN work_image rw ON rw.sha256 = r.sha256
+                       WHERE r.sha256 = i.sha256 OR rw.work_id = w.work_id)
+                   ORDER BY coalesce('w' || w.work_id, i.sha256), i.sha256 IS DISTINCT FROM k.canonical_sha256,
+                            i.sha256, n.site, n.post_id
                ), ordered AS (
                    SELECT *, row_number() OVER (PARTITION BY stratum ORDER BY md5(sha256 || %(seed)s)) AS round,
                           md5(stratum || %(seed)s) AS stratum_order

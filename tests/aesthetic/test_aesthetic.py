@@ -100,3 +100,20 @@ def test_scoring_covers_every_embedding_reports_the_rest_and_is_idempotent(migra
     scores = {sha: score for sha, score, _ in rows}
     order = sorted(scores, key=scores.get)
     assert np.corrcoef(np.arange(len(order)), [quality[s] for s in order])[0, 1] > 0.8
+
+
+def test_a_work_is_held_out_whole_or_not_at_all() -> None:
+    """The same picture on several sites lands on one side of the split, also across strata."""
+    from pony_tasks.aesthetic.train import split_heldout
+
+    targets = {f"{i:064x}": (0.5, ("danbooru|general", "e621|explicit", "gelbooru|sensitive")[i % 3])
+               for i in range(600)}  # fmt: skip
+    shas = sorted(targets)
+    work_of = {sha: i // 3 for i, sha in enumerate(shas[:300])}  # 100 works of three images on three strata
+    for seed in range(5):
+        held = split_heldout(targets, 20, seed, work_of)
+        for work in range(100):
+            members = [s for s in shas[:300] if work_of[s] == work]
+            assert len({s in held for s in members}) == 1, (seed, work)
+        assert 0.15 < len(held) / len(targets) < 0.3
+    assert split_heldout(targets, 20, 0) == split_heldout(targets, 20, 0, {})  # no works: the split as before

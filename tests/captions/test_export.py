@@ -88,3 +88,20 @@ def test_posts_the_site_deleted_leave_the_next_caption_set_and_every_export(capt
     assert len(gone) == 30 and exported.samples == len(meta) == COUNT - 30
     assert not gone & {name.split(".")[0] for name in meta}
     assert captioned_now and not gone & captioned_now and len(captioned_now) == COUNT - 30
+
+
+def test_an_export_holds_one_sample_per_work(captioned) -> None:
+    """Three captioned images linked into one work: only its canonical image is exported."""
+    settings, store = captioned
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT sha256 FROM active_caption ORDER BY sha256 LIMIT 3")
+        shas = [row[0] for row in cur.fetchall()]
+        cur.execute("INSERT INTO work (canonical_sha256) VALUES (%s) RETURNING work_id", (shas[1],))
+        work_id = cur.fetchone()[0]
+        for sha in shas:
+            cur.execute("INSERT INTO work_image (sha256, work_id) VALUES (%s, %s)", (sha, work_id))
+    with connect(settings) as conn:
+        result = export_dataset(conn, store, "per-work", "kohya")
+    meta = json.loads(store.get_bytes("exports/per-work/meta.json"))
+    exported = {name.split(".")[0] for name in meta}
+    assert result.samples == COUNT - 2 and shas[1] in exported and not exported & {shas[0], shas[2]}

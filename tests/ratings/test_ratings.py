@@ -143,3 +143,22 @@ def test_jsonl_export_round_trip_and_agreement(normalised, tmp_path: Path) -> No
 def test_agreement_needs_two_raters(normalised) -> None:
     with connect(normalised) as conn:
         assert rater_agreement(conn).krippendorff_alpha is None
+
+
+def test_a_rating_set_holds_one_image_per_work(normalised) -> None:
+    """Images linked into one work (the same picture on two sites) are one candidate: its canonical image."""
+    rows = _query(normalised, """SELECT i.sha256 FROM booru_post_image i JOIN normalized_score n USING (site, post_id)
+                                 ORDER BY i.sha256 LIMIT 6""")  # fmt: skip
+    shas = [sha for (sha,) in rows]
+    with connect(normalised) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO work (canonical_sha256) VALUES (%s) RETURNING work_id", (shas[2],))
+        work_id = cur.fetchone()[0]
+        for sha in shas[:3]:
+            cur.execute("INSERT INTO work_image (sha256, work_id) VALUES (%s, %s)", (sha, work_id))
+    picked = {sha for (sha,) in _query(normalised, "SELECT sha256 FROM rating_set_item WHERE set_id = %s",
+                                       sample_rating_set(100_000, settings=normalised).set_id)}  # fmt: skip
+    assert shas[2] in picked and not picked & set(shas[:2])  # the canonical image stands for its work
+    assert set(shas[3:]) <= picked
+    # a later set never offers another image of a work that is already in a set
+    with pytest.raises(LookupError, match="no image to sample"):
+        sample_rating_set(10, settings=normalised)

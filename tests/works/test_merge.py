@@ -1,0 +1,64 @@
+"""Merged metadata on a constructed work: on three live sites plus a deleted post, one post provisional."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pony_tasks.db import connect
+from pony_tasks.works.merge import merged_works
+
+POSTS = [  # site, post, sha, rating, tags, deleted, (normalised score, provisional, metric) or None
+    ("danbooru", 1, "a", "general", ["blue_eyes", "smile"], False, (0.9, False, 100)),
+    ("e621", 2, "b", "questionable", ["blue_eyes", "female"], False, (0.5, False, 10)),
+    ("derpibooru", 3, "c", "explicit", ["Blue Eyes", "deleted_only_tag"], True, (0.99, False, 500)),
+    ("gelbooru", 4, "d", "sensitive", ["Smile", "1girl"], False, (0.2, True, 3)),
+    ("danbooru", 5, "e", "general", ["alone"], False, (0.4, True, 2)),  # a work of its own, only provisional
+]
+
+
+@pytest.fixture
+def work_db(migrated):
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO normalize_run (as_of, parameters, status) VALUES (now(), '{}', 'complete') "
+                    "RETURNING run_id")  # fmt: skip
+        run = cur.fetchone()[0]
+        cur.execute(f"CREATE TABLE normalized_score_run_{run} PARTITION OF normalized_score FOR VALUES IN ({run})")
+        for site, post, sha, rating, tags, deleted, score in POSTS:
+            digest = sha * 64
+            cur.execute("INSERT INTO booru_post (site, post_id, rating, tags, deleted, tag_groups) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)",
+                        (site, post, rating, tags, deleted, '{"artist": ["Some Artist"]}'))  # fmt: skip
+            cur.execute("INSERT INTO image (sha256, storage_key, byte_size, width, height, format) "
+                        "VALUES (%s, 'k', 1, 10, 10, 'PNG')", (digest,))  # fmt: skip
+            cur.execute("INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)",
+                        (site, post, digest))  # fmt: skip
+            value, provisional, metric = score
+            cur.execute("""INSERT INTO normalized_score (run_id, site, post_id, rating, cohort, metric, log_metric,
+                               age_days, normalized_score, provisional)
+                           VALUES (%s, %s, %s, %s, 0, %s, 0, 100, %s, %s)""",
+                        (run, site, post, rating, metric, value, provisional))  # fmt: skip
+        cur.execute("INSERT INTO work (canonical_sha256) VALUES (%s) RETURNING work_id", ("a" * 64,))
+        shared = cur.fetchone()[0]
+        cur.execute("INSERT INTO work (canonical_sha256) VALUES (%s) RETURNING work_id", ("e" * 64,))
+        alone = cur.fetchone()[0]
+        for sha in "abcd":
+            cur.execute("INSERT INTO work_image (sha256, work_id) VALUES (%s, %s)", (sha * 64, shared))
+        cur.execute("INSERT INTO work_image (sha256, work_id) VALUES (%s, %s)", ("e" * 64, alone))
+    return migrated, shared, alone
+
+
+def test_tags_rating_and_popularity_are_merged_from_the_live_posts(work_db) -> None:
+    settings, shared, alone = work_db
+    with connect(settings) as conn:
+        works = merged_works(conn)
+    work = works[shared]
+    assert work.sites == ["danbooru", "e621", "gelbooru"]  # the deleted derpibooru post contributes nothing
+    assert work.tags == ["blue_eyes", "smile", "female", "1girl"]  # one spelling; female and 1girl stay apart
+    assert "deleted_only_tag" not in work.tags and work.tag_groups == {"artist": ["some_artist"]}
+    assert work.rating == "questionable"  # the strictest live post (the deleted one was explicit)
+    weights = (1 + math.log1p(100), 1 + math.log1p(10))  # matured percentiles only; the provisional one is left out
+    assert work.popularity == pytest.approx((0.9 * weights[0] + 0.5 * weights[1]) / sum(weights))
+    assert work.provisional is False
+    assert works[alone].popularity == pytest.approx(0.4) and works[alone].provisional is True

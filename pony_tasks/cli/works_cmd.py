@@ -3,6 +3,8 @@ pony_tasks.works)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from pony_tasks.cli.common import PonyContext
@@ -22,6 +24,27 @@ def works_run(ctx: PonyContext, only_new: bool) -> None:
     from pony_tasks.works.link import run_works
 
     click.echo(run_works(ctx.settings, only_new=only_new).summary())
+
+
+@works_group.command("report")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the contact sheet PNG here.")
+@click.pass_obj
+def works_report(ctx: PonyContext, out: Path | None) -> None:
+    """Counts, and a contact sheet PNG of sample merged works and the nearest misses (object store:
+    reports/works/contact-sheet.png)."""
+    from pony_tasks.db import connect
+    from pony_tasks.storage import open_store
+    from pony_tasks.works.report import contact_sheet, summarise
+
+    store = open_store(settings=ctx.settings)
+    with connect(ctx.settings) as conn:
+        summary = summarise(conn)
+        png = contact_sheet(conn, store)
+    store.put_bytes("reports/works/contact-sheet.png", png)
+    if out is not None:
+        out.write_bytes(png)
+    click.echo(summary.text())
+    click.echo("contact sheet: reports/works/contact-sheet.png" + (f" and {out}" if out else ""))
 
 
 @works_group.command("unlink")

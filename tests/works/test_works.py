@@ -139,3 +139,27 @@ def test_the_works_suite_checks_every_work(migrated) -> None:
     report = run_check("works", settings=migrated)
     assert report.rows_checked == 3 and report.outcome == "warnings"  # every image merged: the share is 1.0 > 0.5
     assert [f.expectation for f in report.warnings] == ["expect_column_mean_to_be_between"]
+
+
+def test_the_report_draws_merged_works_and_near_misses(migrated, tmp_path) -> None:
+    from pony_tasks.storage import open_store
+    from pony_tasks.works.report import THUMB, contact_sheet, summarise
+
+    store = open_store(settings=migrated)
+    for picture in range(2):
+        original = _artwork(picture)
+        for data in (_save(original, "PNG"), ALTERATIONS["jpeg q85"](original)):
+            sha = _store(migrated, data)
+            store.put_bytes(f"images/{sha}", data)
+    swapped = _save(Image.merge("RGB", _artwork(0).split()[::-1]), "PNG")  # a near miss: colours differ
+    store.put_bytes(f"images/{_store(migrated, swapped)}", swapped)
+    run_works(migrated)
+    with connect(migrated) as conn:
+        summary = summarise(conn)
+        png = contact_sheet(conn, store)
+    assert (summary.images, summary.works, summary.multi_image_works) == (5, 3, 2)
+    assert summary.verdicts.get("distinct", 0) >= 1 and "40.0%" not in summary.text()
+    (tmp_path / "contact-sheet.png").write_bytes(png)  # for a person debugging a failure
+    sheet = Image.open(io.BytesIO(png))
+    rows = (sheet.height - 24) // (THUMB + 28 + 4)
+    assert rows == 2 + summary.verdicts["distinct"]  # two merged works, then each near miss

@@ -1,0 +1,94 @@
+"""What the matcher decided, for a person to look at: counts, and a contact sheet PNG — sample merged works (each
+row: the canonical image first, then the others, with site and size) and the nearest misses (pairs judged
+distinct, closest pHash first, with the reason) — so a wrong merge or a missed one shows at a glance."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import psycopg2.extensions
+from PIL import Image, ImageDraw
+
+from pony_tasks.storage import ObjectStore
+
+THUMB = 128
+LABEL = 28
+
+
+@dataclass
+class WorksSummary:
+    images: int
+    works: int
+    multi_image_works: int
+    verdicts: dict[str, int] = field(default_factory=dict)
+    operator_decisions: int = 0
+
+    def text(self) -> str:
+        share = self.multi_image_works / self.works if self.works else 0
+        return (f"{self.images} images in {self.works} works; {self.multi_image_works} works hold more than one image "
+                f"({share:.1%}); pair verdicts {dict(sorted(self.verdicts.items()))}; "
+                f"{self.operator_decisions} by an operator")  # fmt: skip
+
+
+def summarise(conn: psycopg2.extensions.connection) -> WorksSummary:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT (SELECT count(*) FROM work_image), (SELECT count(*) FROM work),
+                              (SELECT count(*) FROM (SELECT 1 FROM work_image GROUP BY work_id HAVING count(*) > 1) m),
+                              (SELECT count(*) FROM work_pair WHERE decided_by = 'operator')""")  # fmt: skip
+        images, works, multi, operator = cur.fetchone()
+        cur.execute("SELECT verdict, count(*) FROM work_pair GROUP BY verdict")
+        verdicts = dict(cur.fetchall())
+    return WorksSummary(images, works, multi, verdicts, operator)
+
+
+def _thumb(store: ObjectStore, key: str, caption: str) -> Image.Image:
+    tile = Image.new("RGB", (THUMB, THUMB + LABEL), (32, 32, 32))
+    try:
+        with Image.open(io.BytesIO(store.get_bytes(key))) as image:
+            image.thumbnail((THUMB, THUMB))
+            tile.paste(image.convert("RGB"), ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
+    except Exception:  # noqa: BLE001 - a missing object shows as an empty tile, the sheet is still made
+        caption = "(unreadable) " + caption
+    draw = ImageDraw.Draw(tile)
+    for line, text in enumerate((caption[:22], caption[22:44])):
+        draw.text((3, THUMB + 1 + 13 * line), text, fill=(230, 230, 230))
+    return tile
+
+
+def contact_sheet(conn: psycopg2.extensions.connection, store: ObjectStore, works: int = 8, misses: int = 6) -> bytes:
+    """PNG: up to ``works`` merged works (largest first), then up to ``misses`` nearest distinct pairs."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT w.work_id, w.canonical_sha256 FROM work w
+                       JOIN work_image i USING (work_id) GROUP BY w.work_id HAVING count(*) > 1
+                       ORDER BY count(*) DESC, w.work_id LIMIT %s""", (works,))  # fmt: skip
+        merged = cur.fetchall()
+        rows: list[list[tuple[str, str]]] = []
+        for work_id, canonical in merged:
+            cur.execute("""SELECT i.sha256, m.storage_key, m.width, m.height, m.format,
+                                  (SELECT string_agg(b.site, '+' ORDER BY b.site) FROM booru_post_image b
+                                   WHERE b.sha256 = i.sha256)
+                           FROM work_image i JOIN image m USING (sha256) WHERE i.work_id = %s
+                           ORDER BY i.sha256 <> %s, i.sha256 LIMIT 7""", (work_id, canonical))  # fmt: skip
+            rows.append([(key, f"{'* ' if sha == canonical else ''}w{work_id} {sites or '?'} {w}x{h} {fmt}")
+                         for sha, key, w, h, fmt, sites in cur.fetchall()])  # fmt: skip
+        cur.execute("""SELECT a.storage_key, b.storage_key, p.evidence FROM work_pair p
+                       JOIN image a ON a.sha256 = p.sha_a JOIN image b ON b.sha256 = p.sha_b
+                       WHERE p.verdict = 'distinct'
+                       ORDER BY (p.evidence->>'phash_bits')::int NULLS LAST, p.sha_a
+                       LIMIT %s""", (misses,))  # fmt: skip
+        for key_a, key_b, evidence in cur.fetchall():
+            why = "; ".join(evidence.get("reasons") or ["operator: distinct"])
+            rows.append([(key_a, f"NOT SAME {evidence.get('phash_bits', '?')} bits"), (key_b, why)])
+    width = max([len(r) for r in rows] + [1]) * (THUMB + 4) + 4
+    sheet = Image.new("RGB", (max(width, 400), 24 + len(rows) * (THUMB + LABEL + 4)), (16, 16, 16))
+    draw = ImageDraw.Draw(sheet)
+    title = f"{len(merged)} merged works (* canonical), then the {len(rows) - len(merged)} nearest misses"
+    draw.text((4, 6), title if rows else "no works with more than one image, and no near misses, yet",
+              fill=(255, 255, 255))  # fmt: skip
+    for r, row in enumerate(rows):
+        for c, (key, caption) in enumerate(row):
+            sheet.paste(_thumb(store, key, caption), (4 + c * (THUMB + 4), 24 + r * (THUMB + LABEL + 4)))
+    buffer = io.BytesIO()
+    sheet.save(buffer, "PNG")
+    return buffer.getvalue()

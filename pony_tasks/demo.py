@@ -118,6 +118,7 @@ def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool
             step(f"[scrape]   {total.summary()} ({refreshed_pages} pages were score refreshes)")
         fetched = fetch_images(settings=demo_settings, show_progress=show_progress)
         step(f"[images]   {fetched.summary()}")
+        _works(settings, step, corpus)
     exports = settings.resolved_home / "exports"
     exports.mkdir(parents=True, exist_ok=True)
     target = exports / "posts.jsonl"
@@ -126,6 +127,17 @@ def _ingest(settings: Settings, step: Callable[[str], None], show_progress: bool
     target.with_suffix(".partial").replace(target)
     step(f"[export]   {count} unified posts written to {target}")
     _normalize(settings, step)
+
+
+def _works(settings: Settings, step: Callable[[str], None], corpus) -> None:  # noqa: ANN001 - SampleCorpus
+    """Images linked into works, scored against the corpus's planted re-posts and hard negatives."""
+    from pony_tasks.works.evaluate import score_works
+    from pony_tasks.works.link import run_works
+
+    step(f"[works]    {run_works(settings).summary()}")
+    with connect(settings) as conn:
+        score = score_works(conn, [((p.site, p.post_id), p.copy_of, p.alteration) for p in corpus.copies()])
+    step(f"[works]    {score.describe()}")
 
 
 def _normalize(settings: Settings, step: Callable[[str], None]) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
+from PIL import Image, ImageDraw, ImageOps
+
 from pony_tasks.fakes.images import (
     DEFECTS,
     STYLES,
@@ -65,6 +67,38 @@ GENERAL = [
 SPECIES = ["pony", "unicorn", "pegasus", "earth_pony", "alicorn", "dragon"]
 
 
+# Planted near-duplicates (issue 15): this share of each site's posts re-posts a Danbooru picture, altered one way;
+# HARD_NEGATIVE_SHARE of the posts are another artist's colour swap of one (a different work).
+COPY_SHARE = {"gelbooru": 0.10, "e621": 0.04, "derpibooru": 0.04}
+HARD_NEGATIVE_SHARE = 0.01
+COPY_ALTERATIONS = ("resized", "jpeg_reencode", "png_jpeg_swap", "border", "signature")
+
+
+def altered_size(width: int, height: int, alteration: str | None) -> tuple[int, int]:
+    if alteration == "resized":
+        return max(16, width * 3 // 4), max(16, height * 3 // 4)
+    if alteration == "border":
+        return width + 8, height + 8
+    return width, height
+
+
+def alter(image: Image.Image, alteration: str | None, jpeg_quality: int, seed: int) -> tuple[Image.Image, int]:
+    """A re-post's change to the picture: resized, re-encoded, PNG↔JPEG (by the file type), a border, a signature;
+    or (a hard negative) its colours swapped."""
+    if alteration == "resized":
+        image = image.resize(altered_size(image.width, image.height, alteration), Image.LANCZOS)
+    elif alteration == "jpeg_reencode":
+        jpeg_quality = 55 if jpeg_quality > 70 else 85
+    elif alteration == "border":
+        image = ImageOps.expand(image, border=4, fill=(255, 255, 255))
+    elif alteration == "signature":
+        image = image.copy()
+        ImageDraw.Draw(image).text((2, image.height - 11), "sig", fill=(250, 250, 250))
+    elif alteration == "colour_swap":
+        image = Image.merge("RGB", image.split()[::-1])
+    return image, jpeg_quality
+
+
 @dataclass(frozen=True)
 class CorpusPost:
     site: str
@@ -90,6 +124,10 @@ class CorpusPost:
     hidden: bool = False  # e621: file.url null for this caller
     broken_record: bool = False  # rendered so that it breaks the site's schema
     down_share: float = 0.1
+    # A re-post of another site's picture (the same work: issue 15), altered as boorus alter them, or a hard
+    # negative — another artist's colour swap of it (not the same work). None: an original picture.
+    copy_of: tuple[str, int] | None = None
+    alteration: str | None = None  # one of COPY_ALTERATIONS, or "colour_swap"
 
     def is_deleted_at(self, now: datetime) -> bool:
         return self.deleted and self.deleted_at is not None and self.deleted_at <= now
@@ -141,7 +179,40 @@ class SampleCorpus:
             for index, created_at in enumerate(created):
                 post_id += rng.randint(1, 4)  # ids have gaps, as on real sites
                 posts.append(self._post(rng, site, post_id, created_at, bad_kinds.get(index), index in broken_slots))
-        return posts
+        return self._plant_copies(posts)
+
+    def _plant_copies(self, posts: list[CorpusPost]) -> list[CorpusPost]:
+        """Re-posts of Danbooru pictures on the other sites (Gelbooru mirrors much; artists cross-post), each altered
+        one way, and a few hard negatives. Drawn from generators of their own, so every other draw stays as it was;
+        the copy takes the picture's seed, style, defect and quality (it is the same picture)."""
+        sources = [p for p in posts if p.site == "danbooru" and p.bad_file is None and not p.broken_record]
+        planted = []
+        for post in posts:
+            share = COPY_SHARE.get(post.site, 0.0)
+            draw = random.Random(f"{self.seed}:{post.site}:{post.post_id}:copy")
+            if post.bad_file is not None or post.broken_record or not sources:
+                planted.append(post)
+                continue
+            roll = draw.random()
+            if roll < share + HARD_NEGATIVE_SHARE:
+                source = sources[draw.randrange(len(sources))]
+                if (source.site, source.post_id) == (post.site, post.post_id):
+                    planted.append(post)
+                    continue
+                alteration = draw.choice(COPY_ALTERATIONS) if roll < share else "colour_swap"
+                width, height = altered_size(source.width, source.height, alteration)
+                file_ext = ({"png": "jpg", "jpg": "png"}[source.file_ext] if alteration == "png_jpeg_swap"
+                            else source.file_ext)  # fmt: skip
+                post = dataclasses.replace(post, image_seed=source.image_seed, style=source.style,
+                                           defect=source.defect, quality=source.quality, width=width, height=height,
+                                           file_ext=file_ext, copy_of=(source.site, source.post_id),
+                                           alteration=alteration)  # fmt: skip
+            planted.append(post)
+        return planted
+
+    def copies(self) -> list[CorpusPost]:
+        """The planted re-posts and hard negatives (the truth near-duplicate matching is scored on)."""
+        return [p for p in self.posts if p.copy_of is not None]
 
     def _creation_times(self, rng: random.Random, count: int) -> list[datetime]:
         """Upload times: a few very young posts, a busy recent year (boorus grow), and a long older tail."""
@@ -219,6 +290,16 @@ class SampleCorpus:
         return self._files[key]
 
     def _make_file(self, post: CorpusPost) -> FileBytes:
+        if post.copy_of is not None:
+            source = next(p for p in self.posts if (p.site, p.post_id) == post.copy_of)
+            image = render_image(source.image_seed, source.width, source.height, source.style)
+            image, jpeg_quality = degrade(image, source.defect, source.quality, source.image_seed)
+            image, jpeg_quality = alter(image, post.alteration, jpeg_quality, post.image_seed)
+            data = encode(image, "png" if post.file_ext == "png" else "jpg", jpeg_quality)
+            if data == self.file(source).data:  # a re-encode that came out byte-identical: still a new file
+                image.putpixel((0, 0), tuple((c + 1) % 256 for c in image.getpixel((0, 0))))
+                data = encode(image, "png" if post.file_ext == "png" else "jpg", jpeg_quality)
+            return FileBytes(data, hashlib.md5(data).hexdigest(), hashlib.sha512(data).hexdigest())
         image = render_image(post.image_seed, post.width, post.height, post.style)
         image, jpeg_quality = degrade(image, post.defect, post.quality, post.image_seed)
         data = encode(image, "png" if post.file_ext == "png" else "jpg", jpeg_quality)

@@ -3,7 +3,8 @@
 1. ``dataset_quality`` — the export's caption set passed its data-quality check (the newest ``captions`` result for
    that set has no blocking failure);
 2. ``active_model`` — the export's captions were made with the active aesthetic version;
-3. ``new_images`` — at least ``min_new_images`` images the last completed run did not train on;
+3. ``new_images`` — at least ``min_new_images`` works (images, for exports older than works) the last completed
+   run did not train on;
 4. ``human_approval`` — a person approved it in the Airflow UI (recorded by the DAG with :func:`record`).
 """
 
@@ -51,10 +52,14 @@ def evaluate_gates(
     active_version = active[0] if active else None
     detail = f"export captions from aesthetic version {version}, active {active_version}"
     decisions.append(GateDecision("active_model", version is not None and version == active_version, detail))
-    current = _image_keys(export.manifest)
-    new = len(current - (_image_keys(previous_manifest) if previous_manifest else set()))
+    # Works when both exports list them (the same picture re-posted, or a better copy becoming canonical, is not
+    # new), else images (exports written before works were linked).
+    unit = "works" if "works" in export.manifest and "works" in (previous_manifest or {"works": []}) else "images"
+    keys = (lambda m: set(m["works"])) if unit == "works" else _image_keys
+    current = keys(export.manifest)
+    new = len(current - (keys(previous_manifest) if previous_manifest else set()))
     decisions.append(GateDecision("new_images", new >= min_new_images,
-                                  f"{new} images not in the last completed run (need {min_new_images})"))  # fmt: skip
+                                  f"{new} {unit} not in the last completed run (need {min_new_images})"))  # fmt: skip
     return decisions
 
 

@@ -159,12 +159,12 @@ def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report:
         if outcome.image is not None:
             image = outcome.image
             cur.execute(
-                """INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_hash)
+                """INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_thumb)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE
                    SET phash = coalesce(image.phash, EXCLUDED.phash),
-                       colour_hash = coalesce(image.colour_hash, EXCLUDED.colour_hash)""",
+                       colour_thumb = coalesce(image.colour_thumb, EXCLUDED.colour_thumb)""",
                 (image.sha256, outcome.storage_key, outcome.byte_size, image.width, image.height, image.format,
-                 image.phash, image.colour_hash),
+                 image.phash, image.colour_thumb),
             )
             cur.execute(
                 """INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)

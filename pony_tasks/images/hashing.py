@@ -50,7 +50,7 @@ def hash_stored_images(settings: Settings | None = None, limit: int | None = Non
                         skip.append(sha256)
                         report.unreadable += 1
                     else:
-                        cur.execute("UPDATE image SET phash = %s, colour_hash = %s WHERE sha256 = %s",
+                        cur.execute("UPDATE image SET phash = %s, colour_thumb = %s WHERE sha256 = %s",
                                     (phash, colour, sha256))  # fmt: skip
                         report.hashed += 1
                     bar.update(1)

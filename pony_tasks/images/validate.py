@@ -28,7 +28,7 @@ class DecodedImage:
     height: int
     format: str  # Pillow's name: JPEG, PNG, …
     phash: int | None = None  # 64-bit DCT hash of the luminance, as a signed 64-bit integer (PostgreSQL bigint)
-    colour_hash: int | None = None  # imagehash.colorhash, 42 bits
+    colour_thumb: bytes | None = None  # the image averaged to 4×4 RGB (48 bytes)
 
     @property
     def extension(self) -> str:
@@ -72,15 +72,19 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def perceptual_hashes(image: Image.Image) -> tuple[int, int]:
-    """(phash, colour_hash) of a decoded image (first frame; palette and alpha flattened onto RGB), with the
-    imagehash library (pHash: 8×8 DCT of a 32×32 luminance thumbnail)."""
+def perceptual_hashes(image: Image.Image) -> tuple[int, bytes]:
+    """(phash, colour_thumb) of a decoded image (first frame; palette and alpha flattened onto RGB): imagehash's pHash
+    (8×8 DCT of a 32×32 luminance thumbnail) and the picture box-averaged to 4×4 RGB pixels."""
     import imagehash  # scipy and PyWavelets: only when an image is decoded
 
     rgb = image.convert("RGB")
     phash = _signed64(int(str(imagehash.phash(rgb)), 16))
-    colour = int(str(imagehash.colorhash(rgb, binbits=3)), 16)
-    return phash, colour
+    return phash, rgb.resize((4, 4), Image.BOX).tobytes()
+
+
+def colour_distance(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two colour thumbnails, 0..255."""
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
 
 
 def hamming(a: int, b: int) -> int:

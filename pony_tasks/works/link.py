@@ -33,9 +33,9 @@ class WorksReport:
 
 def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
     with conn.cursor() as cur:
-        cur.execute("""SELECT sha256, width, height, format, byte_size, phash, colour_hash FROM image
-                       WHERE phash IS NOT NULL AND colour_hash IS NOT NULL""")  # fmt: skip
-        return {row[0]: ImageFacts(*row) for row in cur.fetchall()}
+        cur.execute("""SELECT sha256, width, height, format, byte_size, phash, colour_thumb FROM image
+                       WHERE phash IS NOT NULL AND colour_thumb IS NOT NULL""")  # fmt: skip
+        return {row[0]: ImageFacts(*row[:6], bytes(row[6])) for row in cur.fetchall()}
 
 
 def judge_candidates(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts],

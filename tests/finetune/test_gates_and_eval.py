@@ -100,3 +100,18 @@ def test_a_rejection_fails_the_approval_gate() -> None:
     assert approval_decision({"chosen_options": ["Reject"], "responded_by_user": {"name": "ana"}}).passed is False
     assert approval_decision({"chosen_options": ["Approve"]}).passed is True
     assert approval_decision(None).passed is True  # the approval task marked successful by hand
+
+
+def test_new_images_are_counted_in_works_when_exports_list_them(migrated) -> None:
+    """A better copy of a trained work becoming its canonical image is a new file but not a new work."""
+    from pony_tasks.finetune.data import Export
+    from pony_tasks.finetune.gates import evaluate_gates
+
+    before = {"files": {"exports/a/1.png": "x", "exports/a/2.png": "y"}, "works": ["w1", "w2"]}
+    after = Export("b", {"files": {"exports/b/3.png": "x", "exports/b/2.png": "y"}, "works": ["w1", "w2"]}, "", [])
+    with connect(migrated) as conn:
+        gate = {d.gate: d for d in evaluate_gates(conn, after, min_new_images=1, previous_manifest=before)}
+        assert not gate["new_images"].passed and gate["new_images"].detail.startswith("0 works")
+        older = {"files": before["files"]}  # written before works existed: images are compared
+        gate = {d.gate: d for d in evaluate_gates(conn, after, min_new_images=1, previous_manifest=older)}
+        assert gate["new_images"].passed and gate["new_images"].detail.startswith("1 images")

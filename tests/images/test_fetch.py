@@ -73,7 +73,7 @@ def test_fetch_is_resumable_and_idempotent(corpus, scraped) -> None:
     ((attempts,),) = _rows(settings, "SELECT min(attempts) FROM image_quarantine")
     assert attempts == 2
     # every stored image got its perceptual hashes where it was validated
-    assert _rows(settings, "SELECT count(*) FROM image WHERE phash IS NULL OR colour_hash IS NULL") == [(0,)]
+    assert _rows(settings, "SELECT count(*) FROM image WHERE phash IS NULL OR colour_thumb IS NULL") == [(0,)]
 
 
 def test_corruption_in_flight_and_dropped_connections_do_not_lose_images(corpus, scraped) -> None:

@@ -1,6 +1,7 @@
--- Perceptual hashes of every stored image: the cheap first signal for near-duplicates across sites (the same work
--- re-encoded, resized, converted). phash: imagehash's 64-bit DCT hash of the luminance, as a signed bigint (the same
--- 64 bits); colour_hash: imagehash's colorhash (binbits 3, 42 bits) — pHash ignores colour, so a colour swap by
--- another artist has the same phash and a different colour hash. NULL: not hashed yet (`pony images hash`).
-ALTER TABLE image ADD COLUMN phash bigint, ADD COLUMN colour_hash bigint;
+-- Perceptual signatures of every stored image: the cheap first signals for near-duplicates across sites (the same
+-- work re-encoded, resized, converted). phash: imagehash's 64-bit DCT hash of the luminance, as a signed bigint
+-- (the same 64 bits); colour_thumb: the image averaged down to 4×4 RGB pixels (48 bytes) — pHash ignores colour,
+-- so another artist's colour swap of the same line art has a close pHash and a far colour thumbnail.
+-- NULL: not computed yet (`pony images hash`).
+ALTER TABLE image ADD COLUMN phash bigint, ADD COLUMN colour_thumb bytea;
 CREATE INDEX image_phash ON image (phash);

@@ -8,7 +8,7 @@ CREATE TABLE work_pair (
     sha_b       text        NOT NULL REFERENCES image (sha256) ON DELETE CASCADE,
     verdict     text        NOT NULL CHECK (verdict IN ('duplicate', 'variant', 'distinct')),
     decided_by  text        NOT NULL CHECK (decided_by IN ('matcher', 'operator')),
-    evidence    jsonb       NOT NULL,          -- signals and distances: phash_bits, colour_bits, aspect_ratio, …
+    evidence    jsonb       NOT NULL,          -- signals and distances: phash_bits, colour_distance, aspect_ratio, …
     reason      text,                          -- an operator's words
     decided_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (sha_a, sha_b),

@@ -29,7 +29,10 @@ class PermanentStageFailure(AirflowFailException):
     """A stage command failed in a way retrying cannot fix (exit code 2 or 3)."""
 
 
-def _permanent(exc: Exception) -> AirflowFailException:
+def _no_retry(exc: Exception) -> AirflowFailException | None:
+    """The AirflowFailException a permanent error becomes (None: raise it as it is — transient, or already one)."""
+    if isinstance(exc, AirflowFailException) or not is_permanent(exc):
+        return None
     return AirflowFailException(f"{type(exc).__name__}: {exc} — permanent (the same input fails the same way), "
                                 "so it is not retried")  # fmt: skip
 
@@ -42,12 +45,10 @@ def fail_fast(function: Callable) -> Callable:
         def generator(*args: Any, **kwargs: Any):
             try:
                 yield from function(*args, **kwargs)
-            except AirflowFailException:
-                raise
             except Exception as exc:
-                if is_permanent(exc):
-                    raise _permanent(exc) from exc
-                raise
+                if (failure := _no_retry(exc)) is None:
+                    raise
+                raise failure from exc
 
         return generator
 
@@ -55,12 +56,10 @@ def fail_fast(function: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any):
         try:
             return function(*args, **kwargs)
-        except AirflowFailException:
-            raise
         except Exception as exc:
-            if is_permanent(exc):
-                raise _permanent(exc) from exc
-            raise
+            if (failure := _no_retry(exc)) is None:
+                raise
+            raise failure from exc
 
     return wrapper
 

@@ -27,7 +27,7 @@ def images_fetch(ctx: PonyContext, site: str | None, limit: int | None, retry_fa
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many images this run.")
 @click.pass_obj
 def images_hash(ctx: PonyContext, limit: int | None) -> None:
-    """Perceptual hashes (pHash, colour hash) for stored images that have none yet; new images get them on fetch."""
+    """Perceptual signatures (pHash, colour thumbnail) for stored images that have none; new ones get them on fetch."""
     from pony_tasks.images.hashing import hash_stored_images
 
     click.echo(hash_stored_images(settings=ctx.settings, limit=limit).summary())

@@ -124,6 +124,15 @@ class AirflowAPI:
         """Every run of these DAGs has finished (none queued or running)."""
         return all(run["state"] in TERMINAL for dag_id in dag_ids for run in self.runs(dag_id))
 
+    def quiet(self, dag_ids: list[str], hold: float = 12.0) -> bool:
+        """Every run of these DAGs has finished, and no new run appeared for ``hold`` seconds (asset events still
+        on their way start runs a few seconds later)."""
+        if not self.settled(dag_ids):
+            return False
+        before = {dag_id: len(self.runs(dag_id)) for dag_id in dag_ids}
+        time.sleep(hold)
+        return self.settled(dag_ids) and before == {dag_id: len(self.runs(dag_id)) for dag_id in dag_ids}
+
     def answer(self, dag_id: str, run_id: str, task_id: str, option: str, timeout: float = 300) -> dict:
         """Wait until the human-in-the-loop task asks, then answer it as the logged-in user (the UI's request)."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"

@@ -68,6 +68,9 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
     return DecodedImage(hashlib.sha256(data).hexdigest(), width, height, image_format, *hashes)
 
 
+HASH_SOURCE_SIDE = 256  # images larger than twice this are box-reduced to about this size before hashing
+
+
 def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
@@ -77,7 +80,9 @@ def perceptual_hashes(image: Image.Image) -> tuple[int, bytes]:
     (8×8 DCT of a 32×32 luminance thumbnail) and the picture box-averaged to 4×4 RGB pixels."""
     import imagehash  # scipy and PyWavelets: only when an image is decoded
 
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    if max(rgb.size) > 2 * HASH_SOURCE_SIDE:  # both signatures look at ≤ 32×32: box-reduce big images first (5× faster
+        rgb = rgb.reduce(max(rgb.size) // HASH_SOURCE_SIDE)  # at 12 MP), the same way for every image
     phash = _signed64(int(str(imagehash.phash(rgb)), 16))
     return phash, rgb.resize((4, 4), Image.BOX).tobytes()
 

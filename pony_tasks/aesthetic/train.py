@@ -23,6 +23,8 @@ from pony_tasks.db import connect
 from pony_tasks.db.bulk import copy_rows
 from pony_tasks.embed.run import load_embeddings
 from pony_tasks.storage import open_store
+from pony_tasks.works.members import work_key
+from pony_tasks.works.members import work_of as work_of_images
 
 HEAD_REVISION = 2  # bump when build_head or the training loop changes: same data no longer means the same model
 
@@ -86,7 +88,7 @@ def split_heldout(targets: dict[str, tuple[float, str]], percent: int, seed: int
     work_of = work_of or {}
 
     def key(sha: str) -> str:
-        return f"w{work_of[sha]}" if sha in work_of else sha
+        return work_key(sha, work_of)
 
     by_stratum: dict[str, list[str]] = {}
     for sha, (_, stratum) in targets.items():
@@ -97,15 +99,6 @@ def split_heldout(targets: dict[str, tuple[float, str]], percent: int, seed: int
         held.update(ordered[: round(len(ordered) * percent / 100)])
     held_works = {key(s) for s in held}
     return {s for s in targets if key(s) in held_works}  # a work's images on other strata go with it
-
-
-def work_keys(conn: psycopg2.extensions.connection, shas: list[str]) -> dict[str, int]:
-    """sha256 → work id for those images that share a work with another image (a work of one image keeps its own
-    hash: its split does not change when works are first linked)."""
-    with conn.cursor() as cur:
-        cur.execute("""SELECT sha256, work_id FROM work_image WHERE sha256 = ANY(%s) AND work_id IN (
-                           SELECT work_id FROM work_image GROUP BY work_id HAVING count(*) > 1)""", (shas,))
-        return dict(cur.fetchall())
 
 
 def _fit(x: np.ndarray, y: np.ndarray, params: TrainParameters, dimension: int):
@@ -164,7 +157,8 @@ def train_aesthetic(
                 f"only {len(targets)} rated images have embeddings for model {embedding_model_id}; "
                 "import ratings (`pony ratings import`) and embed their images first (need at least 20)"
             )
-        held = split_heldout(targets, params.holdout_percent, params.seed, work_keys(conn, sorted(targets)))
+        works = work_of_images(conn, sorted(targets), shared_only=True)
+        held = split_heldout(targets, params.holdout_percent, params.seed, works)
         train_ids = sorted(set(targets) - held)
         held_ids = sorted(held)
         training_hash = hashlib.sha256(

@@ -28,6 +28,7 @@ from pony_tasks.captions.sets import active_set
 from pony_tasks.progress import progress_bar
 from pony_tasks.storage import ObjectStore
 from pony_tasks.storage.keys import validate_key
+from pony_tasks.works.members import work_key, work_of
 
 DEFAULT_SHARD_BYTES = 1 << 30
 
@@ -107,22 +108,16 @@ def export_dataset(
             put(f"{prefix}/meta.json", json.dumps(meta, ensure_ascii=False, indent=1).encode())
         else:
             _write_shards(store, prefix, rows, shard_bytes, set_id, put, result, bar)
+    shas = [row[0] for row in rows]
+    members = work_of(conn, shas)
     manifest = {
         "name": name, "format": fmt, "created_at": datetime.now(UTC).isoformat(), "samples": result.samples,
         "bytes": result.bytes, "caption_set": set_id, "scheme": scheme, "aesthetic_version": version,
         "selection": {"min_band": min_band, "ratings": ratings, "sites": sites}, "files": result.files,
-        "works": _work_keys(conn, [row[0] for row in rows]),  # what the fine-tune gates count as new
+        "works": sorted(work_key(sha, members) for sha in shas),  # each sample's work: what fine-tune gates count
     }  # fmt: skip
     store.put_bytes(f"{prefix}/manifest.json", json.dumps(manifest, indent=1).encode())
     return result
-
-
-def _work_keys(conn: psycopg2.extensions.connection, shas: list[str]) -> list[str]:
-    """Each sample's work ("w<id>"; an image in no work stands for itself), sorted."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT sha256, work_id FROM work_image WHERE sha256 = ANY(%s)", (shas,))
-        work_of = dict(cur.fetchall())
-    return sorted(f"w{work_of[sha]}" if sha in work_of else sha for sha in shas)
 
 
 def _write_shards(store, prefix, rows, shard_bytes, set_id, put, result, bar) -> None:  # noqa: ANN001

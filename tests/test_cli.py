@@ -131,14 +131,21 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert ks and max(ks) < 0.05
     assert (tmp_path / "home" / "reports" / "normalize" / "run-1" / "distributions.png").exists()
     assert "[ratings]  rating set 1: 1000 images" in out
-    works = re.search(r"planted re-posts found (\d+)/(\d+) .*; pair precision ([0-9.]+) .*hard negatives merged "
-                      r"(\d+)/(\d+)", out)  # the matcher scored on the corpus's truth
-    found, planted, precision, merged, negatives = works.groups()
-    assert int(found) >= 0.8 * int(planted) and float(precision) >= 0.95 and int(merged) <= 0.1 * int(negatives)
-    assert "1967 embedded" in out and "SYNTHETIC ratings" in out and "imported 2000 ratings" in out
+    works = re.search(r"planted re-posts found (\d+)/(\d+) \((.*?)\); pair precision ([0-9.]+) .*hard negatives merged "
+                      r"(\d+)/(\d+) .*variants (\d+)/(\d+), merged (\d+)", out)  # the matcher scored on the corpus
+    found, planted, kinds, precision, merged, negatives, variants, planted_variants, variants_merged = works.groups()
+    for kind in kinds.split(", "):  # the targets: recall ≥ 0.95 by kind, precision ≥ 0.99, nothing merged
+        name, fraction = kind.split(" ")
+        kind_found, kind_planted = map(int, fraction.split("/"))
+        assert kind_found >= 0.95 * kind_planted, kind
+    assert float(precision) >= 0.99 and int(merged) == 0 < int(negatives) and int(variants_merged) == 0
+    assert int(variants) >= 0.8 * int(planted_variants)
+    images = int(re.search(r"\[images\]   images: \d+ to fetch, (\d+) stored", out).group(1))
+    assert images > 1800, "the corpus's good files are stored"
+    assert f"{images} embedded" in out and "SYNTHETIC ratings" in out and "imported 2000 ratings" in out
     assert "[aesthetic] version 1 (MLP, LAION layout) on SYNTHETIC ratings" in out and "Spearman" in out
-    assert "promoted to active" in out and "1967 images scored" in out
-    assert "[captions] caption set 1 (scheme v7) active: 1967 captions" in out and "|||" in out
+    assert "promoted to active" in out and f"{images} images scored" in out
+    assert f"[captions] caption set 1 (scheme v7) active: {images} captions" in out and "|||" in out
     assert "as kohya to exports/demo-kohya/" in out
     assert (tmp_path / "home" / "objects" / "exports" / "demo-kohya" / "manifest.json").exists()
 
@@ -146,7 +153,7 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert again.returncode == 0, again.stderr
     assert "0 applied now" in again.stdout
     assert again.stdout.count(" 0 new,") == 4 and "[normalize] run 2:" in again.stdout
-    assert "0 images to embed" in again.stdout and "0 images scored, 1967 already were" in again.stdout
+    assert "0 images to embed" in again.stdout and f"0 images scored, {images} already were" in again.stdout
     assert "[aesthetic] version 1 " in again.stdout, "same ratings, same settings: the same version"
     assert "caption set 1 already matches the active aesthetic version" in again.stdout
     assert "images: 0 to fetch" in again.stdout

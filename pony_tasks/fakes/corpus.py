@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageOps, ImageStat
 
 from pony_tasks.fakes.images import (
     DEFECTS,
@@ -68,10 +68,18 @@ SPECIES = ["pony", "unicorn", "pegasus", "earth_pony", "alicorn", "dragon"]
 
 
 # Planted near-duplicates (issue 15): this share of each site's posts re-posts a Danbooru picture, altered one way;
-# HARD_NEGATIVE_SHARE of the posts are another artist's colour swap of one (a different work).
+# HARD_NEGATIVE_SHARE of the posts are another picture that looks like one (a different work): another artist's
+# colour swap, the next frame of a sequence, the same composition re-drawn in another style; VARIANT_SHARE are the
+# same artist's alternate-colour version (linked as a variant, not the same work).
 COPY_SHARE = {"gelbooru": 0.10, "e621": 0.04, "derpibooru": 0.04}
-HARD_NEGATIVE_SHARE = 0.01
+HARD_NEGATIVE_SHARE = 0.015
+VARIANT_SHARE = 0.005
 COPY_ALTERATIONS = ("resized", "jpeg_reencode", "png_jpeg_swap", "border", "signature")
+HARD_NEGATIVES = ("colour_swap", "sequence_frame", "redrawn")
+VARIANT = "alternate_colours"
+# a re-drawing of a coloured picture as line art, of line art in colour (painterly over flat is the same picture
+# filtered, not re-drawn)
+REDRAWN_STYLE = {"flat": "sketch", "sketch": "flat", "painterly": "sketch", "pixel": "sketch", "shaded": "sketch"}
 
 
 def altered_size(width: int, height: int, alteration: str | None) -> tuple[int, int]:
@@ -82,9 +90,24 @@ def altered_size(width: int, height: int, alteration: str | None) -> tuple[int, 
     return width, height
 
 
+def _next_frame(image: Image.Image, seed: int) -> Image.Image:
+    """The next frame of a sequence: the same scene with its subject (the most detailed third of the picture among a
+    few tried) moved on by its own width."""
+    rng = random.Random(seed)
+    frame = image.copy()
+    w, h = image.width // 3, image.height // 3
+    boxes = [(x, y, x + w, y + h) for x, y in ((rng.randrange(image.width - w), rng.randrange(image.height - h))
+                                               for _ in range(8))]  # fmt: skip
+    box = max(boxes, key=lambda b: ImageStat.Stat(image.crop(b).convert("L")).stddev[0])
+    dx = w if box[0] + 2 * w <= image.width else -w
+    frame.paste(image.crop(box), (box[0] + dx, box[1]))
+    return frame
+
+
 def alter(image: Image.Image, alteration: str | None, jpeg_quality: int, seed: int) -> tuple[Image.Image, int]:
     """A re-post's change to the picture: resized, re-encoded, PNG↔JPEG (by the file type), a border, a signature;
-    or (a hard negative) its colours swapped."""
+    or another picture like it: its colours swapped (another artist's edit, or the artist's own alternate version),
+    the next frame of its sequence. (A re-drawing is rendered anew: see ``SampleCorpus._make_file``.)"""
     if alteration == "resized":
         image = image.resize(altered_size(image.width, image.height, alteration), Image.LANCZOS)
     elif alteration == "jpeg_reencode":
@@ -94,8 +117,10 @@ def alter(image: Image.Image, alteration: str | None, jpeg_quality: int, seed: i
     elif alteration == "signature":
         image = image.copy()
         ImageDraw.Draw(image).text((2, image.height - 11), "sig", fill=(250, 250, 250))
-    elif alteration == "colour_swap":
+    elif alteration in ("colour_swap", VARIANT):
         image = Image.merge("RGB", image.split()[::-1])
+    elif alteration == "sequence_frame":
+        image = _next_frame(image, seed)
     return image, jpeg_quality
 
 
@@ -124,10 +149,11 @@ class CorpusPost:
     hidden: bool = False  # e621: file.url null for this caller
     broken_record: bool = False  # rendered so that it breaks the site's schema
     down_share: float = 0.1
-    # A re-post of another site's picture (the same work: issue 15), altered as boorus alter them, or a hard
-    # negative — another artist's colour swap of it (not the same work). None: an original picture.
+    # A re-post of another site's picture (the same work: issue 15), altered as boorus alter them; or a hard
+    # negative — a picture that looks like it (not the same work); or its artist's alternate version (a variant).
+    # None: an original picture.
     copy_of: tuple[str, int] | None = None
-    alteration: str | None = None  # one of COPY_ALTERATIONS, or "colour_swap"
+    alteration: str | None = None  # one of COPY_ALTERATIONS or HARD_NEGATIVES, or VARIANT
 
     def is_deleted_at(self, now: datetime) -> bool:
         return self.deleted and self.deleted_at is not None and self.deleted_at <= now
@@ -183,35 +209,45 @@ class SampleCorpus:
 
     def _plant_copies(self, posts: list[CorpusPost]) -> list[CorpusPost]:
         """Re-posts of Danbooru pictures on the other sites (Gelbooru mirrors much; artists cross-post), each altered
-        one way, and a few hard negatives. Drawn from generators of their own, so every other draw stays as it was;
-        the copy takes the picture's seed, style, defect and quality (it is the same picture)."""
+        one way, and a few hard negatives and variants (on those sites too: a source is never itself planted). Drawn
+        from generators of their own, so every other draw stays as it was; the copy takes the picture's seed, style,
+        defect and quality (it is the same picture) and a re-post its artist."""
         sources = [p for p in posts if p.site == "danbooru" and p.bad_file is None and not p.broken_record]
         planted = []
         for post in posts:
             share = COPY_SHARE.get(post.site, 0.0)
             draw = random.Random(f"{self.seed}:{post.site}:{post.post_id}:copy")
-            if post.bad_file is not None or post.broken_record or not sources:
+            if post.bad_file is not None or post.broken_record or not sources or post.site == "danbooru":
                 planted.append(post)
                 continue
             roll = draw.random()
-            if roll < share + HARD_NEGATIVE_SHARE:
+            if roll < share + HARD_NEGATIVE_SHARE + VARIANT_SHARE:
                 source = sources[draw.randrange(len(sources))]
                 if (source.site, source.post_id) == (post.site, post.post_id):
                     planted.append(post)
                     continue
-                alteration = draw.choice(COPY_ALTERATIONS) if roll < share else "colour_swap"
+                if roll < share:
+                    alteration = draw.choice(COPY_ALTERATIONS)
+                elif roll < share + HARD_NEGATIVE_SHARE:
+                    alteration = draw.choice(HARD_NEGATIVES)
+                else:
+                    alteration = VARIANT
                 width, height = altered_size(source.width, source.height, alteration)
                 file_ext = ({"png": "jpg", "jpg": "png"}[source.file_ext] if alteration == "png_jpeg_swap"
                             else source.file_ext)  # fmt: skip
-                post = dataclasses.replace(post, image_seed=source.image_seed, style=source.style,
+                artist = source.artist if alteration in (*COPY_ALTERATIONS, VARIANT) else post.artist
+                if artist == source.artist and alteration in HARD_NEGATIVES:
+                    artist = next(a for a in ARTISTS if a != source.artist)  # another artist's picture
+                style = REDRAWN_STYLE[source.style] if alteration == "redrawn" else source.style
+                post = dataclasses.replace(post, image_seed=source.image_seed, style=style,
                                            defect=source.defect, quality=source.quality, width=width, height=height,
                                            file_ext=file_ext, copy_of=(source.site, source.post_id),
-                                           alteration=alteration)  # fmt: skip
+                                           alteration=alteration, artist=artist)  # fmt: skip
             planted.append(post)
         return planted
 
     def copies(self) -> list[CorpusPost]:
-        """The planted re-posts and hard negatives (the truth near-duplicate matching is scored on)."""
+        """The planted re-posts, hard negatives and variants (the truth near-duplicate matching is scored on)."""
         return [p for p in self.posts if p.copy_of is not None]
 
     def _creation_times(self, rng: random.Random, count: int) -> list[datetime]:
@@ -292,7 +328,7 @@ class SampleCorpus:
     def _make_file(self, post: CorpusPost) -> FileBytes:
         if post.copy_of is not None:
             source = next(p for p in self.posts if (p.site, p.post_id) == post.copy_of)
-            image = render_image(source.image_seed, source.width, source.height, source.style)
+            image = render_image(source.image_seed, source.width, source.height, post.style)  # redrawn: another
             image, jpeg_quality = degrade(image, source.defect, source.quality, source.image_seed)
             image, jpeg_quality = alter(image, post.alteration, jpeg_quality, post.image_seed)
             data = encode(image, "png" if post.file_ext == "png" else "jpg", jpeg_quality)

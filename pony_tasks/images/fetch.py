@@ -159,12 +159,17 @@ def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report:
         if outcome.image is not None:
             image = outcome.image
             cur.execute(
-                """INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_thumb)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE
+                """INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_thumb,
+                                      detail, inner_phash, inner_colour_thumb, inner_detail)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE
                    SET phash = coalesce(image.phash, EXCLUDED.phash),
-                       colour_thumb = coalesce(image.colour_thumb, EXCLUDED.colour_thumb)""",
+                       colour_thumb = coalesce(image.colour_thumb, EXCLUDED.colour_thumb),
+                       detail = coalesce(image.detail, EXCLUDED.detail),
+                       inner_phash = coalesce(image.inner_phash, EXCLUDED.inner_phash),
+                       inner_colour_thumb = coalesce(image.inner_colour_thumb, EXCLUDED.inner_colour_thumb),
+                       inner_detail = coalesce(image.inner_detail, EXCLUDED.inner_detail)""",
                 (image.sha256, outcome.storage_key, outcome.byte_size, image.width, image.height, image.format,
-                 image.phash, image.colour_thumb),
+                 *(image.signatures.columns() if image.signatures else (None,) * 6)),
             )
             cur.execute(
                 """INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)

@@ -22,13 +22,39 @@ class ImageRejected(ValueError):
 
 
 @dataclass(frozen=True)
+class Signatures:
+    """What near-duplicate matching compares, of the whole picture and of its content inside a uniform frame (a
+    border some re-poster added; the same as the whole picture when there is none)."""
+
+    phash: int  # 64-bit DCT hash of the luminance, as a signed 64-bit integer (PostgreSQL bigint)
+    colour_thumb: bytes  # the picture averaged to 4×4 RGB (48 bytes)
+    detail: bytes  # the picture's brightness at 16×16 (256 bytes): where two close pictures differ
+    inner_phash: int
+    inner_colour_thumb: bytes
+    inner_detail: bytes
+
+    def columns(self) -> tuple[int, bytes, bytes, int, bytes, bytes]:
+        """In the order of the ``image`` columns phash, colour_thumb, detail, inner_phash, inner_colour_thumb,
+        inner_detail."""
+        return (self.phash, self.colour_thumb, self.detail, self.inner_phash, self.inner_colour_thumb,
+                self.inner_detail)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class DecodedImage:
     sha256: str
     width: int
     height: int
     format: str  # Pillow's name: JPEG, PNG, …
-    phash: int | None = None  # 64-bit DCT hash of the luminance, as a signed 64-bit integer (PostgreSQL bigint)
-    colour_thumb: bytes | None = None  # the image averaged to 4×4 RGB (48 bytes)
+    signatures: Signatures | None = None  # perceptual signatures (None: over the pixel limit, never decoded)
+
+    @property
+    def phash(self) -> int | None:
+        return self.signatures.phash if self.signatures else None
+
+    @property
+    def colour_thumb(self) -> bytes | None:
+        return self.signatures.colour_thumb if self.signatures else None
 
     @property
     def extension(self) -> str:
@@ -54,7 +80,7 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
                     image_format = image.format or "unknown"
                     width, height = image.size
                     image.load()
-                    hashes = perceptual_hashes(image) if width * height <= max_pixels else (None, None)
+                    signatures = perceptual_hashes(image) if width * height <= max_pixels else None
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise ImageRejected("decompression_bomb", str(exc)) from None
             except UnidentifiedImageError:
@@ -65,7 +91,7 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
         Image.MAX_IMAGE_PIXELS = previous
     if width * height > max_pixels:
         raise ImageRejected("decompression_bomb", f"{width}x{height} is over the {max_pixels}-pixel limit")
-    return DecodedImage(hashlib.sha256(data).hexdigest(), width, height, image_format, *hashes)
+    return DecodedImage(hashlib.sha256(data).hexdigest(), width, height, image_format, signatures)
 
 
 HASH_SOURCE_SIDE = 256  # images larger than twice this are box-reduced to about this size before hashing
@@ -75,16 +101,51 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def perceptual_hashes(image: Image.Image) -> tuple[int, bytes]:
-    """(phash, colour_thumb) of a decoded image (first frame; palette and alpha flattened onto RGB): imagehash's pHash
-    (8×8 DCT of a 32×32 luminance thumbnail) and the picture box-averaged to 4×4 RGB pixels."""
+FRAME_TOLERANCE = 48  # of 255, per channel: a border's pixels may differ this much from its corner (JPEG noise)
+FRAME_FILL = 0.85  # share of a frame line's pixels that must be the corner's colour
+MAX_FRAME_SHARE = 8  # a frame is at most 1/8 of the shorter side
+
+
+def frame_width(rgb: Image.Image) -> int:
+    """Width of a uniform frame around the picture: the number of lines, the same on all four sides, that are (almost
+    all) the colour of the top-left corner. A border a re-poster added has the same width on every side; content that
+    merely touches the edge in that colour on one side does not count (the narrowest side decides)."""
+    import numpy as np
+
+    pixels = np.asarray(rgb, dtype=np.int16)
+    height, width = pixels.shape[:2]
+    corner = pixels[0, 0]
+    limit = min(height, width) // MAX_FRAME_SHARE
+
+    def depth(lines) -> int:
+        for k in range(limit):
+            if (np.abs(lines(k) - corner).max(axis=-1) <= FRAME_TOLERANCE).mean() < FRAME_FILL:
+                return k
+        return limit
+
+    return min(depth(lambda k: pixels[k]), depth(lambda k: pixels[height - 1 - k]),
+               depth(lambda k: pixels[:, k]), depth(lambda k: pixels[:, width - 1 - k]))  # fmt: skip
+
+
+def _signatures_of(rgb: Image.Image) -> tuple[int, bytes, bytes]:
     import imagehash  # scipy and PyWavelets: only when an image is decoded
 
+    return (_signed64(int(str(imagehash.phash(rgb)), 16)), rgb.resize((4, 4), Image.BOX).tobytes(),
+            rgb.convert("L").resize((16, 16), Image.BOX).tobytes())  # fmt: skip
+
+
+def perceptual_hashes(image: Image.Image) -> Signatures:
+    """Signatures of a decoded image (first frame; palette and alpha flattened onto RGB): imagehash's pHash (8×8 DCT
+    of a 32×32 luminance thumbnail) and the picture box-averaged to 4×4 RGB pixels — of the whole picture and of what
+    lies inside a uniform frame (:func:`frame_width`; a 4-px white border on a 100-px picture moves its pHash by up to
+    22 bits, the inner hash by none)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     if max(rgb.size) > 2 * HASH_SOURCE_SIDE:  # both signatures look at ≤ 32×32: box-reduce big images first (5× faster
         rgb = rgb.reduce(max(rgb.size) // HASH_SOURCE_SIDE)  # at 12 MP), the same way for every image
-    phash = _signed64(int(str(imagehash.phash(rgb)), 16))
-    return phash, rgb.resize((4, 4), Image.BOX).tobytes()
+    whole = _signatures_of(rgb)
+    frame = frame_width(rgb)
+    inner = _signatures_of(rgb.crop((frame, frame, rgb.width - frame, rgb.height - frame))) if frame else whole
+    return Signatures(*whole, *inner)
 
 
 def colour_distance(a: bytes, b: bytes) -> float:
@@ -95,3 +156,52 @@ def colour_distance(a: bytes, b: bytes) -> float:
 def hamming(a: int, b: int) -> int:
     """Bits that differ between two 64-bit hashes (signed or not)."""
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
+
+
+def _ycbcr(thumb: bytes) -> list[tuple[float, float, float]]:
+    """JFIF full-range Y, Cb, Cr of each thumbnail cell."""
+    cells = []
+    for i in range(0, len(thumb), 3):
+        r, g, b = thumb[i], thumb[i + 1], thumb[i + 2]
+        cells.append((0.299 * r + 0.587 * g + 0.114 * b, -0.168736 * r - 0.331264 * g + 0.5 * b,
+                      0.5 * r - 0.418688 * g - 0.081312 * b))  # fmt: skip
+    return cells
+
+
+def luma_chroma_distance(a: bytes, b: bytes) -> tuple[float, float]:
+    """(luma, chroma): mean absolute difference of two colour thumbnails' brightness (Y) and of their colour (Cb and
+    Cr), 0..255. Re-encoding and resizing move the brightness of a cell a little and its colour hardly at all (JPEG
+    keeps the cell means); a recolour moves the colour."""
+    cells_a, cells_b = _ycbcr(a), _ycbcr(b)
+    luma = sum(abs(x[0] - y[0]) for x, y in zip(cells_a, cells_b, strict=True)) / len(cells_a)
+    chroma = sum(abs(x[1] - y[1]) + abs(x[2] - y[2]) for x, y in zip(cells_a, cells_b, strict=True))
+    return luma, chroma / (2 * len(cells_a))
+
+
+CHANGED_CELL = 20  # of 255: a detail cell this much brighter or darker than its counterpart has changed
+
+
+def _unmatched(a, b, margin: int = 0) -> float:
+    """Share of ``a``'s cells that lie more than CHANGED_CELL outside the range of ``b``'s cells within one cell of
+    the same place: a crop or a border shifts the picture by up to a cell, and a cell across an edge then holds a mix
+    of its neighbours. ``margin``: only cells at least this many cells from the edge count."""
+    import numpy as np
+
+    padded = np.pad(b, 1, mode="edge")
+    windows = [padded[dy:dy + a.shape[0], dx:dx + a.shape[1]] for dy in range(3) for dx in range(3)]
+    low, high = np.minimum.reduce(windows), np.maximum.reduce(windows)
+    outside = (a < low - CHANGED_CELL) | (a > high + CHANGED_CELL)
+    if margin:
+        outside = outside[margin:-margin, margin:-margin]
+    return float(outside.mean())
+
+
+def changed_share(a: bytes, b: bytes, margin: int = 0) -> float:
+    """Share of the 16×16 detail cells that changed between two pictures, whichever way round is more: near 0 for a
+    re-encode, a resize, a small crop; a few cells for a signature; more where a part of the picture moved or was
+    redrawn."""
+    import numpy as np
+
+    cells_a = np.frombuffer(a, dtype=np.uint8).astype(np.int16).reshape(16, 16)
+    cells_b = np.frombuffer(b, dtype=np.uint8).astype(np.int16).reshape(16, 16)
+    return max(_unmatched(cells_a, cells_b, margin), _unmatched(cells_b, cells_a, margin))

@@ -1,17 +1,35 @@
-"""Judging one candidate pair from more than one signal: a close pHash alone is not enough — pHash reads only the
-luminance, so another artist's colour swap of the same line art has a close pHash; a different crop or a sequence
-frame changes the shape. A pair is a ``duplicate`` only when the pHash, the colour thumbnail and the aspect ratio agree
-(and the CLIP embeddings, when both images have one); else ``distinct``, with the reason in the evidence."""
+"""Judging one candidate pair from more than one signal. A close pHash alone is not enough: pHash reads only the
+luminance at 32×32, so another artist's colour swap of the same line art has a close pHash, and so can the next frame
+of a sequence (a part of the picture moved). A pair is a ``duplicate`` only when every signal agrees:
+
+- the pHash (of the whole pictures, or of what lies inside a border one of them has: the closest of the views);
+- the colour thumbnails (4×4), as brightness and colour apart: a recolour moves the colour (Cb/Cr), a re-encode
+  hardly does;
+- the 16×16 detail away from the edges: how many cells changed (a signature or watermark sits at the edge; a moved
+  part or a re-drawing changes the inside), each cell compared with its neighbours too (a crop shifts by a cell);
+- past a pHash move a re-encode does not make (``MARK_BITS``), thumbnails that agree closely: a mark added on top;
+- the aspect ratio (borders and small crops pass, another crop does not);
+- the CLIP embeddings, when both images have one of the same model.
+
+Pairs that fail only on colour or detail and whose posts share an artist are that artist's ``variant`` (an alternate
+version: linked, not merged); every other failing pair is ``distinct``, with the reasons in the evidence. The limits
+below were measured on the sample corpus (``pony_tasks.works.evaluate``; the closing note of issue 15 gives them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pony_tasks.images.validate import colour_distance, hamming
+from pony_tasks.images.validate import changed_share, hamming, luma_chroma_distance
 
-# of 255, 4×4 thumbnails; measured: re-encodes ≤ 4.4, 2.5 % crops ≤ 6.2, the corpus's colour swaps mostly ≥ 6.9
-MAX_COLOUR_DISTANCE = 6.5
-MAX_ASPECT_RATIO = 1.10  # larger of the two width/height ratios over the smaller: borders and small crops pass
+MAX_CONFIRM_BITS = 16  # pHash bits for a confirmed pair (signatures on 64-px pictures reach 16; others are ≥ 22)
+MARK_BITS = 10  # past this many bits only a mark on top explains the move: the thumbnails must then agree closely
+MAX_MARK_LOOK = 1.0  # luma + chroma distance allowed past MARK_BITS (signatures ≤ 0.7; moved parts ≥ 1.4)
+MAX_VARIANT_BITS = 12  # an alternate version keeps the drawing: its pHash stays this close
+MAX_LUMA = 8.0  # of 255, 4×4 brightness: re-encodes ≤ 7.5
+MAX_CHROMA = 4.0  # of 255, 4×4 colour: re-encodes and borders ≤ 3.0; colour swaps ≥ 4.8
+DETAIL_MARGIN = 2  # detail cells this close to the edge are not compared (signatures, watermarks, borders sit there)
+MAX_CHANGED_SHARE = 0.01  # of the inner 12×12 detail cells: re-encodes, resizes, borders ≤ 0.7 %; moved parts ≥ 1.4 %
+MAX_ASPECT_RATIO = 1.10  # larger of the two width/height ratios over the smaller
 MIN_EMBEDDING_COSINE = 0.90  # when both images have an embedding of the same model
 
 LOSSLESS = {"PNG": 2, "WEBP": 1, "GIF": 1, "BMP": 2, "TIFF": 2}  # lossless over lossy (WEBP/GIF: either)
@@ -26,31 +44,73 @@ class ImageFacts:
     byte_size: int
     phash: int
     colour_thumb: bytes
+    detail: bytes
+    inner_phash: int
+    inner_colour_thumb: bytes
+    inner_detail: bytes
+    artists: frozenset[str] = frozenset()  # the artist tags of the image's posts
 
     @property
     def aspect(self) -> float:
         return self.width / self.height if self.height else 0.0
+
+    def views(self) -> dict[str, tuple[int, bytes, bytes]]:
+        """(pHash, colour thumbnail, detail) of the whole picture and of its inside (one view when it has no
+        border)."""
+        whole = (self.phash, self.colour_thumb, self.detail)
+        inner = (self.inner_phash, self.inner_colour_thumb, self.inner_detail)
+        return {"whole": whole} if inner == whole else {"whole": whole, "inner": inner}
 
     def canonical_rank(self) -> tuple:
         """Higher is a better canonical image: more pixels, lossless over lossy, more bytes (less re-encoded)."""
         return (self.width * self.height, LOSSLESS.get(self.format, 0), self.byte_size, self.sha256)
 
 
+def closest_views(a: ImageFacts, b: ImageFacts) -> tuple[str, int, tuple[bytes, bytes], tuple[bytes, bytes]]:
+    """(which views, pHash bits, (thumbnail, detail) of a, of b) of the pair of views with the fewest differing
+    bits (the whole pictures on a tie)."""
+    best = None
+    for name_a, (hash_a, *looks_a) in a.views().items():
+        for name_b, (hash_b, *looks_b) in b.views().items():
+            bits = hamming(hash_a, hash_b)
+            if best is None or bits < best[1]:
+                best = (f"{name_a}/{name_b}", bits, tuple(looks_a), tuple(looks_b))
+    assert best is not None
+    return best  # type: ignore[return-value]
+
+
 def judge(a: ImageFacts, b: ImageFacts, cosine: float | None = None) -> tuple[str, dict]:
-    """(verdict, evidence) for a candidate pair."""
-    evidence = {"phash_bits": hamming(a.phash, b.phash),
-                "colour_distance": round(colour_distance(a.colour_thumb, b.colour_thumb), 2),
+    """(verdict, evidence) for a candidate pair: ``duplicate``, ``variant`` or ``distinct``."""
+    views, bits, (thumb_a, detail_a), (thumb_b, detail_b) = closest_views(a, b)
+    luma, chroma = luma_chroma_distance(thumb_a, thumb_b)
+    evidence = {"phash_bits": bits, "views": views, "luma_distance": round(luma, 2),
+                "chroma_distance": round(chroma, 2),
+                "changed_share": round(changed_share(detail_a, detail_b, DETAIL_MARGIN), 4),
                 "aspect_ratio": round(max(a.aspect, b.aspect) / max(min(a.aspect, b.aspect), 1e-9), 4)}  # fmt: skip
     if cosine is not None:
         evidence["embedding_cosine"] = round(cosine, 4)
-    reasons = []
-    if evidence["colour_distance"] > MAX_COLOUR_DISTANCE:
-        reasons.append(f"colours differ ({evidence['colour_distance']} > {MAX_COLOUR_DISTANCE})")
+    shape, looks = [], []  # reasons it is another drawing / reasons it looks different
+    if bits > MAX_CONFIRM_BITS:
+        shape.append(f"shapes differ (pHash {bits} bits > {MAX_CONFIRM_BITS})")
     if evidence["aspect_ratio"] > MAX_ASPECT_RATIO:
-        reasons.append(f"shapes differ (aspect ratio {evidence['aspect_ratio']} > {MAX_ASPECT_RATIO})")
+        shape.append(f"shapes differ (aspect ratio {evidence['aspect_ratio']} > {MAX_ASPECT_RATIO})")
     if cosine is not None and cosine < MIN_EMBEDDING_COSINE:
-        reasons.append(f"embeddings differ (cosine {cosine:.3f} < {MIN_EMBEDDING_COSINE})")
-    if reasons:
-        evidence["reasons"] = reasons
-        return "distinct", evidence
-    return "duplicate", evidence
+        shape.append(f"embeddings differ (cosine {cosine:.3f} < {MIN_EMBEDDING_COSINE})")
+    if bits > MARK_BITS and luma + chroma > MAX_MARK_LOOK:
+        looks.append(f"more than a mark changed (pHash {bits} bits > {MARK_BITS} and the thumbnails differ by "
+                     f"{luma + chroma:.2f} > {MAX_MARK_LOOK})")  # fmt: skip
+    if chroma > MAX_CHROMA:
+        looks.append(f"colours differ (chroma {evidence['chroma_distance']} > {MAX_CHROMA})")
+    if luma > MAX_LUMA:
+        looks.append(f"brightness differs (luma {evidence['luma_distance']} > {MAX_LUMA})")
+    if evidence["changed_share"] > MAX_CHANGED_SHARE:
+        looks.append(f"part of the picture changed ({evidence['changed_share']:.1%} of cells > "
+                     f"{MAX_CHANGED_SHARE:.1%})")  # fmt: skip
+    if not shape and not looks:
+        return "duplicate", evidence
+    evidence["reasons"] = shape + looks
+    shared = sorted(a.artists & b.artists)
+    if not shape and bits <= MAX_VARIANT_BITS and shared:
+        evidence["shared_artists"] = shared
+        return "variant", evidence
+    return "distinct", evidence

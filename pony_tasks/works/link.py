@@ -8,12 +8,16 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import psycopg2.extensions
 
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
-from pony_tasks.works.candidates import phash_pairs
+from pony_tasks.embed.run import load_embeddings
+from pony_tasks.storage import open_store
+from pony_tasks.works.candidates import candidate_pairs
 from pony_tasks.works.decide import ImageFacts, judge
+from pony_tasks.works.merge import common_spelling
 
 
 @dataclass
@@ -32,20 +36,51 @@ class WorksReport:
 
 
 def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
+    """Every image with its signatures (images without them — `pony images hash` — are left out) and the artist tags
+    of its posts (what tells an artist's alternate version from another artist's edit)."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT sha256, width, height, format, byte_size, phash, colour_thumb FROM image
-                       WHERE phash IS NOT NULL AND colour_thumb IS NOT NULL""")  # fmt: skip
-        return {row[0]: ImageFacts(*row[:6], bytes(row[6])) for row in cur.fetchall()}
+        cur.execute("""SELECT i.sha256, i.width, i.height, i.format, i.byte_size, i.phash, i.colour_thumb, i.detail,
+                              i.inner_phash, i.inner_colour_thumb, i.inner_detail,
+                              coalesce(array_agg(DISTINCT a.tag) FILTER (WHERE a.tag IS NOT NULL), '{}')
+                       FROM image i
+                       LEFT JOIN booru_post_image b ON b.sha256 = i.sha256
+                       LEFT JOIN booru_post p ON p.site = b.site AND p.post_id = b.post_id
+                       LEFT JOIN LATERAL jsonb_array_elements_text(coalesce(p.tag_groups -> 'artist', '[]'))
+                                 AS a(tag) ON true
+                       WHERE i.phash IS NOT NULL AND i.inner_detail IS NOT NULL
+                       GROUP BY i.sha256""")  # fmt: skip
+        return {row[0]: ImageFacts(*row[:6], bytes(row[6]), bytes(row[7]), row[8], bytes(row[9]), bytes(row[10]),
+                                   frozenset(common_spelling(t.removeprefix("artist:")) for t in row[11]))  # fmt: skip
+                for row in cur.fetchall()}
+
+
+def _embeddings(conn: psycopg2.extensions.connection, settings: Settings) -> tuple[list[str], np.ndarray] | None:
+    """The newest embedding model's vectors (None when no image has one)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT model_id FROM embedding_model m WHERE EXISTS (SELECT 1 FROM embedding_shard s
+                       WHERE s.model_id = m.model_id) ORDER BY model_id DESC LIMIT 1""")  # fmt: skip
+        row = cur.fetchone()
+    if row is None:
+        return None
+    ids, matrix = load_embeddings(conn, open_store(settings=settings), row[0])
+    return (ids, matrix) if ids else None
 
 
 def judge_candidates(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts],
-                     only_with: set[str] | None = None) -> tuple[int, Counter]:  # fmt: skip
+                     only_with: set[str] | None = None,
+                     embeddings: tuple[list[str], np.ndarray] | None = None) -> tuple[int, Counter]:  # fmt: skip
     """Judge every candidate pair and store the matcher's verdicts (operator decisions are left as they are)."""
-    pairs = phash_pairs(((sha, f.phash) for sha, f in facts.items()), only_with=only_with)
+    pairs = candidate_pairs(facts, embeddings, only_with)
+    row_of = {sha: i for i, sha in enumerate(embeddings[0])} if embeddings else {}
     verdicts: Counter = Counter()
     with conn.cursor() as cur:
         for (a, b) in sorted(pairs):
-            verdict, evidence = judge(facts[a], facts[b])
+            cosine = None
+            if a in row_of and b in row_of:
+                matrix = embeddings[1]  # type: ignore[index]
+                cosine = float(matrix[row_of[a]].astype(np.float32) @ matrix[row_of[b]].astype(np.float32))
+            verdict, evidence = judge(facts[a], facts[b], cosine)
+            evidence["found_by"] = sorted(pairs[(a, b)])
             verdicts[verdict] += 1
             cur.execute("""INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence)
                            VALUES (%s, %s, %s, 'matcher', %s)
@@ -136,7 +171,7 @@ def run_works(settings: Settings | None = None, *, only_new: bool = False) -> Wo
                 cur.execute("SELECT sha256 FROM work_image")
                 linked = {row[0] for row in cur.fetchall()}
             only_with = set(facts) - linked
-        report.candidates, verdicts = judge_candidates(conn, facts, only_with)
+        report.candidates, verdicts = judge_candidates(conn, facts, only_with, _embeddings(conn, settings))
         report.verdicts = dict(verdicts)
         report.works, report.multi_image_works, report.changed_images = link_works(conn, facts)
     return report

@@ -51,10 +51,11 @@ def _save(image: Image.Image, fmt: str, **options) -> bytes:
 def _store(settings, data: bytes) -> str:
     decoded = decode(data, 50_000_000)
     with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute("""INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_thumb)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+        cur.execute("""INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_thumb,
+                                          detail, inner_phash, inner_colour_thumb, inner_detail)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
                     (decoded.sha256, f"images/{decoded.sha256}", len(data), decoded.width, decoded.height,
-                     decoded.format, decoded.phash, decoded.colour_thumb))  # fmt: skip
+                     decoded.format, *decoded.signatures.columns()))  # fmt: skip
     return decoded.sha256
 
 

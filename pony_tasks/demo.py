@@ -22,6 +22,7 @@ Re-running it is safe: nothing is scraped or stored twice.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -257,3 +258,22 @@ def _captions(settings: Settings, step: Callable[[str], None]) -> None:
             )
         exported = export_dataset(conn, open_store(settings=settings), "demo-kohya", "kohya", min_band=7)
     step(f"[export]   band ≥ 7: {exported.summary()}")
+    step(f"[works]    {_one_entry_per_work(settings, 'demo-kohya')}")
+
+
+def _one_entry_per_work(settings: Settings, export_name: str) -> str:
+    """Entries and the works they come from, for the rating set, the active captions and the export: equal counts
+    say that no two entries show the same picture."""
+    from pony_tasks.works.members import works_among
+
+    store = open_store(settings=settings)
+    exported = json.loads(store.get_bytes(f"exports/{export_name}/manifest.json"))
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT sha256 FROM rating_set_item WHERE set_id = (SELECT max(set_id) FROM rating_set)")
+        rated = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT sha256 FROM active_caption")
+        captioned = [row[0] for row in cur.fetchall()]
+        parts = [f"{label} {len(shas)} entries from {works_among(conn, shas)} works"
+                 for label, shas in (("rating set", rated), ("captions", captioned))]  # fmt: skip
+    parts.append(f"export {exported['samples']} samples from {len(set(exported['works']))} works")
+    return "one entry per work: " + "; ".join(parts)

@@ -145,8 +145,14 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert f"{images} embedded" in out and "SYNTHETIC ratings" in out and "imported 2000 ratings" in out
     assert "[aesthetic] version 1 (MLP, LAION layout) on SYNTHETIC ratings" in out and "Spearman" in out
     assert "promoted to active" in out and f"{images} images scored" in out
-    assert f"[captions] caption set 1 (scheme v7) active: {images} captions" in out and "|||" in out
+    works_count = int(re.search(r"\[works\]    works: \d+ images in (\d+) works", out).group(1))
+    assert works_count < images, "the corpus's re-posts share works"
+    assert f"[captions] caption set 1 (scheme v7) active: {works_count} captions" in out and "|||" in out
     assert "as kohya to exports/demo-kohya/" in out
+    entries = re.search(r"one entry per work: rating set (\d+) entries from (\d+) works; captions (\d+) entries from "
+                        r"(\d+) works; export (\d+) samples from (\d+) works", out)
+    counts = list(map(int, entries.groups()))
+    assert counts[0] == counts[1] == 1000 and counts[2] == counts[3] == works_count and counts[4] == counts[5] > 0
     assert (tmp_path / "home" / "objects" / "exports" / "demo-kohya" / "manifest.json").exists()
 
     again = run_pony("demo", env=env, cwd=tmp_path, timeout=300)

@@ -33,24 +33,68 @@ class RegenerateResult:
     contents_computed: int  # posts whose caption content was not cached yet
 
 
-# One row per image scored by the version (an image in several posts takes its first live post by site, post_id;
-# posts the site deleted are left out), with the digest its caption content is cached under (caption_content,
-# migration 0008).
+# One row per work (an image not linked into a work yet is a work of its own), on the image the export will use:
+# the work's canonical image when the version scored it and a live post shows it, else the work's first such image.
+# The caption content is the work's, merged over its live posts (posts the site deleted are left out): the site of
+# its first post (by site, post_id: the source tag), the strictest rating, every tag of every post in first-seen
+# order, one per spelling up to case ("Smile" and "smile": the first seen), and the tag groups merged the same way
+# (captions' clean_tag then writes "blue_eyes" and "blue eyes" alike). A work with one live post keeps that post's
+# fields exactly, so its cached content (the digest over site | rating | tags | tag_groups | rules, migration 0008)
+# stays valid; only works seen on several posts are aggregated.
 SOURCE_QUERY = """
     CREATE TEMPORARY TABLE caption_source ON COMMIT DROP AS
-    SELECT DISTINCT ON (s.sha256) s.sha256, s.percentile, p.site, p.post_id,
-           md5(p.site || '|' || p.rating || '|' || p.tags::text || '|' || p.tag_groups::text || '|' || %(rules)s)
+    WITH live AS (
+        SELECT coalesce('w' || wi.work_id, 'i' || i.sha256) AS work_key, i.sha256, p.site, p.post_id, p.rating,
+               p.tags, p.tag_groups, w.canonical_sha256
+        FROM booru_post_image i
+        JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+        LEFT JOIN work_image wi ON wi.sha256 = i.sha256
+        LEFT JOIN work w ON w.work_id = wi.work_id
+        WHERE p.rating IS NOT NULL AND NOT p.deleted),
+    chosen AS (
+        SELECT DISTINCT ON (l.work_key) l.work_key, l.sha256, s.percentile
+        FROM live l JOIN aesthetic_score s ON s.sha256 = l.sha256 AND s.version_id = %(version)s
+        ORDER BY l.work_key, l.sha256 IS NOT DISTINCT FROM l.canonical_sha256 DESC, l.sha256),
+    ranked AS (
+        SELECT l.*, row_number() OVER (PARTITION BY l.work_key ORDER BY l.site, l.post_id) AS post_rank,
+               count(*) OVER (PARTITION BY l.work_key) AS posts
+        FROM live l JOIN chosen c USING (work_key)),
+    merged_tags AS (
+        SELECT work_key, array_agg(tag ORDER BY first_seen) AS tags
+        FROM (SELECT r.work_key, (array_agg(t.tag ORDER BY r.post_rank, t.n))[1] AS tag,
+                     min(r.post_rank * 100000 + t.n) AS first_seen
+              FROM ranked r, unnest(r.tags) WITH ORDINALITY AS t(tag, n) WHERE r.posts > 1
+              GROUP BY r.work_key, lower(t.tag)) x
+        GROUP BY 1),
+    merged_groups AS (
+        SELECT work_key, jsonb_object_agg(tag_group, members) AS tag_groups
+        FROM (SELECT work_key, tag_group, jsonb_agg(tag ORDER BY first_seen) AS members
+              FROM (SELECT r.work_key, g.key AS tag_group, (array_agg(t.tag ORDER BY r.post_rank, t.n))[1] AS tag,
+                           min(r.post_rank * 100000 + t.n) AS first_seen
+                    FROM ranked r, jsonb_each(r.tag_groups) g, jsonb_array_elements_text(g.value)
+                         WITH ORDINALITY AS t(tag, n)
+                    WHERE r.posts > 1 AND jsonb_typeof(g.value) = 'array'
+                    GROUP BY r.work_key, g.key, lower(t.tag)) y
+              GROUP BY 1, 2) x
+        GROUP BY 1),
+    merged AS (
+        SELECT r.work_key, r.site,
+               (SELECT (ARRAY['general','sensitive','questionable','explicit'])[max(array_position(
+                    ARRAY['general','sensitive','questionable','explicit'], o.rating))]
+                FROM ranked o WHERE o.work_key = r.work_key) AS rating,
+               coalesce(t.tags, '{}') AS tags, coalesce(g.tag_groups, '{}'::jsonb) AS tag_groups
+        FROM ranked r LEFT JOIN merged_tags t USING (work_key) LEFT JOIN merged_groups g USING (work_key)
+        WHERE r.posts > 1 AND r.post_rank = 1
+        UNION ALL
+        SELECT work_key, site, rating, tags, tag_groups FROM ranked WHERE posts = 1)
+    SELECT c.sha256, c.percentile, c.work_key, m.site, m.rating, m.tags, m.tag_groups,
+           md5(m.site || '|' || m.rating || '|' || m.tags::text || '|' || m.tag_groups::text || '|' || %(rules)s)
                AS digest
-    FROM aesthetic_score s
-    JOIN booru_post_image i ON i.sha256 = s.sha256
-    JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
-    WHERE s.version_id = %(version)s AND p.rating IS NOT NULL AND NOT p.deleted
-    ORDER BY s.sha256, p.site, p.post_id"""
+    FROM chosen c JOIN merged m USING (work_key)"""
 
 MISSING_CONTENT_QUERY = """
-    SELECT DISTINCT ON (cs.digest) cs.digest, p.site, p.rating, p.tags, p.tag_groups
+    SELECT DISTINCT ON (cs.digest) cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups
     FROM caption_source cs
-    JOIN booru_post p ON p.site = cs.site AND p.post_id = cs.post_id
     WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)"""
 
 # The caption text is rendered here exactly as render.render_text renders it (a test compares every stored row
@@ -74,7 +118,8 @@ def regenerate(
     floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
     show_progress: bool | None = False,
 ) -> RegenerateResult:  # fmt: skip
-    """Captions for every image scored by the aesthetic version (default: the active one), as a new set.
+    """Captions for every work scored by the aesthetic version (default: the active one), as a new set: one per
+    work, from what all its posts say (see SOURCE_QUERY).
 
     Set-based: content (source, rating, cleaned tags) comes from ``caption_content``; only posts whose digest is
     not cached yet are computed in Python (streamed in chunks of ``chunk_rows``), then one INSERT … SELECT adds

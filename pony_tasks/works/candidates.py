@@ -5,7 +5,8 @@
    (pigeonhole), so grouping by each piece finds every such pair and compares only hashes that collide somewhere.
 2. **Colour thumbnails** (4×4 RGB of the inside, 48 numbers): each image's nearest few — what finds a re-post whose
    signature moved the pHash past ``max_bits`` but left the picture's colours where they were.
-3. **CLIP embeddings**, when the images have them: each image's nearest few above a cosine.
+3. **CLIP embeddings**, when the images have them: every pair above a cosine (``neighbours.similar_pairs``: k-means
+   cells and exact cosines within them, as SemDeDup does).
 
 Every candidate is then judged on all signals (``pony_tasks.works.decide``); a candidate is only a pair worth
 looking at."""
@@ -18,13 +19,13 @@ from collections.abc import Iterable
 import numpy as np
 
 from pony_tasks.images.validate import hamming
-from pony_tasks.works.neighbours import as_matrix, neighbour_pairs
+from pony_tasks.works.neighbours import as_matrix, neighbour_pairs, similar_pairs
 
 MAX_PHASH_BITS = 8  # at most this many differing bits: a candidate (most booru alterations ≤ 8, other pictures ≥ 22)
 THUMB_NEIGHBOURS = 8  # nearest colour thumbnails looked at per image
 MAX_THUMB_SQUARED = 48 * 12**2  # squared L2 over the 48 thumbnail numbers: a root-mean-square difference ≤ 12 of 255
-EMBEDDING_NEIGHBOURS = 8
 MIN_CANDIDATE_COSINE = 0.90
+EMBEDDING_NEIGHBOURS = 8  # at most this many embedding candidates per image and cell
 
 
 def _bands(bits: int) -> list[tuple[int, int]]:
@@ -77,8 +78,7 @@ def candidate_pairs(facts: dict, embeddings: tuple[list[str], np.ndarray] | None
             found[pair].add("thumbnail")
     if embeddings is not None and len(embeddings[0]) > 1:
         emb_ids, matrix = embeddings
-        for pair in neighbour_pairs(emb_ids, matrix.astype(np.float32), k=EMBEDDING_NEIGHBOURS, metric="ip",
-                                    bound=MIN_CANDIDATE_COSINE, only_with=only_with):  # fmt: skip
+        for pair in similar_pairs(emb_ids, matrix, MIN_CANDIDATE_COSINE, only_with, EMBEDDING_NEIGHBOURS):
             if pair[0] in facts and pair[1] in facts:
                 found[pair].add("embedding")
     return dict(found)

@@ -5,6 +5,7 @@ runs. Operator decisions are never overwritten by the matcher; a re-run with not
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -18,6 +19,9 @@ from pony_tasks.storage import open_store
 from pony_tasks.works.candidates import candidate_pairs
 from pony_tasks.works.decide import ImageFacts, judge
 from pony_tasks.works.merge import common_spelling
+from pony_tasks.works.neighbours import median_random_cosine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,11 +32,12 @@ class WorksReport:
     works: int = 0
     multi_image_works: int = 0
     changed_images: int = 0
+    embeddings: str = ""
 
     def summary(self) -> str:
         return (f"works: {self.images} images in {self.works} works ({self.multi_image_works} with more than one "
                 f"image); {self.candidates} candidate pairs judged {dict(sorted(self.verdicts.items()))}; "
-                f"{self.changed_images} images changed work")  # fmt: skip
+                f"{self.changed_images} images changed work; {self.embeddings}")  # fmt: skip
 
 
 def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
@@ -54,16 +59,29 @@ def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
                 for row in cur.fetchall()}
 
 
-def _embeddings(conn: psycopg2.extensions.connection, settings: Settings) -> tuple[list[str], np.ndarray] | None:
-    """The newest embedding model's vectors (None when no image has one)."""
+MAX_UNRELATED_COSINE = 0.8  # median cosine of random pairs above which a model's embeddings are not used
+
+
+def _embeddings(conn: psycopg2.extensions.connection, settings: Settings, report: WorksReport
+                ) -> tuple[list[str], np.ndarray] | None:  # fmt: skip
+    """The newest embedding model's vectors — None when no image has one, or when the model cannot tell pictures
+    apart (random pairs as close as near-duplicates: an untrained model, such as the demo's seeded one)."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT model_id FROM embedding_model m WHERE EXISTS (SELECT 1 FROM embedding_shard s
+        cur.execute("""SELECT model_id, name FROM embedding_model m WHERE EXISTS (SELECT 1 FROM embedding_shard s
                        WHERE s.model_id = m.model_id) ORDER BY model_id DESC LIMIT 1""")  # fmt: skip
         row = cur.fetchone()
     if row is None:
+        report.embeddings = "no embeddings yet"
         return None
     ids, matrix = load_embeddings(conn, open_store(settings=settings), row[0])
-    return (ids, matrix) if ids else None
+    unrelated = median_random_cosine(matrix)
+    if not ids or unrelated > MAX_UNRELATED_COSINE:
+        report.embeddings = (f"embeddings of model {row[0]} ({row[1]}) not used: random pairs have a median cosine "
+                             f"of {unrelated:.2f} (> {MAX_UNRELATED_COSINE}: the model does not tell pictures apart)")
+        log.warning("works: %s", report.embeddings)
+        return None
+    report.embeddings = f"embeddings of model {row[0]} ({row[1]}) used (random pairs: median cosine {unrelated:.2f})"
+    return ids, matrix
 
 
 def judge_candidates(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts],
@@ -171,7 +189,8 @@ def run_works(settings: Settings | None = None, *, only_new: bool = False) -> Wo
                 cur.execute("SELECT sha256 FROM work_image")
                 linked = {row[0] for row in cur.fetchall()}
             only_with = set(facts) - linked
-        report.candidates, verdicts = judge_candidates(conn, facts, only_with, _embeddings(conn, settings))
+        embeddings = _embeddings(conn, settings, report)
+        report.candidates, verdicts = judge_candidates(conn, facts, only_with, embeddings)
         report.verdicts = dict(verdicts)
         report.works, report.multi_image_works, report.changed_images = link_works(conn, facts)
     return report

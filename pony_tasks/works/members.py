@@ -19,3 +19,10 @@ def work_of(conn: psycopg2.extensions.connection, shas: list[str], *, shared_onl
 def work_key(sha256: str, work_of_image: dict[str, int]) -> str:
     """``w<id>`` for an image in a work, else the image itself."""
     return f"w{work_of_image[sha256]}" if sha256 in work_of_image else sha256
+
+
+def works_among(conn: psycopg2.extensions.connection, shas: list[str]) -> int:
+    """How many works ``shas`` come from (an image in no work counts as one): equal to ``len(set(shas))`` exactly
+    when no two of them show the same picture."""
+    members = work_of(conn, shas)
+    return len({work_key(sha, members) for sha in shas})

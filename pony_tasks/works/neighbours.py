@@ -1,68 +1,227 @@
-"""Nearest neighbours of vectors (CLIP embeddings, colour thumbnails) with faiss: exact below ``EXACT_LIMIT``
-vectors, an inverted-file index above it (k-means cells trained on a sample; each query scans the ``nprobe`` nearest
-cells). ``benchmarks/works.py`` measures both on 1M 768-d embeddings and checks the index's recall against the exact
-search in the same run; the choice of faiss over pgvector's HNSW is argued in ARCHITECTURE.md (works)."""
+"""Nearest neighbours for near-duplicate candidates, at the scale of a booru (millions of images).
+
+- **Embeddings** (:class:`ClusterJoin`): every pair of L2-normalised vectors above a cosine, found the way NeMo
+  Curator's SemDeDup does it — faiss k-means cells, then exact cosines (one matrix product per cell) among the
+  members of each cell — with each vector in its ``assignments`` nearest cells (SemDeDup uses one; two recover the
+  pairs that straddle a cell boundary). New vectors are matched against the cells they fall in, so 10,000 new images
+  cost a few matrix products against 1M, not a rebuild. Below ``EXACT_LIMIT`` vectors the join is exact (all pairs).
+- **Colour thumbnails** (:func:`neighbour_pairs`): each row's ``k`` nearest rows with a faiss index (flat up to
+  ``EXACT_LIMIT`` rows, an inverted file above).
+
+``benchmarks/works.py`` measures the join on 1M 768-d fp16 embeddings against faiss's own inverted-file search and
+an exact brute-force search in the same run (recall of the exact pairs on a sample, time, memory); ARCHITECTURE.md
+(works) says why this and not pgvector's HNSW."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-EXACT_LIMIT = 100_000  # up to this many vectors a flat (exact) search is fast enough
+EXACT_LIMIT = 20_000  # up to this many vectors every pair is compared (a 20k × 20k product is cheap)
 CELLS_PER_ROOT = 2  # k-means cells: this many times the square root of the number of vectors (2,000 for 1M)
 TRAIN_SAMPLE = 32  # vectors per cell used to train the cells
 TRAIN_ITERATIONS = 10  # k-means iterations (faiss's default is 25; the cells only need to be roughly right)
-NPROBE = 8  # cells scanned per query (recall ≥ 0.95 of the exact neighbours on the benchmark)
+ASSIGNMENTS = 2  # cells each vector joins
+BLOCK = 4096  # rows per matrix product
 
 
-def build_index(vectors: np.ndarray, metric: str = "ip", *, exact: bool | None = None, seed: int = 0):
-    """A faiss index over ``vectors`` (float32, one per row). ``metric``: ``ip`` (inner product: cosine for
-    L2-normalised rows) or ``l2``. ``exact``: force a flat index (None: flat up to EXACT_LIMIT rows)."""
+def _pairs_above(left, right, min_cosine: float, left_rows: np.ndarray, right_rows: np.ndarray, same: bool,
+                 per_row: int | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Row pairs (a < b) of ``left`` × ``right`` (float32 matrices) with cosine ≥ ``min_cosine``; ``per_row``: only
+    each left row's that many best."""
+    found, cosines = [], []
+    for start in range(0, left.shape[0], BLOCK):
+        scores = left[start:start + BLOCK] @ right.T
+        if same:  # a row is not its own neighbour
+            block = np.arange(scores.shape[0])
+            scores[block, start + block] = -np.inf
+        if per_row is not None and scores.shape[1] > per_row:
+            kth = np.partition(scores, scores.shape[1] - per_row, axis=1)[:, scores.shape[1] - per_row][:, None]
+            scores = np.where(scores >= kth, scores, -np.inf)
+        hit_left, hit_right = np.nonzero(scores >= min_cosine)
+        if not len(hit_left):
+            continue
+        a, b = left_rows[start + hit_left], right_rows[hit_right]
+        keep = a != b
+        found.append(np.stack([np.minimum(a, b), np.maximum(a, b)], 1)[keep])
+        cosines.append(scores[hit_left, hit_right][keep])
+    if not found:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    return np.concatenate(found), np.concatenate(cosines)
+
+
+def _unique(pairs: np.ndarray, cosines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not len(pairs):
+        return pairs, cosines
+    _, first = np.unique(pairs[:, 0] * (1 << 32) + pairs[:, 1], return_index=True)
+    return pairs[first], cosines[first]
+
+
+@dataclass
+class ClusterJoin:
+    """Cells over a set of vectors; ``pairs`` joins them, ``add`` matches new vectors against them."""
+
+    vectors: np.ndarray  # float16 or float32, L2-normalised rows
+    assignments: int = ASSIGNMENTS
+    per_row: int | None = None  # keep only each vector's that many best pairs per cell (None: all above the cosine)
+    seed: int = 0
+    centroids: np.ndarray | None = None  # None: one cell holding everything (exact)
+    members: list[np.ndarray] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, assignments: int = ASSIGNMENTS, seed: int = 0, exact: bool | None = None,
+              per_row: int | None = None) -> ClusterJoin:  # fmt: skip
+        join = cls(vectors, assignments, per_row, seed)
+        count = len(vectors)
+        if exact or (exact is None and count <= EXACT_LIMIT):
+            join.members = [np.arange(count)]
+            return join
+        import faiss
+
+        cells = max(2, int(CELLS_PER_ROOT * math.sqrt(count)))
+        kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=TRAIN_ITERATIONS, seed=seed, spherical=True,
+                              min_points_per_centroid=1,
+                              max_points_per_centroid=TRAIN_SAMPLE, verbose=False)  # fmt: skip
+        sample = np.sort(np.random.default_rng(seed).choice(count, size=min(count, cells * TRAIN_SAMPLE),
+                                                            replace=False))  # fmt: skip
+        kmeans.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+        join.centroids = kmeans.centroids
+        join.members = join._group(join._assign(vectors), np.arange(count), cells)
+        return join
+
+    def _assign(self, vectors: np.ndarray) -> np.ndarray:
+        """Each row's ``assignments`` nearest cells."""
+        centroids = np.ascontiguousarray(self.centroids, dtype=np.float32)
+        cells = np.empty((len(vectors), self.assignments), np.int64)
+        for start in range(0, len(vectors), 65536):
+            scores = np.asarray(vectors[start:start + 65536], dtype=np.float32) @ centroids.T
+            cells[start:start + 65536] = np.argpartition(-scores, self.assignments - 1, axis=1)[:, :self.assignments]
+        return cells
+
+    @staticmethod
+    def _group(cells: np.ndarray, rows: np.ndarray, count: int) -> list[np.ndarray]:
+        flat = cells.ravel()
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(count + 1))
+        owners = np.repeat(rows, cells.shape[1])[order]
+        return [owners[bounds[c]:bounds[c + 1]] for c in range(count)]
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.vectors[rows], dtype=np.float32)
+
+    def pairs(self, min_cosine: float, progress: Callable[[int], None] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """(row pairs a < b, their cosines) of every pair in a common cell with cosine ≥ ``min_cosine``."""
+        found, cosines = [], []
+        for members in self.members:
+            if len(members) > 1:
+                rows = self._rows(members)
+                pairs, values = _pairs_above(rows, rows, min_cosine, members, members, True, self.per_row)
+                found.append(pairs)
+                cosines.append(values)
+            if progress:
+                progress(1)
+        if not found:
+            return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+        return _unique(np.concatenate(found), np.concatenate(cosines))
+
+    def add(self, new_vectors: np.ndarray, min_cosine: float) -> tuple[np.ndarray, np.ndarray]:
+        """Append ``new_vectors`` (rows numbered after the existing ones) and return their pairs ≥ ``min_cosine``
+        with the vectors in their cells and with each other."""
+        first = len(self.vectors)
+        self.vectors = np.concatenate([self.vectors, new_vectors.astype(self.vectors.dtype)])
+        new_rows = np.arange(first, len(self.vectors))
+        if self.centroids is None:
+            old = self.members[0]
+            self.members = [np.concatenate([old, new_rows])]
+            groups = {0: new_rows}
+        else:
+            assigned = self._group(self._assign(new_vectors), new_rows, len(self.members))
+            groups = {c: rows for c, rows in enumerate(assigned) if len(rows)}
+        found, cosines = [], []
+        for cell, rows in groups.items():
+            members = self.members[cell] if self.centroids is None else np.concatenate([self.members[cell], rows])
+            if self.centroids is not None:
+                self.members[cell] = members
+            pairs, values = _pairs_above(self._rows(rows), self._rows(members), min_cosine, rows, members, False,
+                                         self.per_row)  # fmt: skip
+            found.append(pairs)
+            cosines.append(values)
+        if not found:
+            return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+        return _unique(np.concatenate(found), np.concatenate(cosines))
+
+
+def similar_pairs(ids: list[str], vectors: np.ndarray, min_cosine: float, only_with: set[str] | None = None,
+                  per_row: int | None = None) -> dict[tuple[str, str], float]:  # fmt: skip
+    """{(id_a, id_b): cosine} for every pair of rows with cosine ≥ ``min_cosine`` (id_a < id_b; ``per_row``: each
+    row's best that many per cell); ``only_with``: only pairs with one of these ids (the rest are joined as the
+    existing set, the new ones matched against it)."""
+    if len(ids) < 2:
+        return {}
+    if only_with is None:
+        join = ClusterJoin.build(vectors, per_row=per_row)
+        pairs, cosines = join.pairs(min_cosine)
+    else:
+        old = np.array([i for i, sha in enumerate(ids) if sha not in only_with], dtype=np.int64)
+        new = np.array([i for i, sha in enumerate(ids) if sha in only_with], dtype=np.int64)
+        if not len(new):
+            return {}
+        join = (ClusterJoin.build(vectors[old], per_row=per_row) if len(old)
+                else ClusterJoin(vectors[:0], per_row=per_row, members=[np.arange(0)]))  # fmt: skip
+        pairs, cosines = join.add(vectors[new], min_cosine)
+        order = np.concatenate([old, new])  # join rows → original rows
+        pairs = order[pairs] if len(pairs) else pairs
+    result = {}
+    for (a, b), cosine in zip(pairs.tolist(), cosines.tolist(), strict=True):
+        first, second = ids[a], ids[b]
+        result[(first, second) if first < second else (second, first)] = float(cosine)
+    return result
+
+
+def build_index(vectors: np.ndarray, metric: str = "ip", *, exact: bool | None = None, seed: int = 0,
+                nprobe: int = 8):  # fmt: skip
+    """A faiss kNN index over ``vectors`` (float32 rows). ``metric``: ``ip`` (cosine for L2-normalised rows) or
+    ``l2``. Flat (exact) up to ``EXACT_LIMIT`` rows unless ``exact`` says; an inverted file above (k-means cells
+    trained like :class:`ClusterJoin`'s, ``nprobe`` cells scanned per query)."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     count, dim = vectors.shape
     faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
-    if exact or (exact is None and count <= EXACT_LIMIT):
+    if exact or (exact is None and count <= EXACT_LIMIT * 5):
         index = faiss.IndexFlat(dim, faiss_metric)
         index.add(vectors)
         return index
-    cells = max(1, int(CELLS_PER_ROOT * math.sqrt(count)))
-    quantizer = faiss.IndexFlat(dim, faiss_metric)
-    index = faiss.IndexIVFFlat(quantizer, dim, cells, faiss_metric)
+    cells = max(2, int(CELLS_PER_ROOT * math.sqrt(count)))
+    index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, cells, faiss_metric)
     index.cp.niter = TRAIN_ITERATIONS
     index.cp.seed = seed
     sample = np.random.default_rng(seed).choice(count, size=min(count, cells * TRAIN_SAMPLE), replace=False)
     index.train(vectors[np.sort(sample)])
     index.add(vectors)
-    index.nprobe = NPROBE
+    index.nprobe = nprobe
     return index
 
 
-def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, row numbers) of each query's ``k`` nearest rows (−1 where fewer exist)."""
-    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-
-
 def neighbour_pairs(ids: list[str], vectors: np.ndarray, *, k: int, metric: str = "ip", bound: float,
-                    only_with: set[str] | None = None, index=None) -> dict[tuple[str, str], float]:  # fmt: skip
+                    only_with: set[str] | None = None) -> dict[tuple[str, str], float]:  # fmt: skip
     """{(id_a, id_b): score} for every row's ``k`` nearest other rows within ``bound`` (inner product ≥ bound, or
     squared L2 distance ≤ bound), id_a < id_b. ``only_with``: only query these ids (incremental matching)."""
     rows = list(range(len(ids))) if only_with is None else [i for i, sha in enumerate(ids) if sha in only_with]
     if not rows or len(ids) < 2:
         return {}
-    index = index if index is not None else build_index(vectors, metric)
+    index = build_index(vectors, metric)
     pairs: dict[tuple[str, str], float] = {}
     for start in range(0, len(rows), 8192):
         chunk = rows[start:start + 8192]
-        scores, found = search(index, vectors[chunk], min(k + 1, len(ids)))
+        scores, found = index.search(np.ascontiguousarray(vectors[chunk], dtype=np.float32), min(k + 1, len(ids)))
         for row, row_scores, row_found in zip(chunk, scores, found, strict=True):
             for score, other in zip(row_scores.tolist(), row_found.tolist(), strict=True):
-                if other < 0 or other == row:
-                    continue
-                if (score < bound) if metric == "ip" else (score > bound):
+                if other < 0 or other == row or ((score < bound) if metric == "ip" else (score > bound)):
                     continue
                 a, b = ids[row], ids[other]
                 pairs[(a, b) if a < b else (b, a)] = float(score)
@@ -73,3 +232,16 @@ def as_matrix(rows: Iterable[bytes | np.ndarray], dim: int) -> np.ndarray:
     """Stack byte strings (thumbnails) or arrays into a float32 matrix of ``dim`` columns."""
     return np.stack([np.frombuffer(r, dtype=np.uint8) if isinstance(r, bytes) else r for r in rows]).astype(
         np.float32).reshape(-1, dim)  # fmt: skip
+
+
+def median_random_cosine(vectors: np.ndarray, *, sample: int = 2000, seed: int = 0) -> float:
+    """Median cosine of random pairs of rows. Real CLIP embeddings of unrelated pictures sit around 0.4–0.6; an
+    untrained model (the demo's seeded random one) puts almost every pair above 0.9 — its neighbours mean nothing."""
+    if len(vectors) < 2:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(vectors), sample), rng.integers(0, len(vectors), sample)
+    keep = a != b
+    left = np.asarray(vectors[a[keep]], dtype=np.float32)
+    right = np.asarray(vectors[b[keep]], dtype=np.float32)
+    return float(np.median(np.einsum("ij,ij->i", left, right)))

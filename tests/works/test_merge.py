@@ -62,3 +62,54 @@ def test_tags_rating_and_popularity_are_merged_from_the_live_posts(work_db) -> N
     assert work.popularity == pytest.approx((0.9 * weights[0] + 0.5 * weights[1]) / sum(weights))
     assert work.provisional is False
     assert works[alone].popularity == pytest.approx(0.4) and works[alone].provisional is True
+
+
+def _score_every_image(settings, skip: str = "") -> None:
+    """An active aesthetic version scoring the images (``skip``: images, by letter, it did not score)."""
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO embedding_model (name, pretrained, dimension, image_size) "
+                    "VALUES ('m', 'x', 4, 1) RETURNING model_id")  # fmt: skip
+        model = cur.fetchone()[0]
+        cur.execute("""INSERT INTO aesthetic_model (embedding_model_id, architecture, hyperparameters, metrics,
+                           training_set_sha256, training_images, weights_key, score_cdf, status)
+                       VALUES (%s, 'mlp', '{}', '{}', 'h', 0, 'k', '{0,1}', 'active') RETURNING version_id""",
+                    (model,))  # fmt: skip
+        version = cur.fetchone()[0]
+        for index, (_, _, sha, *_rest) in enumerate(POSTS):
+            if sha not in skip:
+                cur.execute("INSERT INTO aesthetic_score (version_id, sha256, score, percentile) "
+                            "VALUES (%s, %s, %s, %s)", (version, sha * 64, 0.9 - index / 10, 0.9 - index / 10))
+
+
+def _captions(settings) -> dict[str, str]:
+    from pony_tasks.captions.sets import regenerate
+
+    with connect(settings) as conn:
+        regenerate(conn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT sha256, text FROM active_caption")
+            return {sha[:1]: text for sha, text in cur.fetchall()}  # the images are named by one repeated letter
+
+
+def test_a_work_gets_one_caption_from_what_all_its_live_posts_say(work_db) -> None:
+    settings, _, _ = work_db
+    _score_every_image(settings)
+    captions = _captions(settings)
+    assert sorted(captions) == ["a", "e"], "one caption per work, on its canonical image"
+    shared = captions["a"]
+    fixed, _, content = shared.partition(" ||| ")
+    assert "rating_questionable" in fixed, "the strictest live post's rating (the explicit post was deleted)"
+    tags = content.split(", ")
+    for tag in ("blue eyes", "smile", "female", "1girl", "Some Artist"):
+        assert tag in tags, tag  # the union of the live posts' tags
+    assert "deleted only tag" not in content, "the deleted post's tags are left out"
+    assert tags.count("blue eyes") == 1 and "Smile" not in tags, "one spelling per tag (underscores, case)"
+    assert "rating_safe" in captions["e"].partition(" ||| ")[0] and "alone" in captions["e"]
+
+
+def test_a_work_whose_canonical_image_is_not_scored_is_captioned_on_another_member(work_db) -> None:
+    settings, _, _ = work_db
+    _score_every_image(settings, skip="a")
+    captions = _captions(settings)
+    assert sorted(captions) == ["b", "e"], "the work's first scored image with a live post"
+    assert "smile" in captions["b"] and "1girl" in captions["b"]

@@ -6,12 +6,15 @@ cap. Redirects are followed by ``PoliteClient`` itself and every hop is checked 
 private-address rule, so an allowed host cannot redirect us into a foreign or internal one. Each file is checked
 against the site's md5/sha512 (e621's md5 also for URLs rebuilt from it),
 fully decoded under a decompression-bomb limit, and stored content-addressed (``images/ab/cd/<sha256>.<ext>``).
-Failures go to ``image_quarantine`` with a reason and never stop the batch. Results are committed in small batches,
+A post whose site md5/sha512 names a file already stored (another post's, on any site) is linked to it and not
+downloaded again (``link_known_files``; at most one download per hash in a batch). Failures go to
+``image_quarantine`` with a reason and never stop the batch. Results are committed in small batches,
 so a killed fetch resumes where it stopped; permanent failures are not retried unless asked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -56,6 +59,8 @@ class FetchOutcome:
     detail: str = ""
     permanent: bool = True  # for failures: do not retry without --retry-failed
     already_stored: bool = False  # for successes: the same bytes were in the store already
+    md5: str | None = None  # for successes: of the bytes
+    sha512: str | None = None
 
 
 @dataclass
@@ -63,12 +68,14 @@ class FetchReport:
     candidates: int = 0
     stored: int = 0
     deduplicated: int = 0  # same bytes already in the store (another post, or an earlier run)
+    linked_by_hash: int = 0  # posts whose site md5/sha512 named a stored file: linked, not downloaded
     failed: Counter = field(default_factory=Counter)
 
     def summary(self) -> str:
         failures = ", ".join(f"{n} {reason}" for reason, n in sorted(self.failed.items())) or "none"
         return (
             f"images: {self.candidates} to fetch, {self.stored} stored, {self.deduplicated} already stored, "
+            f"{self.linked_by_hash} linked to a stored file by the site's hash (not downloaded), "
             f"quarantined: {failures}"
         )
 
@@ -120,7 +127,8 @@ class _Downloader:
             existed = self.store.exists(key)
             if not existed:
                 self.store.put_bytes(key, data)
-            return FetchOutcome(task, image=image, storage_key=key, byte_size=len(data), already_stored=existed)
+            return FetchOutcome(task, image=image, storage_key=key, byte_size=len(data), already_stored=existed,
+                                md5=hashlib.md5(data).hexdigest(), sha512=hashlib.sha512(data).hexdigest())
         assert last is not None
         # The same wrong bytes every time: the site's hash or file is wrong. Different bytes each time: damage in
         # transit — worth another try on the next run.
@@ -129,7 +137,10 @@ class _Downloader:
 
 def _candidates(
     conn: psycopg2.extensions.connection, site: str | None, limit: int | None, retry_failed: bool
-) -> list[FetchTask]:
+) -> tuple[list[FetchTask], dict[FetchTask, list[FetchTask]]]:
+    """(posts to download, the posts each stands for): at most one download per site hash (md5 or sha512); the
+    others with that hash are linked to the stored file once it is there (:func:`link_known_files`), or share its
+    failure."""
     with conn.cursor() as cur:
         cur.execute(
             """SELECT p.site, p.post_id, p.file_url, p.md5, p.sha512
@@ -143,7 +154,42 @@ def _candidates(
                LIMIT %(limit)s""",
             {"site": site, "limit": limit, "retry": retry_failed},
         )
-        return [FetchTask(*row) for row in cur.fetchall()]
+        tasks: list[FetchTask] = []
+        first_with: dict[str, FetchTask] = {}
+        same_file: dict[FetchTask, list[FetchTask]] = {}
+        for task in (FetchTask(*row) for row in cur.fetchall()):
+            hashes = [h for h in (f"md5:{(task.md5 or '').lower()}", f"sha512:{(task.sha512 or '').lower()}")
+                      if not h.endswith(":")]  # fmt: skip
+            earlier = next((first_with[h] for h in hashes if h in first_with), None)
+            if earlier is not None:  # the same file as an earlier task: it follows that one
+                same_file.setdefault(earlier, []).append(task)
+                continue
+            first_with.update((h, task) for h in hashes)
+            tasks.append(task)
+        return tasks, same_file
+
+
+def link_known_files(conn: psycopg2.extensions.connection, site: str | None = None) -> int:
+    """Link posts without a file to a stored image whose bytes have the md5 or sha512 the site gives for the post
+    (the same file re-posted, or a post whose file another post already brought in): no download. The stored
+    image's hashes are of its bytes, so a site's wrong hash links nothing. Returns how many posts were linked."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO booru_post_image (site, post_id, sha256)
+               SELECT DISTINCT ON (p.site, p.post_id) p.site, p.post_id, im.sha256
+               FROM booru_post p
+               JOIN image im ON (p.md5 IS NOT NULL AND im.md5 = lower(p.md5))
+                             OR (p.sha512 IS NOT NULL AND im.sha512 = lower(p.sha512))
+               WHERE NOT p.deleted AND (%(site)s::text IS NULL OR p.site = %(site)s)
+                 AND NOT EXISTS (SELECT 1 FROM booru_post_image i WHERE i.site = p.site AND i.post_id = p.post_id)
+               ORDER BY p.site, p.post_id, im.sha256
+               ON CONFLICT (site, post_id) DO NOTHING""",
+            {"site": site},
+        )
+        linked = cur.rowcount
+        cur.execute("""DELETE FROM image_quarantine q USING booru_post_image i
+                       WHERE i.site = q.site AND i.post_id = q.post_id""")  # fmt: skip
+    return linked
 
 
 def _host_rules(conn: psycopg2.extensions.connection, settings: Settings) -> HostRules:
@@ -159,17 +205,18 @@ def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report:
         if outcome.image is not None:
             image = outcome.image
             cur.execute(
-                """INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_thumb,
-                                      detail, inner_phash, inner_colour_thumb, inner_detail)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE
-                   SET phash = coalesce(image.phash, EXCLUDED.phash),
+                """INSERT INTO image (sha256, storage_key, byte_size, width, height, format, md5, sha512, phash,
+                                      colour_thumb, detail, inner_phash, inner_colour_thumb, inner_detail)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE
+                   SET md5 = coalesce(image.md5, EXCLUDED.md5), sha512 = coalesce(image.sha512, EXCLUDED.sha512),
+                       phash = coalesce(image.phash, EXCLUDED.phash),
                        colour_thumb = coalesce(image.colour_thumb, EXCLUDED.colour_thumb),
                        detail = coalesce(image.detail, EXCLUDED.detail),
                        inner_phash = coalesce(image.inner_phash, EXCLUDED.inner_phash),
                        inner_colour_thumb = coalesce(image.inner_colour_thumb, EXCLUDED.inner_colour_thumb),
                        inner_detail = coalesce(image.inner_detail, EXCLUDED.inner_detail)""",
                 (image.sha256, outcome.storage_key, outcome.byte_size, image.width, image.height, image.format,
-                 *(image.signatures.columns() if image.signatures else (None,) * 6)),
+                 outcome.md5, outcome.sha512, *(image.signatures.columns() if image.signatures else (None,) * 6)),
             )
             cur.execute(
                 """INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)
@@ -222,10 +269,11 @@ def fetch_images(
     report = FetchReport()
     parameters = {"site": site, "limit": limit, "retry_failed": retry_failed}
     with connect(settings) as conn, recorded_run(conn, "images_fetch", parameters) as run:
-        tasks = _candidates(conn, site, limit, retry_failed)
+        report.linked_by_hash = link_known_files(conn, site)
+        tasks, same_file = _candidates(conn, site, limit, retry_failed)
         downloader = _Downloader(settings, store, _host_rules(conn, settings))
         conn.commit()
-        report.candidates = len(tasks)
+        report.candidates = len(tasks) + sum(map(len, same_file.values()))
         workers = settings.image_fetch_workers
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="image-fetch") as executor,
@@ -233,13 +281,20 @@ def fetch_images(
         ):
             for count, outcome in enumerate(_bounded(executor, downloader, tasks, workers * 4), start=1):
                 _record(conn, outcome, report)
+                if outcome.image is None:  # the posts with the same file fail the same way, not downloaded
+                    for other in same_file.get(outcome.task, []):
+                        _record(conn, dataclasses.replace(outcome, task=other, detail=(
+                            f"the same file as {outcome.task.site} post {outcome.task.post_id}: {outcome.detail}")),
+                            report)  # fmt: skip
                 if count % COMMIT_EVERY == 0:
                     conn.commit()
-                bar.update(1)
+                bar.update(1 + len(same_file.get(outcome.task, [])))
+        report.linked_by_hash += link_known_files(conn, site)  # posts that share a file with one just stored
         run.summary = {
             "candidates": report.candidates,
             "stored": report.stored,
             "deduplicated": report.deduplicated,
+            "linked_by_hash": report.linked_by_hash,
             "failed": dict(report.failed),
         }
     return report

@@ -99,3 +99,31 @@ def test_files_are_only_fetched_from_the_sites_own_hosts(corpus, scraped) -> Non
         report = fetch_images(settings=settings, show_progress=False)
     assert report.failed["host_not_allowed"] == 5
     assert elsewhere.log == [], "no request may go to a host the site does not own"
+
+
+def test_a_file_the_site_hash_names_is_never_downloaded_twice(corpus, scraped) -> None:
+    """Posts whose site md5 names a stored file (a re-upload of the same bytes; two such posts in one batch) are
+    linked to it without a download; a post with a wrong md5 is downloaded, checked and refused — never linked."""
+    settings, server = scraped
+    first = fetch_images(settings=settings, limit=40, show_progress=False)
+    (sha, md5, url), = _rows(settings, """SELECT i.sha256, i.md5, p.file_url FROM image i
+                                          JOIN booru_post_image b USING (sha256)
+                                          JOIN booru_post p USING (site, post_id) ORDER BY p.post_id LIMIT 1""")
+    assert md5 == hashlib.md5(open_store(settings=settings).get_bytes(
+        _rows(settings, "SELECT storage_key FROM image WHERE sha256 = %s", sha)[0][0])).hexdigest()
+    with connect(settings) as conn, conn.cursor() as cur:  # two more posts of that file (re-uploads)
+        for post_id in (900_001, 900_002):
+            cur.execute("""INSERT INTO booru_post (site, post_id, rating, tags, file_url, md5)
+                           VALUES ('danbooru', %s, 'general', '{}', %s, upper(%s))""", (post_id, url, md5))
+        cur.execute("""INSERT INTO booru_post (site, post_id, rating, tags, file_url, md5)
+                       VALUES ('danbooru', 900_003, 'general', '{}', %s, %s)""", (url, "0" * 32))  # a wrong md5
+    downloads = len([e for e in server.log if server._is_file_path(e.path)])
+    rest = fetch_images(settings=settings, show_progress=False)
+    fetched = len([e for e in server.log if server._is_file_path(e.path)]) - downloads
+    assert rest.linked_by_hash >= 2 and first.linked_by_hash == 0
+    assert _rows(settings, "SELECT post_id FROM booru_post_image WHERE sha256 = %s AND post_id > 900000 "
+                 "ORDER BY 1", sha) == [(900_001,), (900_002,)]  # fmt: skip
+    danbooru_left = rest.candidates - rest.linked_by_hash + 2  # rest.candidates counts the wrong-md5 post
+    assert fetched <= danbooru_left * 4, "no download for the linked posts (retries only for hash mismatches)"
+    assert _rows(settings, "SELECT split_part(reason, ':', 1) FROM image_quarantine WHERE post_id = 900003") == [
+        ("hash_mismatch",)], "the wrong md5 was downloaded, checked and refused: never linked to the file"

@@ -177,12 +177,14 @@ def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id
     return SuiteInput("captions", frame, expectations, {"set_id": set_id})
 
 
-MAX_MERGED_SHARE = 0.5  # share of images in works of more than one image: above this the matcher is suspect
+MAX_MERGED_SHARE = 0.5  # share of works with more than one image: above this the matcher is suspect
+MAX_MERGE_JUMP = 0.05  # that share may move this much between two runs of the matcher before a warning
 
 
 def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInput:
     """Every work (one row each): its images, how many sites, and how many sites hold more than one of its images
-    (a site rarely reposts the same picture under another file: a warning, not an error), plus the merged share."""
+    (a site rarely reposts the same picture under another file: a warning, not an error), plus the merged share —
+    in a band, and near the share the previous matcher run left (a sudden jump: the matcher or its input changed)."""
     frame = _frame(
         """WITH members AS (
                SELECT i.work_id, i.sha256, p.site FROM work_image i
@@ -204,9 +206,20 @@ def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInpu
         gxe.ExpectColumnMeanToBeBetween(column="merged", min_value=0, max_value=MAX_MERGED_SHARE,
                                         severity="warning"),  # fmt: skip
     ]
+    with conn.cursor() as cur:  # the run before the newest one: the newest made what is checked here
+        cur.execute("""SELECT (summary ->> 'merged_share')::float FROM pipeline_run
+                       WHERE stage = 'works' AND status = 'succeeded' AND summary ? 'merged_share'
+                       ORDER BY run_id DESC OFFSET 1 LIMIT 1""")  # fmt: skip
+        row = cur.fetchone()
+    previous = row[0] if row else None
     if not frame.empty:
         frame["merged"] = frame["merged"].astype(float)
-    return SuiteInput("works", frame, expectations, {})
+        if previous is not None:
+            frame["merged_share_change"] = frame["merged"] - previous  # its mean: the change since that run
+            expectations.append(gxe.ExpectColumnMeanToBeBetween(
+                column="merged_share_change", min_value=-MAX_MERGE_JUMP, max_value=MAX_MERGE_JUMP,
+                severity="warning"))  # fmt: skip
+    return SuiteInput("works", frame, expectations, {"previous_merged_share": previous})
 
 
 SUITES: dict[str, Callable[..., SuiteInput]] = {

@@ -15,6 +15,7 @@ import psycopg2.extensions
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.embed.run import load_embeddings
+from pony_tasks.runs import recorded_run
 from pony_tasks.storage import open_store
 from pony_tasks.works.candidates import candidate_pairs
 from pony_tasks.works.decide import ImageFacts, judge
@@ -177,10 +178,11 @@ def link_works(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts
 
 
 def run_works(settings: Settings | None = None, *, only_new: bool = False) -> WorksReport:
-    """Judge candidates (``only_new``: pairs with an image not yet in a work — incremental) and relink."""
+    """Judge candidates (``only_new``: pairs with an image not yet in a work — incremental) and relink; recorded as
+    a ``works`` pipeline run whose summary holds the merged share the works suite compares the next run with."""
     settings = settings or get_settings()
     report = WorksReport()
-    with connect(settings) as conn:
+    with connect(settings) as conn, recorded_run(conn, "works", {"only_new": only_new}) as run:
         facts = _facts(conn)
         report.images = len(facts)
         only_with = None
@@ -193,6 +195,10 @@ def run_works(settings: Settings | None = None, *, only_new: bool = False) -> Wo
         report.candidates, verdicts = judge_candidates(conn, facts, only_with, embeddings)
         report.verdicts = dict(verdicts)
         report.works, report.multi_image_works, report.changed_images = link_works(conn, facts)
+        run.summary = {"images": report.images, "works": report.works, "multi_image_works": report.multi_image_works,
+                       "merged_share": report.multi_image_works / report.works if report.works else 0.0,
+                       "candidates": report.candidates, "verdicts": report.verdicts,
+                       "changed_images": report.changed_images}  # fmt: skip
     return report
 
 

@@ -142,6 +142,27 @@ def test_the_works_suite_checks_every_work(migrated) -> None:
     assert [f.expectation for f in report.warnings] == ["expect_column_mean_to_be_between"]
 
 
+def test_a_sudden_jump_in_the_merge_rate_warns(migrated) -> None:
+    from pony_tasks.quality.checks import run_check
+
+    originals = [_artwork(picture) for picture in range(10)]
+    for original in originals:
+        _store(migrated, _save(original, "PNG"))
+    _store(migrated, ALTERATIONS["webp"](originals[0]))  # one work of two images among ten: share 0.1
+    run_works(migrated)
+    assert run_check("works", settings=migrated).outcome == "passed", "the first run has nothing to compare with"
+    run_works(migrated)
+    steady = run_check("works", settings=migrated)
+    assert steady.outcome == "passed", [f.expectation for f in steady.warnings]
+    for original in originals[1:4]:  # three more pictures re-posted: 4 of 10 works merged
+        _store(migrated, ALTERATIONS["jpeg q85"](original))
+    run_works(migrated, only_new=True)
+    jumped = run_check("works", settings=migrated)
+    assert jumped.outcome == "warnings"
+    assert [(f.expectation, f.column) for f in jumped.warnings] == [
+        ("expect_column_mean_to_be_between", "merged_share_change")], jumped.warnings
+
+
 def test_the_report_draws_merged_works_and_near_misses(migrated, tmp_path) -> None:
     from pony_tasks.storage import open_store
     from pony_tasks.works.report import THUMB, contact_sheet, summarise

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pony_tasks.captions.quality import QualityTags, sample_quality
+from pony_tasks.works.synonyms import common_spelling, synonyms, table_digest
 
 KEEP_SEPARATOR = "|||"
 RATING_TAGS = {"general": "rating_safe", "sensitive": "rating_safe", "questionable": "rating_questionable",
@@ -26,7 +27,7 @@ DEFAULT_BLACKLIST = frozenset({
     "safe", "suggestive", "questionable", "explicit",  # Derpibooru's rating tags: the rating_* tag says it
 })  # fmt: skip
 # Bump when content_tags/source_tag/clean_tag change what they produce: cached caption content is keyed by it.
-CONTENT_RULES_VERSION = 1
+CONTENT_RULES_VERSION = 2  # 2: true synonyms mapped (works/tag_synonyms.csv)
 GROUP_ORDER = ("character", "oc", "copyright", "artist", "species", "general")
 FURRY_HINTS = frozenset({"anthro", "furry", "feral", "canine", "feline", "fox", "wolf", "dragon"})
 ANIME_HINTS = frozenset({"1girl", "1boy", "2girls", "solo_focus", "anime", "original"})
@@ -47,7 +48,8 @@ def source_tag(site: str, tags: Iterable[str]) -> str:
 def content_rules_key(include_artist: bool, blacklist: frozenset[str] = DEFAULT_BLACKLIST) -> str:
     """What cached caption content depends on besides the post: the rules version and the options."""
     blacklist_digest = hashlib.md5("\n".join(sorted(blacklist)).encode()).hexdigest()[:12]
-    return f"rules={CONTENT_RULES_VERSION};artist={int(include_artist)};blacklist={blacklist_digest}"
+    return (f"rules={CONTENT_RULES_VERSION};artist={int(include_artist)};blacklist={blacklist_digest};"
+            f"synonyms={table_digest()}")  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -82,11 +84,13 @@ _GROUP_ORDER_NO_ARTIST = tuple(g for g in GROUP_ORDER if g != "artist")
 
 @functools.lru_cache(maxsize=1 << 18)
 def _caption_form(raw: str, blacklist: frozenset[str]) -> str | None:
-    """A site tag as it appears in captions (None if blacklisted): namespace prefix dropped, cleaned."""
+    """A site tag as it appears in captions (None if blacklisted): namespace prefix dropped, a true synonym written
+    as the common vocabulary writes it (``pony_tasks.works.synonyms``: the same character on every site), cleaned."""
     prefix, colon, rest = raw.partition(":")
     name = rest if colon and prefix in ("artist", "oc") else raw
     if raw.lower() in blacklist or name.lower() in blacklist:
         return None
+    name = synonyms().get(common_spelling(name), name)
     return clean_tag(name) or None
 
 

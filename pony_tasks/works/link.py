@@ -19,8 +19,8 @@ from pony_tasks.runs import recorded_run
 from pony_tasks.storage import open_store
 from pony_tasks.works.candidates import candidate_pairs
 from pony_tasks.works.decide import ImageFacts, judge
-from pony_tasks.works.merge import common_spelling
 from pony_tasks.works.neighbours import median_random_cosine
+from pony_tasks.works.synonyms import common_spelling
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """What the sites know about a work, merged: the union of its live posts' tags in one spelling, tag groups kept, the
 strictest rating, and one popularity figure.
 
-- **Tags**: a tag's spelling is made common (lower case, spaces → underscores: Derpibooru writes "blue eyes",
-  Danbooru "blue_eyes" — the same tag). Nothing else is mapped: tags that look alike across sites often mean
-  different things (e621 ``female`` is not Danbooru ``1girl``), so a cross-site synonym table would need each pair
-  checked against both sites' wikis; none is shipped yet.
+- **Tags**: in one vocabulary (``pony_tasks.works.synonyms``): a tag's spelling made common (Derpibooru writes
+  "blue eyes", Danbooru "blue_eyes" — the same tag), then the mapping table of true synonyms (e621's
+  ``twilight_sparkle_(mlp)`` is Derpibooru's ``twilight sparkle``); tags that only look alike stay apart (e621
+  ``female`` is not Danbooru ``1girl``).
 - **Rating**: the strictest of the live posts (general < sensitive < questionable < explicit): a work is as
   explicit as its most explicit copy.
 - **Popularity**: each live post's normalised percentile (the newest complete normalisation run: already comparable
@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 
 import psycopg2.extensions
 
+from pony_tasks.works.synonyms import common_tag
+
 RATING_ORDER = ("general", "sensitive", "questionable", "explicit")
-
-
-def common_spelling(tag: str) -> str:
-    return "_".join(tag.strip().lower().split())
 
 
 @dataclass
@@ -67,12 +65,12 @@ def merged_works(conn: psycopg2.extensions.connection, work_ids: list[int] | Non
         work = works.setdefault(work_id, MergedWork(work_id, canonical))
         work.posts.append((site, post_id))
         for tag in tags:
-            spelled = common_spelling(tag)
+            spelled = common_tag(tag)
             if spelled not in work.tags:
                 work.tags.append(spelled)
         for group, members in (groups or {}).items():
             kept = work.tag_groups.setdefault(group, [])
-            kept.extend(t for t in map(common_spelling, members) if t not in kept)
+            kept.extend(t for t in map(common_tag, members) if t not in kept)
         if rating in RATING_ORDER and (work.rating is None or RATING_ORDER.index(rating) >
                                        RATING_ORDER.index(work.rating)):  # fmt: skip
             work.rating = rating

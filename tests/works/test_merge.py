@@ -113,3 +113,14 @@ def test_a_work_whose_canonical_image_is_not_scored_is_captioned_on_another_memb
     captions = _captions(settings)
     assert sorted(captions) == ["b", "e"], "the work's first scored image with a live post"
     assert "smile" in captions["b"] and "1girl" in captions["b"]
+
+
+def test_true_synonyms_share_one_tag_and_look_alikes_stay_apart() -> None:
+    from pony_tasks.captions.render import content_tags
+    from pony_tasks.works.synonyms import common_tag, synonyms
+
+    assert common_tag("Twilight Sparkle (mlp)".replace(" (", "_(")) == "twilight_sparkle" == common_tag("twilight sparkle")
+    assert common_tag("female") == "female" and common_tag("1girl") == "1girl"  # not synonyms: both kept
+    assert all(tag != common for tag, common in synonyms().items())
+    # in captions: the e621 and the Derpibooru post of one work name the character once
+    assert content_tags({}, ["twilight_sparkle_(mlp)", "twilight sparkle", "female"]) == ["female", "twilight sparkle"]

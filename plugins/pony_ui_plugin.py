@@ -18,4 +18,6 @@ class PonyPipelineUI(AirflowPlugin):
          "url_route": "pony-rate"},
         {"name": "Pipeline reports", "href": "/pony/reports", "destination": "nav", "category": "Pony Pipeline",
          "url_route": "pony-reports"},
+        {"name": "Works (same picture)", "href": "/pony/works", "destination": "nav", "category": "Pony Pipeline",
+         "url_route": "pony-works"},
     ]  # fmt: skip

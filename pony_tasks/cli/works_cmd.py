@@ -12,14 +12,16 @@ from pony_tasks.cli.common import PonyContext
 
 @click.group("works")
 def works_group() -> None:
-    """Works: images judged to be the same picture (re-encoded, resized, cropped, signed copies)."""
+    """Works: images judged to be the same picture (re-encoded, resized, cropped, signed copies). The works page
+    of the Airflow UI (Pony Pipeline → Works) shows the same and takes the same decisions."""
 
 
 @works_group.command("run")
 @click.option("--only-new", is_flag=True, help="Match only images not yet in a work (incremental).")
 @click.pass_obj
 def works_run(ctx: PonyContext, only_new: bool) -> None:
-    """Find candidate pairs (perceptual hashes), judge them (pHash, colour, shape), regroup images into works.
+    """Find candidate pairs (pHash, colour thumbnails, CLIP embeddings), judge them (pHash, colour, detail, shape,
+    embeddings), regroup images into works.
     Operator decisions (split, unlink) always win; re-running changes nothing."""
     from pony_tasks.works.link import run_works
 
@@ -74,3 +76,20 @@ def works_split(ctx: PonyContext, sha256: str, reason: str) -> None:
     with connect(ctx.settings) as conn:
         count = split_image(conn, sha256, reason)
     click.echo(f"{sha256[:12]}… marked distinct from {count} image(s) of its work; run `pony works run` to regroup")
+
+
+@works_group.command("link")
+@click.argument("sha_a")
+@click.argument("sha_b")
+@click.option("--variant", is_flag=True, help="An alternate version by the same artist: linked, not merged.")
+@click.option("--reason", required=True, help="Why they are the same picture (recorded).")
+@click.pass_obj
+def works_link(ctx: PonyContext, sha_a: str, sha_b: str, variant: bool, reason: str) -> None:
+    """Mark two images as the same picture (or, with --variant, as alternate versions); survives re-runs."""
+    from pony_tasks.db import connect
+    from pony_tasks.works.link import record_operator_decision
+
+    verdict = "variant" if variant else "duplicate"
+    with connect(ctx.settings) as conn:
+        record_operator_decision(conn, sha_a, sha_b, verdict, reason)
+    click.echo(f"{sha_a[:12]}… and {sha_b[:12]}… marked {verdict}; run `pony works run` to regroup")

@@ -92,3 +92,44 @@ def contact_sheet(conn: psycopg2.extensions.connection, store: ObjectStore, work
     buffer = io.BytesIO()
     sheet.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def review(conn: psycopg2.extensions.connection, works: int = 30, misses: int = 20) -> dict:
+    """What the works page shows, as JSON: the counts, the largest merged works (members with their sites and
+    sizes, the canonical one first, the judged pairs among them with their evidence), the variants, and the nearest
+    misses (distinct pairs, closest pHash first) — each with what an operator may do about it."""
+    summary = summarise(conn)
+    with conn.cursor() as cur:
+        cur.execute("""SELECT w.work_id, w.canonical_sha256 FROM work w
+                       JOIN work_image i USING (work_id) GROUP BY w.work_id HAVING count(*) > 1
+                       ORDER BY count(*) DESC, w.work_id LIMIT %s""", (works,))  # fmt: skip
+        merged = []
+        for work_id, canonical in cur.fetchall():
+            cur.execute("""SELECT i.sha256, m.width, m.height, m.format,
+                                  coalesce((SELECT array_agg(b.site || ' ' || b.post_id ORDER BY b.site, b.post_id)
+                                            FROM booru_post_image b WHERE b.sha256 = i.sha256), '{}')
+                           FROM work_image i JOIN image m USING (sha256) WHERE i.work_id = %s
+                           ORDER BY i.sha256 <> %s, i.sha256""", (work_id, canonical))  # fmt: skip
+            members = [{"sha256": sha, "width": w, "height": h, "format": fmt, "posts": posts,
+                        "canonical": sha == canonical} for sha, w, h, fmt, posts in cur.fetchall()]  # fmt: skip
+            shas = [m["sha256"] for m in members]
+            cur.execute("""SELECT sha_a, sha_b, verdict, decided_by, evidence, reason FROM work_pair
+                           WHERE sha_a = ANY(%s) AND sha_b = ANY(%s) ORDER BY sha_a, sha_b""", (shas, shas))
+            pairs = [_pair(row) for row in cur.fetchall()]
+            merged.append({"work_id": work_id, "images": members, "pairs": pairs})
+        found = {}
+        for verdict, limit in (("variant", works), ("distinct", misses)):
+            cur.execute("""SELECT sha_a, sha_b, verdict, decided_by, evidence, reason FROM work_pair
+                           WHERE verdict = %s
+                           ORDER BY (evidence->>'phash_bits')::int NULLS LAST, sha_a, sha_b LIMIT %s""",
+                        (verdict, limit))  # fmt: skip
+            found[verdict] = [_pair(row) for row in cur.fetchall()]
+    return {"summary": summary.text(), "images": summary.images, "works": summary.works,
+            "merged_works": summary.multi_image_works, "merged": merged, "variants": found["variant"],
+            "near_misses": found["distinct"]}  # fmt: skip
+
+
+def _pair(row: tuple) -> dict:
+    sha_a, sha_b, verdict, decided_by, evidence, reason = row
+    return {"a": sha_a, "b": sha_b, "verdict": verdict, "decided_by": decided_by, "evidence": evidence or {},
+            "reason": reason}  # fmt: skip

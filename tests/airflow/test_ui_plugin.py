@@ -4,6 +4,7 @@ simple auth manager): unauthenticated requests refused, ratings stored under the
 from __future__ import annotations
 
 import io
+import json
 import socket
 import threading
 import time
@@ -94,7 +95,10 @@ def test_unauthenticated_requests_are_refused(api_server, rating_data) -> None:
     forged = requests.Session()
     forged.cookies.set("_token", "not-a-jwt")
     assert forged.get(api_server + f"/pony/api/next?set_id={set_id}", timeout=10).status_code == 401
-    for page in ("/pony/rate", "/pony/reports", "/pony/quality-docs/index.html"):
+    assert requests.get(api_server + "/pony/api/works", timeout=10).status_code == 401
+    assert requests.post(api_server + "/pony/api/works/split", json={"sha256": shas[1], "reason": "not it"},
+                         timeout=10).status_code == 401  # fmt: skip
+    for page in ("/pony/rate", "/pony/reports", "/pony/works", "/pony/quality-docs/index.html"):
         answer = requests.get(api_server + page, allow_redirects=False, timeout=10)
         assert answer.status_code == 302 and "login" in answer.headers["location"], page
     for hidden in ("/pony/docs", "/pony/openapi.json", "/pony/redoc"):  # the API's shape is not for visitors
@@ -262,3 +266,56 @@ def test_without_a_rating_set_the_page_offers_to_create_one(api_server, rating_d
     with connect(get_settings()) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM rating_set")
         assert cur.fetchone()[0] == 0
+
+
+def test_an_operator_reviews_works_and_splits_one_in_a_real_browser(api_server, rating_data, browser) -> None:
+    """The works page shows a merged work (canonical image first, evidence), a variant and a near miss; splitting
+    an image out asks why and records the decision under the logged-in user; bad decisions are refused."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, shas = rating_data
+    with connect(get_settings()) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO work (canonical_sha256) VALUES (%s) RETURNING work_id", (shas[0],))
+        work_id = cur.fetchone()[0]
+        for sha in shas[:2]:
+            cur.execute("INSERT INTO work_image (sha256, work_id) VALUES (%s, %s)", (sha, work_id))
+        for a, b, verdict, evidence in (
+            (shas[0], shas[1], "duplicate", {"phash_bits": 2, "chroma_distance": 0.3, "found_by": ["phash"]}),
+            (shas[2], shas[3], "variant", {"phash_bits": 4, "shared_artists": ["inkwell"],
+                                           "reasons": ["colours differ (chroma 9.1 > 4.0)"]}),
+            (shas[4], shas[5], "distinct", {"phash_bits": 6, "reasons": ["part of the picture changed"]}),
+        ):  # fmt: skip
+            cur.execute("INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence) "
+                        "VALUES (%s, %s, %s, 'matcher', %s)", (a, b, verdict, json.dumps(evidence)))  # fmt: skip
+    ana = login(api_server, "ana")
+    review = ana.get(api_server + "/pony/api/works", timeout=10).json()
+    assert [m["sha256"] for m in review["merged"][0]["images"]] == shas[:2] and review["merged_works"] == 1
+    assert [p["a"] for p in review["variants"]] == [shas[2]] and [p["a"] for p in review["near_misses"]] == [shas[4]]
+    sheet = ana.get(api_server + "/pony/api/works/contact-sheet.png", timeout=30)
+    assert sheet.content[:8] == b"\x89PNG\r\n\x1a\n"
+    refused = ana.post(api_server + "/pony/api/works/pair", json={"a": shas[4], "b": shas[5], "verdict": "maybe",
+                                                                  "reason": "looks alike"}, timeout=10)  # fmt: skip
+    assert refused.status_code == 422
+    assert ana.post(api_server + "/pony/api/works/split", json={"sha256": shas[5], "reason": "in no work"},
+                    timeout=10).status_code == 404  # fmt: skip
+
+    wait = WebDriverWait(browser, 30)
+    _log_in_through_airflows_form(browser, api_server, wait)
+    browser.get(api_server + "/pony/works")
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    wait.until(lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+                             for i in b.find_elements(By.TAG_NAME, "img")))  # fmt: skip
+    work = browser.find_element(By.CSS_SELECTOR, f"[data-work='{work_id}']")
+    figures = work.find_elements(By.TAG_NAME, "figure")
+    assert "canonical" in figures[0].get_attribute("class") and "danbooru 2" in figures[1].text
+    assert "phash_bits 2" in work.text and "colours differ" in browser.find_element(By.ID, "variants").text
+    figures[1].find_element(By.TAG_NAME, "button").click()
+    prompt = wait.until(expected_conditions.alert_is_present())
+    prompt.send_keys("a re-drawn version")
+    prompt.accept()
+    wait.until(lambda b: "recorded: distinct by ana" in b.find_element(By.ID, "status").text)
+    with connect(get_settings()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT sha_a, sha_b, verdict, decided_by, reason FROM work_pair WHERE decided_by = 'operator'")
+        assert cur.fetchall() == [(shas[0], shas[1], "distinct", "operator", "a re-drawn version (ana)")]

@@ -129,6 +129,19 @@ def test_an_operators_split_survives_reruns_and_new_images_join_existing_works(m
     assert [final[s] for s in late] == [before[s] for s in first[1:]]  # the existing works, same ids
 
 
+def test_an_operators_link_joins_what_the_matcher_kept_apart_and_survives_reruns(migrated) -> None:
+    from pony_tasks.works.link import record_operator_decision
+
+    a, b = _store(migrated, _save(_artwork(1), "PNG")), _store(migrated, _save(_artwork(2), "PNG"))
+    run_works(migrated)
+    assert _works(migrated)[a] != _works(migrated)[b]
+    with connect(migrated) as conn:
+        record_operator_decision(conn, a, b, "duplicate", "the same commission, redrawn by the artist")
+    run_works(migrated)
+    run_works(migrated)
+    assert _works(migrated)[a] == _works(migrated)[b]
+
+
 def test_the_works_suite_checks_every_work(migrated) -> None:
     from pony_tasks.quality.checks import run_check
 

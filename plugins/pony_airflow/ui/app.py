@@ -1,5 +1,6 @@
 """``/pony``: the rating page (keys 1–5 rate, s skip, u undo; site and tags hidden unless asked), its JSON API, the
-reports page and the Great Expectations Data Docs. Every route requires a valid Airflow session (pages redirect to
+reports page, the works page (merged works, variants and near misses, with split / not-the-same / same-picture
+decisions) and the Great Expectations Data Docs. Every route requires a valid Airflow session (pages redirect to
 Airflow's login); ratings are stored with the Airflow user's name. No OpenAPI page or schema is served: the API's
 shape is not for anonymous visitors."""
 
@@ -48,6 +49,69 @@ async def rate_page(request: Request) -> Response:
 @app.get("/reports", response_class=HTMLResponse)
 async def reports_page(request: Request) -> Response:
     return await _page(request, "reports.html")
+
+
+@app.get("/works", response_class=HTMLResponse)
+async def works_page(request: Request) -> Response:
+    return await _page(request, "works.html")
+
+
+@app.get("/api/works")
+def works_review(user: User, works: int = Query(30, ge=1, le=500), misses: int = Query(20, ge=0, le=500)) -> dict:
+    from pony_tasks.works.report import review
+
+    with _connect() as conn:
+        return review(conn, works, misses)
+
+
+@app.get("/api/works/contact-sheet.png")
+def works_contact_sheet(user: User) -> Response:
+    from pony_tasks.storage import open_store
+    from pony_tasks.works.report import contact_sheet
+
+    with _connect() as conn:
+        png = contact_sheet(conn, open_store())
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+SHA = r"^[0-9a-f]{64}$"
+
+
+class PairDecision(BaseModel):
+    a: str = Field(pattern=SHA)
+    b: str = Field(pattern=SHA)
+    verdict: str = Field(pattern=r"^(duplicate|variant|distinct)$")
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class SplitDecision(BaseModel):
+    sha256: str = Field(pattern=SHA)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+APPLIES = "the next works run (DAG works_link, or `pony works run`) applies it"
+
+
+@app.post("/api/works/pair")
+def works_pair_decision(body: PairDecision, user: User) -> dict:
+    """An operator's verdict on a pair (it wins over the matcher's, for good); recorded with who decided."""
+    from pony_tasks.works.link import record_operator_decision
+
+    with _connect() as conn:
+        record_operator_decision(conn, body.a, body.b, body.verdict, f"{body.reason} ({user.get_name()})")
+    return {"recorded": body.verdict, "by": user.get_name(), "applies": APPLIES}
+
+
+@app.post("/api/works/split")
+def works_split(body: SplitDecision, user: User) -> dict:
+    from pony_tasks.works.link import split_image
+
+    with _connect() as conn:
+        try:
+            count = split_image(conn, body.sha256, f"{body.reason} ({user.get_name()})")
+        except LookupError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return {"recorded": "distinct", "from_images": count, "by": user.get_name(), "applies": APPLIES}
 
 
 @app.get("/api/me")

@@ -11,14 +11,22 @@ from pony_airflow.operators import stage_operator
 from pony_tasks.orchestration.stages import link_works
 
 DOC = """
-### Link works (issue 15, first part)
+### Link works (issue 15)
 
 Runs when the `embeddings` asset is updated. `pony works run --only-new` matches the images that are in no work yet
-against every stored image: candidate pairs from perceptual hashes (multi-index pHash), each judged from the pHash,
-the colour hash and the aspect ratio, stored with its evidence; images are grouped into works (stable ids; an
-operator's `pony works split` / `unlink` always wins). The **works** gate (one row per work; a site with two files
-in one work and a merged share above 50 % warn) then updates the `works` asset. Downstream stages do not read works
-yet.
+against every stored image. Candidate pairs come from the perceptual hashes (multi-index pHash of the picture and of
+its inside when it has a border), the colour thumbnails' nearest neighbours and the CLIP embeddings (every pair above
+cosine 0.90, faiss k-means cells as SemDeDup does; 1M embeddings take about a minute on 2 cores,
+`benchmarks/works.py`). Each pair is judged from the pHash, brightness and colour, the 16×16 detail, the aspect ratio
+and the embeddings, and stored with its evidence: `duplicate` (same work), `variant` (the same artist's alternate
+version: linked, not merged) or `distinct`. Images are grouped into works (stable ids; an operator's decision on the
+works page or with `pony works split` / `unlink` / `link` always wins). The **works** gate (one row per work; a site
+with two files in one work, a merged share above 50 % or a jump of more than 5 points since the last run warn) then
+updates the `works` asset. Rating sets, the aesthetic held-out split, captions (one per work, from every live post's
+tags) and exports (one sample per work) read the works.
+
+One task, not mapped: the work is one join over all embeddings (about a minute and 3.5 GiB at 1M); the per-image
+work (decoding, hashing) is done where images are fetched.
 """
 
 with DAG(dag_id="works_link", schedule=[EMBEDDINGS], **dag_kwargs(DOC, ["works"])) as dag:

@@ -49,8 +49,8 @@ def train_aesthetic(params_json: str = "{{ params | tojson }}") -> StageCommand:
 
 
 def link_works() -> StageCommand:
-    """New images matched against the existing works (incremental); CPU only."""
-    return StageCommand(("works", "run", "--only-new"), cpu="2", memory="4Gi")
+    """New images matched against the existing works (incremental); CPU only (1M embeddings: ~3.5 GiB joined)."""
+    return StageCommand(("works", "run", "--only-new"), cpu="2", memory="8Gi")
 
 
 def regenerate_captions(version_id: int | str, scheme: str = "v7") -> StageCommand:

@@ -74,7 +74,7 @@ SPECIES = ["pony", "unicorn", "pegasus", "earth_pony", "alicorn", "dragon"]
 COPY_SHARE = {"gelbooru": 0.10, "e621": 0.04, "derpibooru": 0.04}
 HARD_NEGATIVE_SHARE = 0.015
 VARIANT_SHARE = 0.005
-COPY_ALTERATIONS = ("resized", "jpeg_reencode", "png_jpeg_swap", "border", "signature")
+COPY_ALTERATIONS = ("resized", "jpeg_reencode", "png_jpeg_swap", "border", "cropped", "signature")
 HARD_NEGATIVES = ("colour_swap", "sequence_frame", "redrawn")
 VARIANT = "alternate_colours"
 # a re-drawing of a coloured picture as line art, of line art in colour (painterly over flat is the same picture
@@ -87,6 +87,8 @@ def altered_size(width: int, height: int, alteration: str | None) -> tuple[int, 
         return max(16, width * 3 // 4), max(16, height * 3 // 4)
     if alteration == "border":
         return width + 8, height + 8
+    if alteration == "cropped":
+        return width - 2 * (width // 32), height - 2 * (height // 32)
     return width, height
 
 
@@ -105,7 +107,8 @@ def _next_frame(image: Image.Image, seed: int) -> Image.Image:
 
 
 def alter(image: Image.Image, alteration: str | None, jpeg_quality: int, seed: int) -> tuple[Image.Image, int]:
-    """A re-post's change to the picture: resized, re-encoded, PNG↔JPEG (by the file type), a border, a signature;
+    """A re-post's change to the picture: resized, re-encoded, PNG↔JPEG (by the file type), a border, a small crop,
+    a signature;
     or another picture like it: its colours swapped (another artist's edit, or the artist's own alternate version),
     the next frame of its sequence. (A re-drawing is rendered anew: see ``SampleCorpus._make_file``.)"""
     if alteration == "resized":
@@ -114,6 +117,9 @@ def alter(image: Image.Image, alteration: str | None, jpeg_quality: int, seed: i
         jpeg_quality = 55 if jpeg_quality > 70 else 85
     elif alteration == "border":
         image = ImageOps.expand(image, border=4, fill=(255, 255, 255))
+    elif alteration == "cropped":  # about 3 % off every side
+        dx, dy = image.width // 32, image.height // 32
+        image = image.crop((dx, dy, image.width - dx, image.height - dy))
     elif alteration == "signature":
         image = image.copy()
         ImageDraw.Draw(image).text((2, image.height - 11), "sig", fill=(250, 250, 250))
@@ -232,6 +238,10 @@ class SampleCorpus:
                     alteration = draw.choice(HARD_NEGATIVES)
                 else:
                     alteration = VARIANT
+                if alteration in ("colour_swap", VARIANT) and source.style == "sketch":
+                    # a recolour needs colour: line art on paper is grey (its "colour swap" looks the same)
+                    coloured = [p for p in sources if p.style != "sketch"]
+                    source = coloured[draw.randrange(len(coloured))]
                 width, height = altered_size(source.width, source.height, alteration)
                 file_ext = ({"png": "jpg", "jpg": "png"}[source.file_ext] if alteration == "png_jpeg_swap"
                             else source.file_ext)  # fmt: skip

@@ -169,6 +169,19 @@ def _candidates(
         return tasks, same_file
 
 
+def _still_without_file(conn: psycopg2.extensions.connection, tasks: list[FetchTask], bar,  # noqa: ANN001 - tqdm
+                        same_file: dict[FetchTask, list[FetchTask]]) -> list[FetchTask]:  # fmt: skip
+    """``tasks`` less those whose post was just linked to a stored file (counted as done on ``bar``)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT site, post_id FROM booru_post_image
+                       WHERE (site, post_id) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))""",
+                    ([t.site for t in tasks], [t.post_id for t in tasks]))  # fmt: skip
+        done = set(cur.fetchall())
+    left = [t for t in tasks if (t.site, t.post_id) not in done]
+    bar.update(sum(1 + len(same_file.get(t, [])) for t in tasks if (t.site, t.post_id) in done))
+    return left
+
+
 def link_known_files(conn: psycopg2.extensions.connection, site: str | None = None) -> int:
     """Link posts without a file to a stored image whose bytes have the md5 or sha512 the site gives for the post
     (the same file re-posted, or a post whose file another post already brought in): no download. The stored
@@ -275,20 +288,32 @@ def fetch_images(
         conn.commit()
         report.candidates = len(tasks) + sum(map(len, same_file.values()))
         workers = settings.image_fetch_workers
+        by_site: dict[str, list[FetchTask]] = {}
+        for task in tasks:
+            by_site.setdefault(task.site, []).append(task)
+        count = 0
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="image-fetch") as executor,
-            progress_bar(show_progress, total=len(tasks), desc="fetch images", unit="img") as bar,
+            progress_bar(show_progress, total=report.candidates, desc="fetch images", unit="img") as bar,
         ):
-            for count, outcome in enumerate(_bounded(executor, downloader, tasks, workers * 4), start=1):
-                _record(conn, outcome, report)
-                if outcome.image is None:  # the posts with the same file fail the same way, not downloaded
-                    for other in same_file.get(outcome.task, []):
-                        _record(conn, dataclasses.replace(outcome, task=other, detail=(
-                            f"the same file as {outcome.task.site} post {outcome.task.post_id}: {outcome.detail}")),
-                            report)  # fmt: skip
-                if count % COMMIT_EVERY == 0:
+            for index, (task_site, site_tasks) in enumerate(by_site.items()):
+                if index:  # a file an earlier site's post brought in (md5 here, sha512 there) is not fetched again
                     conn.commit()
-                bar.update(1 + len(same_file.get(outcome.task, [])))
+                    linked = link_known_files(conn, task_site)
+                    if linked:
+                        report.linked_by_hash += linked
+                        site_tasks = _still_without_file(conn, site_tasks, bar, same_file)
+                for outcome in _bounded(executor, downloader, site_tasks, workers * 4):
+                    count += 1
+                    _record(conn, outcome, report)
+                    if outcome.image is None:  # the posts with the same file fail the same way, not downloaded
+                        for other in same_file.get(outcome.task, []):
+                            _record(conn, dataclasses.replace(outcome, task=other, detail=(
+                                f"the same file as {outcome.task.site} post {outcome.task.post_id}: "
+                                f"{outcome.detail}")), report)  # fmt: skip
+                    if count % COMMIT_EVERY == 0:
+                        conn.commit()
+                    bar.update(1 + len(same_file.get(outcome.task, [])))
         report.linked_by_hash += link_known_files(conn, site)  # posts that share a file with one just stored
         run.summary = {
             "candidates": report.candidates,

@@ -205,3 +205,4 @@ def changed_share(a: bytes, b: bytes, margin: int = 0) -> float:
     cells_a = np.frombuffer(a, dtype=np.uint8).astype(np.int16).reshape(16, 16)
     cells_b = np.frombuffer(b, dtype=np.uint8).astype(np.int16).reshape(16, 16)
     return max(_unmatched(cells_a, cells_b, margin), _unmatched(cells_b, cells_a, margin))
+

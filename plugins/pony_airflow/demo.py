@@ -182,13 +182,16 @@ class Demo:
                                       (SELECT count(*) FROM image_embedding), (SELECT count(*) FROM aesthetic_score
                                        WHERE version_id = %s), (SELECT count(*) FROM active_caption),
                                       (SELECT count(*) FROM dq_result), (SELECT count(*) FROM dq_result
-                                       WHERE blocking_failures > 0 OR warnings > 0)""", (version,))  # fmt: skip
-                posts, images, embeddings, scores, captions, checks, flagged = cur.fetchone()
+                                       WHERE blocking_failures > 0 OR warnings > 0),
+                                      (SELECT count(*) FROM work) + (SELECT count(*) FROM image i WHERE NOT EXISTS
+                                       (SELECT 1 FROM work_image w WHERE w.sha256 = i.sha256))""",
+                            (version,))  # fmt: skip
+                posts, images, embeddings, scores, captions, checks, flagged, works = cur.fetchone()
                 cur.execute("SELECT band, text FROM active_caption ORDER BY band DESC, sha256 LIMIT 1")
                 band, text = cur.fetchone()
             exported = export_dataset(conn, open_store(settings=settings), "demo-kohya", "kohya", min_band=7)
         print(f"[summary]  {posts} posts, {images} images, {embeddings} embeddings, {scores} scores by aesthetic "
-              f"version {version}, {captions} captions in the active set")  # fmt: skip
+              f"version {version}, {captions} captions in the active set (one per work: {works} works)")  # fmt: skip
         print(f"[summary]  {checks} data-quality checks stored ({flagged} with warnings or failures: "
               "`pony quality results`)")  # fmt: skip
         print(f"[summary]  e.g. band {band}: {text[:140]}")

@@ -15,7 +15,8 @@ of a sequence (a part of the picture moved). A pair is a ``duplicate`` only when
 
 Pairs that fail only on colour or detail and whose posts share an artist are that artist's ``variant`` (an alternate
 version: linked, not merged); every other failing pair is ``distinct``, with the reasons in the evidence. The limits
-below were measured on the sample corpus (``pony_tasks.works.evaluate``; the closing note of issue 15 gives them)."""
+below were calibrated on the sample corpus (see the comment above them); on real images they are a starting point,
+to be checked with the works page's near misses."""
 
 from __future__ import annotations
 

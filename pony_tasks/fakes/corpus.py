@@ -82,13 +82,20 @@ VARIANT = "alternate_colours"
 REDRAWN_STYLE = {"flat": "sketch", "sketch": "flat", "painterly": "sketch", "pixel": "sketch", "shaded": "sketch"}
 
 
-def altered_size(width: int, height: int, alteration: str | None) -> tuple[int, int]:
+def crop_margins(width: int, height: int, seed: int) -> tuple[int, int]:
+    """Pixels a re-poster's crop takes off each side: 2–6 % of the picture, drawn per post."""
+    share = random.Random(f"{seed}:crop").uniform(0.02, 0.06)
+    return max(1, round(width * share)), max(1, round(height * share))
+
+
+def altered_size(width: int, height: int, alteration: str | None, seed: int = 0) -> tuple[int, int]:
     if alteration == "resized":
         return max(16, width * 3 // 4), max(16, height * 3 // 4)
     if alteration == "border":
         return width + 8, height + 8
     if alteration == "cropped":
-        return width - 2 * (width // 32), height - 2 * (height // 32)
+        dx, dy = crop_margins(width, height, seed)
+        return width - 2 * dx, height - 2 * dy
     return width, height
 
 
@@ -117,8 +124,8 @@ def alter(image: Image.Image, alteration: str | None, jpeg_quality: int, seed: i
         jpeg_quality = 55 if jpeg_quality > 70 else 85
     elif alteration == "border":
         image = ImageOps.expand(image, border=4, fill=(255, 255, 255))
-    elif alteration == "cropped":  # about 3 % off every side
-        dx, dy = image.width // 32, image.height // 32
+    elif alteration == "cropped":  # 2–6 % off every side
+        dx, dy = crop_margins(image.width, image.height, seed)
         image = image.crop((dx, dy, image.width - dx, image.height - dy))
     elif alteration == "signature":
         image = image.copy()
@@ -242,7 +249,7 @@ class SampleCorpus:
                     # a recolour needs colour: line art on paper is grey (its "colour swap" looks the same)
                     coloured = [p for p in sources if p.style != "sketch"]
                     source = coloured[draw.randrange(len(coloured))]
-                width, height = altered_size(source.width, source.height, alteration)
+                width, height = altered_size(source.width, source.height, alteration, source.image_seed)
                 file_ext = ({"png": "jpg", "jpg": "png"}[source.file_ext] if alteration == "png_jpeg_swap"
                             else source.file_ext)  # fmt: skip
                 artist = source.artist if alteration in (*COPY_ALTERATIONS, VARIANT) else post.artist

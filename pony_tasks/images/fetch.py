@@ -29,7 +29,7 @@ import psycopg2.extensions
 from pony_tasks.boorus.hosts import HostRules
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
-from pony_tasks.images.validate import DecodedImage, ImageRejected, check_hashes, decode
+from pony_tasks.images.validate import SIGNATURE_COLUMNS, DecodedImage, ImageRejected, check_hashes, decode
 from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, SiteBlocked, UnsafeURL, shared_limiter
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
@@ -212,25 +212,22 @@ def _host_rules(conn: psycopg2.extensions.connection, settings: Settings) -> Hos
     return HostRules.from_settings(settings, scraped_from)
 
 
+# A stored image keeps the signatures it has; missing ones are filled in (another post of the same bytes).
+STORE_IMAGE = f"""
+    INSERT INTO image (sha256, storage_key, byte_size, width, height, format, md5, sha512,
+                       {", ".join(SIGNATURE_COLUMNS)})
+    VALUES ({", ".join(["%s"] * (8 + len(SIGNATURE_COLUMNS)))}) ON CONFLICT (sha256) DO UPDATE
+    SET {", ".join(f"{c} = coalesce(image.{c}, EXCLUDED.{c})" for c in ("md5", "sha512", *SIGNATURE_COLUMNS))}"""
+
+
 def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report: FetchReport) -> None:
     task = outcome.task
     with conn.cursor() as cur:
         if outcome.image is not None:
             image = outcome.image
-            cur.execute(
-                """INSERT INTO image (sha256, storage_key, byte_size, width, height, format, md5, sha512, phash,
-                                      colour_thumb, detail, inner_phash, inner_colour_thumb, inner_detail)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE
-                   SET md5 = coalesce(image.md5, EXCLUDED.md5), sha512 = coalesce(image.sha512, EXCLUDED.sha512),
-                       phash = coalesce(image.phash, EXCLUDED.phash),
-                       colour_thumb = coalesce(image.colour_thumb, EXCLUDED.colour_thumb),
-                       detail = coalesce(image.detail, EXCLUDED.detail),
-                       inner_phash = coalesce(image.inner_phash, EXCLUDED.inner_phash),
-                       inner_colour_thumb = coalesce(image.inner_colour_thumb, EXCLUDED.inner_colour_thumb),
-                       inner_detail = coalesce(image.inner_detail, EXCLUDED.inner_detail)""",
-                (image.sha256, outcome.storage_key, outcome.byte_size, image.width, image.height, image.format,
-                 outcome.md5, outcome.sha512, *(image.signatures.columns() if image.signatures else (None,) * 6)),
-            )
+            signatures = image.signatures.columns() if image.signatures else (None,) * len(SIGNATURE_COLUMNS)
+            cur.execute(STORE_IMAGE, (image.sha256, outcome.storage_key, outcome.byte_size, image.width, image.height,
+                                      image.format, outcome.md5, outcome.sha512, *signatures))  # fmt: skip
             cur.execute(
                 """INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)
                    ON CONFLICT (site, post_id) DO UPDATE SET sha256 = EXCLUDED.sha256, fetched_at = now()""",

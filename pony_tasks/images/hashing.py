@@ -1,6 +1,6 @@
-"""Perceptual hashes and file hashes for stored images that lack them (stored before migrations 0013/0015/0016, or by
-an older worker): read
-from the object store, decoded, hashed, written back in batches. Idempotent and resumable: only NULL rows are read."""
+"""Perceptual hashes and file hashes for stored images that lack them (stored before migrations 0013/0015/0016/0017,
+or by an older worker): read from the object store, decoded, hashed, written back in batches. Idempotent and
+resumable: only NULL rows are read."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from PIL import Image
 
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
-from pony_tasks.images.validate import perceptual_hashes
+from pony_tasks.images.validate import SIGNATURE_COLUMNS, perceptual_hashes
 from pony_tasks.progress import progress_bar
 from pony_tasks.storage import open_store
 
 BATCH = 500
-MISSING = "phash IS NULL OR inner_detail IS NULL OR md5 IS NULL"
+MISSING = "phash IS NULL OR inner_detail IS NULL OR crop_phash IS NULL OR md5 IS NULL"
+UPDATE = (f"UPDATE image SET {', '.join(f'{c} = %s' for c in SIGNATURE_COLUMNS)}, md5 = %s, sha512 = %s "
+          "WHERE sha256 = %s")
 
 
 @dataclass
@@ -54,10 +56,7 @@ def hash_stored_images(settings: Settings | None = None, limit: int | None = Non
                         skip.append(sha256)
                         report.unreadable += 1
                     else:
-                        cur.execute("""UPDATE image SET phash = %s, colour_thumb = %s, detail = %s, inner_phash = %s,
-                                       inner_colour_thumb = %s, inner_detail = %s, md5 = %s, sha512 = %s
-                                       WHERE sha256 = %s""",
-                                    (*signatures.columns(), hashlib.md5(data).hexdigest(),
+                        cur.execute(UPDATE, (*signatures.columns(), hashlib.md5(data).hexdigest(),
                                      hashlib.sha512(data).hexdigest(), sha256))  # fmt: skip
                         report.hashed += 1
                     bar.update(1)

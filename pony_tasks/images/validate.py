@@ -21,10 +21,16 @@ class ImageRejected(ValueError):
         self.reason = reason
 
 
+CROP_LEVELS = (0.025, 0.05)  # shares cut off every side for the crop views (migration 0017)
+SIGNATURE_COLUMNS = ("phash", "colour_thumb", "detail", "inner_phash", "inner_colour_thumb", "inner_detail",
+                     "crop_phash", "crop_colour_thumb", "crop_detail")  # the ``image`` columns, in this order
+
+
 @dataclass(frozen=True)
 class Signatures:
-    """What near-duplicate matching compares, of the whole picture and of its content inside a uniform frame (a
-    border some re-poster added; the same as the whole picture when there is none)."""
+    """What near-duplicate matching compares, of the whole picture, of its content inside a uniform frame (a
+    border some re-poster added; the same as the whole picture when there is none), and of the picture with a
+    little cut off every side (``CROP_LEVELS``: a re-poster's small crop matches one of them)."""
 
     phash: int  # 64-bit DCT hash of the luminance, as a signed 64-bit integer (PostgreSQL bigint)
     colour_thumb: bytes  # the picture averaged to 4×4 RGB (48 bytes)
@@ -32,12 +38,15 @@ class Signatures:
     inner_phash: int
     inner_colour_thumb: bytes
     inner_detail: bytes
+    crop_phash: tuple[int, ...] = ()  # one per CROP_LEVELS
+    crop_colour_thumb: tuple[bytes, ...] = ()
+    crop_detail: tuple[bytes, ...] = ()
 
-    def columns(self) -> tuple[int, bytes, bytes, int, bytes, bytes]:
-        """In the order of the ``image`` columns phash, colour_thumb, detail, inner_phash, inner_colour_thumb,
-        inner_detail."""
+    def columns(self) -> tuple:
+        """The values of SIGNATURE_COLUMNS (the crop views as lists: PostgreSQL arrays)."""
         return (self.phash, self.colour_thumb, self.detail, self.inner_phash, self.inner_colour_thumb,
-                self.inner_detail)  # fmt: skip
+                self.inner_detail, list(self.crop_phash), list(self.crop_colour_thumb),
+                list(self.crop_detail))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,11 @@ def perceptual_hashes(image: Image.Image) -> Signatures:
     whole = _signatures_of(rgb)
     frame = frame_width(rgb)
     inner = _signatures_of(rgb.crop((frame, frame, rgb.width - frame, rgb.height - frame))) if frame else whole
-    return Signatures(*whole, *inner)
+    crops = []
+    for share in CROP_LEVELS:
+        dx, dy = max(1, round(rgb.width * share)), max(1, round(rgb.height * share))
+        crops.append(_signatures_of(rgb.crop((dx, dy, rgb.width - dx, rgb.height - dy))))
+    return Signatures(*whole, *inner, *(tuple(view[i] for view in crops) for i in range(3)))
 
 
 def colour_distance(a: bytes, b: bytes) -> float:

@@ -1,8 +1,9 @@
 """Candidate pairs, cheap first, without comparing every pair:
 
-1. **pHash** (of the whole picture and of its inside, when it has a border): multi-index hashing. The 64-bit hash is
-   cut into ``max_bits + 1`` pieces; two hashes within ``max_bits`` differing bits share at least one piece exactly
-   (pigeonhole), so grouping by each piece finds every such pair and compares only hashes that collide somewhere.
+1. **pHash** (of the whole picture, of its inside when it has a border, of its crop views): multi-index hashing.
+   The 64-bit hash is cut into ``max_bits + 1`` pieces; two hashes within ``max_bits`` differing bits share at
+   least one piece exactly (pigeonhole), so grouping by each piece finds every such pair and compares only hashes
+   that collide somewhere.
 2. **Colour thumbnails** (4×4 RGB of the inside, 48 numbers): each image's nearest few — what finds a re-post whose
    signature moved the pHash past ``max_bits`` but left the picture's colours where they were.
 3. **CLIP embeddings**, when the images have them: every pair above a cosine (``neighbours.similar_pairs``: k-means
@@ -67,7 +68,7 @@ def candidate_pairs(facts: dict, embeddings: tuple[list[str], np.ndarray] | None
     """{(sha_a, sha_b): the sources that proposed it ("phash", "thumbnail", "embedding")} over ``facts`` ({sha:
     ImageFacts}) and, when given, ``embeddings`` (ids, L2-normalised rows)."""
     found: dict[tuple[str, str], set[str]] = defaultdict(set)
-    views = ((sha, value) for sha, f in facts.items() for value in {f.phash, f.inner_phash})
+    views = ((sha, value) for sha, f in facts.items() for value in {f.phash, f.inner_phash, *f.crop_phash})
     for pair in phash_pairs(views, only_with=only_with):
         found[pair].add("phash")
     ids = sorted(facts)

@@ -2,7 +2,8 @@
 luminance at 32×32, so another artist's colour swap of the same line art has a close pHash, and so can the next frame
 of a sequence (a part of the picture moved). A pair is a ``duplicate`` only when every signal agrees:
 
-- the pHash (of the whole pictures, or of what lies inside a border one of them has: the closest of the views);
+- the pHash of the closest views: the whole pictures, what lies inside a border one of them has, or the pictures
+  with 2.5 % or 5 % cut off every side (a re-poster's small crop matches one of those);
 - the colour thumbnails (4×4), as brightness and colour apart: a recolour moves the colour (Cb/Cr), a re-encode
   hardly does;
 - the 16×16 detail away from the edges: how many cells changed (a signature or watermark sits at the edge; a moved
@@ -28,8 +29,8 @@ from pony_tasks.images.validate import changed_share, hamming, luma_chroma_dista
 # closing note of issue 15 has the figures): more lenient finds more crops and signatures and merges more sequence
 # frames, stricter the reverse.
 MAX_CONFIRM_BITS = 20  # pHash bits for a confirmed pair (signatures on 64-px pictures reach 28; re-drawings ≥ 18)
-MARK_BITS = 12  # past this many bits only a mark on top explains the move: the thumbnails must then agree closely
-MAX_MARK_LOOK = 0.8  # luma + chroma distance allowed past MARK_BITS (signatures mostly ≤ 0.8; moved parts ≥ 0.6)
+MARK_BITS = 8  # past this many bits (of the closest views) only a mark on top explains the move: thumbnails agree
+MAX_MARK_LOOK = 1.2  # luma + chroma allowed past MARK_BITS: the training seeds score 0.8–1.5 alike; the middle
 MAX_VARIANT_BITS = 12  # an alternate version keeps the drawing: its pHash stays this close
 MAX_LUMA = 8.0  # of 255, 4×4 brightness: re-encodes ≤ 7.5
 MAX_CHROMA = 3.5  # of 255, 4×4 colour: re-encodes ≤ 3.0, crops and borders ≤ 4.1 (the shift); recolours ≥ 3.5
@@ -55,6 +56,9 @@ class ImageFacts:
     inner_phash: int
     inner_colour_thumb: bytes
     inner_detail: bytes
+    crop_phash: tuple[int, ...] = ()  # the crop views (validate.CROP_LEVELS)
+    crop_colour_thumb: tuple[bytes, ...] = ()
+    crop_detail: tuple[bytes, ...] = ()
     artists: frozenset[str] = frozenset()  # the artist tags of the image's posts
 
     @property
@@ -62,11 +66,14 @@ class ImageFacts:
         return self.width / self.height if self.height else 0.0
 
     def views(self) -> dict[str, tuple[int, bytes, bytes]]:
-        """(pHash, colour thumbnail, detail) of the whole picture and of its inside (one view when it has no
-        border)."""
+        """(pHash, colour thumbnail, detail) of the whole picture, of its inside (when it has a border) and of its
+        crop views (``crop1``, ``crop2``: validate.CROP_LEVELS)."""
         whole = (self.phash, self.colour_thumb, self.detail)
         inner = (self.inner_phash, self.inner_colour_thumb, self.inner_detail)
-        return {"whole": whole} if inner == whole else {"whole": whole, "inner": inner}
+        views = {"whole": whole} if inner == whole else {"whole": whole, "inner": inner}
+        for level, view in enumerate(zip(self.crop_phash, self.crop_colour_thumb, self.crop_detail, strict=True), 1):
+            views[f"crop{level}"] = view
+        return views
 
     def canonical_rank(self) -> tuple:
         """Higher is a better canonical image: more pixels, lossless over lossy, more bytes (less re-encoded)."""

@@ -47,6 +47,8 @@ def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
     with conn.cursor() as cur:
         cur.execute("""SELECT i.sha256, i.width, i.height, i.format, i.byte_size, i.phash, i.colour_thumb, i.detail,
                               i.inner_phash, i.inner_colour_thumb, i.inner_detail,
+                              coalesce(i.crop_phash, '{}'), coalesce(i.crop_colour_thumb, '{}'),
+                              coalesce(i.crop_detail, '{}'),
                               coalesce(array_agg(DISTINCT a.tag) FILTER (WHERE a.tag IS NOT NULL), '{}')
                        FROM image i
                        LEFT JOIN booru_post_image b ON b.sha256 = i.sha256
@@ -56,7 +58,8 @@ def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
                        WHERE i.phash IS NOT NULL AND i.inner_detail IS NOT NULL
                        GROUP BY i.sha256""")  # fmt: skip
         return {row[0]: ImageFacts(*row[:6], bytes(row[6]), bytes(row[7]), row[8], bytes(row[9]), bytes(row[10]),
-                                   frozenset(common_spelling(t.removeprefix("artist:")) for t in row[11]))  # fmt: skip
+                                   tuple(row[11]), tuple(map(bytes, row[12])), tuple(map(bytes, row[13])),
+                                   frozenset(common_spelling(t.removeprefix("artist:")) for t in row[14]))  # fmt: skip
                 for row in cur.fetchall()}
 
 

@@ -11,7 +11,7 @@ import random
 from PIL import Image, ImageDraw
 
 from pony_tasks.db import connect
-from pony_tasks.images.validate import decode
+from pony_tasks.images.validate import SIGNATURE_COLUMNS, decode
 from pony_tasks.works.link import run_works, split_image
 
 ALTERATIONS = {
@@ -51,9 +51,9 @@ def _save(image: Image.Image, fmt: str, **options) -> bytes:
 def _store(settings, data: bytes) -> str:
     decoded = decode(data, 50_000_000)
     with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute("""INSERT INTO image (sha256, storage_key, byte_size, width, height, format, phash, colour_thumb,
-                                          detail, inner_phash, inner_colour_thumb, inner_detail)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+        cur.execute(f"""INSERT INTO image (sha256, storage_key, byte_size, width, height, format,
+                                           {", ".join(SIGNATURE_COLUMNS)})
+                        VALUES ({", ".join(["%s"] * (6 + len(SIGNATURE_COLUMNS)))}) ON CONFLICT DO NOTHING""",
                     (decoded.sha256, f"images/{decoded.sha256}", len(data), decoded.width, decoded.height,
                      decoded.format, *decoded.signatures.columns()))  # fmt: skip
     return decoded.sha256

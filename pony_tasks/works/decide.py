@@ -30,7 +30,7 @@ from pony_tasks.images.validate import changed_share, hamming, luma_chroma_dista
 # frames, stricter the reverse.
 MAX_CONFIRM_BITS = 20  # pHash bits for a confirmed pair (signatures on 64-px pictures reach 28; re-drawings ≥ 18)
 MARK_BITS = 8  # past this many bits (of the closest views) only a mark on top explains the move: thumbnails agree
-MAX_MARK_LOOK = 1.2  # luma + chroma allowed past MARK_BITS: the training seeds score 0.8–1.5 alike; the middle
+MAX_MARK_LOOK = 1.2  # luma + chroma allowed past MARK_BITS (the training seeds score 1.2 and 1.5 alike)
 MAX_VARIANT_BITS = 12  # an alternate version keeps the drawing: its pHash stays this close
 MAX_LUMA = 8.0  # of 255, 4×4 brightness: re-encodes ≤ 7.5
 MAX_CHROMA = 3.5  # of 255, 4×4 colour: re-encodes ≤ 3.0, crops and borders ≤ 4.1 (the shift); recolours ≥ 3.5

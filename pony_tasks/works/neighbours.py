@@ -6,7 +6,7 @@
   pairs that straddle a cell boundary). New vectors are matched against the cells they fall in, so 10,000 new images
   cost a few matrix products against 1M, not a rebuild. Below ``EXACT_LIMIT`` vectors the join is exact (all pairs).
 - **Colour thumbnails** (:func:`neighbour_pairs`): each row's ``k`` nearest rows with a faiss index (flat up to
-  ``EXACT_LIMIT`` rows, an inverted file above).
+  ``FLAT_KNN_LIMIT`` rows, an inverted file above).
 
 ``benchmarks/works.py`` measures the join on 1M 768-d fp16 embeddings against faiss's own inverted-file search and
 an exact brute-force search in the same run (recall of the exact pairs on a sample, time, memory); ARCHITECTURE.md
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 EXACT_LIMIT = 20_000  # up to this many vectors every pair is compared (a 20k × 20k product is cheap)
+FLAT_KNN_LIMIT = 100_000  # up to this many rows a kNN search scans them all (48-d thumbnails: milliseconds a query)
 CELLS_PER_ROOT = 2  # k-means cells: this many times the square root of the number of vectors (2,000 for 1M)
 TRAIN_SAMPLE = 32  # vectors per cell used to train the cells
 TRAIN_ITERATIONS = 10  # k-means iterations (faiss's default is 25; the cells only need to be roughly right)
@@ -185,14 +186,14 @@ def similar_pairs(ids: list[str], vectors: np.ndarray, min_cosine: float, only_w
 def build_index(vectors: np.ndarray, metric: str = "ip", *, exact: bool | None = None, seed: int = 0,
                 nprobe: int = 8):  # fmt: skip
     """A faiss kNN index over ``vectors`` (float32 rows). ``metric``: ``ip`` (cosine for L2-normalised rows) or
-    ``l2``. Flat (exact) up to ``EXACT_LIMIT`` rows unless ``exact`` says; an inverted file above (k-means cells
+    ``l2``. Flat (exact) up to ``FLAT_KNN_LIMIT`` rows unless ``exact`` says; an inverted file above (k-means cells
     trained like :class:`ClusterJoin`'s, ``nprobe`` cells scanned per query)."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     count, dim = vectors.shape
     faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
-    if exact or (exact is None and count <= EXACT_LIMIT * 5):
+    if exact or (exact is None and count <= FLAT_KNN_LIMIT):
         index = faiss.IndexFlat(dim, faiss_metric)
         index.add(vectors)
         return index

@@ -39,8 +39,7 @@ SWEEP = {  # decide's constant → the values tried
 def _facts(corpus: SampleCorpus, post) -> ImageFacts:  # noqa: ANN001 - CorpusPost
     data = corpus.file(post).data
     image = decode(data, 50_000_000)
-    columns = [tuple(v) if isinstance(v, list) else v for v in image.signatures.columns()]
-    return ImageFacts(image.sha256, image.width, image.height, image.format, len(data), *columns,
+    return ImageFacts(image.sha256, image.width, image.height, image.format, len(data), image.signatures,
                       frozenset([post.artist]))  # fmt: skip
 
 

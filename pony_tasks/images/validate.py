@@ -42,6 +42,16 @@ class Signatures:
     crop_colour_thumb: tuple[bytes, ...] = ()
     crop_detail: tuple[bytes, ...] = ()
 
+    def views(self) -> dict[str, tuple[int, bytes, bytes]]:
+        """(pHash, colour thumbnail, detail) of the whole picture, of its inside (when it has a border) and of its
+        crop views (``crop1``, ``crop2``: CROP_LEVELS)."""
+        whole = (self.phash, self.colour_thumb, self.detail)
+        inner = (self.inner_phash, self.inner_colour_thumb, self.inner_detail)
+        views = {"whole": whole} if inner == whole else {"whole": whole, "inner": inner}
+        for level, view in enumerate(zip(self.crop_phash, self.crop_colour_thumb, self.crop_detail, strict=True), 1):
+            views[f"crop{level}"] = view
+        return views
+
     def columns(self) -> tuple:
         """The values of SIGNATURE_COLUMNS (the crop views as lists: PostgreSQL arrays)."""
         return (self.phash, self.colour_thumb, self.detail, self.inner_phash, self.inner_colour_thumb,

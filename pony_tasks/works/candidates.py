@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from pony_tasks.images.validate import hamming
-from pony_tasks.works.neighbours import as_matrix, neighbour_pairs, similar_pairs
+from pony_tasks.works.neighbours import neighbour_pairs, similar_pairs, thumbnail_matrix
 
 MAX_PHASH_BITS = 8  # at most this many differing bits: a candidate (most booru alterations ≤ 8, other pictures ≥ 22)
 THUMB_NEIGHBOURS = 8  # nearest colour thumbnails looked at per image
@@ -68,12 +68,12 @@ def candidate_pairs(facts: dict, embeddings: tuple[list[str], np.ndarray] | None
     """{(sha_a, sha_b): the sources that proposed it ("phash", "thumbnail", "embedding")} over ``facts`` ({sha:
     ImageFacts}) and, when given, ``embeddings`` (ids, L2-normalised rows)."""
     found: dict[tuple[str, str], set[str]] = defaultdict(set)
-    views = ((sha, value) for sha, f in facts.items() for value in {f.phash, f.inner_phash, *f.crop_phash})
+    views = ((sha, view[0]) for sha, f in facts.items() for view in f.signatures.views().values())
     for pair in phash_pairs(views, only_with=only_with):
         found[pair].add("phash")
     ids = sorted(facts)
     if len(ids) > 1:
-        thumbs = as_matrix((facts[s].inner_colour_thumb for s in ids), 48)
+        thumbs = thumbnail_matrix(facts[s].signatures.inner_colour_thumb for s in ids)
         for pair in neighbour_pairs(ids, thumbs, k=THUMB_NEIGHBOURS, metric="l2", bound=MAX_THUMB_SQUARED,
                                     only_with=only_with):  # fmt: skip
             found[pair].add("thumbnail")

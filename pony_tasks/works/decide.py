@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pony_tasks.images.validate import changed_share, hamming, luma_chroma_distance
+from pony_tasks.images.validate import Signatures, changed_share, hamming, luma_chroma_distance
 
 # Calibrated on the sample corpus's seeds 1–5 and checked on seed 621, the demo's (benchmarks/works_matching.py; the
 # closing note of issue 15 has the figures): more lenient finds more crops and signatures and merges more sequence
@@ -50,30 +50,12 @@ class ImageFacts:
     height: int
     format: str
     byte_size: int
-    phash: int
-    colour_thumb: bytes
-    detail: bytes
-    inner_phash: int
-    inner_colour_thumb: bytes
-    inner_detail: bytes
-    crop_phash: tuple[int, ...] = ()  # the crop views (validate.CROP_LEVELS)
-    crop_colour_thumb: tuple[bytes, ...] = ()
-    crop_detail: tuple[bytes, ...] = ()
+    signatures: Signatures
     artists: frozenset[str] = frozenset()  # the artist tags of the image's posts
 
     @property
     def aspect(self) -> float:
         return self.width / self.height if self.height else 0.0
-
-    def views(self) -> dict[str, tuple[int, bytes, bytes]]:
-        """(pHash, colour thumbnail, detail) of the whole picture, of its inside (when it has a border) and of its
-        crop views (``crop1``, ``crop2``: validate.CROP_LEVELS)."""
-        whole = (self.phash, self.colour_thumb, self.detail)
-        inner = (self.inner_phash, self.inner_colour_thumb, self.inner_detail)
-        views = {"whole": whole} if inner == whole else {"whole": whole, "inner": inner}
-        for level, view in enumerate(zip(self.crop_phash, self.crop_colour_thumb, self.crop_detail, strict=True), 1):
-            views[f"crop{level}"] = view
-        return views
 
     def canonical_rank(self) -> tuple:
         """Higher is a better canonical image: more pixels, lossless over lossy, more bytes (less re-encoded)."""
@@ -84,8 +66,8 @@ def closest_views(a: ImageFacts, b: ImageFacts) -> tuple[str, int, tuple[bytes, 
     """(which views, pHash bits, (thumbnail, detail) of a, of b) of the pair of views with the fewest differing
     bits (the whole pictures on a tie)."""
     best = None
-    for name_a, (hash_a, *looks_a) in a.views().items():
-        for name_b, (hash_b, *looks_b) in b.views().items():
+    for name_a, (hash_a, *looks_a) in a.signatures.views().items():
+        for name_b, (hash_b, *looks_b) in b.signatures.views().items():
             bits = hamming(hash_a, hash_b)
             if best is None or bits < best[1]:
                 best = (f"{name_a}/{name_b}", bits, tuple(looks_a), tuple(looks_b))

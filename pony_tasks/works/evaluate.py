@@ -33,10 +33,6 @@ class WorksScore:
     def negatives(self) -> int:
         return sum(total for _, total in self.negatives_by_kind.values())
 
-    def recall(self, kind: str) -> float:
-        found, total = self.recall_by_alteration[kind]
-        return found / total if total else 1.0
-
     def describe(self) -> str:
         kinds = sorted(self.recall_by_alteration.items())
         recall = ", ".join(f"{kind} {found}/{total}" for kind, (found, total) in kinds)

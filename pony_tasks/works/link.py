@@ -15,6 +15,7 @@ import psycopg2.extensions
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.embed.run import load_embeddings
+from pony_tasks.images.validate import Signatures
 from pony_tasks.runs import recorded_run
 from pony_tasks.storage import open_store
 from pony_tasks.works.candidates import candidate_pairs
@@ -57,10 +58,15 @@ def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
                                  AS a(tag) ON true
                        WHERE i.phash IS NOT NULL AND i.inner_detail IS NOT NULL
                        GROUP BY i.sha256""")  # fmt: skip
-        return {row[0]: ImageFacts(*row[:6], bytes(row[6]), bytes(row[7]), row[8], bytes(row[9]), bytes(row[10]),
-                                   tuple(row[11]), tuple(map(bytes, row[12])), tuple(map(bytes, row[13])),
-                                   frozenset(common_spelling(t.removeprefix("artist:")) for t in row[14]))  # fmt: skip
-                for row in cur.fetchall()}
+        facts = {}
+        for (sha, width, height, fmt, size, phash, thumb, detail, inner_phash, inner_thumb, inner_detail, crop_phash,
+             crop_thumb, crop_detail, artists) in cur.fetchall():  # fmt: skip
+            signatures = Signatures(phash, bytes(thumb), bytes(detail), inner_phash, bytes(inner_thumb),
+                                    bytes(inner_detail), tuple(crop_phash), tuple(map(bytes, crop_thumb)),
+                                    tuple(map(bytes, crop_detail)))  # fmt: skip
+            facts[sha] = ImageFacts(sha, width, height, fmt, size, signatures,
+                                    frozenset(common_spelling(t.removeprefix("artist:")) for t in artists))
+        return facts
 
 
 MAX_UNRELATED_COSINE = 0.8  # median cosine of random pairs above which a model's embeddings are not used

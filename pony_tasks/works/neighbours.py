@@ -229,10 +229,9 @@ def neighbour_pairs(ids: list[str], vectors: np.ndarray, *, k: int, metric: str 
     return pairs
 
 
-def as_matrix(rows: Iterable[bytes | np.ndarray], dim: int) -> np.ndarray:
-    """Stack byte strings (thumbnails) or arrays into a float32 matrix of ``dim`` columns."""
-    return np.stack([np.frombuffer(r, dtype=np.uint8) if isinstance(r, bytes) else r for r in rows]).astype(
-        np.float32).reshape(-1, dim)  # fmt: skip
+def thumbnail_matrix(thumbnails: Iterable[bytes]) -> np.ndarray:
+    """Colour thumbnails (48 bytes each) as a float32 matrix, one row each."""
+    return np.stack([np.frombuffer(t, dtype=np.uint8) for t in thumbnails]).astype(np.float32)
 
 
 def median_random_cosine(vectors: np.ndarray, *, sample: int = 2000, seed: int = 0) -> float:

@@ -175,6 +175,7 @@ class Demo:
         from pony_tasks.db import connect
         from pony_tasks.export.dataset import export_dataset
         from pony_tasks.storage import open_store
+        from pony_tasks.works.members import works_among
 
         with connect(settings) as conn:
             with conn.cursor() as cur:
@@ -182,11 +183,10 @@ class Demo:
                                       (SELECT count(*) FROM image_embedding), (SELECT count(*) FROM aesthetic_score
                                        WHERE version_id = %s), (SELECT count(*) FROM active_caption),
                                       (SELECT count(*) FROM dq_result), (SELECT count(*) FROM dq_result
-                                       WHERE blocking_failures > 0 OR warnings > 0),
-                                      (SELECT count(*) FROM work) + (SELECT count(*) FROM image i WHERE NOT EXISTS
-                                       (SELECT 1 FROM work_image w WHERE w.sha256 = i.sha256))""",
-                            (version,))  # fmt: skip
-                posts, images, embeddings, scores, captions, checks, flagged, works = cur.fetchone()
+                                       WHERE blocking_failures > 0 OR warnings > 0)""", (version,))  # fmt: skip
+                posts, images, embeddings, scores, captions, checks, flagged = cur.fetchone()
+                cur.execute("SELECT sha256 FROM image")
+                works = works_among(conn, [row[0] for row in cur.fetchall()])
                 cur.execute("SELECT band, text FROM active_caption ORDER BY band DESC, sha256 LIMIT 1")
                 band, text = cur.fetchone()
             exported = export_dataset(conn, open_store(settings=settings), "demo-kohya", "kohya", min_band=7)

@@ -57,33 +57,30 @@ def _thumb(store: ObjectStore, key: str, caption: str) -> Image.Image:
 
 
 def contact_sheet(conn: psycopg2.extensions.connection, store: ObjectStore, works: int = 8, misses: int = 6) -> bytes:
-    """PNG: up to ``works`` merged works (largest first), then up to ``misses`` nearest distinct pairs."""
+    """PNG of what :func:`review` finds: up to ``works`` merged works (largest first; the canonical image, then up to
+    six others), then up to ``misses`` nearest distinct pairs."""
+    found = review(conn, works, misses)
+    shas = {m["sha256"] for w in found["merged"] for m in w["images"][:7]}
+    shas |= {sha for pair in found["near_misses"] for sha in (pair["a"], pair["b"])}
     with conn.cursor() as cur:
-        cur.execute("""SELECT w.work_id, w.canonical_sha256 FROM work w
-                       JOIN work_image i USING (work_id) GROUP BY w.work_id HAVING count(*) > 1
-                       ORDER BY count(*) DESC, w.work_id LIMIT %s""", (works,))  # fmt: skip
-        merged = cur.fetchall()
-        rows: list[list[tuple[str, str]]] = []
-        for work_id, canonical in merged:
-            cur.execute("""SELECT i.sha256, m.storage_key, m.width, m.height, m.format,
-                                  (SELECT string_agg(b.site, '+' ORDER BY b.site) FROM booru_post_image b
-                                   WHERE b.sha256 = i.sha256)
-                           FROM work_image i JOIN image m USING (sha256) WHERE i.work_id = %s
-                           ORDER BY i.sha256 <> %s, i.sha256 LIMIT 7""", (work_id, canonical))  # fmt: skip
-            rows.append([(key, f"{'* ' if sha == canonical else ''}w{work_id} {sites or '?'} {w}x{h} {fmt}")
-                         for sha, key, w, h, fmt, sites in cur.fetchall()])  # fmt: skip
-        cur.execute("""SELECT a.storage_key, b.storage_key, p.evidence FROM work_pair p
-                       JOIN image a ON a.sha256 = p.sha_a JOIN image b ON b.sha256 = p.sha_b
-                       WHERE p.verdict = 'distinct'
-                       ORDER BY (p.evidence->>'phash_bits')::int NULLS LAST, p.sha_a
-                       LIMIT %s""", (misses,))  # fmt: skip
-        for key_a, key_b, evidence in cur.fetchall():
-            why = "; ".join(evidence.get("reasons") or ["operator: distinct"])
-            rows.append([(key_a, f"NOT SAME {evidence.get('phash_bits', '?')} bits"), (key_b, why)])
+        cur.execute("SELECT sha256, storage_key FROM image WHERE sha256 = ANY(%s)", (sorted(shas),))
+        key_of = dict(cur.fetchall())
+    rows: list[list[tuple[str, str]]] = []
+    for work in found["merged"]:
+        row = []
+        for image in work["images"][:7]:
+            sites = "+".join(sorted({post.split()[0] for post in image["posts"]})) or "?"
+            row.append((key_of[image["sha256"]], f"{'* ' if image['canonical'] else ''}w{work['work_id']} {sites} "
+                                                 f"{image['width']}x{image['height']} {image['format']}"))  # fmt: skip
+        rows.append(row)
+    for pair in found["near_misses"]:
+        why = "; ".join(pair["evidence"].get("reasons") or ["operator: distinct"])
+        rows.append([(key_of[pair["a"]], f"NOT SAME {pair['evidence'].get('phash_bits', '?')} bits"),
+                     (key_of[pair["b"]], why)])  # fmt: skip
     width = max([len(r) for r in rows] + [1]) * (THUMB + 4) + 4
     sheet = Image.new("RGB", (max(width, 400), 24 + len(rows) * (THUMB + LABEL + 4)), (16, 16, 16))
     draw = ImageDraw.Draw(sheet)
-    title = f"{len(merged)} merged works (* canonical), then the {len(rows) - len(merged)} nearest misses"
+    title = f"{len(found['merged'])} merged works (* canonical), then the {len(found['near_misses'])} nearest misses"
     draw.text((4, 6), title if rows else "no works with more than one image, and no near misses, yet",
               fill=(255, 255, 255))  # fmt: skip
     for r, row in enumerate(rows):

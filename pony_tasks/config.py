@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     embed_pretrained: str = Field(
         "openai", description="open_clip tag, checkpoint file or object-store URI of the embed DAG's weights."
     )
+    caption_token_limit: int = Field(
+        75, ge=1, le=1000,
+        description="CLIP tokens a caption may use (75; 150 or 225 for kohya's --max_token_length); content tags past "
+        "it are dropped, least informative first.",
+    )  # fmt: skip
     embed_task_images: int = Field(
         10_000, ge=10_000, description="Images per mapped embed task in the embed_and_score DAG (at least 10,000)."
     )

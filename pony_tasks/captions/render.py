@@ -12,10 +12,17 @@ import hashlib
 import html
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pony_tasks.captions.quality import QualityTags, sample_quality
+from pony_tasks.captions.tokens import (
+    DEFAULT_TOKEN_LIMIT,
+    cumulative_costs,
+    kept_count,
+    prioritised,
+    tags_cost,
+)
 from pony_tasks.works.synonyms import common_spelling, synonyms, table_digest
 
 KEEP_SEPARATOR = "|||"
@@ -27,10 +34,13 @@ DEFAULT_BLACKLIST = frozenset({
     "safe", "suggestive", "questionable", "explicit",  # Derpibooru's rating tags: the rating_* tag says it
 })  # fmt: skip
 # Bump when content_tags/source_tag/clean_tag change what they produce: cached caption content is keyed by it.
-CONTENT_RULES_VERSION = 2  # 2: true synonyms mapped (works/tag_synonyms.csv)
+CONTENT_RULES_VERSION = 3  # 2: true synonyms mapped (works/tag_synonyms.csv); 3: keep order, token costs
 GROUP_ORDER = ("character", "oc", "copyright", "artist", "species", "general")
 FURRY_HINTS = frozenset({"anthro", "furry", "feral", "canine", "feline", "fox", "wolf", "dragon"})
 ANIME_HINTS = frozenset({"1girl", "1boy", "2girls", "solo_focus", "anime", "original"})
+
+
+SOURCE_TAGS = ("source_pony", "source_furry", "source_cartoon", "source_anime")
 
 
 def source_tag(site: str, tags: Iterable[str]) -> str:
@@ -45,11 +55,14 @@ def source_tag(site: str, tags: Iterable[str]) -> str:
     return "source_anime"
 
 
-def content_rules_key(include_artist: bool, blacklist: frozenset[str] = DEFAULT_BLACKLIST) -> str:
-    """What cached caption content depends on besides the post: the rules version and the options."""
+def content_rules_key(
+    include_artist: bool, blacklist: frozenset[str] = DEFAULT_BLACKLIST, *, frequency_snapshot: int | None = None
+) -> str:
+    """What cached caption content depends on besides the post: the rules version, the options, the synonym table
+    and the tag-frequency snapshot its keep order came from."""
     blacklist_digest = hashlib.md5("\n".join(sorted(blacklist)).encode()).hexdigest()[:12]
     return (f"rules={CONTENT_RULES_VERSION};artist={int(include_artist)};blacklist={blacklist_digest};"
-            f"synonyms={table_digest()}")  # fmt: skip
+            f"synonyms={table_digest()};frequencies={frequency_snapshot}")  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -64,22 +77,44 @@ def content_tags(
     tag_groups: dict[str, list[str]], tags: Iterable[str], *, include_artist: bool = True,
     blacklist: frozenset[str] = DEFAULT_BLACKLIST,
 ) -> list[str]:  # fmt: skip
-    """Content tags ordered character, copyright, artist (optional), general; sites without categories fall back
-    to the flat tag list. Derpibooru prefixes (``artist:``) are dropped from the text, its rating tags removed.
-    Tags in other groups (``meta``, ``lore``, …) are left out. The hot path of regeneration: kept to C-level loops."""
+    """Content tags ordered character, OC, copyright, artist (optional), then the other groups and the ungrouped
+    tags; sites without categories fall back to the flat tag list (sorted). Derpibooru prefixes (``artist:``) are
+    dropped from the text, its rating tags removed. Tags in other groups (``meta``, ``lore``, …) are left out."""
+    return content_parts(tag_groups, tags, include_artist=include_artist, blacklist=blacklist)[0]
+
+
+def content_parts(
+    tag_groups: dict[str, list[str]], tags: Iterable[str], *, include_artist: bool = True,
+    blacklist: frozenset[str] = DEFAULT_BLACKLIST,
+) -> tuple[list[str], int]:  # fmt: skip
+    """(content tags as :func:`content_tags` orders them, how many lead it from the protected groups — characters,
+    OCs, copyrights, artists; on a flat list the ``artist:``/``oc:`` tags). The hot path of regeneration: kept to
+    C-level loops."""
     groups = tag_groups or {}
     order = GROUP_ORDER if include_artist else _GROUP_ORDER_NO_ARTIST
-    ordered = [raw for group in order for raw in groups.get(group, ())]
     if groups:
+        protected = [raw for group in order if group in PROTECTED_GROUPS for raw in groups.get(group, ())]
+        rest = [raw for group in order if group not in PROTECTED_GROUPS for raw in groups.get(group, ())]
         grouped = set().union(*groups.values())
-        ordered += sorted(raw for raw in tags if raw not in grouped)
+        rest += sorted(raw for raw in tags if raw not in grouped)
     else:
-        ordered += sorted(tags)
+        flat = sorted(tags)
+        protected = [raw for raw in flat if raw.partition(":")[0] in ("artist", "oc") and ":" in raw]
+        rest = [raw for raw in flat if raw not in set(protected)] if protected else flat
     form = _caption_form
-    return [c for c in dict.fromkeys(form(raw, blacklist) for raw in ordered) if c]
+    kept = [c for c in dict.fromkeys(form(raw, blacklist) for raw in protected) if c]
+    seen = set(kept)
+    kept += [c for c in dict.fromkeys(form(raw, blacklist) for raw in rest) if c and c not in seen]
+    return kept, len(seen)
 
 
+PROTECTED_GROUPS = frozenset({"character", "oc", "copyright", "artist"})
 _GROUP_ORDER_NO_ARTIST = tuple(g for g in GROUP_ORDER if g != "artist")
+
+
+def caption_form(raw: str) -> str | None:
+    """A site tag as captions write it (None: blacklisted by default)."""
+    return _caption_form(raw, DEFAULT_BLACKLIST)
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -102,6 +137,8 @@ class Caption:
     source: str
     rating: str
     content: tuple[str, ...]
+    tokens: int | None = None  # token cost (captions.tokens: bounds any sample's count); None: unbudgeted
+    dropped: int = 0  # content tags left out to fit the token limit
 
     def fixed_part(self) -> list[str]:
         return [*self.quality.fixed_tokens(), self.source, self.rating]
@@ -124,13 +161,30 @@ def render_text(fixed_quality: str, source: str, rating: str, flexible_quality: 
 
 def build_caption(
     quality: QualityTags, site: str, rating: str, tag_groups: dict[str, list[str]], tags: Iterable[str],
-    *, include_artist: bool = True,
+    *, include_artist: bool = True, token_limit: int | None = DEFAULT_TOKEN_LIMIT,
+    frequencies: Mapping[str, int] | None = None,
 ) -> Caption:  # fmt: skip
+    """The caption of one post (or work). With ``token_limit`` (tokens, CLIP BPE) the content is put in keep order
+    and cut to fit (``captions.tokens``; ``frequencies``: live posts per caption tag, as ``sets.frequencies``
+    reads them); ``None`` keeps every tag in group order."""
     tags = list(tags)
     if rating not in RATING_TAGS:
         raise ValueError(f"rating {rating!r} is not one of {sorted(RATING_TAGS)}")
-    return Caption(quality, source_tag(site, tags), RATING_TAGS[rating],
-                   tuple(content_tags(tag_groups, tags, include_artist=include_artist)))  # fmt: skip
+    source, rating_tag = source_tag(site, tags), RATING_TAGS[rating]
+    content, protected = content_parts(tag_groups, tags, include_artist=include_artist)
+    if token_limit is None:
+        return Caption(quality, source, rating_tag, tuple(content))
+    ordered = prioritised(content, protected, frequencies or {})
+    cumulative = cumulative_costs(ordered)
+    fixed = quality_cost(quality) + tags_cost((source, rating_tag))
+    kept = kept_count(cumulative, token_limit - fixed)
+    return Caption(quality, source, rating_tag, tuple(ordered[:kept]), fixed + (cumulative[kept - 1] if kept else 0),
+                   len(ordered) - kept)  # fmt: skip
+
+
+def quality_cost(quality: QualityTags) -> int:
+    """Tokens of every quality tag a caption of this band can carry (v7: all its ``score_K_up`` drawn at once)."""
+    return tags_cost((quality.band_tag, *quality.up_tags))
 
 
 def sample_caption(caption: Caption, rng: random.Random, keep_probability: float = 0.5) -> str:

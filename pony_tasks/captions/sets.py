@@ -8,20 +8,29 @@ old set or the new one, never a mix. Old sets are kept; ``rollback`` switches ba
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import psycopg2.extensions
 import psycopg2.extras
 
 from pony_tasks.aesthetic.registry import get_version
-from pony_tasks.captions.quality import DEFAULT_THRESHOLDS, quality_tags
-from pony_tasks.captions.render import RATING_TAGS, content_rules_key, content_tags, source_tag
+from pony_tasks.captions.quality import DEFAULT_THRESHOLDS, QualityTags, quality_tags
+from pony_tasks.captions.render import (
+    RATING_TAGS,
+    SOURCE_TAGS,
+    caption_form,
+    content_parts,
+    content_rules_key,
+    quality_cost,
+    source_tag,
+)
+from pony_tasks.captions.tokens import DEFAULT_TOKEN_LIMIT, check_limit, cumulative_costs, prioritised, tags_cost
 from pony_tasks.db.bulk import copy_lines
 from pony_tasks.progress import progress_bar
 
 CAPTION_COLUMNS = ("set_id", "sha256", "band", "band_tag", "up_tags", "independent", "source_tag", "rating_tag",
-                   "content", "text")  # fmt: skip
+                   "content", "text", "tokens", "tags_dropped")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,72 +106,136 @@ MISSING_CONTENT_QUERY = """
     FROM caption_source cs
     WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)"""
 
-# The caption text is rendered here exactly as render.render_text renders it (a test compares every stored row
-# with build_caption(...).render()).
+# The caption text is rendered here exactly as render.render_text renders it, and its content cut to the token limit
+# exactly as render.build_caption cuts it (a test compares every stored row with build_caption(...).render()): the
+# content is cached in keep order with its running token cost, so the tags that fit the band's budget are a prefix,
+# width_bucket() counts them.
 INSERT_CAPTIONS = """
-    INSERT INTO caption (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content, text)
-    SELECT %(set)s, cs.sha256, b.band, b.band_tag, b.up_tags, b.independent, c.source_tag, c.rating_tag, c.content,
-           CASE WHEN b.fixed_quality <> '' THEN b.fixed_quality || ', ' ELSE '' END
-               || c.source_tag || ', ' || c.rating_tag || ' |||'
-               || coalesce(' ' || nullif(concat_ws(', ', nullif(b.flexible_quality, ''),
-                                                   nullif(c.content_text, '')), ''), '')
-    FROM caption_source cs
-    JOIN caption_content c ON c.digest = cs.digest
-    JOIN caption_band b
-      ON b.band = greatest(%(floor)s, 9 - %(edges)s + width_bucket(cs.percentile, %(ascending)s::float8[]))
-    ORDER BY cs.sha256"""
+    INSERT INTO caption (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content, text,
+                         tokens, tags_dropped)
+    SELECT %(set)s, f.sha256, f.band, f.band_tag, f.up_tags, f.independent, f.source_tag, f.rating_tag, f.kept_content,
+           CASE WHEN f.fixed_quality <> '' THEN f.fixed_quality || ', ' ELSE '' END
+               || f.source_tag || ', ' || f.rating_tag || ' |||'
+               || coalesce(' ' || nullif(concat_ws(', ', nullif(f.flexible_quality, ''),
+                                                   nullif(f.kept_text, '')), ''), ''),
+           f.quality_tokens + f.fixed_tokens + coalesce(f.cumulative_tokens[f.kept], 0), f.n - f.kept
+    FROM (SELECT k.*,
+                 CASE WHEN k.kept = k.n THEN k.content ELSE k.content[1:k.kept] END AS kept_content,
+                 CASE WHEN k.kept = k.n THEN k.content_text ELSE array_to_string(k.content[1:k.kept], ', ') END
+                     AS kept_text
+          FROM (SELECT cs.sha256, b.band, b.band_tag, b.up_tags, b.independent, b.fixed_quality, b.flexible_quality,
+                       b.quality_tokens, c.source_tag, c.rating_tag, c.content, c.content_text, c.cumulative_tokens,
+                       c.fixed_tokens, cardinality(c.content) AS n,
+                       CASE WHEN cardinality(c.cumulative_tokens) = 0 THEN 0
+                            ELSE width_bucket(%(limit)s - b.quality_tokens - c.fixed_tokens, c.cumulative_tokens)
+                       END AS kept
+                FROM caption_source cs
+                JOIN caption_content c ON c.digest = cs.digest
+                JOIN caption_band b
+                  ON b.band = greatest(%(floor)s, 9 - %(edges)s + width_bucket(cs.percentile, %(ascending)s::float8[]))
+               ) k
+         ) f
+    ORDER BY f.sha256"""
 
 
 def regenerate(
     conn: psycopg2.extensions.connection, *, scheme: str = "v7", aesthetic_version_id: int | None = None,
     floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
-    show_progress: bool | None = False,
+    token_limit: int = DEFAULT_TOKEN_LIMIT, refresh_frequencies: bool = False, show_progress: bool | None = False,
 ) -> RegenerateResult:  # fmt: skip
     """Captions for every work scored by the aesthetic version (default: the active one), as a new set: one per
-    work, from what all its posts say (see SOURCE_QUERY).
+    work, from what all its posts say (see SOURCE_QUERY), each within ``token_limit`` CLIP tokens (captions.tokens:
+    content tags dropped by priority; the set records how many).
 
-    Set-based: content (source, rating, cleaned tags) comes from ``caption_content``; only posts whose digest is
-    not cached yet are computed in Python (streamed in chunks of ``chunk_rows``), then one INSERT … SELECT adds
-    the quality tags per band and renders the text. The whole set is one transaction: a failure leaves no set."""
+    Set-based: content (source, rating, cleaned tags in keep order, their token costs) comes from
+    ``caption_content``; only posts whose digest is not cached yet are computed in Python (streamed in chunks of
+    ``chunk_rows``), then one INSERT … SELECT adds the quality tags per band, cuts the content to the band's budget
+    and renders the text. The whole set is one transaction: a failure leaves no set."""
     version = get_version(conn, aesthetic_version_id)
+    bands = {band: quality_tags(scheme, band, floor) for band in range(1, 10)}
+    check_limit(
+        token_limit,
+        {band: quality_cost(q) for band, q in bands.items() if band >= floor},
+        max(tags_cost((source, rating)) for source in SOURCE_TAGS for rating in RATING_TAGS.values()),
+    )
+    snapshot, frequencies = tag_frequencies(conn, refresh=refresh_frequencies)
     thresholds = list(DEFAULT_THRESHOLDS)
-    parameters = {"floor": floor, "thresholds": thresholds, "include_artist": include_artist}
+    parameters = {"floor": floor, "thresholds": thresholds, "include_artist": include_artist,
+                  "token_limit": token_limit, "tag_frequency_snapshot": snapshot}  # fmt: skip
+    rules = content_rules_key(include_artist, frequency_snapshot=snapshot)
     with conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO caption_set (aesthetic_version_id, scheme, parameters) VALUES (%s, %s, %s) RETURNING set_id",
-            (version.version_id, scheme, json.dumps(parameters)),
+            """INSERT INTO caption_set (aesthetic_version_id, scheme, parameters, token_limit)
+               VALUES (%s, %s, %s, %s) RETURNING set_id""",
+            (version.version_id, scheme, json.dumps(parameters), token_limit),
         )
         set_id = cur.fetchone()[0]
-        cur.execute(SOURCE_QUERY, {"rules": content_rules_key(include_artist), "version": version.version_id})
+        cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id})
         cur.execute("ANALYZE caption_source")
-        computed = _fill_missing_content(conn, include_artist, chunk_rows, show_progress)
-        _create_band_table(cur, scheme, floor)
+        computed = _fill_missing_content(
+            conn, ContentLineEncoder(include_artist=include_artist, frequencies=frequencies), chunk_rows, show_progress
+        )
+        _create_band_table(cur, bands)
         cur.execute(INSERT_CAPTIONS, {"set": set_id, "floor": floor, "edges": len(thresholds),
-                                      "ascending": sorted(thresholds)})  # fmt: skip
+                                      "ascending": sorted(thresholds), "limit": token_limit})  # fmt: skip
         written = cur.rowcount
-        cur.execute("UPDATE caption_set SET captions = %s WHERE set_id = %s", (written, set_id))
+        cur.execute(
+            """UPDATE caption_set SET captions = %(n)s,
+                   (captions_trimmed, tags_dropped) = (SELECT count(*) FILTER (WHERE tags_dropped > 0),
+                                                              coalesce(sum(tags_dropped), 0)
+                                                       FROM caption WHERE set_id = %(set)s)
+               WHERE set_id = %(set)s""",
+            {"n": written, "set": set_id},
+        )
     conn.commit()
     if activate:
         switch_to(conn, set_id, f"regenerated for aesthetic version {version.version_id}, scheme {scheme}")
     return RegenerateResult(set_id, version.version_id, scheme, written, computed)
 
 
-def _create_band_table(cur: psycopg2.extensions.cursor, scheme: str, floor: int) -> None:
-    """caption_band: per band the quality fields and the joined fixed/flexible quality text (from quality.py)."""
+def tag_frequencies(conn: psycopg2.extensions.connection, *, refresh: bool = False) -> tuple[int, dict[str, int]]:
+    """(snapshot id, {caption tag: live posts carrying it}) — the drop order's key (captions.tokens). A new snapshot
+    is taken when there is none, when the live posts have doubled since the last, or when ``refresh``."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM booru_post WHERE NOT deleted")
+        live = cur.fetchone()[0]
+        cur.execute("""SELECT snapshot_id, live_posts FROM caption_tag_frequency_snapshot
+                       ORDER BY snapshot_id DESC LIMIT 1""")  # fmt: skip
+        row = cur.fetchone()
+        if refresh or row is None or live >= 2 * max(row[1], 1):
+            cur.execute("SELECT t, count(*) FROM booru_post p, unnest(p.tags) t WHERE NOT p.deleted GROUP BY t")
+            counts: dict[str, int] = {}
+            for raw, posts in cur.fetchall():
+                form = caption_form(raw)
+                if form:
+                    counts[form] = counts.get(form, 0) + posts
+            cur.execute("INSERT INTO caption_tag_frequency_snapshot (live_posts) VALUES (%s) RETURNING snapshot_id",
+                        (live,))  # fmt: skip
+            snapshot = cur.fetchone()[0]
+            psycopg2.extras.execute_values(  # not COPY: a tag may be spelt \\N, COPY's NULL
+                cur, "INSERT INTO caption_tag_frequency (snapshot_id, tag, posts) VALUES %s",
+                [(snapshot, tag, posts) for tag, posts in counts.items()], page_size=10_000)  # fmt: skip
+            conn.commit()
+            return snapshot, counts
+        cur.execute("SELECT tag, posts FROM caption_tag_frequency WHERE snapshot_id = %s", (row[0],))
+        return row[0], dict(cur.fetchall())
+
+
+def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, QualityTags]) -> None:
+    """caption_band: per band the quality fields, the joined fixed/flexible quality text (from quality.py) and the
+    token cost of every quality tag the band can carry."""
     cur.execute(
         """CREATE TEMPORARY TABLE caption_band (band smallint PRIMARY KEY, band_tag text, up_tags text[],
-               independent boolean, fixed_quality text, flexible_quality text) ON COMMIT DROP"""
+               independent boolean, fixed_quality text, flexible_quality text, quality_tokens integer)
+           ON COMMIT DROP"""
     )
-    rows = []
-    for band in range(1, 10):
-        quality = quality_tags(scheme, band, floor)
-        rows.append((band, quality.band_tag, list(quality.up_tags), quality.independent,
-                     ", ".join(quality.fixed_tokens()), ", ".join(quality.flexible_tokens())))  # fmt: skip
+    rows = [(band, q.band_tag, list(q.up_tags), q.independent, ", ".join(q.fixed_tokens()),
+             ", ".join(q.flexible_tokens()), quality_cost(q)) for band, q in bands.items()]  # fmt: skip
     psycopg2.extras.execute_values(cur, "INSERT INTO caption_band VALUES %s", rows)
 
 
 def _fill_missing_content(
-    conn: psycopg2.extensions.connection, include_artist: bool, chunk_rows: int, show_progress: bool | None
+    conn: psycopg2.extensions.connection, encoder: ContentLineEncoder, chunk_rows: int, show_progress: bool | None
 ) -> int:
     """Compute caption content for digests not cached yet; returns how many were added."""
     with conn.cursor() as cur:
@@ -175,7 +248,6 @@ def _fill_missing_content(
         cur.execute(
             "CREATE TEMPORARY TABLE caption_content_new (LIKE caption_content INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-    encoder = ContentLineEncoder(include_artist=include_artist)
     with (
         conn.cursor(name="caption_missing_content") as source, conn.cursor() as sink,
         progress_bar(show_progress, total=missing, desc="caption content", unit="post") as bar,
@@ -191,22 +263,26 @@ def _fill_missing_content(
         return cur.rowcount
 
 
-CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "content_text")
+CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "content_text", "cumulative_tokens",
+                   "fixed_tokens")  # fmt: skip
 
 
 class ContentLineEncoder:
-    """caption_content rows as COPY CSV lines, written out by hand (the cold path: every tag of every new post);
-    each distinct cleaned tag's quoted array element is cached."""
+    """caption_content rows as COPY CSV lines, written out by hand (the cold path: every tag of every new post): the
+    content in keep order (captions.tokens.prioritised by ``frequencies``) with its running token cost; each
+    distinct cleaned tag's quoted array element is cached."""
 
-    def __init__(self, *, include_artist: bool = True) -> None:
+    def __init__(self, *, include_artist: bool = True, frequencies: Mapping[str, int] | None = None) -> None:
         self.include_artist = include_artist
+        self.frequencies = frequencies or {}
         self._elements: dict[str, str] = {}
 
     def lines(self, rows: Iterable[tuple]) -> list[str]:
-        elements, include_artist = self._elements, self.include_artist
+        elements, include_artist, frequencies = self._elements, self.include_artist, self.frequencies
         out = []
         for digest, site, rating, tags, groups in rows:
-            content = content_tags(groups, tags, include_artist=include_artist)
+            content, protected = content_parts(groups, tags, include_artist=include_artist)
+            content = prioritised(content, protected, frequencies)
             array = []
             for tag in content:
                 element = elements.get(tag)
@@ -214,7 +290,10 @@ class ContentLineEncoder:
                     element = elements[tag] = _csv_array_element(tag)
                 array.append(element)
             text = ", ".join(content).replace('"', '""')
-            out.append(f'{digest},{source_tag(site, tags)},{RATING_TAGS[rating]},"{{{",".join(array)}}}","{text}"\n')
+            source, rating_tag = source_tag(site, tags), RATING_TAGS[rating]
+            costs = ",".join(map(str, cumulative_costs(content)))
+            out.append(f'{digest},{source},{rating_tag},"{{{",".join(array)}}}","{text}","{{{costs}}}",'
+                       f"{tags_cost((source, rating_tag))}\n")  # fmt: skip
         return out
 
 

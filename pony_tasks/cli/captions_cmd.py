@@ -26,13 +26,17 @@ def captions_group() -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the training-time samples shown.")
 @click.option("--samples", default=3, show_default=True, type=click.IntRange(min=0), help="Training captions to show.")
 @click.option("--floor", default=1, show_default=True, type=click.IntRange(1, 9), help="Lowest band (v7).")
+@click.option("--token-limit", default=75, show_default=True, type=click.IntRange(1, 1000), help="CLIP tokens.")
 def captions_preview(
-    scheme: str, percentile: float, rating: str, site: str, tags: str, seed: int, samples: int, floor: int
-) -> None:
+    scheme: str, percentile: float, rating: str, site: str, tags: str, seed: int, samples: int, floor: int,
+    token_limit: int,
+) -> None:  # fmt: skip
     """Print the caption one image with these properties would get, and a few training-time samples of it."""
     band = band_for(percentile, floor=floor)
-    caption = build_caption(quality_tags(scheme, band, floor), site, rating, {}, tags.split())
-    click.echo(f"band {band} (percentile {percentile:.2f}), scheme {scheme}")
+    caption = build_caption(quality_tags(scheme, band, floor), site, rating, {}, tags.split(),
+                            token_limit=token_limit)  # fmt: skip
+    click.echo(f"band {band} (percentile {percentile:.2f}), scheme {scheme}, {caption.tokens} of {token_limit} tokens"
+               + (f", {caption.dropped} tags dropped to fit" if caption.dropped else ""))  # fmt: skip
     click.echo(f"stored:   {caption.render()}")
     rng = random.Random(seed)
     for index in range(samples):
@@ -45,18 +49,36 @@ def captions_preview(
 @click.option("--floor", default=1, show_default=True, type=click.IntRange(1, 9), help="Lowest band.")
 @click.option("--no-artist", is_flag=True, help="Leave artist tags out of captions.")
 @click.option("--no-activate", is_flag=True, help="Build the set but keep the current one active.")
+@click.option("--token-limit", type=click.IntRange(1, 1000),
+              help="CLIP tokens per caption (default: the caption_token_limit setting, 75; kohya's "
+                   "--max_token_length 150/225 allow more).")  # fmt: skip
+@click.option("--refresh-frequencies", is_flag=True,
+              help="Recount how common each tag is (the drop order) instead of reusing the last count.")  # fmt: skip
 @click.pass_obj
 def captions_regenerate(
-    ctx: PonyContext, scheme: str, aesthetic_version: int | None, floor: int, no_artist: bool, no_activate: bool
-) -> None:
-    """Build a new caption set for every scored image and switch to it atomically."""
+    ctx: PonyContext, scheme: str, aesthetic_version: int | None, floor: int, no_artist: bool, no_activate: bool,
+    token_limit: int | None, refresh_frequencies: bool,
+) -> None:  # fmt: skip
+    """Build a new caption set for every scored image, each caption within the token limit, and switch to it
+    atomically."""
+    from pony_tasks.captions.tokens import BudgetTooSmall
+
+    limit = token_limit or ctx.settings.caption_token_limit
     with connect(ctx.settings) as conn:
-        result = regenerate(conn, scheme=scheme, aesthetic_version_id=aesthetic_version, floor=floor,
-                            include_artist=not no_artist, activate=not no_activate, show_progress=None)  # fmt: skip
+        try:
+            result = regenerate(conn, scheme=scheme, aesthetic_version_id=aesthetic_version, floor=floor,
+                                include_artist=not no_artist, activate=not no_activate, token_limit=limit,
+                                refresh_frequencies=refresh_frequencies, show_progress=None)  # fmt: skip
+        except BudgetTooSmall as exc:
+            raise click.BadParameter(str(exc), param_hint="--token-limit") from None
+        with conn.cursor() as cur:
+            cur.execute("SELECT captions_trimmed, tags_dropped FROM caption_set WHERE set_id = %s", (result.set_id,))
+            trimmed, dropped = cur.fetchone()
     state = "kept inactive" if no_activate else "now active"
     click.echo(f"caption set {result.set_id}: {result.captions} captions, scheme {scheme}, aesthetic version "
                f"{result.aesthetic_version_id}; {state} ({result.contents_computed} post contents computed, the rest "
-               "reused from the cache)")  # fmt: skip
+               f"reused from the cache); token limit {limit}: {trimmed} captions cut, {dropped} tags "
+               "dropped")  # fmt: skip
 
 
 @captions_group.command("list")
@@ -65,13 +87,13 @@ def captions_list(ctx: PonyContext) -> None:
     """Caption sets, newest first; * marks the active one."""
     with connect(ctx.settings) as conn, conn.cursor() as cur:
         active = active_set(conn)
-        cur.execute("SELECT set_id, scheme, aesthetic_version_id, captions, created_at FROM caption_set "
-                    "ORDER BY set_id DESC")  # fmt: skip
-        for set_id, scheme, version, count, created in cur.fetchall():
+        cur.execute("SELECT set_id, scheme, aesthetic_version_id, captions, created_at, token_limit, captions_trimmed, "
+                    "tags_dropped FROM caption_set ORDER BY set_id DESC")  # fmt: skip
+        for set_id, scheme, version, count, created, limit, trimmed, dropped in cur.fetchall():
             marker = "*" if set_id == active else " "
-            click.echo(
-                f"{marker} set {set_id}: {scheme}, aesthetic v{version}, {count} captions, {created:%Y-%m-%d %H:%M}"
-            )
+            budget = f", ≤ {limit} tokens ({trimmed} cut, {dropped} tags dropped)" if limit else ""
+            click.echo(f"{marker} set {set_id}: {scheme}, aesthetic v{version}, {count} captions{budget}, "
+                       f"{created:%Y-%m-%d %H:%M}")  # fmt: skip
 
 
 @captions_group.command("rollback")

@@ -151,15 +151,20 @@ def aesthetic_scores(conn: psycopg2.extensions.connection, store: ObjectStore, *
 
 
 def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id: int) -> SuiteInput:
-    """Exactly one band tag (``score_N``, not ``_up``), nothing empty, length limits."""
+    """Exactly one band tag (``score_N``, not ``_up``), nothing empty, length limits, and every caption within the
+    set's token limit (captions.tokens: the cost bounds any training sample's CLIP token count)."""
     frame = _frame(
         r"""SELECT band, rating_tag, length(text) AS chars,
                    cardinality(regexp_split_to_array(text, ',| \|\|\| ')) AS tags,
                    (SELECT count(*) FROM regexp_matches(text, '(^|, )score_[1-9](,| |$)', 'g')) AS band_tags,
-                   cardinality(content) AS content_tags
+                   cardinality(content) AS content_tags, tokens, tags_dropped
             FROM caption WHERE set_id = %(s)s""",
         conn, params={"s": set_id},
     )  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute("SELECT token_limit FROM caption_set WHERE set_id = %s", (set_id,))
+        row = cur.fetchone()
+    token_limit = row[0] if row else None
     gxe = _gxe()
     expectations = [
         gxe.ExpectTableRowCountToBeBetween(min_value=1, severity="critical"),  # an empty set is never right
@@ -174,7 +179,13 @@ def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id
         gxe.ExpectColumnValuesToBeBetween(column="tags", max_value=MAX_CAPTION_TAGS, severity="warning"),
         gxe.ExpectColumnValuesToBeBetween(column="content_tags", min_value=1, mostly=0.99, severity="warning"),
     ]
-    return SuiteInput("captions", frame, expectations, {"set_id": set_id})
+    if token_limit is not None:  # sets made before migration 0018 have no token count
+        expectations += [
+            gxe.ExpectColumnValuesToNotBeNull(column="tokens", severity="critical"),
+            gxe.ExpectColumnValuesToBeBetween(column="tokens", min_value=1, max_value=token_limit,
+                                              severity="critical"),  # fmt: skip
+        ]
+    return SuiteInput("captions", frame, expectations, {"set_id": set_id, "token_limit": token_limit})
 
 
 MAX_MERGED_SHARE = 0.5  # share of works with more than one image: above this the matcher is suspect

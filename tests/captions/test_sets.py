@@ -10,7 +10,7 @@ import pytest
 
 from pony_tasks.captions.quality import band_for, quality_tags
 from pony_tasks.captions.render import build_caption
-from pony_tasks.captions.sets import active_set, regenerate, rollback, switch_to
+from pony_tasks.captions.sets import active_set, regenerate, rollback, switch_to, tag_frequencies
 from pony_tasks.db import connect
 from tests.captions.conftest import COUNT
 
@@ -48,6 +48,7 @@ def test_stored_rows_equal_the_reference_caption_for_awkward_tags(scored, scheme
                             (tags, psycopg2.extras.Json(groups), post_id))  # fmt: skip
         conn.commit()
         result = regenerate(conn, scheme=scheme, chunk_rows=37)  # several chunks
+        frequencies = tag_frequencies(conn)[1]
         with conn.cursor() as cur:
             cur.execute(
                 """SELECT c.band, c.band_tag, c.up_tags, c.independent, c.source_tag, c.rating_tag, c.content, c.text,
@@ -60,7 +61,8 @@ def test_stored_rows_equal_the_reference_caption_for_awkward_tags(scored, scheme
             rows = cur.fetchall()
     assert len(rows) == COUNT
     for band, band_tag, ups, independent, source, rating, content, text, pct, site, post_rating, tags, groups in rows:
-        expected = build_caption(quality_tags(scheme, band_for(pct)), site, post_rating, groups, tags)
+        expected = build_caption(quality_tags(scheme, band_for(pct)), site, post_rating, groups, tags,
+                                 frequencies=frequencies)  # fmt: skip
         assert (band, band_tag, tuple(ups), independent) == (
             expected.quality.band,
             expected.quality.band_tag,

@@ -203,10 +203,31 @@ UP_TAG = re.compile(r"^score_[1-9]_up$")
 def sample_caption_text(text: str, rng: random.Random, keep_probability: float = 0.5) -> str:
     """The train-time sampler on a stored/exported caption text (``fixed ||| flexible``): the fixed part in order,
     then each independent ``score_K_up`` token of the flexible part (v7) kept with ``keep_probability`` and
-    shuffled among the content tags — the same as :func:`sample_caption` on the structured caption. Seed ``rng``
-    per step for reproducible runs. Tags are split on ``", "``, which cleaned tags never contain."""
+    shuffled among the content tags — the same as :func:`sample_caption` on the structured caption. A caption of
+    several lines (a kohya V7 export: :func:`pre_sampled_lines`) is sampled as kohya samples it: one line at random,
+    its tags shuffled, none dropped (its ``score_K_up`` tags were drawn when it was written). Seed ``rng`` per step
+    for reproducible runs. Tags are split on ``", "``, which cleaned tags never contain."""
+    if "\n" in text:
+        text, keep_probability = rng.choice(text.split("\n")), 1.0
     fixed, separator, flexible = text.partition(f" {KEEP_SEPARATOR}")
     tokens = [t for t in flexible.strip().split(", ") if t] if separator else []
     kept = [t for t in tokens if not UP_TAG.match(t) or rng.random() < keep_probability]
     rng.shuffle(kept)
     return ", ".join([*(t for t in fixed.split(", ") if t), *kept])
+
+
+def pre_sampled_lines(text: str, count: int, seed: str, keep_probability: float = 0.5) -> list[str]:
+    """``count`` lines of a stored caption, each with its own independent draw of the ``score_K_up`` tags (each kept
+    with ``keep_probability``; the band tag and the fixed part always), for trainers that pick one line per step
+    (kohya's ``enable_wildcard``) and shuffle the part after ``|||`` themselves. Seeded by ``seed`` (the image's
+    sha256): an export written twice is the same. A caption without independent tags (v6) is one line."""
+    fixed, separator, flexible = text.partition(f" {KEEP_SEPARATOR}")
+    tokens = [t for t in flexible.strip().split(", ") if t] if separator else []
+    if not any(UP_TAG.match(t) for t in tokens):
+        return [text]
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(count):
+        kept = [t for t in tokens if not UP_TAG.match(t) or rng.random() < keep_probability]
+        lines.append(f"{fixed} {KEEP_SEPARATOR} {', '.join(kept)}" if kept else f"{fixed} {KEEP_SEPARATOR}")
+    return lines

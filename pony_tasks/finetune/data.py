@@ -1,6 +1,7 @@
 """Training data from a kohya export: samples, aspect-ratio buckets, and VAE latents cached once.
 
-``load_export`` reads ``exports/<name>/manifest.json`` and ``meta.json`` (image file → caption). Each image goes to
+``load_export`` reads ``exports/<name>/manifest.json`` and ``meta.json`` (image file → caption; a V7 caption is
+several pre-sampled lines, one picked per step as kohya does). Each image goes to
 the bucket (width, height — multiples of 64 px scaled to the resolution, area ≤ resolution²) nearest its aspect
 ratio, is resized to cover it and centre-cropped. Latents (the VAE posterior mean × scaling factor) are cached under
 ``PONY_HOME/cache/latents/<vae digest>/<sha256>-<w>x<h>.pt``: encoded once per (VAE, image, bucket), reused by every
@@ -16,6 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from pony_tasks.export.kohya import kohya_unescape
 from pony_tasks.storage import ObjectStore
 
 
@@ -49,8 +51,9 @@ def load_export(store: ObjectStore, name: str) -> Export:
     if manifest.get("format") != "kohya":
         raise DatasetError(f"export {name!r} is {manifest.get('format')}; fine-tunes read the kohya format")
     meta = json.loads(store.get_bytes(f"{prefix}/meta.json"))
-    samples = [
-        Sample(file.rsplit(".", 1)[0], f"{prefix}/{file}", entry["caption"]) for file, entry in sorted(meta.items())
+    samples = [  # kohya form (V7: one pre-sampled line each, braces doubled) to ours: render.sample_caption_text
+        Sample(file.rsplit(".", 1)[0], f"{prefix}/{file}", kohya_unescape(entry["caption"]))
+        for file, entry in sorted(meta.items())
     ]
     if not samples:
         raise DatasetError(f"export {name!r} holds no samples")

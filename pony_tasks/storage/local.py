@@ -14,11 +14,20 @@ from pony_tasks.storage.keys import RESERVED_PREFIX, validate_key, validate_pref
 INCOMING_DIR = f"{RESERVED_PREFIX}incoming"
 
 
+def _umask() -> int:
+    current = os.umask(0o022)  # the only way to read it is to set it: set it straight back
+    os.umask(current)
+    return current
+
+
 class LocalObjectStore(ObjectStore):
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = self.root.as_uri()
+        # mkstemp creates files 0600; a stored object gets the mode any new file would (0644 under umask 022), so a
+        # trainer running as another user can read an export
+        self.file_mode = 0o666 & ~_umask()
 
     def _path(self, key: str) -> Path:
         path = (self.root / validate_key(key)).resolve()
@@ -34,6 +43,7 @@ class LocalObjectStore(ObjectStore):
         descriptor, temporary = tempfile.mkstemp(dir=incoming, prefix="put-")
         try:
             with os.fdopen(descriptor, "wb") as handle:
+                os.fchmod(handle.fileno(), self.file_mode)
                 copy_stream(stream, handle, progress)
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -41,8 +41,17 @@ def test_kohya_export_writes_captions_metadata_and_manifest(captioned) -> None:
     assert len(meta) == result.samples == manifest["samples"]
     for image_name, entry in meta.items():
         sha = image_name.split(".")[0]
-        assert entry["caption"] == captions[sha] == store.get_bytes(f"exports/k1/{sha}.txt").decode()
-        assert "|||" in entry["caption"] and entry["caption"].split(",")[0].startswith("score_")
+        assert entry["caption"] == store.get_bytes(f"exports/k1/{sha}.txt").decode()
+        assert entry["image_size"] == [1, 1]
+        lines = entry["caption"].split("\n")
+        assert len(lines) == 8, "v7: one pre-sampled line per variant"
+        stored_fixed, _, stored_flexible = captions[sha].partition(" ||| ")
+        for line in lines:  # each line: the stored caption with a subset of its score_K_up tags
+            fixed, _, flexible = line.partition(" ||| ")
+            assert fixed == stored_fixed and fixed.startswith("score_")
+            kept, stored = flexible.split(", "), stored_flexible.split(", ")
+            assert [t for t in stored if not t.endswith("_up")] == [t for t in kept if not t.endswith("_up")]
+            assert set(kept) <= set(stored)
     assert manifest["scheme"] == "v7" and manifest["selection"]["min_band"] == 8
     for key, digest in manifest["files"].items():
         assert hashlib.sha256(store.get_bytes(key)).hexdigest() == digest
@@ -51,18 +60,21 @@ def test_kohya_export_writes_captions_metadata_and_manifest(captioned) -> None:
 def test_webdataset_export_shards_by_size_with_complete_samples(captioned) -> None:
     settings, store = captioned
     with connect(settings) as conn:
-        result = export_dataset(conn, store, "w1", "webdataset", shard_bytes=2_000)
+        result = export_dataset(conn, store, "w1", "webdataset", shard_bytes=20_480)
     manifest = json.loads(store.get_bytes("exports/w1/manifest.json"))
     shards = sorted(k for k in manifest["files"] if k.endswith(".tar"))
-    assert result.samples == COUNT and len(shards) > 3
+    assert result.samples == COUNT and len(shards) > 3 and manifest["image_format"] == "png"
     members: dict[str, set[str]] = {}
     for key in shards:
-        with tarfile.open(fileobj=io.BytesIO(store.get_bytes(key))) as tar:
+        data = store.get_bytes(key)
+        assert len(data) <= 20_480, "the shard size counts headers, padding and every member"
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for name in tar.getnames():
                 stem, extension = name.split(".", 1)
                 members.setdefault(stem, set()).add(extension)
             sample = json.loads(tar.extractfile(next(n for n in tar.getnames() if n.endswith(".json"))).read())
-            assert {"site", "post_id", "rating", "band", "caption_set"} <= set(sample)
+            assert {"site", "post_id", "posts", "rating", "band", "caption_set", "width", "height", "aesthetic_score",
+                    "percentile", "work"} <= set(sample)  # fmt: skip
     assert len(members) == COUNT and all(parts == {"png", "txt", "json"} for parts in members.values())
 
 

@@ -91,6 +91,23 @@ def test_symlink_out_of_local_store_is_not_followed(tmp_path: Path) -> None:
         store.get_bytes("link/secret.txt")
 
 
+def test_local_objects_get_the_mode_the_umask_gives_new_files(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: a trainer running as another user must be able to read an export."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        store = LocalObjectStore(tmp_path / "objects")
+        store.put_bytes("exports/x/a.txt", b"caption")
+        assert stat.S_IMODE((tmp_path / "objects/exports/x/a.txt").stat().st_mode) == 0o644
+        os.umask(0o027)
+        LocalObjectStore(tmp_path / "objects").put_bytes("exports/x/b.txt", b"caption")
+        assert stat.S_IMODE((tmp_path / "objects/exports/x/b.txt").stat().st_mode) == 0o640
+    finally:
+        os.umask(previous)
+
+
 class _SlowStream(io.RawIOBase):
     """Yields ``chunks`` blocks of 64 KiB, sleeping between them, so a write takes a while."""
 

@@ -1,0 +1,95 @@
+"""The Parquet export: ``data/train-NNNNN.parquet`` (a Hugging Face Hub split layout), images embedded.
+
+Columns: ``image`` — a struct of ``bytes`` and ``path``, the layout of HF ``datasets``' ``Image`` feature, declared
+in the schema's ``huggingface`` metadata so ``load_dataset("parquet", …)`` (or a Hub repo of this folder) decodes it
+as an image; ``text`` (the stored caption); then every field of the sample JSON flattened: ``sha256``, ``work``,
+``width``, ``height``, ``format``, ``rating``, ``band``, ``aesthetic_score``, ``percentile``, ``sites`` and
+``post_ids`` (lists, in step), ``caption_set``, ``scheme``, ``aesthetic_version``. Spark and pandas read the same
+files (the image as a struct column). A file closes before it would pass ``shard_bytes`` of image data; row groups
+hold ``ROW_GROUP`` samples.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+
+from pony_tasks.export.selection import CaptionSetInfo, ExportSample
+from pony_tasks.storage import ObjectStore
+
+ROW_GROUP = 256
+
+
+def _schema():  # noqa: ANN202 - pyarrow.Schema
+    import pyarrow as pa
+
+    features = {
+        "image": {"_type": "Image"}, "text": {"dtype": "string", "_type": "Value"},
+        **{name: {"dtype": dtype, "_type": "Value"} for name, dtype in (
+            ("sha256", "string"), ("work", "string"), ("width", "int32"), ("height", "int32"), ("format", "string"),
+            ("rating", "string"), ("band", "int16"), ("aesthetic_score", "float64"), ("percentile", "float64"))},
+        "sites": {"feature": {"dtype": "string", "_type": "Value"}, "_type": "List"},
+        "post_ids": {"feature": {"dtype": "int64", "_type": "Value"}, "_type": "List"},
+        "caption_set": {"dtype": "int64", "_type": "Value"}, "scheme": {"dtype": "string", "_type": "Value"},
+        "aesthetic_version": {"dtype": "int64", "_type": "Value"},
+    }  # fmt: skip
+    fields = [
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("text", pa.string()),
+        ("sha256", pa.string()), ("work", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+        ("format", pa.string()), ("rating", pa.string()), ("band", pa.int16()), ("aesthetic_score", pa.float64()),
+        ("percentile", pa.float64()), ("sites", pa.list_(pa.string())), ("post_ids", pa.list_(pa.int64())),
+        ("caption_set", pa.int64()), ("scheme", pa.string()), ("aesthetic_version", pa.int64()),
+    ]  # fmt: skip
+    return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def _row(sample: ExportSample, image: bytes, caption_set: CaptionSetInfo) -> dict:
+    meta = sample.metadata(caption_set)
+    return {"image": {"bytes": image, "path": f"{sample.sha256}.{sample.extension}"}, "text": sample.text,
+            **{k: meta[k] for k in ("sha256", "work", "width", "height", "format", "rating", "band",
+                                    "aesthetic_score", "percentile", "caption_set", "scheme", "aesthetic_version")},
+            "sites": [s for s, _ in sample.posts], "post_ids": [p for _, p in sample.posts]}  # fmt: skip
+
+
+def write_parquet(
+    store: ObjectStore, prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
+    tick: Callable[[], None], caption_set: CaptionSetInfo, shard_bytes: int,
+) -> int:  # fmt: skip
+    """Write the Parquet files; returns how many."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schema()
+    files = 0
+    sink = writer = None
+    batch: list[dict] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal batch
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=ROW_GROUP)
+            batch = []
+
+    def finish() -> None:
+        nonlocal writer, sink, files
+        if writer is not None:
+            flush()
+            writer.close()
+            put(f"{prefix}/data/train-{files:05d}.parquet", sink.getvalue().to_pybytes())
+            writer, sink, files = None, None, files + 1
+
+    for sample in samples:
+        image = store.get_bytes(sample.storage_key)
+        if writer is not None and size + len(image) > shard_bytes:
+            finish()
+        if writer is None:
+            sink, size = pa.BufferOutputStream(), 0
+            writer = pq.ParquetWriter(sink, schema, compression="zstd")
+        batch.append(_row(sample, image, caption_set))
+        size += len(image)
+        if len(batch) >= ROW_GROUP:
+            flush()
+        tick()
+    finish()
+    return files

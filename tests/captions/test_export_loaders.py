@@ -1,0 +1,155 @@
+"""Exports read by the loaders trainers use, unchanged: kohya sd-scripts' own caption code and config schema, the
+``webdataset`` package, HF ``datasets`` (webdataset and Parquet builders), and by another user (file modes)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import stat
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import toml
+from PIL import Image
+
+from pony_tasks.captions.sets import regenerate
+from pony_tasks.db import connect
+from pony_tasks.export.dataset import export_dataset
+from pony_tasks.storage import open_store
+from tests.captions.conftest import COUNT
+from tests.fixtures.sd_scripts import kohya_dataset
+
+
+@pytest.fixture
+def mixed_formats(scored):
+    """Real images, half PNG and half JPEG, of different sizes; captions of the active set (v7)."""
+    store = open_store(settings=scored)
+    with connect(scored) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT sha256 FROM image ORDER BY sha256")
+            for index, (sha,) in enumerate(cur.fetchall()):
+                rng = random.Random(index)
+                width, height = 8 + index % 9, 8 + index % 5
+                image = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
+                fmt, ext = ("PNG", "png") if index % 2 else ("JPEG", "jpg")
+                out = io.BytesIO()
+                image.save(out, fmt)
+                key = f"images/{sha}.{ext}"
+                store.put_bytes(key, out.getvalue())
+                cur.execute("UPDATE image SET storage_key = %s, format = %s, width = %s, height = %s, byte_size = %s "
+                            "WHERE sha256 = %s", (key, fmt, width, height, len(out.getvalue()), sha))  # fmt: skip
+        regenerate(conn, scheme="v7")
+    return scored, store
+
+
+def _export(settings, store, fmt: str, **options) -> tuple[Path, dict]:
+    with connect(settings) as conn:
+        export_dataset(conn, store, f"t-{fmt}", fmt, **options)
+    root = store.root / f"exports/t-{fmt}"
+    return root, json.loads((root / "manifest.json").read_text())
+
+
+def test_kohya_reads_the_export_with_its_own_config_and_caption_code(mixed_formats) -> None:
+    settings, store = mixed_formats
+    root, manifest = _export(settings, store, "kohya")
+    configs = {name: (root / name).read_text() for name in ("dataset.toml", "dataset-finetune.toml")}
+    for text in configs.values():
+        assert toml.loads(text) == tomllib.loads(text)
+        config = toml.loads(text)
+        assert set(config["general"]) <= kohya_dataset.GENERAL_KEYS
+        for dataset in config["datasets"]:
+            assert set(dataset) - {"subsets"} <= kohya_dataset.DATASET_KEYS
+            for subset in dataset["subsets"]:
+                assert set(subset) <= kohya_dataset.SUBSET_KEYS and Path(subset["image_dir"]) == root
+    config = toml.loads(configs["dataset.toml"])
+    subset = kohya_dataset.subset_from_config(config["general"], config["datasets"][0], config["datasets"][0]
+                                              ["subsets"][0])  # fmt: skip
+    finetune_subset = toml.loads(configs["dataset-finetune.toml"])["datasets"][0]["subsets"][0]
+    assert finetune_subset["metadata_file"] == str(root / "meta.json") and subset.shuffle_caption
+    images = sorted(p for p in root.iterdir() if p.suffix in (".png", ".jpg"))
+    assert len(images) == manifest["samples"] == COUNT
+    random.seed(5)
+    checked = 0
+    for image in images[::7]:  # every band
+        caption = kohya_dataset.read_caption(str(image), subset.caption_extension, subset.enable_wildcard)
+        stored = json.loads((root / "meta.json").read_text())[image.name]["caption"]
+        assert caption == stored and ("\n" in caption or "_up" not in caption), "v7: lines, unless band 1"
+        band = caption.split(",")[0]
+        ups = sorted({t for line in caption.split("\n") for t in line.replace(" ||| ", ", ").split(", ")
+                      if t.endswith("_up")})  # fmt: skip
+        checked += len(ups) >= 2
+        draws = [kohya_dataset.process_caption(subset, caption).split(", ") for _ in range(400)]
+        assert all(d[0] == band and "|||" not in ", ".join(d) for d in draws), "band tag first, separator gone"
+        lines = [set(line.replace(" ||| ", ", ").split(", ")) for line in caption.split("\n")]
+        for up in ups:  # kohya picks a line uniformly: each score_K_up as often as the lines carry it
+            share = sum(up in d for d in draws) / len(draws)
+            assert abs(share - sum(up in line for line in lines) / len(lines)) < 0.1, (up, share)
+    assert checked >= 10
+
+
+def test_kohya_lines_draw_each_up_tag_independently_over_many_images(mixed_formats) -> None:
+    """Across all caption lines of the export: P(score_K_up) ≈ 0.5 and P(both) ≈ P(one)·P(other)."""
+    settings, store = mixed_formats
+    root, _ = _export(settings, store, "kohya", variants=16)
+    lines = [line for path in root.glob("*.txt") for line in path.read_text().split("\n")]
+    nine = [set(line.replace(" ||| ", ", ").split(", ")) for line in lines if line.startswith("score_9,")]
+    assert len(nine) >= 16 * 20
+    p8, p5 = (sum(f"score_{k}_up" in tags for tags in nine) / len(nine) for k in (8, 5))
+    both = sum({"score_8_up", "score_5_up"} <= tags for tags in nine) / len(nine)
+    assert 0.4 < p8 < 0.6 and 0.4 < p5 < 0.6 and abs(both - p8 * p5) < 0.06
+
+
+def test_hf_datasets_and_webdataset_load_the_webdataset_export(mixed_formats, tmp_path, monkeypatch) -> None:
+    import datasets
+    import webdataset as wds
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings, store = mixed_formats
+    root, manifest = _export(settings, store, "webdataset", shard_bytes=40_960)
+    shards = sorted(str(p) for p in root.glob("shard-*.tar"))
+    assert len(shards) > 1 and manifest["image_format"] == "png", "mixed formats: one key, lossless PNG"
+    loaded = datasets.load_dataset("webdataset", data_files={"train": shards}, split="train", cache_dir=str(tmp_path))
+    assert len(loaded) == COUNT and set(loaded.column_names) >= {"png", "txt", "json"}
+    row = loaded[0]
+    assert row["png"].size == (row["json"]["width"], row["json"]["height"]) and "|||" in row["txt"]
+    samples = list(wds.WebDataset(shards, shardshuffle=False).decode("pil"))
+    assert len(samples) == COUNT and all(s["png"].size == (s["json"]["width"], s["json"]["height"]) for s in samples)
+    jpeg = next(s for s in samples if s["json"]["format"] == "JPEG")
+    with Image.open(io.BytesIO(store.get_bytes(f"images/{jpeg['__key__']}.jpg"))) as original:
+        assert jpeg["png"].tobytes() == original.convert("RGB").tobytes(), "re-encoded without loss"
+
+
+def test_hf_datasets_loads_the_parquet_export_with_decoded_images(mixed_formats, tmp_path, monkeypatch) -> None:
+    import datasets
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings, store = mixed_formats
+    root, manifest = _export(settings, store, "parquet", shard_bytes=5_000)
+    files = sorted(str(p) for p in (root / "data").glob("train-*.parquet"))
+    assert len(files) > 1 and manifest["samples"] == COUNT
+    loaded = datasets.load_dataset("parquet", data_files={"train": files}, split="train", cache_dir=str(tmp_path))
+    assert isinstance(loaded.features["image"], datasets.Image) and len(loaded) == COUNT
+    row = loaded[0]
+    assert row["image"].size == (row["width"], row["height"]) and row["sites"] and len(row["sites"]) == len(
+        row["post_ids"])  # fmt: skip
+    assert pq.read_table(files[0]).num_rows > 0  # plain pyarrow (Spark, pandas) reads it too
+
+
+def test_exported_files_are_readable_by_others_and_carry_a_card_and_styles(mixed_formats) -> None:
+    settings, store = mixed_formats
+    root, manifest = _export(settings, store, "kohya")
+    modes = Counter(stat.S_IMODE(p.stat().st_mode) & 0o044 for p in root.rglob("*") if p.is_file())
+    assert set(modes) == {0o044}, "group and others can read every file (umask 022)"
+    card = (root / "README.md").read_text()
+    assert card.startswith("---\n") and f"{COUNT} samples" in card and "| band | samples |" in card
+    assert "score_9" in card and "pony finetune eval" in card, "how to prompt; control not measured yet"
+    styles = list(csv.DictReader(io.StringIO((root / "styles.csv").read_text())))
+    assert [s["name"] for s in styles][:2] == ["Pony V7 score_9", "Pony V7 score_8_up"] and len(styles) == 9
+    assert all("{prompt}" in s["prompt"] for s in styles)
+    prefixes = (root / "quality-prefixes.txt").read_text().splitlines()
+    assert prefixes[0] == "score_9, " and len(prefixes) == 9

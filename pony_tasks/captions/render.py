@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pony_tasks.captions.periods import DEFAULT_PERIODS, Periods, date_tags, periods_key
 from pony_tasks.captions.quality import QualityTags, sample_quality
 from pony_tasks.captions.tokens import (
     DEFAULT_TOKEN_LIMIT,
@@ -34,7 +35,7 @@ DEFAULT_BLACKLIST = frozenset({
     "safe", "suggestive", "questionable", "explicit",  # Derpibooru's rating tags: the rating_* tag says it
 })  # fmt: skip
 # Bump when content_tags/source_tag/clean_tag change what they produce: cached caption content is keyed by it.
-CONTENT_RULES_VERSION = 3  # 2: true synonyms mapped (works/tag_synonyms.csv); 3: keep order, token costs
+CONTENT_RULES_VERSION = 3  # 2: true synonyms mapped (works/tag_synonyms.csv); 3: keep order, token costs, dates
 GROUP_ORDER = ("character", "oc", "copyright", "artist", "species", "general")
 FURRY_HINTS = frozenset({"anthro", "furry", "feral", "canine", "feline", "fox", "wolf", "dragon"})
 ANIME_HINTS = frozenset({"1girl", "1boy", "2girls", "solo_focus", "anime", "original"})
@@ -56,13 +57,14 @@ def source_tag(site: str, tags: Iterable[str]) -> str:
 
 
 def content_rules_key(
-    include_artist: bool, blacklist: frozenset[str] = DEFAULT_BLACKLIST, *, frequency_snapshot: int | None = None
-) -> str:
-    """What cached caption content depends on besides the post: the rules version, the options, the synonym table
-    and the tag-frequency snapshot its keep order came from."""
+    include_artist: bool, blacklist: frozenset[str] = DEFAULT_BLACKLIST, *, frequency_snapshot: int | None = None,
+    periods: Periods = DEFAULT_PERIODS,
+) -> str:  # fmt: skip
+    """What cached caption content depends on besides the post: the rules version, the options, the synonym table,
+    the tag-frequency snapshot its keep order came from and the period ranges."""
     blacklist_digest = hashlib.md5("\n".join(sorted(blacklist)).encode()).hexdigest()[:12]
     return (f"rules={CONTENT_RULES_VERSION};artist={int(include_artist)};blacklist={blacklist_digest};"
-            f"synonyms={table_digest()};frequencies={frequency_snapshot}")  # fmt: skip
+            f"synonyms={table_digest()};frequencies={frequency_snapshot};periods={periods_key(periods)}")  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -139,47 +141,55 @@ class Caption:
     content: tuple[str, ...]
     tokens: int | None = None  # token cost (captions.tokens: bounds any sample's count); None: unbudgeted
     dropped: int = 0  # content tags left out to fit the token limit
+    date: tuple[str, ...] = ()  # year and period tags (captions.periods)
 
     def fixed_part(self) -> list[str]:
-        return [*self.quality.fixed_tokens(), self.source, self.rating]
+        return [*self.quality.fixed_tokens(), self.source, self.rating, *self.date]
 
     def render(self) -> str:
         """The stored text: every tag, the independent quality tokens listed in the shuffleable part."""
         head = ", ".join(self.quality.fixed_tokens())
-        return render_text(head, self.source, self.rating, ", ".join(self.quality.flexible_tokens()), self.content)
+        return render_text(head, self.source, self.rating, ", ".join(self.quality.flexible_tokens()), self.content,
+                           ", ".join(self.date))  # fmt: skip
 
 
-def render_text(fixed_quality: str, source: str, rating: str, flexible_quality: str, content: Sequence[str]) -> str:
-    """``<quality>, <source>, <rating> ||| <flexible quality>, <content>`` — the one definition of caption text
-    (``fixed_quality`` and ``flexible_quality`` already joined with ``", "``; either part may be empty)."""
+def render_text(
+    fixed_quality: str, source: str, rating: str, flexible_quality: str, content: Sequence[str], date: str = ""
+) -> str:
+    """``<quality>, <source>, <rating>[, <date tags>] ||| <flexible quality>, <content>`` — the one definition of
+    caption text (``fixed_quality``, ``flexible_quality`` and ``date`` already joined with ``", "``; any may be
+    empty)."""
     flexible = ", ".join(content)
     if flexible_quality:
         flexible = f"{flexible_quality}, {flexible}" if flexible else flexible_quality
     fixed = f"{fixed_quality}, {source}, {rating}" if fixed_quality else f"{source}, {rating}"
+    if date:
+        fixed = f"{fixed}, {date}"
     return f"{fixed} {KEEP_SEPARATOR} {flexible}" if flexible else f"{fixed} {KEEP_SEPARATOR}"
 
 
 def build_caption(
     quality: QualityTags, site: str, rating: str, tag_groups: dict[str, list[str]], tags: Iterable[str],
     *, include_artist: bool = True, token_limit: int | None = DEFAULT_TOKEN_LIMIT,
-    frequencies: Mapping[str, int] | None = None,
+    frequencies: Mapping[str, int] | None = None, year: int | None = None, periods: Periods = DEFAULT_PERIODS,
 ) -> Caption:  # fmt: skip
     """The caption of one post (or work). With ``token_limit`` (tokens, CLIP BPE) the content is put in keep order
-    and cut to fit (``captions.tokens``; ``frequencies``: live posts per caption tag, as ``sets.frequencies``
-    reads them); ``None`` keeps every tag in group order."""
+    and cut to fit (``captions.tokens``; ``frequencies``: live posts per caption tag, as ``sets.tag_frequencies``
+    reads them); ``None`` keeps every tag in group order. ``year``: the upload year, for the year and period tags
+    (``captions.periods``)."""
     tags = list(tags)
     if rating not in RATING_TAGS:
         raise ValueError(f"rating {rating!r} is not one of {sorted(RATING_TAGS)}")
-    source, rating_tag = source_tag(site, tags), RATING_TAGS[rating]
+    source, rating_tag, date = source_tag(site, tags), RATING_TAGS[rating], date_tags(year, periods)
     content, protected = content_parts(tag_groups, tags, include_artist=include_artist)
     if token_limit is None:
-        return Caption(quality, source, rating_tag, tuple(content))
+        return Caption(quality, source, rating_tag, tuple(content), date=date)
     ordered = prioritised(content, protected, frequencies or {})
     cumulative = cumulative_costs(ordered)
-    fixed = quality_cost(quality) + tags_cost((source, rating_tag))
+    fixed = quality_cost(quality) + tags_cost((source, rating_tag, *date))
     kept = kept_count(cumulative, token_limit - fixed)
     return Caption(quality, source, rating_tag, tuple(ordered[:kept]), fixed + (cumulative[kept - 1] if kept else 0),
-                   len(ordered) - kept)  # fmt: skip
+                   len(ordered) - kept, date)  # fmt: skip
 
 
 def quality_cost(quality: QualityTags) -> int:

@@ -15,6 +15,7 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from pony_tasks.aesthetic.registry import get_version
+from pony_tasks.captions.periods import DEFAULT_PERIODS, Periods, date_tags
 from pony_tasks.captions.quality import DEFAULT_THRESHOLDS, QualityTags, quality_tags
 from pony_tasks.captions.render import (
     RATING_TAGS,
@@ -48,13 +49,13 @@ class RegenerateResult:
 # its first post (by site, post_id: the source tag), the strictest rating, every tag of every post in first-seen
 # order, one per spelling up to case ("Smile" and "smile": the first seen), and the tag groups merged the same way
 # (captions' clean_tag then writes "blue_eyes" and "blue eyes" alike). A work with one live post keeps that post's
-# fields exactly, so its cached content (the digest over site | rating | tags | tag_groups | rules, migration 0008)
-# stays valid; only works seen on several posts are aggregated.
+# fields exactly, so its cached content (the digest over site | rating | tags | tag_groups | year | rules) stays
+# valid; only works seen on several posts are aggregated. The year (date tags) is the earliest live post's, in UTC.
 SOURCE_QUERY = """
     CREATE TEMPORARY TABLE caption_source ON COMMIT DROP AS
     WITH live AS (
         SELECT coalesce('w' || wi.work_id, 'i' || i.sha256) AS work_key, i.sha256, p.site, p.post_id, p.rating,
-               p.tags, p.tag_groups, w.canonical_sha256
+               p.tags, p.tag_groups, p.created_at, w.canonical_sha256
         FROM booru_post_image i
         JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
         LEFT JOIN work_image wi ON wi.sha256 = i.sha256
@@ -91,18 +92,21 @@ SOURCE_QUERY = """
                (SELECT (ARRAY['general','sensitive','questionable','explicit'])[max(array_position(
                     ARRAY['general','sensitive','questionable','explicit'], o.rating))]
                 FROM ranked o WHERE o.work_key = r.work_key) AS rating,
-               coalesce(t.tags, '{}') AS tags, coalesce(g.tag_groups, '{}'::jsonb) AS tag_groups
+               coalesce(t.tags, '{}') AS tags, coalesce(g.tag_groups, '{}'::jsonb) AS tag_groups,
+               (SELECT min(o.created_at) FROM ranked o WHERE o.work_key = r.work_key) AS created_at
         FROM ranked r LEFT JOIN merged_tags t USING (work_key) LEFT JOIN merged_groups g USING (work_key)
         WHERE r.posts > 1 AND r.post_rank = 1
         UNION ALL
-        SELECT work_key, site, rating, tags, tag_groups FROM ranked WHERE posts = 1)
+        SELECT work_key, site, rating, tags, tag_groups, created_at FROM ranked WHERE posts = 1)
     SELECT c.sha256, c.percentile, c.work_key, m.site, m.rating, m.tags, m.tag_groups,
-           md5(m.site || '|' || m.rating || '|' || m.tags::text || '|' || m.tag_groups::text || '|' || %(rules)s)
+           extract(year FROM m.created_at AT TIME ZONE 'UTC')::int AS year,
+           md5(m.site || '|' || m.rating || '|' || m.tags::text || '|' || m.tag_groups::text || '|'
+               || coalesce(extract(year FROM m.created_at AT TIME ZONE 'UTC')::int::text, '') || '|' || %(rules)s)
                AS digest
     FROM chosen c JOIN merged m USING (work_key)"""
 
 MISSING_CONTENT_QUERY = """
-    SELECT DISTINCT ON (cs.digest) cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups
+    SELECT DISTINCT ON (cs.digest) cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups, cs.year
     FROM caption_source cs
     WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)"""
 
@@ -112,20 +116,21 @@ MISSING_CONTENT_QUERY = """
 # width_bucket() counts them.
 INSERT_CAPTIONS = """
     INSERT INTO caption (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content, text,
-                         tokens, tags_dropped)
+                         tokens, tags_dropped, date_tags)
     SELECT %(set)s, f.sha256, f.band, f.band_tag, f.up_tags, f.independent, f.source_tag, f.rating_tag, f.kept_content,
            CASE WHEN f.fixed_quality <> '' THEN f.fixed_quality || ', ' ELSE '' END
-               || f.source_tag || ', ' || f.rating_tag || ' |||'
+               || f.source_tag || ', ' || f.rating_tag || CASE WHEN f.date_text <> '' THEN ', ' || f.date_text ELSE ''
+               END || ' |||'
                || coalesce(' ' || nullif(concat_ws(', ', nullif(f.flexible_quality, ''),
                                                    nullif(f.kept_text, '')), ''), ''),
-           f.quality_tokens + f.fixed_tokens + coalesce(f.cumulative_tokens[f.kept], 0), f.n - f.kept
+           f.quality_tokens + f.fixed_tokens + coalesce(f.cumulative_tokens[f.kept], 0), f.n - f.kept, f.date_tags
     FROM (SELECT k.*,
                  CASE WHEN k.kept = k.n THEN k.content ELSE k.content[1:k.kept] END AS kept_content,
                  CASE WHEN k.kept = k.n THEN k.content_text ELSE array_to_string(k.content[1:k.kept], ', ') END
                      AS kept_text
           FROM (SELECT cs.sha256, b.band, b.band_tag, b.up_tags, b.independent, b.fixed_quality, b.flexible_quality,
                        b.quality_tokens, c.source_tag, c.rating_tag, c.content, c.content_text, c.cumulative_tokens,
-                       c.fixed_tokens, cardinality(c.content) AS n,
+                       c.fixed_tokens, c.date_tags, c.date_text, cardinality(c.content) AS n,
                        CASE WHEN cardinality(c.cumulative_tokens) = 0 THEN 0
                             ELSE width_bucket(%(limit)s - b.quality_tokens - c.fixed_tokens, c.cumulative_tokens)
                        END AS kept
@@ -141,7 +146,8 @@ INSERT_CAPTIONS = """
 def regenerate(
     conn: psycopg2.extensions.connection, *, scheme: str = "v7", aesthetic_version_id: int | None = None,
     floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
-    token_limit: int = DEFAULT_TOKEN_LIMIT, refresh_frequencies: bool = False, show_progress: bool | None = False,
+    token_limit: int = DEFAULT_TOKEN_LIMIT, refresh_frequencies: bool = False, periods: Periods = DEFAULT_PERIODS,
+    show_progress: bool | None = False,
 ) -> RegenerateResult:  # fmt: skip
     """Captions for every work scored by the aesthetic version (default: the active one), as a new set: one per
     work, from what all its posts say (see SOURCE_QUERY), each within ``token_limit`` CLIP tokens (captions.tokens:
@@ -161,8 +167,9 @@ def regenerate(
     snapshot, frequencies = tag_frequencies(conn, refresh=refresh_frequencies)
     thresholds = list(DEFAULT_THRESHOLDS)
     parameters = {"floor": floor, "thresholds": thresholds, "include_artist": include_artist,
-                  "token_limit": token_limit, "tag_frequency_snapshot": snapshot}  # fmt: skip
-    rules = content_rules_key(include_artist, frequency_snapshot=snapshot)
+                  "token_limit": token_limit, "tag_frequency_snapshot": snapshot,
+                  "periods": [list(period) for period in periods]}  # fmt: skip
+    rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods)
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO caption_set (aesthetic_version_id, scheme, parameters, token_limit)
@@ -264,7 +271,7 @@ def _fill_missing_content(
 
 
 CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "content_text", "cumulative_tokens",
-                   "fixed_tokens")  # fmt: skip
+                   "fixed_tokens", "date_tags", "date_text")  # fmt: skip
 
 
 class ContentLineEncoder:
@@ -272,15 +279,19 @@ class ContentLineEncoder:
     content in keep order (captions.tokens.prioritised by ``frequencies``) with its running token cost; each
     distinct cleaned tag's quoted array element is cached."""
 
-    def __init__(self, *, include_artist: bool = True, frequencies: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, *, include_artist: bool = True, frequencies: Mapping[str, int] | None = None,
+        periods: Periods = DEFAULT_PERIODS,
+    ) -> None:  # fmt: skip
         self.include_artist = include_artist
         self.frequencies = frequencies or {}
+        self.periods = periods
         self._elements: dict[str, str] = {}
 
     def lines(self, rows: Iterable[tuple]) -> list[str]:
         elements, include_artist, frequencies = self._elements, self.include_artist, self.frequencies
         out = []
-        for digest, site, rating, tags, groups in rows:
+        for digest, site, rating, tags, groups, year in rows:
             content, protected = content_parts(groups, tags, include_artist=include_artist)
             content = prioritised(content, protected, frequencies)
             array = []
@@ -290,10 +301,11 @@ class ContentLineEncoder:
                     element = elements[tag] = _csv_array_element(tag)
                 array.append(element)
             text = ", ".join(content).replace('"', '""')
-            source, rating_tag = source_tag(site, tags), RATING_TAGS[rating]
+            source, rating_tag, date = source_tag(site, tags), RATING_TAGS[rating], date_tags(year, self.periods)
             costs = ",".join(map(str, cumulative_costs(content)))
+            dates = ",".join(date)  # "year 2023", "newest": no quotes or commas inside
             out.append(f'{digest},{source},{rating_tag},"{{{",".join(array)}}}","{text}","{{{costs}}}",'
-                       f"{tags_cost((source, rating_tag))}\n")  # fmt: skip
+                       f'{tags_cost((source, rating_tag, *date))},"{{{dates}}}","{", ".join(date)}"\n')  # fmt: skip
         return out
 
 

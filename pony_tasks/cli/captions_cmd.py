@@ -27,14 +27,15 @@ def captions_group() -> None:
 @click.option("--samples", default=3, show_default=True, type=click.IntRange(min=0), help="Training captions to show.")
 @click.option("--floor", default=1, show_default=True, type=click.IntRange(1, 9), help="Lowest band (v7).")
 @click.option("--token-limit", default=75, show_default=True, type=click.IntRange(1, 1000), help="CLIP tokens.")
+@click.option("--year", type=click.IntRange(1990, 2100), help="Upload year (adds the year and period tags).")
 def captions_preview(
     scheme: str, percentile: float, rating: str, site: str, tags: str, seed: int, samples: int, floor: int,
-    token_limit: int,
+    token_limit: int, year: int | None,
 ) -> None:  # fmt: skip
     """Print the caption one image with these properties would get, and a few training-time samples of it."""
     band = band_for(percentile, floor=floor)
     caption = build_caption(quality_tags(scheme, band, floor), site, rating, {}, tags.split(),
-                            token_limit=token_limit)  # fmt: skip
+                            token_limit=token_limit, year=year)  # fmt: skip
     click.echo(f"band {band} (percentile {percentile:.2f}), scheme {scheme}, {caption.tokens} of {token_limit} tokens"
                + (f", {caption.dropped} tags dropped to fit" if caption.dropped else ""))  # fmt: skip
     click.echo(f"stored:   {caption.render()}")
@@ -54,21 +55,30 @@ def captions_preview(
                    "--max_token_length 150/225 allow more).")  # fmt: skip
 @click.option("--refresh-frequencies", is_flag=True,
               help="Recount how common each tag is (the drop order) instead of reusing the last count.")  # fmt: skip
+@click.option("--periods", default="newest=2022,recent=2019,mid=2015,early=2011,oldest", show_default=True,
+              help="Period tags by upload year, newest first (word=first year; the last open-ended); 'none': no "
+                   "year or period tags.")  # fmt: skip
 @click.pass_obj
 def captions_regenerate(
     ctx: PonyContext, scheme: str, aesthetic_version: int | None, floor: int, no_artist: bool, no_activate: bool,
-    token_limit: int | None, refresh_frequencies: bool,
+    token_limit: int | None, refresh_frequencies: bool, periods: str,
 ) -> None:  # fmt: skip
     """Build a new caption set for every scored image, each caption within the token limit, and switch to it
     atomically."""
+    from pony_tasks.captions.periods import parse_periods
     from pony_tasks.captions.tokens import BudgetTooSmall
 
+    try:
+        ranges = parse_periods(periods)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--periods") from None
     limit = token_limit or ctx.settings.caption_token_limit
     with connect(ctx.settings) as conn:
         try:
             result = regenerate(conn, scheme=scheme, aesthetic_version_id=aesthetic_version, floor=floor,
                                 include_artist=not no_artist, activate=not no_activate, token_limit=limit,
-                                refresh_frequencies=refresh_frequencies, show_progress=None)  # fmt: skip
+                                refresh_frequencies=refresh_frequencies, periods=ranges,
+                                show_progress=None)  # fmt: skip
         except BudgetTooSmall as exc:
             raise click.BadParameter(str(exc), param_hint="--token-limit") from None
         with conn.cursor() as cur:

@@ -72,9 +72,10 @@ def test_300_tag_posts_fit_and_keep_quality_special_and_named_tags(long_posts, s
             common_kept = {t for t in tags if t.startswith("common tag")}
             rare_kept = {t for t in tags if t.startswith("rare")}
             assert not common_kept or len(rare_kept) == 200, "the most common tags go first"
-        else:
-            assert tags_dropped == 0
-    assert trimmed == LONG_POSTS and dropped == sum(r[2] for r in rows)
+        else:  # three content tags: only V7's top bands (8 score_K_up tags, ~50 tokens) lack room for all
+            assert tags_dropped == 0 or (scheme == "v7" and band >= 8 and tags_dropped == 1)
+            assert any(t.startswith("artist ") for t in tags), "the artist is protected"
+    assert trimmed == sum(r[2] > 0 for r in rows) >= LONG_POSTS and dropped == sum(r[2] for r in rows)
 
 
 def test_stored_cut_equals_the_reference_caption(long_posts) -> None:
@@ -92,7 +93,7 @@ def test_stored_cut_equals_the_reference_caption(long_posts) -> None:
     assert len(rows) == LONG_POSTS
     for content, text, tokens, dropped, pct, site, rating, tags, groups in rows:
         expected = build_caption(quality_tags("v7", band_for(pct)), site, rating, groups, tags,
-                                 frequencies=frequencies)  # fmt: skip
+                                 frequencies=frequencies, year=2024)  # fmt: skip
         assert (tuple(content), text, tokens, dropped) == (expected.content, expected.render(), expected.tokens,
                                                            expected.dropped)  # fmt: skip
 

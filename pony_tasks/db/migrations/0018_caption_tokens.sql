@@ -1,15 +1,19 @@
--- Token budget for captions (issue 16, pony_tasks/captions/tokens.py). Cached caption content now holds its tags in
+-- Token budget and date tags for captions (issue 16, pony_tasks/captions/tokens.py, periods.py). Cached caption content now holds its tags in
 -- keep order (protected groups, then rarest first) with the running token cost of that order, so any caption set
 -- cuts a band's content to fit with one width_bucket() per row; the fixed cost is its source and rating tags.
 -- Content rows cached before this migration have the old rules key (CONTENT_RULES_VERSION 3) and are not reused.
 ALTER TABLE caption_content
     ADD COLUMN cumulative_tokens integer[] NOT NULL DEFAULT '{}',
-    ADD COLUMN fixed_tokens      integer   NOT NULL DEFAULT 0;
+    ADD COLUMN fixed_tokens      integer   NOT NULL DEFAULT 0,       -- source, rating and date tags
+    ADD COLUMN date_tags         text[]    NOT NULL DEFAULT '{}',    -- year and period (captions/periods.py)
+    ADD COLUMN date_text         text      NOT NULL DEFAULT '';      -- date_tags joined with ', '
+
 
 -- Per caption: its token cost (an upper bound of any training sample's CLIP token count) and the content tags cut.
 ALTER TABLE caption
     ADD COLUMN tokens       smallint,
-    ADD COLUMN tags_dropped smallint NOT NULL DEFAULT 0;
+    ADD COLUMN tags_dropped smallint NOT NULL DEFAULT 0,
+    ADD COLUMN date_tags    text[]   NOT NULL DEFAULT '{}';
 
 ALTER TABLE caption_set
     ADD COLUMN token_limit      smallint,

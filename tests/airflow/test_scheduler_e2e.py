@@ -123,7 +123,8 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
 
     # The promotion's asset event starts captions_regenerate, whose captions asset starts finetune (no logical date).
     api.wait(lambda: api.runs("finetune"), 600, "captions_regenerate → the finetune run it triggers", every=5)
-    captions = _only_run(api, "captions_regenerate")
+    captions = _only_run(api, "captions_regenerate")  # the captions asset is emitted before its last tasks end
+    captions = api.wait_for_run("captions_regenerate", captions["dag_run_id"], 300)
     assert (captions["run_type"], captions["state"]) == ("asset_triggered", "success"), captions
     captioned_for = "SELECT c.aesthetic_version_id FROM caption_set c JOIN active_caption_set a USING (set_id)"
     assert _count(captioned_for) == version

@@ -87,11 +87,12 @@ def content_tags(
 
 def content_parts(
     tag_groups: dict[str, list[str]], tags: Iterable[str], *, include_artist: bool = True,
-    blacklist: frozenset[str] = DEFAULT_BLACKLIST,
+    blacklist: frozenset[str] = DEFAULT_BLACKLIST, forms: dict[str, str | None] | None = None,
 ) -> tuple[list[str], int]:  # fmt: skip
     """(content tags as :func:`content_tags` orders them, how many lead it from the protected groups — characters,
     OCs, copyrights, artists; on a flat list the ``artist:``/``oc:`` tags). The hot path of regeneration: kept to
-    C-level loops."""
+    C-level loops; ``forms`` (raw tag → caption form under ``blacklist``, filled as it goes) spares the per-tag
+    function call."""
     groups = tag_groups or {}
     order = GROUP_ORDER if include_artist else _GROUP_ORDER_NO_ARTIST
     if groups:
@@ -101,12 +102,22 @@ def content_parts(
         rest += sorted(raw for raw in tags if raw not in grouped)
     else:
         flat = sorted(tags)
-        protected = [raw for raw in flat if raw.partition(":")[0] in ("artist", "oc") and ":" in raw]
-        rest = [raw for raw in flat if raw not in set(protected)] if protected else flat
-    form = _caption_form
-    kept = [c for c in dict.fromkeys(form(raw, blacklist) for raw in protected) if c]
+        protected = [raw for raw in flat if raw.startswith(("artist:", "oc:"))]
+        if protected:
+            named = set(protected)
+            rest = [raw for raw in flat if raw not in named]
+        else:
+            rest = flat
+    if forms is None:
+        forms = {}
+    for raw in set(protected).union(rest).difference(forms):
+        forms[raw] = _caption_form(raw, blacklist)
+    form = forms.__getitem__
+    kept = [c for c in dict.fromkeys(map(form, protected)) if c]
+    if not kept:
+        return [c for c in dict.fromkeys(map(form, rest)) if c], 0
     seen = set(kept)
-    kept += [c for c in dict.fromkeys(form(raw, blacklist) for raw in rest) if c and c not in seen]
+    kept += [c for c in dict.fromkeys(map(form, rest)) if c and c not in seen]
     return kept, len(seen)
 
 

@@ -7,7 +7,11 @@ old set or the new one, never a mix. Old sets are kept; ``rollback`` switches ba
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
+import os
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -147,7 +151,7 @@ def regenerate(
     conn: psycopg2.extensions.connection, *, scheme: str = "v7", aesthetic_version_id: int | None = None,
     floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
     token_limit: int = DEFAULT_TOKEN_LIMIT, refresh_frequencies: bool = False, periods: Periods = DEFAULT_PERIODS,
-    show_progress: bool | None = False,
+    workers: int | None = None, show_progress: bool | None = False,
 ) -> RegenerateResult:  # fmt: skip
     """Captions for every work scored by the aesthetic version (default: the active one), as a new set: one per
     work, from what all its posts say (see SOURCE_QUERY), each within ``token_limit`` CLIP tokens (captions.tokens:
@@ -241,33 +245,63 @@ def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, Quality
     psycopg2.extras.execute_values(cur, "INSERT INTO caption_band VALUES %s", rows)
 
 
+PARALLEL_FROM = 20_000  # missing contents from which encoding runs in worker processes (workers=None)
+
+
 def _fill_missing_content(
-    conn: psycopg2.extensions.connection, encoder: ContentLineEncoder, chunk_rows: int, show_progress: bool | None
+    conn: psycopg2.extensions.connection, encoder: ContentLineEncoder, chunk_rows: int, show_progress: bool | None,
+    workers: int | None = None,
 ) -> int:
-    """Compute caption content for digests not cached yet; returns how many were added."""
+    """Compute caption content for digests not cached yet; returns how many were added. One regeneration fills the
+    cache at a time (a lock taken before the missing digests are counted, held to the set's commit), so the rows are
+    copied straight into ``caption_content``. Encoding (Python, the cold path) runs in ``workers`` forked processes
+    while this one fetches and copies (default: 2 on a multi-core machine from PARALLEL_FROM missing contents)."""
     with conn.cursor() as cur:
+        cur.execute("LOCK TABLE caption_content IN SHARE ROW EXCLUSIVE MODE")
         # the count needs only the digests (no post rows, no tags): the full query then runs once, streamed
         cur.execute("""SELECT count(DISTINCT cs.digest) FROM caption_source cs
                        WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)""")
         missing = cur.fetchone()[0]
         if not missing:
             return 0
-        cur.execute(
-            "CREATE TEMPORARY TABLE caption_content_new (LIKE caption_content INCLUDING DEFAULTS) ON COMMIT DROP"
-        )
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if missing >= PARALLEL_FROM else 1
     with (
         conn.cursor(name="caption_missing_content") as source, conn.cursor() as sink,
         progress_bar(show_progress, total=missing, desc="caption content", unit="post") as bar,
     ):  # fmt: skip
         source.execute(MISSING_CONTENT_QUERY)
-        while rows := source.fetchmany(chunk_rows):
-            copy_lines(sink, "caption_content_new", CONTENT_COLUMNS, encoder.lines(rows))
-            bar.update(len(rows))
-    with conn.cursor() as cur:
-        # Another regeneration may have cached the same digest meanwhile: rows are equal, keep the first.
-        cur.execute(f"""INSERT INTO caption_content ({", ".join(CONTENT_COLUMNS)})
-                        SELECT {", ".join(CONTENT_COLUMNS)} FROM caption_content_new ON CONFLICT DO NOTHING""")
-        return cur.rowcount
+        chunks = iter(lambda: source.fetchmany(chunk_rows), [])
+
+        def write(encoded: tuple[int, list[str]]) -> None:
+            copy_lines(sink, "caption_content", CONTENT_COLUMNS, encoded[1])
+            bar.update(encoded[0])
+
+        if workers <= 1:
+            for rows in chunks:
+                write((len(rows), encoder.lines(rows)))
+        else:
+            with multiprocessing.get_context("fork").Pool(workers, _start_encoder, (encoder,)) as pool:
+                pending: deque = deque()
+                for rows in chunks:  # fetched here, encoded there: at most workers + 1 chunks in flight
+                    pending.append(pool.apply_async(_encode, (rows,)))
+                    if len(pending) > workers:
+                        write(pending.popleft().get())
+                while pending:
+                    write(pending.popleft().get())
+    return missing
+
+
+_WORKER_ENCODER: ContentLineEncoder | None = None
+
+
+def _start_encoder(encoder: ContentLineEncoder) -> None:
+    global _WORKER_ENCODER
+    _WORKER_ENCODER = encoder
+
+
+def _encode(rows: list[tuple]) -> tuple[int, list[str]]:
+    return len(rows), _WORKER_ENCODER.lines(rows)
 
 
 CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "content_text", "cumulative_tokens",
@@ -284,29 +318,35 @@ class ContentLineEncoder:
         periods: Periods = DEFAULT_PERIODS,
     ) -> None:  # fmt: skip
         self.include_artist = include_artist
-        self.frequencies = frequencies or {}
+        self.frequencies = defaultdict(int, frequencies or {})  # tokens.prioritised's C-level key
         self.periods = periods
+        self._forms: dict[str, str | None] = {}  # raw tag → caption form
+        self._costs: dict[str, int] = {}  # caption tag → token cost
         self._elements: dict[str, str] = {}
 
     def lines(self, rows: Iterable[tuple]) -> list[str]:
         elements, include_artist, frequencies = self._elements, self.include_artist, self.frequencies
+        forms, costs, periods = self._forms, self._costs, self.periods
+        element_of = elements.__getitem__
         out = []
         for digest, site, rating, tags, groups, year in rows:
-            content, protected = content_parts(groups, tags, include_artist=include_artist)
+            content, protected = content_parts(groups, tags, include_artist=include_artist, forms=forms)
             content = prioritised(content, protected, frequencies)
-            array = []
-            for tag in content:
-                element = elements.get(tag)
-                if element is None:
-                    element = elements[tag] = _csv_array_element(tag)
-                array.append(element)
+            for tag in set(content).difference(elements):
+                elements[tag] = _csv_array_element(tag)
+            array = ",".join(map(element_of, content))
             text = ", ".join(content).replace('"', '""')
-            source, rating_tag, date = source_tag(site, tags), RATING_TAGS[rating], date_tags(year, self.periods)
-            costs = ",".join(map(str, cumulative_costs(content)))
+            source, rating_tag, date = source_tag(site, tags), RATING_TAGS[rating], date_tags(year, periods)
+            running = ",".join(map(str, cumulative_costs(content, costs)))
+            fixed = self._fixed_cost(source, rating_tag, date)
             dates = ",".join(date)  # "year 2023", "newest": no quotes or commas inside
-            out.append(f'{digest},{source},{rating_tag},"{{{",".join(array)}}}","{text}","{{{costs}}}",'
-                       f'{tags_cost((source, rating_tag, *date))},"{{{dates}}}","{", ".join(date)}"\n')  # fmt: skip
+            out.append(f'{digest},{source},{rating_tag},"{{{array}}}","{text}","{{{running}}}",{fixed},'
+                       f'"{{{dates}}}","{", ".join(date)}"\n')  # fmt: skip
         return out
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - a few hundred (source, rating, date) combinations per run
+    def _fixed_cost(self, source: str, rating_tag: str, date: tuple[str, ...]) -> int:
+        return tags_cost((source, rating_tag, *date))
 
 
 def _csv_array_element(value: str) -> str:

@@ -22,7 +22,9 @@ copyrights before characters). Frequencies are the share of live posts carrying 
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 
 DEFAULT_TOKEN_LIMIT = 75  # CLIP's 77 minus the start and end tokens; kohya's max_token_length 150/225 allow more
 
@@ -51,17 +53,26 @@ def tags_cost(tags: Sequence[str]) -> int:
 
 def prioritised(content: Sequence[str], protected: int, frequencies: Mapping[str, int]) -> list[str]:
     """Content tags in keep order: the first ``protected`` tags as they are (characters, OCs, copyrights, artists),
-    then the rest from the rarest to the most common (ties: as given). Tags not in ``frequencies`` count as rare."""
-    rest = sorted(enumerate(content[protected:]), key=lambda item: (frequencies.get(item[1], 0), item[0]))
-    return [*content[:protected], *(tag for _, tag in rest)]
+    then the rest from the rarest to the most common (ties: as given — the sort is stable). Tags not in
+    ``frequencies`` count as rare."""
+    if isinstance(frequencies, defaultdict):
+        key = frequencies.__getitem__  # C-level (the regeneration hot path passes one)
+    else:
+        get = frequencies.get
+
+        def key(tag: str) -> int:
+            return get(tag, 0)
+
+    return [*content[:protected], *sorted(content[protected:], key=key)]
 
 
-def cumulative_costs(ordered: Sequence[str]) -> list[int]:
-    total, out = 0, []
-    for tag in ordered:
-        total += tag_cost(tag)
-        out.append(total)
-    return out
+def cumulative_costs(ordered: Sequence[str], costs: dict[str, int] | None = None) -> list[int]:
+    """Running token cost of ``ordered``; ``costs`` (tag → cost, filled as it goes) spares the per-tag call."""
+    if costs is None:
+        return list(accumulate(map(tag_cost, ordered)))
+    for tag in set(ordered).difference(costs):
+        costs[tag] = tag_cost(tag)
+    return list(accumulate(map(costs.__getitem__, ordered)))
 
 
 def kept_count(cumulative: Sequence[int], budget: int) -> int:

@@ -126,3 +126,18 @@ def test_the_captions_suite_fails_a_set_with_a_caption_over_the_limit(long_posts
                     "(SELECT min(sha256) FROM caption WHERE set_id = %s)", (set_id, set_id))  # fmt: skip
     report = run_check("captions", settings=long_posts, set_id=set_id)
     assert [(f.column, f.severity) for f in report.blocking] == [("tokens", "critical")]
+
+
+def test_content_encoded_in_worker_processes_equals_one_process(long_posts) -> None:
+    with connect(long_posts) as conn:
+        parallel = regenerate(conn, scheme="v7", workers=2, chunk_rows=23)
+        with conn.cursor() as cur:
+            cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (parallel.set_id,))
+            by_workers = set(cur.fetchall())
+            cur.execute("DELETE FROM caption_content")
+        conn.commit()
+        single = regenerate(conn, scheme="v7", workers=1)
+        with conn.cursor() as cur:
+            cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (single.set_id,))
+            by_one = set(cur.fetchall())
+    assert parallel.contents_computed == single.contents_computed > LONG_POSTS and by_workers == by_one

@@ -14,6 +14,7 @@ import os
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 
 import psycopg2.extensions
 import psycopg2.extras
@@ -130,11 +131,11 @@ INSERT_CAPTIONS = """
            f.quality_tokens + f.fixed_tokens + coalesce(f.cumulative_tokens[f.kept], 0), f.n - f.kept, f.date_tags
     FROM (SELECT k.*,
                  CASE WHEN k.kept = k.n THEN k.content ELSE k.content[1:k.kept] END AS kept_content,
-                 CASE WHEN k.kept = k.n THEN k.content_text ELSE array_to_string(k.content[1:k.kept], ', ') END
-                     AS kept_text
+                 CASE WHEN k.kept = k.n THEN k.content_text WHEN k.kept = 0 THEN ''
+                      ELSE left(k.content_text, k.text_ends[k.kept]) END AS kept_text
           FROM (SELECT cs.sha256, b.band, b.band_tag, b.up_tags, b.independent, b.fixed_quality, b.flexible_quality,
                        b.quality_tokens, c.source_tag, c.rating_tag, c.content, c.content_text, c.cumulative_tokens,
-                       c.fixed_tokens, c.date_tags, c.date_text, cardinality(c.content) AS n,
+                       c.fixed_tokens, c.date_tags, c.date_text, c.text_ends, cardinality(c.content) AS n,
                        CASE WHEN cardinality(c.cumulative_tokens) = 0 THEN 0
                             ELSE width_bucket(%(limit)s - b.quality_tokens - c.fixed_tokens, c.cumulative_tokens)
                        END AS kept
@@ -305,7 +306,7 @@ def _encode(rows: list[tuple]) -> tuple[int, list[str]]:
 
 
 CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "content_text", "cumulative_tokens",
-                   "fixed_tokens", "date_tags", "date_text")  # fmt: skip
+                   "text_ends", "fixed_tokens", "date_tags", "date_text")  # fmt: skip
 
 
 class ContentLineEncoder:
@@ -338,10 +339,11 @@ class ContentLineEncoder:
             text = ", ".join(content).replace('"', '""')
             source, rating_tag, date = source_tag(site, tags), RATING_TAGS[rating], date_tags(year, periods)
             running = ",".join(map(str, cumulative_costs(content, costs)))
+            ends = ",".join(map(str, accumulate(map(len, content), lambda end, size: end + 2 + size)))
             fixed = self._fixed_cost(source, rating_tag, date)
             dates = ",".join(date)  # "year 2023", "newest": no quotes or commas inside
-            out.append(f'{digest},{source},{rating_tag},"{{{array}}}","{text}","{{{running}}}",{fixed},'
-                       f'"{{{dates}}}","{", ".join(date)}"\n')  # fmt: skip
+            out.append(f'{digest},{source},{rating_tag},"{{{array}}}","{text}","{{{running}}}","{{{ends}}}",'
+                       f'{fixed},"{{{dates}}}","{", ".join(date)}"\n')  # fmt: skip
         return out
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - a few hundred (source, rating, date) combinations per run

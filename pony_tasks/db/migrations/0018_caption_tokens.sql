@@ -4,6 +4,7 @@
 -- Content rows cached before this migration have the old rules key (CONTENT_RULES_VERSION 3) and are not reused.
 ALTER TABLE caption_content
     ADD COLUMN cumulative_tokens integer[] NOT NULL DEFAULT '{}',
+    ADD COLUMN text_ends         integer[] NOT NULL DEFAULT '{}',    -- length of content_text up to each tag
     ADD COLUMN fixed_tokens      integer   NOT NULL DEFAULT 0,       -- source, rating and date tags
     ADD COLUMN date_tags         text[]    NOT NULL DEFAULT '{}',    -- year and period (captions/periods.py)
     ADD COLUMN date_text         text      NOT NULL DEFAULT '';      -- date_tags joined with ', '

@@ -76,7 +76,12 @@ def export_dataset(
             result.files[object_key] = digest
             result.bytes += len(data)
 
-    with progress_bar(show_progress, total=len(samples), desc=f"export {name}", unit="img") as bar:
+    # the files are made durable together (one sync, not two fsyncs each); the manifest, written after, marks the
+    # export complete
+    with (
+        store.deferred_sync(),
+        progress_bar(show_progress, total=len(samples), desc=f"export {name}", unit="img") as bar,
+    ):  # fmt: skip
 
         def tick() -> None:
             with lock:

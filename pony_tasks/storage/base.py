@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import io
 import shutil
 from collections.abc import Callable, Iterator
@@ -47,6 +48,13 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> bool:
         """Remove the object; returns whether there was one."""
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Puts inside the block may make themselves durable together at its end instead of one by one (the local
+        store: one sync instead of two fsyncs per file). Each object is still whole to a reader (atomic renames);
+        after a crash inside the block some may be missing — write a completion marker (a manifest) after it."""
+        yield
 
     # Conveniences built on the primitives -------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:

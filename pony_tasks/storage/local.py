@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +29,17 @@ class LocalObjectStore(ObjectStore):
         # mkstemp creates files 0600; a stored object gets the mode any new file would (0644 under umask 022), so a
         # trainer running as another user can read an export
         self.file_mode = 0o666 & ~_umask()
+        self._deferred = 0  # > 0 inside deferred_sync(): no fsync per put, one sync at the end
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        self._deferred += 1
+        try:
+            yield
+        finally:
+            self._deferred -= 1
+            if not self._deferred:
+                os.sync()
 
     def _path(self, key: str) -> Path:
         path = (self.root / validate_key(key)).resolve()
@@ -46,12 +58,15 @@ class LocalObjectStore(ObjectStore):
                 os.fchmod(handle.fileno(), self.file_mode)
                 copy_stream(stream, handle, progress)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if not self._deferred:
+                    os.fsync(handle.fileno())
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        if self._deferred:
+            return
         directory = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(directory)

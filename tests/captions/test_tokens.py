@@ -141,3 +141,13 @@ def test_content_encoded_in_worker_processes_equals_one_process(long_posts) -> N
             cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (single.set_id,))
             by_one = set(cur.fetchall())
     assert parallel.contents_computed == single.contents_computed > LONG_POSTS and by_workers == by_one
+
+
+def test_the_active_caption_view_shows_the_token_columns(long_posts) -> None:
+    with connect(long_posts) as conn:
+        regenerate(conn, scheme="v7")
+        with conn.cursor() as cur:
+            cur.execute("SELECT max(tokens), sum(tags_dropped), count(*) FILTER (WHERE date_tags <> '{}') "
+                        "FROM active_caption")  # fmt: skip
+            tokens, dropped, dated = cur.fetchone()
+    assert tokens <= 75 and dropped > 200 * LONG_POSTS and dated == 300

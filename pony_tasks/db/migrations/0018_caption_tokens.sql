@@ -35,3 +35,7 @@ CREATE TABLE caption_tag_frequency (
     posts        integer NOT NULL,
     PRIMARY KEY (snapshot_id, tag)
 );
+
+-- The view's c.* was expanded when it was made (0007): recreate it so readers see the new columns too.
+CREATE OR REPLACE VIEW active_caption AS
+    SELECT c.* FROM caption c JOIN active_caption_set a ON a.set_id = c.set_id;

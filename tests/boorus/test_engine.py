@@ -49,7 +49,10 @@ def test_heavy_faults_give_exactly_the_clean_result_and_never_exceed_the_rate(si
         report = scrape(site, settings=settings, show_progress=False)
         got = _stable(_posts(migrated, site), faulty.base_url)
         injected = [e.fault for e in faulty.log if e.fault]
-        respected, burst, gap = faulty.rate_respected(rate), faulty.max_requests_in_window(), faulty.min_gap()
+        # arrival times are stamped by the server's threads: on a loaded machine one late arrival shortens the next
+        # gap (seen: 0.054 s at 15/s) though the client spaced them; the per-second count is the hard limit
+        respected = faulty.rate_respected(rate, tolerance=0.3)
+        burst, gap = faulty.max_requests_in_window(), faulty.min_gap()
     assert got == expected, "faults must not lose or double anything"
     assert len(injected) >= 2 and "rate-limited" not in injected, injected
     assert report.retries == len(injected), "every injected fault costs exactly one retry"

@@ -230,11 +230,16 @@ def sample_caption_text(text: str, rng: random.Random, keep_probability: float =
     for reproducible runs. Tags are split on ``", "``, which cleaned tags never contain."""
     if "\n" in text:
         text, keep_probability = rng.choice(text.split("\n")), 1.0
-    fixed, separator, flexible = text.partition(f" {KEEP_SEPARATOR}")
-    tokens = [t for t in flexible.strip().split(", ") if t] if separator else []
+    fixed, tokens = _split_caption(text)
     kept = [t for t in tokens if not UP_TAG.match(t) or rng.random() < keep_probability]
     rng.shuffle(kept)
     return ", ".join([*(t for t in fixed.split(", ") if t), *kept])
+
+
+def _split_caption(text: str) -> tuple[str, list[str]]:
+    """(fixed part, tags of the shuffleable part) of one caption line ``fixed ||| flexible``."""
+    fixed, separator, flexible = text.partition(f" {KEEP_SEPARATOR}")
+    return fixed, [t for t in flexible.strip().split(", ") if t] if separator else []
 
 
 def pre_sampled_lines(text: str, count: int, seed: str, keep_probability: float = 0.5) -> list[str]:
@@ -242,8 +247,7 @@ def pre_sampled_lines(text: str, count: int, seed: str, keep_probability: float 
     with ``keep_probability``; the band tag and the fixed part always), for trainers that pick one line per step
     (kohya's ``enable_wildcard``) and shuffle the part after ``|||`` themselves. Seeded by ``seed`` (the image's
     sha256): an export written twice is the same. A caption without independent tags (v6) is one line."""
-    fixed, separator, flexible = text.partition(f" {KEEP_SEPARATOR}")
-    tokens = [t for t in flexible.strip().split(", ") if t] if separator else []
+    fixed, tokens = _split_caption(text)
     if not any(UP_TAG.match(t) for t in tokens):
         return [text]
     rng = random.Random(seed)

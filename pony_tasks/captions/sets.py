@@ -35,9 +35,6 @@ from pony_tasks.captions.tokens import DEFAULT_TOKEN_LIMIT, check_limit, cumulat
 from pony_tasks.db.bulk import copy_lines
 from pony_tasks.progress import progress_bar
 
-CAPTION_COLUMNS = ("set_id", "sha256", "band", "band_tag", "up_tags", "independent", "source_tag", "rating_tag",
-                   "content", "text", "tokens", "tags_dropped")  # fmt: skip
-
 
 @dataclass(frozen=True)
 class RegenerateResult:

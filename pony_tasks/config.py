@@ -13,7 +13,7 @@ import tomllib
 from enum import Enum, StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         description="CLIP tokens a caption may use (75; 150 or 225 for kohya's --max_token_length); content tags past "
         "it are dropped, least informative first.",
     )  # fmt: skip
+    caption_style_tags: Literal["off", "add", "replace_artist"] = Field(
+        "add",
+        description="style_cluster_N tags from the active style clustering (`pony styles`): off, add (beside the "
+        "artist tags) or replace_artist (instead of them, as Pony V7 does).",
+    )
+    style_clusters: int = Field(32, ge=2, le=100_000, description="Clusters of a style clustering (`pony styles run`).")
     embed_task_images: int = Field(
         10_000, ge=10_000, description="Images per mapped embed task in the embed_and_score DAG (at least 10,000)."
     )

@@ -58,13 +58,15 @@ def source_tag(site: str, tags: Iterable[str]) -> str:
 
 def content_rules_key(
     include_artist: bool, blacklist: frozenset[str] = DEFAULT_BLACKLIST, *, frequency_snapshot: int | None = None,
-    periods: Periods = DEFAULT_PERIODS,
+    periods: Periods = DEFAULT_PERIODS, style_mode: str = "off",
 ) -> str:  # fmt: skip
-    """What cached caption content depends on besides the post: the rules version, the options, the synonym table,
-    the tag-frequency snapshot its keep order came from and the period ranges."""
+    """What cached caption content depends on besides the post (and its style cluster, which is in the digest):
+    the rules version, the options, the synonym table, the tag-frequency snapshot its keep order came from, the
+    period ranges and how style tags are used."""
     blacklist_digest = hashlib.md5("\n".join(sorted(blacklist)).encode()).hexdigest()[:12]
     return (f"rules={CONTENT_RULES_VERSION};artist={int(include_artist)};blacklist={blacklist_digest};"
-            f"synonyms={table_digest()};frequencies={frequency_snapshot};periods={periods_key(periods)}")  # fmt: skip
+            f"synonyms={table_digest()};frequencies={frequency_snapshot};periods={periods_key(periods)}"
+            + (f";style={style_mode}" if style_mode != "off" else ""))  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -119,6 +121,11 @@ def content_parts(
     seen = set(kept)
     kept += [c for c in dict.fromkeys(map(form, rest)) if c and c not in seen]
     return kept, len(seen)
+
+
+def with_style(content: list[str], protected: int, style: str | None) -> tuple[list[str], int]:
+    """The content with the style cluster tag first, protected (a cleaned site tag has no ``_``: never the same)."""
+    return ([style, *content], protected + 1) if style else (content, protected)
 
 
 PROTECTED_GROUPS = frozenset({"character", "oc", "copyright", "artist"})
@@ -183,16 +190,19 @@ def build_caption(
     quality: QualityTags, site: str, rating: str, tag_groups: dict[str, list[str]], tags: Iterable[str],
     *, include_artist: bool = True, token_limit: int | None = DEFAULT_TOKEN_LIMIT,
     frequencies: Mapping[str, int] | None = None, year: int | None = None, periods: Periods = DEFAULT_PERIODS,
+    style: str | None = None,
 ) -> Caption:  # fmt: skip
     """The caption of one post (or work). With ``token_limit`` (tokens, CLIP BPE) the content is put in keep order
     and cut to fit (``captions.tokens``; ``frequencies``: live posts per caption tag, as ``sets.tag_frequencies``
     reads them); ``None`` keeps every tag in group order. ``year``: the upload year, for the year and period tags
-    (``captions.periods``)."""
+    (``captions.periods``). ``style``: the work's style cluster tag (``style_cluster_N``), the first content tag and
+    protected like an artist's name."""
     tags = list(tags)
     if rating not in RATING_TAGS:
         raise ValueError(f"rating {rating!r} is not one of {sorted(RATING_TAGS)}")
     source, rating_tag, date = source_tag(site, tags), RATING_TAGS[rating], date_tags(year, periods)
     content, protected = content_parts(tag_groups, tags, include_artist=include_artist)
+    content, protected = with_style(content, protected, style)
     if token_limit is None:
         return Caption(quality, source, rating_tag, tuple(content), date=date)
     ordered = prioritised(content, protected, frequencies or {})

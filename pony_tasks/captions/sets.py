@@ -30,10 +30,14 @@ from pony_tasks.captions.render import (
     content_rules_key,
     quality_cost,
     source_tag,
+    with_style,
 )
 from pony_tasks.captions.tokens import DEFAULT_TOKEN_LIMIT, check_limit, cumulative_costs, prioritised, tags_cost
 from pony_tasks.db.bulk import copy_lines
 from pony_tasks.progress import progress_bar
+from pony_tasks.styles import style_tag
+
+STYLE_MODES = ("off", "add", "replace_artist")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class RegenerateResult:
 # (captions' clean_tag then writes "blue_eyes" and "blue eyes" alike). A work with one live post keeps that post's
 # fields exactly, so its cached content (the digest over site | rating | tags | tag_groups | year | rules) stays
 # valid; only works seen on several posts are aggregated. The year (date tags) is the earliest live post's, in UTC.
+# The style cluster is the chosen image's in the style clustering used (NULL: none; then the digest is as before).
 SOURCE_QUERY = """
     CREATE TEMPORARY TABLE caption_source ON COMMIT DROP AS
     WITH live AS (
@@ -101,14 +106,15 @@ SOURCE_QUERY = """
         UNION ALL
         SELECT work_key, site, rating, tags, tag_groups, created_at FROM ranked WHERE posts = 1)
     SELECT c.sha256, c.percentile, c.work_key, m.site, m.rating, m.tags, m.tag_groups,
-           extract(year FROM m.created_at AT TIME ZONE 'UTC')::int AS year,
+           extract(year FROM m.created_at AT TIME ZONE 'UTC')::int AS year, sc.cluster_id AS style_cluster,
            md5(m.site || '|' || m.rating || '|' || m.tags::text || '|' || m.tag_groups::text || '|'
-               || coalesce(extract(year FROM m.created_at AT TIME ZONE 'UTC')::int::text, '') || '|' || %(rules)s)
-               AS digest
-    FROM chosen c JOIN merged m USING (work_key)"""
+               || coalesce(extract(year FROM m.created_at AT TIME ZONE 'UTC')::int::text, '') || '|' || %(rules)s
+               || coalesce('|style=' || sc.cluster_id, '')) AS digest
+    FROM chosen c JOIN merged m USING (work_key)
+    LEFT JOIN style_cluster_member sc ON sc.version_id = %(style_version)s::int AND sc.sha256 = c.sha256"""
 
 MISSING_CONTENT_QUERY = """
-    SELECT DISTINCT ON (cs.digest) cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups, cs.year
+    SELECT DISTINCT ON (cs.digest) cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups, cs.year, cs.style_cluster
     FROM caption_source cs
     WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)"""
 
@@ -118,21 +124,23 @@ MISSING_CONTENT_QUERY = """
 # width_bucket() counts them.
 INSERT_CAPTIONS = """
     INSERT INTO caption (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content, text,
-                         tokens, tags_dropped, date_tags)
+                         tokens, tags_dropped, date_tags, style_cluster)
     SELECT %(set)s, f.sha256, f.band, f.band_tag, f.up_tags, f.independent, f.source_tag, f.rating_tag, f.kept_content,
            CASE WHEN f.fixed_quality <> '' THEN f.fixed_quality || ', ' ELSE '' END
                || f.source_tag || ', ' || f.rating_tag || CASE WHEN f.date_text <> '' THEN ', ' || f.date_text ELSE ''
                END || ' |||'
                || coalesce(' ' || nullif(concat_ws(', ', nullif(f.flexible_quality, ''),
                                                    nullif(f.kept_text, '')), ''), ''),
-           f.quality_tokens + f.fixed_tokens + coalesce(f.cumulative_tokens[f.kept], 0), f.n - f.kept, f.date_tags
+           f.quality_tokens + f.fixed_tokens + coalesce(f.cumulative_tokens[f.kept], 0), f.n - f.kept, f.date_tags,
+           f.style_cluster
     FROM (SELECT k.*,
                  CASE WHEN k.kept = k.n THEN k.content ELSE k.content[1:k.kept] END AS kept_content,
                  CASE WHEN k.kept = k.n THEN k.content_text WHEN k.kept = 0 THEN ''
                       ELSE left(k.content_text, k.text_ends[k.kept]) END AS kept_text
-          FROM (SELECT cs.sha256, b.band, b.band_tag, b.up_tags, b.independent, b.fixed_quality, b.flexible_quality,
-                       b.quality_tokens, c.source_tag, c.rating_tag, c.content, c.content_text, c.cumulative_tokens,
-                       c.fixed_tokens, c.date_tags, c.date_text, c.text_ends, cardinality(c.content) AS n,
+          FROM (SELECT cs.sha256, cs.style_cluster, b.band, b.band_tag, b.up_tags, b.independent, b.fixed_quality,
+                       b.flexible_quality, b.quality_tokens, c.source_tag, c.rating_tag, c.content, c.content_text,
+                       c.cumulative_tokens, c.fixed_tokens, c.date_tags, c.date_text, c.text_ends,
+                       cardinality(c.content) AS n,
                        CASE WHEN cardinality(c.cumulative_tokens) = 0 THEN 0
                             ELSE width_bucket(%(limit)s - b.quality_tokens - c.fixed_tokens, c.cumulative_tokens)
                        END AS kept
@@ -149,7 +157,8 @@ def regenerate(
     conn: psycopg2.extensions.connection, *, scheme: str = "v7", aesthetic_version_id: int | None = None,
     floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
     token_limit: int = DEFAULT_TOKEN_LIMIT, refresh_frequencies: bool = False, periods: Periods = DEFAULT_PERIODS,
-    workers: int | None = None, show_progress: bool | None = False,
+    workers: int | None = None, style_tags: str = "off", style_version: int | None = None,
+    show_progress: bool | None = False,
 ) -> RegenerateResult:  # fmt: skip
     """Captions for every work scored by the aesthetic version (default: the active one), as a new set: one per
     work, from what all its posts say (see SOURCE_QUERY), each within ``token_limit`` CLIP tokens (captions.tokens:
@@ -158,8 +167,19 @@ def regenerate(
     Set-based: content (source, rating, cleaned tags in keep order, their token costs) comes from
     ``caption_content``; only posts whose digest is not cached yet are computed in Python (streamed in chunks of
     ``chunk_rows``), then one INSERT … SELECT adds the quality tags per band, cuts the content to the band's budget
-    and renders the text. The whole set is one transaction: a failure leaves no set."""
+    and renders the text. The whole set is one transaction: a failure leaves no set.
+
+    ``style_tags``: ``off``, ``add`` (each work's ``style_cluster_N`` beside its artist tags) or ``replace_artist``
+    (instead of them) from ``style_version`` (default: the active style clustering; with none, no style tags and the
+    artist tags stay)."""
     version = get_version(conn, aesthetic_version_id)
+    if style_tags not in STYLE_MODES:
+        raise ValueError(f"style_tags must be one of {', '.join(STYLE_MODES)}, not {style_tags!r}")
+    if style_tags != "off" and style_version is None:
+        style_version = active_style_version(conn)
+    if style_version is None:
+        style_tags = "off"
+    include_artist = include_artist and style_tags != "replace_artist"
     bands = {band: quality_tags(scheme, band, floor) for band in range(1, 10)}
     check_limit(
         token_limit,
@@ -170,16 +190,18 @@ def regenerate(
     thresholds = list(DEFAULT_THRESHOLDS)
     parameters = {"floor": floor, "thresholds": thresholds, "include_artist": include_artist,
                   "token_limit": token_limit, "tag_frequency_snapshot": snapshot,
-                  "periods": [list(period) for period in periods]}  # fmt: skip
-    rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods)
+                  "periods": [list(period) for period in periods], "style_tags": style_tags,
+                  "style_version": style_version}  # fmt: skip
+    rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods, style_mode=style_tags)
     with conn.cursor() as cur:
         cur.execute(
-            """INSERT INTO caption_set (aesthetic_version_id, scheme, parameters, token_limit)
-               VALUES (%s, %s, %s, %s) RETURNING set_id""",
-            (version.version_id, scheme, json.dumps(parameters), token_limit),
+            """INSERT INTO caption_set (aesthetic_version_id, scheme, parameters, token_limit, style_version,
+                                        style_mode)
+               VALUES (%s, %s, %s, %s, %s, %s) RETURNING set_id""",
+            (version.version_id, scheme, json.dumps(parameters), token_limit, style_version, style_tags),
         )
         set_id = cur.fetchone()[0]
-        cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id})
+        cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})
         cur.execute("ANALYZE caption_source")
         computed = _fill_missing_content(
             conn, ContentLineEncoder(include_artist=include_artist, frequencies=frequencies), chunk_rows, show_progress
@@ -327,8 +349,10 @@ class ContentLineEncoder:
         forms, costs, periods = self._forms, self._costs, self.periods
         element_of = elements.__getitem__
         out = []
-        for digest, site, rating, tags, groups, year in rows:
+        for digest, site, rating, tags, groups, year, style in rows:
             content, protected = content_parts(groups, tags, include_artist=include_artist, forms=forms)
+            if style is not None:
+                content, protected = with_style(content, protected, style_tag(style))
             content = prioritised(content, protected, frequencies)
             for tag in set(content).difference(elements):
                 elements[tag] = _csv_array_element(tag)
@@ -351,6 +375,14 @@ class ContentLineEncoder:
 def _csv_array_element(value: str) -> str:
     """One text[] element inside a quoted CSV field: array-quoted (``\\`` and ``\"`` escaped), then ``"`` doubled."""
     return '""' + value.replace("\\", "\\\\").replace('"', '\\""') + '""'
+
+
+def active_style_version(conn: psycopg2.extensions.connection) -> int | None:
+    """The active style clustering (``pony styles activate``), if any."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT version_id FROM style_clustering WHERE status = 'active'")
+        row = cur.fetchone()
+    return row[0] if row else None
 
 
 def active_set(conn: psycopg2.extensions.connection) -> int | None:

@@ -33,6 +33,7 @@ COMMANDS = {
     "demo": "pony_tasks.cli.demo_cmd:demo_command",
     "airflow": "pony_tasks.cli.airflow_cmd:airflow_group",
     "works": "pony_tasks.cli.works_cmd:works_group",
+    "styles": "pony_tasks.cli.styles_cmd:styles_group",
 }
 
 

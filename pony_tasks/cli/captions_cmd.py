@@ -58,10 +58,15 @@ def captions_preview(
 @click.option("--periods", default="newest=2022,recent=2019,mid=2015,early=2011,oldest", show_default=True,
               help="Period tags by upload year, newest first (word=first year; the last open-ended); 'none': no "
                    "year or period tags.")  # fmt: skip
+@click.option("--style-tags", type=click.Choice(["off", "add", "replace_artist"]),
+              help="style_cluster_N tags of the active style clustering: beside the artist tags, instead of them, or "
+                   "none (default: the caption_style_tags setting, add). Without an active clustering: none.")
+@click.option("--style-version", type=int, help="Style clustering to tag from (default: the active one).")
 @click.pass_obj
 def captions_regenerate(
     ctx: PonyContext, scheme: str, aesthetic_version: int | None, floor: int, no_artist: bool, no_activate: bool,
-    token_limit: int | None, refresh_frequencies: bool, periods: str,
+    token_limit: int | None, refresh_frequencies: bool, periods: str, style_tags: str | None,
+    style_version: int | None,
 ) -> None:  # fmt: skip
     """Build a new caption set for every scored image, each caption within the token limit, and switch to it
     atomically."""
@@ -78,17 +83,19 @@ def captions_regenerate(
             result = regenerate(conn, scheme=scheme, aesthetic_version_id=aesthetic_version, floor=floor,
                                 include_artist=not no_artist, activate=not no_activate, token_limit=limit,
                                 refresh_frequencies=refresh_frequencies, periods=ranges,
-                                show_progress=None)  # fmt: skip
+                                style_tags=style_tags or ctx.settings.caption_style_tags,
+                                style_version=style_version, show_progress=None)  # fmt: skip
         except BudgetTooSmall as exc:
             raise click.BadParameter(str(exc), param_hint="--token-limit") from None
         with conn.cursor() as cur:
-            cur.execute("SELECT captions_trimmed, tags_dropped FROM caption_set WHERE set_id = %s", (result.set_id,))
-            trimmed, dropped = cur.fetchone()
+            cur.execute("SELECT captions_trimmed, tags_dropped, style_mode, style_version FROM caption_set "
+                        "WHERE set_id = %s", (result.set_id,))  # fmt: skip
+            trimmed, dropped, style_mode, used_style = cur.fetchone()
     state = "kept inactive" if no_activate else "now active"
     click.echo(f"caption set {result.set_id}: {result.captions} captions, scheme {scheme}, aesthetic version "
                f"{result.aesthetic_version_id}; {state} ({result.contents_computed} post contents computed, the rest "
-               f"reused from the cache); token limit {limit}: {trimmed} captions cut, {dropped} tags "
-               "dropped")  # fmt: skip
+               f"reused from the cache); token limit {limit}: {trimmed} captions cut, {dropped} tags dropped; style "
+               f"tags: {style_mode}" + (f" (clustering v{used_style})" if used_style else ""))  # fmt: skip
 
 
 @captions_group.command("list")

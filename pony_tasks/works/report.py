@@ -4,16 +4,12 @@ distinct, closest pHash first, with the reason) — so a wrong merge or a missed
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import psycopg2.extensions
-from PIL import Image, ImageDraw
 
+from pony_tasks.reports.contact_sheet import sheet_png
 from pony_tasks.storage import ObjectStore
-
-THUMB = 128
-LABEL = 28
 
 
 @dataclass
@@ -42,20 +38,6 @@ def summarise(conn: psycopg2.extensions.connection) -> WorksSummary:
     return WorksSummary(images, works, multi, verdicts, operator)
 
 
-def _thumb(store: ObjectStore, key: str, caption: str) -> Image.Image:
-    tile = Image.new("RGB", (THUMB, THUMB + LABEL), (32, 32, 32))
-    try:
-        with Image.open(io.BytesIO(store.get_bytes(key))) as image:
-            image.thumbnail((THUMB, THUMB))
-            tile.paste(image.convert("RGB"), ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
-    except Exception:  # noqa: BLE001 - a missing object shows as an empty tile, the sheet is still made
-        caption = "(unreadable) " + caption
-    draw = ImageDraw.Draw(tile)
-    for line, text in enumerate((caption[:22], caption[22:44])):
-        draw.text((3, THUMB + 1 + 13 * line), text, fill=(230, 230, 230))
-    return tile
-
-
 def contact_sheet(conn: psycopg2.extensions.connection, store: ObjectStore, works: int = 8, misses: int = 6) -> bytes:
     """PNG of what :func:`review` finds: up to ``works`` merged works (largest first; the canonical image, then up to
     six others), then up to ``misses`` nearest distinct pairs."""
@@ -77,18 +59,8 @@ def contact_sheet(conn: psycopg2.extensions.connection, store: ObjectStore, work
         why = "; ".join(pair["evidence"].get("reasons") or ["operator: distinct"])
         rows.append([(key_of[pair["a"]], f"NOT SAME {pair['evidence'].get('phash_bits', '?')} bits"),
                      (key_of[pair["b"]], why)])  # fmt: skip
-    width = max([len(r) for r in rows] + [1]) * (THUMB + 4) + 4
-    sheet = Image.new("RGB", (max(width, 400), 24 + len(rows) * (THUMB + LABEL + 4)), (16, 16, 16))
-    draw = ImageDraw.Draw(sheet)
     title = f"{len(found['merged'])} merged works (* canonical), then the {len(found['near_misses'])} nearest misses"
-    draw.text((4, 6), title if rows else "no works with more than one image, and no near misses, yet",
-              fill=(255, 255, 255))  # fmt: skip
-    for r, row in enumerate(rows):
-        for c, (key, caption) in enumerate(row):
-            sheet.paste(_thumb(store, key, caption), (4 + c * (THUMB + 4), 24 + r * (THUMB + LABEL + 4)))
-    buffer = io.BytesIO()
-    sheet.save(buffer, "PNG")
-    return buffer.getvalue()
+    return sheet_png(store, rows, title if rows else "no works with more than one image, and no near misses, yet")
 
 
 def review(conn: psycopg2.extensions.connection, works: int = 30, misses: int = 20) -> dict:

@@ -136,3 +136,53 @@ def test_content_is_cached_across_versions_and_recomputed_only_for_changed_posts
     assert first.contents_computed == distinct_posts == 42 and second.contents_computed == 0
     assert third.contents_computed == 1 and "new tag" in text
     assert without_artist.contents_computed == distinct_posts + 1  # another option is another cache key
+
+
+def _plant_style_clustering(conn, clusters: int = 4) -> int:
+    """An active style clustering of every scored image (rows as `pony styles run` writes them)."""
+    with conn.cursor() as cur:
+        cur.execute("""INSERT INTO style_clustering (embedding_model_id, clusters, seed, parameters, input_sha256,
+                           images, centroids_key, status)
+                       SELECT model_id, %s, 0, '{}', 'x', 0, 'k', 'active' FROM embedding_model
+                       RETURNING version_id""", (clusters,))  # fmt: skip
+        version = cur.fetchone()[0]
+        cur.execute("""INSERT INTO style_cluster_member (version_id, sha256, cluster_id, similarity)
+                       SELECT %s, sha256, 20 + (('x' || right(sha256, 4))::bit(16)::int %% %s), 0.5
+                       FROM aesthetic_score""", (version, clusters))  # fmt: skip
+    conn.commit()
+    return version
+
+
+@pytest.mark.parametrize("mode", ["add", "replace_artist"])
+def test_style_cluster_tags_lead_the_content_and_can_replace_artists(scored, mode) -> None:
+    with connect(scored) as conn:
+        plain = regenerate(conn, scheme="v7")
+        style_version = _plant_style_clustering(conn)
+        styled = regenerate(conn, scheme="v7", style_tags=mode, token_limit=150)  # room for every tag
+        off_again = regenerate(conn, scheme="v7", style_tags="off")
+        frequencies = tag_frequencies(conn)[1]
+        with conn.cursor() as cur:
+            cur.execute("SELECT style_version, style_mode FROM caption_set WHERE set_id = %s", (styled.set_id,))
+            assert cur.fetchone() == (style_version, mode)
+            cur.execute(
+                """SELECT c.style_cluster, m.cluster_id, c.content, c.text, s.percentile, p.site, p.rating, p.tags,
+                          p.tag_groups
+                   FROM caption c JOIN aesthetic_score s USING (sha256)
+                   JOIN style_cluster_member m ON m.sha256 = c.sha256 AND m.version_id = %s
+                   JOIN booru_post_image i ON i.sha256 = c.sha256 JOIN booru_post p USING (site, post_id)
+                   WHERE c.set_id = %s""",
+                (style_version, styled.set_id),
+            )
+            rows = cur.fetchall()
+            cur.execute("SELECT count(*) FROM caption WHERE set_id = %s AND style_cluster IS NOT NULL",
+                        (off_again.set_id,))  # fmt: skip
+            assert cur.fetchone()[0] == 0
+    assert len(rows) == COUNT
+    for stored, member, content, text, pct, site, rating, tags, groups in rows:
+        assert stored == member and content[0] == f"style_cluster_{member}"
+        assert any(tag.startswith("artist") for tag in content) == (mode == "add")
+        expected = build_caption(quality_tags("v7", band_for(pct)), site, rating, groups, tags,
+                                 frequencies=frequencies, year=2024, style=f"style_cluster_{member}",
+                                 include_artist=mode == "add", token_limit=150)  # fmt: skip
+        assert (tuple(content), text) == (expected.content, expected.render())
+    assert off_again.contents_computed == 0 and plain.contents_computed == 42  # without style: the old cache rows

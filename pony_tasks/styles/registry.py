@@ -1,0 +1,215 @@
+"""Style clustering versions: cluster an embedding model's vectors, give the clusters stable ids, record, activate.
+
+A version is a k-means of every embedding of one model (``kmeans``), its clusters matched to the previous version's
+by shared images (``stable_ids``: the same image set under another seed or another embedding model keeps its ids),
+stored as ``style_clustering`` + ``style_cluster`` + ``style_cluster_member`` rows and a centroids object. The same
+input (model, images, parameters, previous version) returns the existing version: re-running changes nothing. At most
+one version is active; activating one is what triggers caption regeneration (the DAG's ``style_clusters`` asset).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg2.extensions
+
+from pony_tasks.db.bulk import copy_rows
+from pony_tasks.embed.run import load_embeddings
+from pony_tasks.errors import PermanentError
+from pony_tasks.storage import ObjectStore
+from pony_tasks.styles.kmeans import kmeans
+from pony_tasks.styles.stable_ids import assign_ids, stability
+
+DEFAULT_CLUSTERS = 32
+
+
+class NothingToCluster(PermanentError, LookupError):
+    """No embeddings for the model (or no embedding model at all)."""
+
+
+@dataclass(frozen=True)
+class StyleVersion:
+    version_id: int
+    embedding_model_id: int
+    clusters: int
+    seed: int
+    images: int
+    previous_version: int | None
+    stability: dict
+    status: str
+    created: bool  # False: the same input had been clustered already; this is that version
+
+
+def default_embedding_model(conn: psycopg2.extensions.connection) -> int:
+    """The active aesthetic model's embedding model (what captions are scored with), else the newest one."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT embedding_model_id FROM aesthetic_model WHERE status = 'active'
+                       UNION ALL (SELECT model_id FROM embedding_model ORDER BY model_id DESC LIMIT 1)""")
+        row = cur.fetchone()
+    if row is None:
+        raise NothingToCluster("no embedding model yet: run `pony embed run` first")
+    return row[0]
+
+
+def active_version(conn: psycopg2.extensions.connection) -> int | None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT version_id FROM style_clustering WHERE status = 'active'")
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def members(conn: psycopg2.extensions.connection, version_id: int) -> dict[str, int]:
+    """sha256 → stable cluster id of a version."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT sha256, cluster_id FROM style_cluster_member WHERE version_id = %s", (version_id,))
+        return dict(cur.fetchall())
+
+
+def run_clustering(
+    conn: psycopg2.extensions.connection, store: ObjectStore, *, embedding_model_id: int | None = None,
+    clusters: int = DEFAULT_CLUSTERS, seed: int = 0, restarts: int = 3, iterations: int = 50,
+    match_to: int | None = None, cold: bool = False,
+) -> StyleVersion:  # fmt: skip
+    """Cluster every embedding of ``embedding_model_id`` (default: :func:`default_embedding_model`) into ``clusters``
+    style clusters and record the result as a candidate version whose ids continue ``match_to`` (default: the
+    active version, else the newest). When ``match_to`` clustered the same embedding model into as many clusters,
+    k-means starts from its centroids (warm: a re-run on grown data keeps its partition but for what the new data
+    moves); ``cold`` or another model starts from seeded k-means++ centroids. Either way the ids are matched to
+    ``match_to``'s by shared images. The same images, model, cluster count, seed and settings return the version
+    that clustered them (``created`` False): re-running changes nothing."""
+    model_id = embedding_model_id or default_embedding_model(conn)
+    if match_to is None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT version_id FROM style_clustering ORDER BY status = 'active' DESC, version_id DESC "
+                        "LIMIT 1")  # fmt: skip
+            row = cur.fetchone()
+        match_to = row[0] if row else None
+    ids, matrix = load_embeddings(conn, store, model_id)
+    if not ids:
+        raise NothingToCluster(f"embedding model {model_id} has no embeddings: run `pony embed run` first")
+    order = np.argsort(np.array(ids))  # sha256 order: the result does not depend on shard order
+    ids = [ids[i] for i in order]
+    matrix = matrix[order]
+    settings = {"restarts": restarts, "iterations": iterations, "algorithm": "faiss spherical k-means++"}
+    digest = hashlib.sha256(json.dumps([model_id, clusters, seed, settings]).encode())
+    for sha in ids:
+        digest.update(sha.encode())
+    input_sha256 = digest.hexdigest()
+    with conn.cursor() as cur:
+        cur.execute("""SELECT version_id FROM style_clustering WHERE input_sha256 = %s""", (input_sha256,))
+        row = cur.fetchone()
+    if row:  # the same images, model and settings: the same clustering (however its ids would be matched)
+        return get_version(conn, row[0], created=False)
+    initial = None if cold or match_to is None else _warm_start(conn, store, match_to, model_id, clusters)
+    parameters = settings | {"start": f"warm from v{match_to}" if initial is not None else "cold"}
+
+    result = kmeans(matrix, clusters, seed=seed, iterations=iterations, restarts=restarts, initial=initial)
+    previous = members(conn, match_to) if match_to else {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT coalesce(max(cluster_id) + 1, 0) FROM style_cluster")
+        next_id = cur.fetchone()[0]
+    assignment = assign_ids(ids, result.labels, previous, next_id=next_id)
+    stable = np.array([assignment.ids[int(label)] for label in result.labels], np.int64)
+    current = dict(zip(ids, stable.tolist(), strict=True))
+    figures = stability(previous, current) if previous else {}
+    if previous:
+        figures |= {"matched_clusters": len(assignment.matched_from),
+                    "new_clusters": clusters - len(assignment.matched_from)}  # fmt: skip
+    label_of_id = {cluster: label for label, cluster in assignment.ids.items()}
+    cluster_ids = sorted(label_of_id)
+    buffer = io.BytesIO()
+    np.savez(buffer, cluster_ids=np.array(cluster_ids, np.int64),
+             centroids=result.centroids[[label_of_id[c] for c in cluster_ids]].astype(np.float32))  # fmt: skip
+    sizes = np.bincount(stable, minlength=max(cluster_ids) + 1)
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO style_clustering (embedding_model_id, clusters, seed, parameters, input_sha256, images,
+                   previous_version, stability, centroids_key)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '') RETURNING version_id""",
+            (model_id, clusters, seed, json.dumps(parameters | {"objective": round(result.objective, 3)}),
+             input_sha256, len(ids), match_to, json.dumps(figures)),
+        )
+        version_id = cur.fetchone()[0]
+        key = f"styles/v{version_id}/centroids.npz"
+        store.put_bytes(key, buffer.getvalue())
+        cur.execute("UPDATE style_clustering SET centroids_key = %s WHERE version_id = %s", (key, version_id))
+        copy_rows(cur, "style_cluster", ("version_id", "cluster_id", "images", "matched_from", "shared"),
+                  [(version_id, c, int(sizes[c]), assignment.matched_from.get(c), assignment.shared.get(c, 0))
+                   for c in cluster_ids])  # fmt: skip
+        copy_rows(cur, "style_cluster_member", ("version_id", "sha256", "cluster_id", "similarity"),
+                  ((version_id, sha, int(c), round(float(s), 5))
+                   for sha, c, s in zip(ids, stable, result.similarity, strict=True)))  # fmt: skip
+    conn.commit()
+    return get_version(conn, version_id, created=True)
+
+
+def _warm_start(conn, store: ObjectStore, version_id: int, model_id: int, clusters: int) -> np.ndarray | None:
+    """The centroids of ``version_id`` when it clustered ``model_id`` into ``clusters`` (else None: start cold)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT embedding_model_id, clusters, centroids_key FROM style_clustering WHERE version_id = %s",
+                    (version_id,))  # fmt: skip
+        row = cur.fetchone()
+    if row is None or row[0] != model_id or row[1] != clusters:
+        return None
+    return np.load(io.BytesIO(store.get_bytes(row[2])))["centroids"]
+
+
+def get_version(conn: psycopg2.extensions.connection, version_id: int | None = None, *, created: bool = False
+                ) -> StyleVersion:  # fmt: skip
+    """A version by id, or the active one."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT version_id, embedding_model_id, clusters, seed, images, previous_version, stability, status
+               FROM style_clustering WHERE CASE WHEN %(v)s::int IS NULL THEN status = 'active'
+                                                 ELSE version_id = %(v)s END""",
+            {"v": version_id},
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError("no active style clustering: run `pony styles run` and `pony styles activate`"
+                          if version_id is None else f"style clustering version {version_id} does not exist")
+    return StyleVersion(*row, created=created)
+
+
+def activate(conn: psycopg2.extensions.connection, version_id: int) -> StyleVersion:
+    """Make ``version_id`` the active clustering (the one captions use); the previous active one is retired."""
+    version = get_version(conn, version_id)
+    with conn.cursor() as cur:
+        cur.execute("UPDATE style_clustering SET status = 'retired' WHERE status = 'active' AND version_id <> %s",
+                    (version_id,))  # fmt: skip
+        cur.execute("UPDATE style_clustering SET status = 'active', activated_at = now() WHERE version_id = %s",
+                    (version_id,))  # fmt: skip
+    conn.commit()
+    return get_version(conn, version.version_id)
+
+
+def assign_new_images(conn: psycopg2.extensions.connection, store: ObjectStore, version_id: int) -> int:
+    """Give images embedded after ``version_id`` was clustered their nearest cluster (by centroid cosine), so new
+    posts get a style tag without a re-clustering; returns how many were added."""
+    version = get_version(conn, version_id)
+    with conn.cursor() as cur:
+        cur.execute("SELECT centroids_key FROM style_clustering WHERE version_id = %s", (version_id,))
+        saved = np.load(io.BytesIO(store.get_bytes(cur.fetchone()[0])))
+        known = set(members(conn, version_id))
+    ids, matrix = load_embeddings(conn, store, version.embedding_model_id)
+    rows = [i for i, sha in enumerate(ids) if sha not in known]
+    if not rows:
+        return 0
+    vectors = matrix[rows].astype(np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    cosines = vectors @ saved["centroids"].T
+    nearest = cosines.argmax(axis=1)
+    with conn.cursor() as cur:
+        copy_rows(cur, "style_cluster_member", ("version_id", "sha256", "cluster_id", "similarity"),
+                  ((version_id, ids[r], int(saved["cluster_ids"][n]), round(float(cosines[i, n]), 5))
+                   for i, (r, n) in enumerate(zip(rows, nearest, strict=True))))  # fmt: skip
+        cur.execute("""UPDATE style_cluster c SET images = m.n FROM (
+                           SELECT cluster_id, count(*) AS n FROM style_cluster_member WHERE version_id = %(v)s
+                           GROUP BY 1) m
+                       WHERE c.version_id = %(v)s AND c.cluster_id = m.cluster_id""", {"v": version_id})  # fmt: skip
+    conn.commit()
+    return len(rows)

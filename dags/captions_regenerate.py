@@ -1,10 +1,11 @@
-"""captions_regenerate: a new caption set whenever a promotion updates the aesthetic_model asset."""
+"""captions_regenerate: a new caption set whenever a promotion updates the aesthetic_model asset or a new style
+clustering is activated."""
 
 from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from pony_airflow.assets import AESTHETIC_MODEL, CAPTIONS
+from pony_airflow.assets import AESTHETIC_MODEL, CAPTIONS, STYLE_CLUSTERS
 from pony_airflow.defaults import dag_kwargs
 from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
@@ -14,7 +15,9 @@ from pony_tasks.orchestration.stages import regenerate_captions, score_images
 DOC = """
 ### Regenerate captions for a promoted aesthetic model
 
-Scheduled on the `aesthetic_model` asset. Several promotions before a run collapse into one run: `choose_version`
+Scheduled on the `aesthetic_model` asset or the `style_clusters` asset (either one). A run started by a new style
+clustering alone captions the active aesthetic version (with `style_cluster_N` tags: setting `caption_style_tags`).
+Several promotions before a run collapse into one run: `choose_version`
 reads every triggering event's `version_id` and captions the active one if it is among them (else the newest
 named), logging the superseded ones. A manual trigger may name versions in the `version_ids` param. `score`
 fills in the version's scores for images it has not scored yet (a just-promoted version has scored none);
@@ -29,7 +32,7 @@ RULES = {
 
 with DAG(
     dag_id="captions_regenerate",
-    schedule=[AESTHETIC_MODEL],
+    schedule=AESTHETIC_MODEL | STYLE_CLUSTERS,
     params=dag_params(RULES),
     **dag_kwargs(DOC, ["captions"]),
 ) as dag:
@@ -39,10 +42,11 @@ with DAG(
         from pony_tasks.orchestration.stages import caption_target
         from pony_tasks.orchestration.tasks import active_aesthetic_version
 
-        versions = [int(event.extra["version_id"]) for events in (triggering_asset_events or {}).values()
-                    for event in events if "version_id" in (event.extra or {})]  # fmt: skip
+        events = [event for events in (triggering_asset_events or {}).values() for event in events]
+        versions = [int(event.extra["version_id"]) for event in events if "version_id" in (event.extra or {})]
         versions += [int(v) for v in (params or {}).get("version_ids") or []]  # a manual trigger names them
-        target, superseded = caption_target(versions, active_aesthetic_version())
+        restyled = any("style_version" in (event.extra or {}) for event in events)
+        target, superseded = caption_target(versions, active_aesthetic_version(), restyled)
         print(f"events name versions {sorted(set(versions))}; captioning {target}; superseded {superseded}")
         ti.xcom_push(key="version", value=target)
         return target is not None

@@ -238,17 +238,20 @@ def _captions(settings: Settings, step: Callable[[str], None]) -> None:
     from pony_tasks.captions.sets import active_set, regenerate
     from pony_tasks.export.dataset import export_dataset
 
+    style_version = _styles(settings, step)
     with connect(settings) as conn:
         with conn.cursor() as cur:
             cur.execute(
                 """SELECT c.set_id FROM caption_set c JOIN aesthetic_model m ON m.version_id = c.aesthetic_version_id
-                   WHERE m.status = 'active' AND c.scheme = 'v7' ORDER BY c.set_id DESC LIMIT 1"""
+                   WHERE m.status = 'active' AND c.scheme = 'v7' AND c.style_version IS NOT DISTINCT FROM %s
+                   ORDER BY c.set_id DESC LIMIT 1""",
+                (style_version if settings.caption_style_tags != "off" else None,),
             )
             existing = cur.fetchone()
         if existing and active_set(conn) == existing[0]:
             step(f"[captions] caption set {existing[0]} already matches the active aesthetic version; kept")
         else:
-            result = regenerate(conn, scheme="v7")
+            result = regenerate(conn, scheme="v7", style_tags=settings.caption_style_tags)
             with conn.cursor() as cur:
                 cur.execute("SELECT band, text FROM active_caption ORDER BY band DESC, sha256 LIMIT 1")
                 band, text = cur.fetchone()
@@ -259,6 +262,27 @@ def _captions(settings: Settings, step: Callable[[str], None]) -> None:
         exported = export_dataset(conn, open_store(settings=settings), "demo-kohya", "kohya", min_band=7)
     step(f"[export]   band ≥ 7: {exported.summary()}")
     step(f"[works]    {_one_entry_per_work(settings, 'demo-kohya')}")
+
+
+DEMO_STYLE_CLUSTERS = 16  # ~120 images per cluster in the sample corpus
+
+
+def _styles(settings: Settings, step: Callable[[str], None]) -> int:
+    """Style clusters of the demo's embeddings, activated (re-running finds the same version)."""
+    from pony_tasks.styles.registry import activate, run_clustering
+    from pony_tasks.styles.sheet import cluster_sheets
+
+    store = open_store(settings=settings)
+    with connect(settings) as conn:
+        version = run_clustering(conn, store, clusters=DEMO_STYLE_CLUSTERS)
+        if version.status != "active":
+            version = activate(conn, version.version_id)
+            keys = cluster_sheets(conn, store, version.version_id)
+            step(f"[styles]   clustering v{version.version_id} active: {version.clusters} clusters of "
+                 f"{version.images} images; contact sheets {keys[0].rsplit('/', 1)[0]}/")  # fmt: skip
+        else:
+            step(f"[styles]   clustering v{version.version_id} already active; kept")
+    return version.version_id
 
 
 def _one_entry_per_work(settings: Settings, export_name: str) -> str:

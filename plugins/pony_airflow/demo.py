@@ -115,6 +115,8 @@ class Demo:
                      run_conf={"epochs": 150}, mark_success_pattern="approve")  # fmt: skip
         else:
             print(f"[airflow]  aesthetic_train          kept: version {active_aesthetic_version()} is already active")
+        self.dag("style_clusters", "style clusters of the embeddings (ids kept across re-runs), activated",
+                 run_conf={"clusters": 16})  # fmt: skip
         version = active_aesthetic_version()
         events = self._promotion_events()
         self.dag("captions_regenerate", f"for version(s) {events or [version]} from the promotion's asset event",

@@ -30,12 +30,13 @@ def _describe(version) -> str:
 @click.option("--seed", default=0, show_default=True, type=int, help="k-means seed.")
 @click.option("--embedding-model", type=int, help="Default: the active aesthetic model's embedding model.")
 @click.option("--match-to", type=int, help="Version whose ids to keep (default: the active one, else the newest).")
-@click.option("--cold", is_flag=True, help="Start k-means from random centroids even when the version matched to "
-              "clustered the same model (default: start from its centroids).")  # fmt: skip
+@click.option("--start", type=click.Choice(["warm", "cold"]), default="warm", show_default=True,
+              help="warm: start k-means from the centroids of the version matched to when it clustered the same "
+                   "model into as many clusters; cold: from seeded k-means++ starts.")  # fmt: skip
 @click.option("--activate", is_flag=True, help="Make it the active clustering (captions use it from their next set).")
 @click.pass_obj
 def styles_run(ctx: PonyContext, clusters: int | None, seed: int, embedding_model: int | None, match_to: int | None,
-               cold: bool, activate: bool) -> None:  # fmt: skip
+               start: str, activate: bool) -> None:  # fmt: skip
     """Cluster every embedding of a model and record a version (re-running with the same input changes nothing)."""
     from pony_tasks.db import connect
     from pony_tasks.storage import open_store
@@ -45,7 +46,7 @@ def styles_run(ctx: PonyContext, clusters: int | None, seed: int, embedding_mode
     store = open_store(settings=ctx.settings)
     with connect(ctx.settings) as conn:
         version = run_clustering(conn, store, embedding_model_id=embedding_model, seed=seed, match_to=match_to,
-                                 clusters=clusters or ctx.settings.style_clusters, cold=cold)  # fmt: skip
+                                 clusters=clusters or ctx.settings.style_clusters, cold=start == "cold")  # fmt: skip
         if activate:
             version = activate_version(conn, version.version_id)
     click.echo(_describe(version) + ("" if version.created else " (unchanged: this input was clustered already)"))

@@ -53,6 +53,16 @@ def link_works() -> StageCommand:
     return StageCommand(("works", "run", "--only-new"), cpu="2", memory="8Gi")
 
 
+def cluster_styles(clusters: int | str, seed: int | str, start: str = "warm") -> StageCommand:
+    """A style clustering of the captioned embedding model (arguments may be Jinja templates of the DAG's params)."""
+    return StageCommand(("styles", "run", "--clusters", str(clusters), "--seed", str(seed), "--start", start),
+                        cpu="2", memory="8Gi")  # fmt: skip
+
+
+def style_sheets(version_id: int | str) -> StageCommand:
+    return StageCommand(("styles", "sheets", str(version_id)), memory="2Gi")
+
+
 def regenerate_captions(version_id: int | str, scheme: str = "v7") -> StageCommand:
     return StageCommand(("captions", "regenerate", "--scheme", scheme, "--aesthetic-version", str(version_id)),
                         memory="8Gi")  # fmt: skip
@@ -78,13 +88,16 @@ def plan_embed_ranges(model: str | None = None, settings: Settings | None = None
         return [tuple(row) for row in cur.fetchall()]
 
 
-def caption_target(event_versions: list[int], active_version: int | None) -> tuple[int | None, list[int]]:
+def caption_target(
+    event_versions: list[int], active_version: int | None, restyled: bool = False
+) -> tuple[int | None, list[int]]:
     """Which aesthetic version to caption for, given every version named by the asset events that triggered this
-    run (several promotions can collapse into one run): the active one if it is among them, else the newest named.
+    run (several promotions can collapse into one run): the active one if it is among them, else the newest named;
+    a run triggered only by a new style clustering (``restyled``) captions for the active version.
     Returns (target, versions skipped as superseded)."""
     versions = sorted(set(event_versions))
     if not versions:
-        return None, []
+        return (active_version if restyled else None), []
     target = active_version if active_version in versions else versions[-1]
     return target, [v for v in versions if v != target]
 

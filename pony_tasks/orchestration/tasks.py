@@ -91,3 +91,30 @@ def active_caption_set(settings: Settings | None = None) -> int | None:
 
     with connect(settings or get_settings()) as conn:
         return active_set(conn)
+
+
+def style_version_to_activate(cluster_output: str, settings: Settings | None = None) -> int | None:
+    """The style clustering a `pony styles run` named in its last line, or None when it is already the active one
+    (the same input was clustered before: nothing new for captions)."""
+    import re
+
+    from pony_tasks.styles.registry import active_version
+
+    match = re.search(r"style clustering v(\d+)", cluster_output or "")
+    if match is None:
+        raise ValueError(f"`pony styles run` did not name a version: {cluster_output!r}")
+    with connect(settings or get_settings()) as conn:
+        active = active_version(conn)
+    version = int(match.group(1))
+    return None if version == active else version
+
+
+def activate_style_version(version_id: int, settings: Settings | None = None) -> str:
+    from pony_tasks.styles.registry import activate
+
+    with connect(settings or get_settings()) as conn:
+        version = activate(conn, version_id)
+    figures = version.stability
+    kept = (f"; {figures['same_id_share']:.1%} of images keep their cluster id from v{version.previous_version} "
+            f"(ARI {figures['adjusted_rand_index']:.3f})" if figures.get("images_compared") else "")  # fmt: skip
+    return f"style clustering v{version_id} is now active: {version.clusters} clusters of {version.images} images{kept}"

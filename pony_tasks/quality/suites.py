@@ -233,8 +233,39 @@ def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInpu
     return SuiteInput("works", frame, expectations, {"previous_merged_share": previous})
 
 
+MAX_STYLE_CLUSTER_SHARE = 0.5  # one cluster holding more of the images: the embeddings have collapsed
+MIN_STYLE_KEPT_SHARE = 0.5  # fewer images keeping their cluster id than this: the styles changed meaning
+
+
+def style_clusters(conn: psycopg2.extensions.connection, store: ObjectStore, *, version_id: int) -> SuiteInput:
+    """One row per cluster of a style clustering: none empty (critical), none holding most images, every embedded
+    image of its model in a cluster, and — against the version its ids continue — most images keeping their id."""
+    frame = _frame(
+        """SELECT c.cluster_id, c.images, c.images::float / greatest(v.images, 1) AS share,
+                  (SELECT count(*) FROM style_cluster_member m WHERE m.version_id = v.version_id)::float
+                      / greatest((SELECT count(*) FROM image_embedding e WHERE e.model_id = v.embedding_model_id), 1)
+                      AS coverage,
+                  (v.stability ->> 'same_id_share')::float AS kept_share
+           FROM style_cluster c JOIN style_clustering v USING (version_id)
+           WHERE c.version_id = %(version)s""",
+        conn, params={"version": version_id},
+    )
+    gxe = _gxe()
+    expectations = [
+        gxe.ExpectColumnValuesToBeUnique(column="cluster_id", severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="images", min_value=1, severity="critical"),
+        gxe.ExpectColumnMaxToBeBetween(column="share", max_value=MAX_STYLE_CLUSTER_SHARE, severity="warning"),
+        gxe.ExpectColumnMinToBeBetween(column="coverage", min_value=0.999, severity="warning"),
+    ]
+    if not frame.empty and frame["kept_share"].notna().all():
+        expectations.append(gxe.ExpectColumnMinToBeBetween(column="kept_share", min_value=MIN_STYLE_KEPT_SHARE,
+                                                           severity="warning"))  # fmt: skip
+    return SuiteInput("style_clusters", frame, expectations, {"version_id": version_id})
+
+
 SUITES: dict[str, Callable[..., SuiteInput]] = {
     "works": works,
+    "style_clusters": style_clusters,
     "scraped_posts": scraped_posts,
     "images": images,
     "embeddings": embeddings,

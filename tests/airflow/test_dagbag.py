@@ -15,7 +15,7 @@ from pony_tasks.orchestration.stages import SITES
 from tests.airflow.conftest import ROOT
 
 EXPECTED = {"booru_score_refresh", "images_fetch", "scores_normalize", "embed_and_score", "nightly_rescore",
-            "aesthetic_train", "captions_regenerate", "finetune", "works_link",
+            "aesthetic_train", "captions_regenerate", "finetune", "works_link", "style_clusters",
             *(f"booru_scrape_{s}" for s in SITES)}  # fmt: skip
 HEAVY = ("great_expectations", "torch", "open_clip", "diffusers", "pandas",
          "airflow.providers.cncf.kubernetes.operators.pod")  # fmt: skip
@@ -63,12 +63,13 @@ def test_scrape_schedules_have_data_intervals_for_backfills(dagbag) -> None:
         assert isinstance(dagbag.dags[dag_id].timetable, CronDataIntervalTimetable), dag_id
 
 
-def test_promotion_updates_the_asset_caption_regeneration_is_scheduled_on(dagbag) -> None:
-    promote = dagbag.dags["aesthetic_train"].get_task("promote")
-    consumer = dagbag.dags["captions_regenerate"]
-    produced = {a.name for a in promote.outlets}
-    scheduled = {a.name for a in consumer.timetable.asset_condition.objects}
-    assert produced == scheduled == {"aesthetic_model"}
+def test_promotion_and_style_activation_update_the_assets_caption_regeneration_is_scheduled_on(dagbag) -> None:
+    produced = {a.name for dag_id, task_id in (("aesthetic_train", "promote"), ("style_clusters", "activate"))
+                for a in dagbag.dags[dag_id].get_task(task_id).outlets}  # fmt: skip
+    condition = dagbag.dags["captions_regenerate"].timetable.asset_condition
+    scheduled = {a.name for a in condition.objects}
+    assert produced == scheduled == {"aesthetic_model", "style_clusters"}
+    assert type(condition).__name__ == "AssetAny"  # either one starts a run
 
 
 def test_embed_tasks_run_in_the_gpu_pool(dagbag) -> None:

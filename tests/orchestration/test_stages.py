@@ -15,6 +15,10 @@ def test_caption_target_takes_every_collapsed_event_into_account() -> None:
     assert caption_target([4, 5], 4) == (4, [5])
     # none of them is active any more: the newest named
     assert caption_target([4, 5], 2) == (5, [4])
+    # a new style clustering alone: the active version's captions again; with a promotion too, the usual rule
+    assert caption_target([], 3, restyled=True) == (3, [])
+    assert caption_target([], None, restyled=True) == (None, [])
+    assert caption_target([4, 5], 4, restyled=True) == (4, [5])
 
 
 def test_embed_plan_is_non_overlapping_ranges_of_at_least_the_task_size(migrated) -> None:

@@ -124,3 +124,25 @@ def test_new_images_join_their_nearest_cluster_and_sheets_show_each_cluster(embe
 def test_nothing_to_cluster_says_what_to_run(migrated) -> None:
     with connect(migrated) as conn, pytest.raises(NothingToCluster, match="pony embed run"):
         run_clustering(conn, open_store(settings=migrated), clusters=4)
+
+
+def test_the_gate_passes_a_clustering_and_blocks_an_empty_cluster_and_the_dag_activates_only_new_versions(
+    embedded,
+) -> None:
+    from pony_tasks.orchestration.tasks import activate_style_version, style_version_to_activate
+    from pony_tasks.quality.checks import run_check
+
+    settings, model_id = embedded
+    with connect(settings) as conn:
+        version = run_clustering(conn, open_store(settings=settings), embedding_model_id=model_id, clusters=5)
+    report = run_check("style_clusters", settings=settings, version_id=version.version_id)
+    assert report.outcome in ("passed", "warnings") and report.rows_checked == 5 and not report.blocking
+    line = f"style clustering v{version.version_id} (candidate): 150 images of embedding model {model_id} …"
+    assert style_version_to_activate(line, settings) == version.version_id
+    assert "is now active: 5 clusters of 150 images" in activate_style_version(version.version_id, settings)
+    assert style_version_to_activate(line, settings) is None  # already active: no new captions
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE style_cluster SET images = 0 WHERE version_id = %s AND cluster_id = 4",
+                    (version.version_id,))  # fmt: skip
+    broken = run_check("style_clusters", settings=settings, version_id=version.version_id)
+    assert broken.outcome == "failed" and broken.blocking

@@ -191,12 +191,19 @@ class Demo:
                 works = works_among(conn, [row[0] for row in cur.fetchall()])
                 cur.execute("SELECT band, text FROM active_caption ORDER BY band DESC, sha256 LIMIT 1")
                 band, text = cur.fetchone()
+                cur.execute("""SELECT v.version_id, v.clusters, (SELECT count(*) FROM active_caption
+                                                                  WHERE style_cluster IS NOT NULL)
+                               FROM style_clustering v WHERE v.status = 'active'""")  # fmt: skip
+                styles = cur.fetchone()
             exported = export_dataset(conn, open_store(settings=settings), "demo-kohya", "kohya", min_band=7)
         print(f"[summary]  {posts} posts, {images} images, {embeddings} embeddings, {scores} scores by aesthetic "
               f"version {version}, {captions} captions in the active set (one per work: {works} works)")  # fmt: skip
         print(f"[summary]  {checks} data-quality checks stored ({flagged} with warnings or failures: "
               "`pony quality results`)")  # fmt: skip
         print(f"[summary]  e.g. band {band}: {text[:140]}")
+        if styles:
+            print(f"[styles]   clustering v{styles[0]} active: {styles[1]} clusters; {styles[2]} of {captions} "
+                  "captions carry a style_cluster_N tag (`pony styles sheets`: what each one looks like)")  # fmt: skip
         print(f"[export]   band ≥ 7: {exported.summary()}")
 
 

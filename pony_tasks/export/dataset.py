@@ -76,6 +76,14 @@ def export_dataset(
             result.files[object_key] = digest
             result.bytes += len(data)
 
+    def copy(object_key: str, source_key: str, sha256: str) -> None:
+        """A stored image copied inside the store (no bytes through Python); content-addressed: its sha256 is its
+        name."""
+        size = store.copy(source_key, object_key)
+        with lock:
+            result.files[object_key] = sha256
+            result.bytes += size
+
     # the files are made durable together (one sync, not two fsyncs each); the manifest, written after, marks the
     # export complete
     with (
@@ -89,7 +97,7 @@ def export_dataset(
                 bar.update(1)
 
         if fmt == "kohya":
-            write_kohya(store, prefix, samples, put, tick, variants=variants)
+            write_kohya(prefix, samples, put, copy, tick, variants=variants)
             image_dir = str(store.root / prefix) if isinstance(store, LocalObjectStore) else "."
             for file_name, text in dataset_configs(image_dir, caption_set).items():
                 put(f"{prefix}/{file_name}", text.encode())

@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pony_tasks.captions.render import KEEP_SEPARATOR, pre_sampled_lines
 from pony_tasks.export.selection import CaptionSetInfo, ExportSample
-from pony_tasks.storage import ObjectStore
 
 DEFAULT_VARIANTS = 8  # V7 lines per caption file
 KEEP_PROBABILITY = 0.5  # of each score_K_up tag per line: what our own trainer uses (finetune config)
@@ -53,15 +52,16 @@ def caption_file(sample: ExportSample, variants: int) -> str:
 
 
 def write_kohya(
-    store: ObjectStore, prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
-    tick: Callable[[], None], *, variants: int = DEFAULT_VARIANTS,
+    prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
+    copy: Callable[[str, str, str], None], tick: Callable[[], None], *, variants: int = DEFAULT_VARIANTS,
 ) -> dict:  # fmt: skip
-    """Write every sample's image and caption file (several at once), then ``meta.json``; returns the metadata."""
+    """Write every sample's image (``copy``: inside the store, key → key) and caption file (several at once), then
+    ``meta.json``; returns the metadata."""
     meta = {}
 
     def write(sample: ExportSample) -> None:
         image = f"{sample.sha256}.{sample.extension}"
-        put(f"{prefix}/{image}", store.get_bytes(sample.storage_key))
+        copy(f"{prefix}/{image}", sample.storage_key, sample.sha256)
         caption = caption_file(sample, variants)
         put(f"{prefix}/{sample.sha256}.txt", caption.encode())
         meta[image] = {"caption": caption, "image_size": [sample.width, sample.height]}

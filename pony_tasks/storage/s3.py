@@ -42,6 +42,12 @@ class S3ObjectStore(ObjectStore):
     def put_stream(self, key: str, stream: BinaryIO, *, progress: ProgressCallback | None = None) -> None:
         self.client.upload_fileobj(stream, self.bucket, self._key(key), Callback=progress)
 
+    def copy(self, key: str, new_key: str) -> int:
+        """A server-side copy (boto3's managed copy: multipart above its threshold); returns the size."""
+        size = self.size(key)
+        self.client.copy({"Bucket": self.bucket, "Key": self._key(key)}, self.bucket, self._key(new_key))
+        return size
+
     def open_read(self, key: str) -> BinaryIO:
         from botocore.exceptions import ClientError
 

@@ -21,11 +21,14 @@ def test_make_demo_runs_every_dag_through_airflow_in_a_fresh_home(tmp_path) -> N
                             env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     runs = re.findall(r"^\[airflow\]\s+(\S+)\s+(\S+)", result.stdout, re.M)
-    assert len(runs) == 13 and all(state == "success" for _, state in runs), runs
+    assert len(runs) == 14 and all(state == "success" for _, state in runs), runs
     posts, images, embeddings, scores, captions, works = map(int, re.search(
         r"(\d+) posts, (\d+) images, (\d+) embeddings, (\d+) scores by aesthetic version \d+, (\d+) captions in "
         r"the active set \(one per work: (\d+) works\)", result.stdout).groups())  # fmt: skip
     assert posts > 2000 and images == embeddings == scores > 1900
     assert captions == works < images, "one caption per work; the corpus's re-posts share works"
     assert "[export]   band ≥ 7: exported" in result.stdout
+    styled = re.search(r"\[styles\]   clustering v\d+ active: 16 clusters; (\d+) of (\d+) captions carry a "
+                       r"style_cluster", result.stdout)  # fmt: skip
+    assert styled and int(styled.group(1)) == int(styled.group(2)) == captions, result.stdout[-3000:]
     assert re.search(r"\[finetune\] run \d+: 40 LoRA steps, last loss [0-9.]+; tag evaluation: score_9", result.stdout)

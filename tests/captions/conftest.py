@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,9 @@ from pony_tasks.db import connect
 from pony_tasks.db.bulk import copy_rows
 
 COUNT = 300
+# content-addressed like every stored image: the sha256 is the file's (exports copy images and trust their names)
+IMAGE_BYTES = [b"\x89PNG fake image bytes %d" % i for i in range(COUNT)]
+SHAS = [hashlib.sha256(data).hexdigest() for data in IMAGE_BYTES]
 
 
 @pytest.fixture
@@ -26,7 +30,7 @@ def scored(migrated):
                     tag_groups={"artist": [f"artist_{i % 7}"], "general": ["smile", "looking_at_viewer"]})
         for i in range(COUNT)
     ]  # fmt: skip
-    shas = [f"{i:064x}" for i in range(COUNT)]
+    shas = SHAS
     with connect(migrated) as conn:
         upsert_posts(conn, posts)
         with conn.cursor() as cur:

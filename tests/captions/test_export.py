@@ -13,7 +13,7 @@ from pony_tasks.captions.sets import regenerate
 from pony_tasks.db import connect
 from pony_tasks.export.dataset import export_dataset
 from pony_tasks.storage import open_store
-from tests.captions.conftest import COUNT
+from tests.captions.conftest import COUNT, IMAGE_BYTES, SHAS
 
 
 @pytest.fixture
@@ -21,9 +21,9 @@ def captioned(scored):
     store = open_store(settings=scored)
     with connect(scored) as conn:
         with conn.cursor() as cur:
-            cur.execute("SELECT storage_key FROM image")
-            for (key,) in cur.fetchall():
-                store.put_bytes(key, b"\x89PNG fake image bytes for " + key.encode())
+            cur.execute("SELECT sha256, storage_key FROM image")
+            for sha, key in cur.fetchall():
+                store.put_bytes(key, IMAGE_BYTES[SHAS.index(sha)])
         regenerate(conn, scheme="v7")
     return scored, store
 

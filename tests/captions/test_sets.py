@@ -12,7 +12,7 @@ from pony_tasks.captions.quality import band_for, quality_tags
 from pony_tasks.captions.render import build_caption
 from pony_tasks.captions.sets import active_set, regenerate, rollback, switch_to, tag_frequencies
 from pony_tasks.db import connect
-from tests.captions.conftest import COUNT
+from tests.captions.conftest import COUNT, SHAS
 
 
 def test_regeneration_writes_structured_and_rendered_captions(scored) -> None:
@@ -20,7 +20,7 @@ def test_regeneration_writes_structured_and_rendered_captions(scored) -> None:
         v6 = regenerate(conn, scheme="v6")
         assert v6.captions == COUNT and active_set(conn) == v6.set_id
         with conn.cursor() as cur:
-            cur.execute("SELECT band, text FROM active_caption WHERE sha256 = %s", (f"{COUNT - 1:064x}",))
+            cur.execute("SELECT band, text FROM active_caption WHERE sha256 = %s", (SHAS[COUNT - 1],))
             band, text = cur.fetchone()
             cur.execute("SELECT band, count(*) FROM caption WHERE set_id = %s GROUP BY 1 ORDER BY 1", (v6.set_id,))
             bands = dict(cur.fetchall())

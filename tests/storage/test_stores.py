@@ -63,6 +63,18 @@ def test_round_trip_overwrite_list_delete(store: ObjectStore, tmp_path: Path) ->
     assert not store.exists("a/one.bin")
 
 
+def test_copy_inside_the_store_keeps_the_bytes_and_says_their_size(store: ObjectStore) -> None:
+    data = os.urandom(3 << 20) + b"tail"  # several MiB: more than one kernel copy call on some file systems
+    store.put_bytes("images/a.bin", data)
+    assert store.copy("images/a.bin", "exports/x/a.bin") == len(data)
+    assert store.get_bytes("exports/x/a.bin") == data and store.get_bytes("images/a.bin") == data
+    store.put_bytes("images/a.bin", b"changed")  # a copy, not a link: the export keeps its bytes
+    assert store.get_bytes("exports/x/a.bin") == data
+    with pytest.raises(ObjectNotFoundError):
+        store.copy("images/missing.bin", "exports/x/missing.bin")
+    assert not store.exists("exports/x/missing.bin")
+
+
 def test_missing_object_raises_a_named_error(store: ObjectStore) -> None:
     with pytest.raises(ObjectNotFoundError, match="nope/missing"):
         store.get_bytes("nope/missing")

@@ -60,27 +60,33 @@ class RegenerateResult:
 # The style cluster is the chosen image's in the style clustering used (NULL: none; then the digest is as before).
 SOURCE_QUERY = """
     CREATE TEMPORARY TABLE caption_source ON COMMIT DROP AS
-    WITH live AS (
-        SELECT coalesce('w' || wi.work_id, 'i' || i.sha256) AS work_key, i.sha256, p.site, p.post_id, p.rating,
-               p.tags, p.tag_groups, p.created_at, w.canonical_sha256
+    WITH live AS MATERIALIZED (
+        SELECT coalesce('w' || wi.work_id, 'i' || i.sha256) COLLATE "C" AS work_key, i.sha256, p.site, p.post_id,
+               p.rating, p.tags, p.tag_groups, p.created_at, w.canonical_sha256, s.percentile
         FROM booru_post_image i
         JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+        LEFT JOIN aesthetic_score s ON s.sha256 = i.sha256 AND s.version_id = %(version)s
         LEFT JOIN work_image wi ON wi.sha256 = i.sha256
         LEFT JOIN work w ON w.work_id = wi.work_id
         WHERE p.rating IS NOT NULL AND NOT p.deleted),
+    several_keys AS (SELECT work_key FROM live GROUP BY work_key HAVING count(*) > 1),
+    single AS (  -- a work of one live post (most): that post, when the version scored its image
+        SELECT l.sha256, l.percentile, l.work_key, l.site, l.rating, l.tags, l.tag_groups, l.created_at
+        FROM live l
+        WHERE l.percentile IS NOT NULL AND NOT EXISTS (SELECT 1 FROM several_keys k WHERE k.work_key = l.work_key)),
+    several AS (SELECT l.* FROM live l JOIN several_keys USING (work_key)),
     chosen AS (
-        SELECT DISTINCT ON (l.work_key) l.work_key, l.sha256, s.percentile
-        FROM live l JOIN aesthetic_score s ON s.sha256 = l.sha256 AND s.version_id = %(version)s
+        SELECT DISTINCT ON (l.work_key) l.work_key, l.sha256, l.percentile
+        FROM several l WHERE l.percentile IS NOT NULL
         ORDER BY l.work_key, l.sha256 IS NOT DISTINCT FROM l.canonical_sha256 DESC, l.sha256),
     ranked AS (
-        SELECT l.*, row_number() OVER (PARTITION BY l.work_key ORDER BY l.site, l.post_id) AS post_rank,
-               count(*) OVER (PARTITION BY l.work_key) AS posts
-        FROM live l JOIN chosen c USING (work_key)),
+        SELECT l.*, row_number() OVER (PARTITION BY l.work_key ORDER BY l.site, l.post_id) AS post_rank
+        FROM several l JOIN chosen c USING (work_key)),
     merged_tags AS (
         SELECT work_key, array_agg(tag ORDER BY first_seen) AS tags
         FROM (SELECT r.work_key, (array_agg(t.tag ORDER BY r.post_rank, t.n))[1] AS tag,
                      min(r.post_rank * 100000 + t.n) AS first_seen
-              FROM ranked r, unnest(r.tags) WITH ORDINALITY AS t(tag, n) WHERE r.posts > 1
+              FROM ranked r, unnest(r.tags) WITH ORDINALITY AS t(tag, n)
               GROUP BY r.work_key, lower(t.tag)) x
         GROUP BY 1),
     merged_groups AS (
@@ -90,28 +96,28 @@ SOURCE_QUERY = """
                            min(r.post_rank * 100000 + t.n) AS first_seen
                     FROM ranked r, jsonb_each(r.tag_groups) g, jsonb_array_elements_text(g.value)
                          WITH ORDINALITY AS t(tag, n)
-                    WHERE r.posts > 1 AND jsonb_typeof(g.value) = 'array'
+                    WHERE jsonb_typeof(g.value) = 'array'
                     GROUP BY r.work_key, g.key, lower(t.tag)) y
               GROUP BY 1, 2) x
         GROUP BY 1),
     merged AS (
-        SELECT r.work_key, r.site,
+        SELECT c.sha256, c.percentile, r.work_key, r.site,
                (SELECT (ARRAY['general','sensitive','questionable','explicit'])[max(array_position(
                     ARRAY['general','sensitive','questionable','explicit'], o.rating))]
                 FROM ranked o WHERE o.work_key = r.work_key) AS rating,
                coalesce(t.tags, '{}') AS tags, coalesce(g.tag_groups, '{}'::jsonb) AS tag_groups,
                (SELECT min(o.created_at) FROM ranked o WHERE o.work_key = r.work_key) AS created_at
-        FROM ranked r LEFT JOIN merged_tags t USING (work_key) LEFT JOIN merged_groups g USING (work_key)
-        WHERE r.posts > 1 AND r.post_rank = 1
-        UNION ALL
-        SELECT work_key, site, rating, tags, tag_groups, created_at FROM ranked WHERE posts = 1)
-    SELECT c.sha256, c.percentile, c.work_key, m.site, m.rating, m.tags, m.tag_groups,
+        FROM ranked r JOIN chosen c USING (work_key)
+        LEFT JOIN merged_tags t USING (work_key) LEFT JOIN merged_groups g USING (work_key)
+        WHERE r.post_rank = 1),
+    works AS (SELECT * FROM single UNION ALL SELECT * FROM merged)
+    SELECT m.sha256, m.percentile, m.work_key, m.site, m.rating, m.tags, m.tag_groups,
            extract(year FROM m.created_at AT TIME ZONE 'UTC')::int AS year, sc.cluster_id AS style_cluster,
            md5(m.site || '|' || m.rating || '|' || m.tags::text || '|' || m.tag_groups::text || '|'
                || coalesce(extract(year FROM m.created_at AT TIME ZONE 'UTC')::int::text, '') || '|' || %(rules)s
                || coalesce('|style=' || sc.cluster_id, '')) AS digest
-    FROM chosen c JOIN merged m USING (work_key)
-    LEFT JOIN style_cluster_member sc ON sc.version_id = %(style_version)s::int AND sc.sha256 = c.sha256"""
+    FROM works m
+    LEFT JOIN style_cluster_member sc ON sc.version_id = %(style_version)s::int AND sc.sha256 = m.sha256"""
 
 MISSING_CONTENT_QUERY = """
     SELECT DISTINCT ON (cs.digest) cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups, cs.year, cs.style_cluster
@@ -123,8 +129,8 @@ MISSING_CONTENT_QUERY = """
 # content is cached in keep order with its running token cost, so the tags that fit the band's budget are a prefix,
 # width_bucket() counts them.
 INSERT_CAPTIONS = """
-    INSERT INTO caption (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content, text,
-                         tokens, tags_dropped, date_tags, style_cluster)
+    INSERT INTO {partition} (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content,
+                             text, tokens, tags_dropped, date_tags, style_cluster)
     SELECT %(set)s, f.sha256, f.band, f.band_tag, f.up_tags, f.independent, f.source_tag, f.rating_tag, f.kept_content,
            CASE WHEN f.fixed_quality <> '' THEN f.fixed_quality || ', ' ELSE '' END
                || f.source_tag || ', ' || f.rating_tag || CASE WHEN f.date_text <> '' THEN ', ' || f.date_text ELSE ''
@@ -149,8 +155,7 @@ INSERT_CAPTIONS = """
                 JOIN caption_band b
                   ON b.band = greatest(%(floor)s, 9 - %(edges)s + width_bucket(cs.percentile, %(ascending)s::float8[]))
                ) k
-         ) f
-    ORDER BY f.sha256"""
+         ) f"""
 
 
 def regenerate(
@@ -201,15 +206,23 @@ def regenerate(
             (version.version_id, scheme, json.dumps(parameters), token_limit, style_version, style_tags),
         )
         set_id = cur.fetchone()[0]
+        cur.execute("SET LOCAL work_mem = %s", (WORK_MEM,))
         cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})
         cur.execute("ANALYZE caption_source")
         computed = _fill_missing_content(
             conn, ContentLineEncoder(include_artist=include_artist, frequencies=frequencies), chunk_rows, show_progress
         )
         _create_band_table(cur, bands)
-        cur.execute(INSERT_CAPTIONS, {"set": set_id, "floor": floor, "edges": len(thresholds),
-                                      "ascending": sorted(thresholds), "limit": token_limit})  # fmt: skip
+        # the set's own table, filled and then attached as caption's partition (migration 0020): the CHECK lets the
+        # attach skip its scan; the primary key is built and the foreign key checked once, at the attach
+        partition = f"caption_of_set_{int(set_id)}"
+        cur.execute(f"""CREATE TABLE {partition} (LIKE caption INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+                            CHECK (set_id = {int(set_id)}))""")  # fmt: skip
+        cur.execute(INSERT_CAPTIONS.format(partition=partition),
+                    {"set": set_id, "floor": floor, "edges": len(thresholds), "ascending": sorted(thresholds),
+                     "limit": token_limit})  # fmt: skip
         written = cur.rowcount
+        cur.execute(f"ALTER TABLE caption ATTACH PARTITION {partition} FOR VALUES IN ({int(set_id)})")
         cur.execute(
             """UPDATE caption_set SET captions = %(n)s,
                    (captions_trimmed, tags_dropped) = (SELECT count(*) FILTER (WHERE tags_dropped > 0),
@@ -265,6 +278,8 @@ def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, Quality
     psycopg2.extras.execute_values(cur, "INSERT INTO caption_band VALUES %s", rows)
 
 
+CONTENT_FILL_LOCK = 0x70_6F6E_7963  # pg_advisory_xact_lock key of the caption-content fill ("ponyc")
+WORK_MEM = "256MB"  # per sort/hash of a regeneration (SET LOCAL): the million-row joins stay in memory
 PARALLEL_FROM = 20_000  # missing contents from which encoding runs in worker processes (workers=None)
 
 
@@ -277,7 +292,8 @@ def _fill_missing_content(
     copied straight into ``caption_content``. Encoding (Python, the cold path) runs in ``workers`` forked processes
     while this one fetches and copies (default: 2 on a multi-core machine from PARALLEL_FROM missing contents)."""
     with conn.cursor() as cur:
-        cur.execute("LOCK TABLE caption_content IN SHARE ROW EXCLUSIVE MODE")
+        # one filler at a time: an advisory lock (a table lock would also wait for autovacuum's, up to a second)
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CONTENT_FILL_LOCK,))
         # the count needs only the digests (no post rows, no tags): the full query then runs once, streamed
         cur.execute("""SELECT count(DISTINCT cs.digest) FROM caption_source cs
                        WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)""")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -41,10 +42,15 @@ class LocalObjectStore(ObjectStore):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = self.root.as_uri()
-        # mkstemp creates files 0600; a stored object gets the mode any new file would (0644 under umask 022), so a
-        # trainer running as another user can read an export
+        # a stored object gets the mode any new file would (0644 under umask 022), so a trainer running as another
+        # user can read an export
         self.file_mode = 0o666 & ~_umask()
         self._deferred = 0  # > 0 inside deferred_sync(): no fsync per put, one sync at the end
+        self._incoming = str(self.root / INCOMING_DIR)
+        os.makedirs(self._incoming, exist_ok=True)
+        self._token = uuid.uuid4().hex[:12]  # temporary names unique across processes (and hosts sharing the root)
+        self._counter = itertools.count()  # and within this one (next() on a count is atomic under the GIL)
+        self._directories: dict[str, str] = {}  # key prefix → its checked, created directory
 
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:
@@ -69,43 +75,81 @@ class LocalObjectStore(ObjectStore):
     def copy(self, key: str, new_key: str) -> int:
         """A kernel-side copy (``os.copy_file_range``: no bytes through Python; a reflink on file systems that
         share extents), then the same atomic rename as a put."""
-        source = self._path(key)
-        if not source.is_file():
-            raise ObjectNotFoundError(key, self.url)
-        copied = 0
+        parent, _, name = validate_key(key).rpartition("/")
+        directory = self._directories.get(parent) or self._read_directory(parent, key)
+        try:  # O_NOFOLLOW: the object itself is never a symlink followed (its directory is checked to be inside)
+            descriptor = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError):
+            raise ObjectNotFoundError(key, self.url) from None
+        copied = -1
 
         def fill(handle: BinaryIO) -> None:
             nonlocal copied
-            with open(source, "rb") as original:
+            with os.fdopen(descriptor, "rb") as original:
+                copied = 0
                 copied = _kernel_copy(original, handle)
 
-        self._write(new_key, fill)
+        try:
+            self._write(new_key, fill)
+        finally:
+            if copied < 0:  # the write failed before it read the source
+                os.close(descriptor)
         return copied
 
     def _write(self, key: str, fill: Callable[[BinaryIO], None]) -> None:
-        target = self._path(key)
-        incoming = self.root / INCOMING_DIR
-        incoming.mkdir(exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=incoming, prefix="put-")
+        """Write through a temporary file in ``.pony-incoming`` renamed onto the key (the hot path of exports: plain
+        ``os`` calls, each target directory resolved and created once per store object)."""
+        target = self._write_target(key)
+        temporary = os.path.join(self._incoming, f"put-{self._token}-{next(self._counter)}")
+        # os.open applies the umask to 0o666: the mode any new file gets (mkstemp would make it 0600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            descriptor = os.open(temporary, flags, 0o666)
+        except FileNotFoundError:  # .pony-incoming was removed meanwhile
+            os.makedirs(self._incoming, exist_ok=True)
+            descriptor = os.open(temporary, flags, 0o666)
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                os.fchmod(handle.fileno(), self.file_mode)
                 fill(handle)
                 handle.flush()
                 if not self._deferred:
                     os.fsync(handle.fileno())
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temporary, target)
+            try:
+                os.replace(temporary, target)
+            except FileNotFoundError:  # its directory was removed since it was made: make it again
+                self._directories.clear()
+                os.replace(temporary, self._write_target(key))
         except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
             raise
         if self._deferred:
             return
-        directory = os.open(target.parent, os.O_RDONLY)
+        directory = os.open(os.path.dirname(target), os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+    def _read_directory(self, parent: str, key: str) -> str:
+        path = self._path(parent) if parent else self.root
+        if not path.is_dir():
+            raise ObjectNotFoundError(key, self.url)
+        return str(path)  # _path resolved it and checked it is inside the root
+
+    def _write_target(self, key: str) -> str:
+        """The file path a put of ``key`` renames onto; its directory is checked to be inside the root (no symlink
+        out) and created the first time. The rename replaces a symlink at the key itself, never its target."""
+        parent, _, name = validate_key(key).rpartition("/")
+        directory = self._directories.get(parent)
+        if directory is None:
+            path = self._path(parent) if parent else self.root
+            path.mkdir(parents=True, exist_ok=True)
+            directory = str(path.resolve())
+            if not Path(directory).is_relative_to(self.root):
+                raise ObjectNotFoundError(key, self.url)
+            self._directories[parent] = directory
+        return os.path.join(directory, name)
 
     def open_read(self, key: str) -> BinaryIO:
         path = self._path(key)

@@ -10,7 +10,7 @@ from pony_airflow.defaults import dag_kwargs
 from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
 from pony_airflow.params import check_params_task, dag_params
-from pony_tasks.orchestration.stages import regenerate_captions, score_images
+from pony_tasks.orchestration.stages import assign_styles, regenerate_captions, score_images
 
 DOC = """
 ### Regenerate captions for a promoted aesthetic model
@@ -21,6 +21,7 @@ Several promotions before a run collapse into one run: `choose_version`
 reads every triggering event's `version_id` and captions the active one if it is among them (else the newest
 named), logging the superseded ones. A manual trigger may name versions in the `version_ids` param. `score`
 fills in the version's scores for images it has not scored yet (a just-promoted version has scored none);
+`assign_styles` puts images embedded since the active style clustering into their nearest cluster;
 `pony captions regenerate` then builds the whole set beside the active one and switches atomically; the **captions**
 gate (exactly one band tag, nothing empty, length limits) then checks it.
 """
@@ -53,6 +54,7 @@ with DAG(
 
     version = "{{ ti.xcom_pull(task_ids='choose_version', key='version') }}"
     scored = stage_operator("score", score_images(version_id=version))  # images the version has not scored yet
+    styled = stage_operator("assign_styles", assign_styles())  # images new since the clustering: nearest cluster
     regenerated = stage_operator("regenerate", regenerate_captions(version))
 
     @pony_task(outlets=[CAPTIONS])
@@ -62,5 +64,5 @@ with DAG(
 
         return quality_gate_task("captions", set_id=active_caption_set())
 
-    check_params_task(RULES) >> choose_version() >> scored >> regenerated >> check_captions()
+    check_params_task(RULES) >> choose_version() >> scored >> styled >> regenerated >> check_captions()
     fail_run_when_a_task_fails(dag)

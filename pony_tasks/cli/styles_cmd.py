@@ -84,12 +84,16 @@ def styles_list(ctx: PonyContext) -> None:
 @click.argument("version_id", type=int, required=False)
 @click.pass_obj
 def styles_assign(ctx: PonyContext, version_id: int | None) -> None:
-    """Put images embedded since VERSION_ID (default: the active one) was clustered into their nearest cluster."""
+    """Put images embedded since VERSION_ID (default: the active one) was clustered into their nearest cluster
+    (without an active clustering and no VERSION_ID: nothing to do)."""
     from pony_tasks.db import connect
     from pony_tasks.storage import open_store
-    from pony_tasks.styles.registry import assign_new_images, get_version
+    from pony_tasks.styles.registry import active_version, assign_new_images, get_version
 
     with connect(ctx.settings) as conn:
+        if version_id is None and active_version(conn) is None:
+            click.echo("no active style clustering: no images to assign")
+            return
         version = get_version(conn, version_id)
         added = assign_new_images(conn, open_store(settings=ctx.settings), version.version_id)
     click.echo(f"style clustering v{version.version_id}: {added} new images assigned to their nearest cluster")

@@ -59,6 +59,11 @@ def cluster_styles(clusters: int | str, seed: int | str, start: str = "warm") ->
                         cpu="2", memory="8Gi")  # fmt: skip
 
 
+def assign_styles() -> StageCommand:
+    """Images embedded since the active style clustering: into their nearest cluster (nothing without one)."""
+    return StageCommand(("styles", "assign"), memory="4Gi")
+
+
 def style_sheets(version_id: int | str) -> StageCommand:
     return StageCommand(("styles", "sheets", str(version_id)), memory="2Gi")
 

@@ -146,3 +146,22 @@ def test_the_gate_passes_a_clustering_and_blocks_an_empty_cluster_and_the_dag_ac
                     (version.version_id,))  # fmt: skip
     broken = run_check("style_clusters", settings=settings, version_id=version.version_id)
     assert broken.outcome == "failed" and broken.blocking
+
+
+def test_the_cli_clusters_activates_assigns_and_lists(embedded, tmp_path) -> None:
+    from pony_tasks.db import database_url
+    from tests.helpers import run_pony
+
+    settings, _ = embedded
+    env = {"PONY_HOME": str(settings.resolved_home), "PONY_DATABASE_URL": database_url(settings),
+           "PONY_STORAGE_URL": open_store(settings=settings).url}  # fmt: skip
+    nothing = run_pony("styles", "assign", env=env)
+    assert nothing.returncode == 0 and "no active style clustering" in nothing.stdout
+    ran = run_pony("styles", "run", "--clusters", "5", "--activate", env=env)
+    assert ran.returncode == 0 and "style clustering v1 (active): 150 images" in ran.stdout, ran.stderr
+    again = run_pony("styles", "run", "--clusters", "5", env=env)
+    assert "unchanged: this input was clustered already" in again.stdout
+    assert "0 new images assigned" in run_pony("styles", "assign", env=env).stdout
+    assert "style clustering v1 (active)" in run_pony("styles", "list", env=env).stdout
+    sheets = run_pony("styles", "sheets", "--out", str(tmp_path / "sheets"), env=env)
+    assert sheets.returncode == 0 and len(list((tmp_path / "sheets").glob("*.png"))) == 6

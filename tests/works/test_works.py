@@ -177,8 +177,9 @@ def test_a_sudden_jump_in_the_merge_rate_warns(migrated) -> None:
 
 
 def test_the_report_draws_merged_works_and_near_misses(migrated, tmp_path) -> None:
+    from pony_tasks.reports.contact_sheet import LABEL, THUMB
     from pony_tasks.storage import open_store
-    from pony_tasks.works.report import THUMB, contact_sheet, summarise
+    from pony_tasks.works.report import contact_sheet, summarise
 
     store = open_store(settings=migrated)
     for picture in range(2):
@@ -196,5 +197,5 @@ def test_the_report_draws_merged_works_and_near_misses(migrated, tmp_path) -> No
     assert summary.verdicts.get("distinct", 0) >= 1 and "40.0%" not in summary.text()
     (tmp_path / "contact-sheet.png").write_bytes(png)  # for a person debugging a failure
     sheet = Image.open(io.BytesIO(png))
-    rows = (sheet.height - 24) // (THUMB + 28 + 4)
+    rows = (sheet.height - 24) // (THUMB + LABEL + 4)
     assert rows == 2 + summary.verdicts["distinct"]  # two merged works, then each near miss

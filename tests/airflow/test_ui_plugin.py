@@ -67,11 +67,14 @@ def api_server(airflow_db):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    deadline = time.monotonic() + 120  # the first answer may take long on a loaded machine (lazy app start-up)
+    while True:
         try:
-            requests.get(base + "/api/v2/monitor/health", timeout=1)
+            requests.get(base + "/api/v2/monitor/health", timeout=10)
             break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            if time.monotonic() > deadline:
+                raise
             time.sleep(0.1)
     yield base
     server.should_exit = True

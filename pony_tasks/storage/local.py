@@ -17,12 +17,6 @@ from pony_tasks.storage.keys import RESERVED_PREFIX, validate_key, validate_pref
 INCOMING_DIR = f"{RESERVED_PREFIX}incoming"
 
 
-def _umask() -> int:
-    current = os.umask(0o022)  # the only way to read it is to set it: set it straight back
-    os.umask(current)
-    return current
-
-
 def _kernel_copy(source: BinaryIO, target: BinaryIO) -> int:
     """Copy ``source`` into ``target`` in the kernel where it can (Linux ``copy_file_range``), else by reads."""
     total = 0
@@ -42,9 +36,6 @@ class LocalObjectStore(ObjectStore):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = self.root.as_uri()
-        # a stored object gets the mode any new file would (0644 under umask 022), so a trainer running as another
-        # user can read an export
-        self.file_mode = 0o666 & ~_umask()
         self._deferred = 0  # > 0 inside deferred_sync(): no fsync per put, one sync at the end
         self._incoming = str(self.root / INCOMING_DIR)
         os.makedirs(self._incoming, exist_ok=True)
@@ -76,24 +67,19 @@ class LocalObjectStore(ObjectStore):
         """A kernel-side copy (``os.copy_file_range``: no bytes through Python; a reflink on file systems that
         share extents), then the same atomic rename as a put."""
         parent, _, name = validate_key(key).rpartition("/")
-        directory = self._directories.get(parent) or self._read_directory(parent, key)
         try:  # O_NOFOLLOW: the object itself is never a symlink followed (its directory is checked to be inside)
-            descriptor = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError):
+            descriptor = os.open(os.path.join(self._directory(parent, key, create=False), name),
+                                 os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
             raise ObjectNotFoundError(key, self.url) from None
-        copied = -1
+        copied = 0
+        with os.fdopen(descriptor, "rb") as original:
 
-        def fill(handle: BinaryIO) -> None:
-            nonlocal copied
-            with os.fdopen(descriptor, "rb") as original:
-                copied = 0
+            def fill(handle: BinaryIO) -> None:
+                nonlocal copied
                 copied = _kernel_copy(original, handle)
 
-        try:
             self._write(new_key, fill)
-        finally:
-            if copied < 0:  # the write failed before it read the source
-                os.close(descriptor)
         return copied
 
     def _write(self, key: str, fill: Callable[[BinaryIO], None]) -> None:
@@ -131,25 +117,24 @@ class LocalObjectStore(ObjectStore):
         finally:
             os.close(directory)
 
-    def _read_directory(self, parent: str, key: str) -> str:
-        path = self._path(parent) if parent else self.root
-        if not path.is_dir():
-            raise ObjectNotFoundError(key, self.url)
-        return str(path)  # _path resolved it and checked it is inside the root
-
     def _write_target(self, key: str) -> str:
-        """The file path a put of ``key`` renames onto; its directory is checked to be inside the root (no symlink
-        out) and created the first time. The rename replaces a symlink at the key itself, never its target."""
+        """The file path a put of ``key`` renames onto (the rename replaces a symlink at the key, never its target)."""
         parent, _, name = validate_key(key).rpartition("/")
+        return os.path.join(self._directory(parent, key, create=True), name)
+
+    def _directory(self, parent: str, key: str, *, create: bool) -> str:
+        """The directory of a key prefix, resolved and checked to be inside the root (no symlink out), made first when
+        ``create``; remembered once it exists."""
         directory = self._directories.get(parent)
         if directory is None:
-            path = self._path(parent) if parent else self.root
-            path.mkdir(parents=True, exist_ok=True)
-            directory = str(path.resolve())
-            if not Path(directory).is_relative_to(self.root):
+            path = self._path(parent) if parent else self.root  # _path resolves and checks
+            if create:
+                path.mkdir(parents=True, exist_ok=True)
+                path = self._path(parent) if parent else self.root  # a symlink made meanwhile is checked too
+            elif not path.is_dir():
                 raise ObjectNotFoundError(key, self.url)
-            self._directories[parent] = directory
-        return os.path.join(directory, name)
+            directory = self._directories[parent] = str(path)
+        return directory
 
     def open_read(self, key: str) -> BinaryIO:
         path = self._path(key)

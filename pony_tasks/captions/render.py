@@ -58,15 +58,14 @@ def source_tag(site: str, tags: Iterable[str]) -> str:
 
 def content_rules_key(
     include_artist: bool, blacklist: frozenset[str] = DEFAULT_BLACKLIST, *, frequency_snapshot: int | None = None,
-    periods: Periods = DEFAULT_PERIODS, style_mode: str = "off",
+    periods: Periods = DEFAULT_PERIODS,
 ) -> str:  # fmt: skip
-    """What cached caption content depends on besides the post (and its style cluster, which is in the digest):
-    the rules version, the options, the synonym table, the tag-frequency snapshot its keep order came from, the
-    period ranges and how style tags are used."""
+    """What cached caption content depends on besides the post and its style cluster (in the digest when used;
+    replace_artist shows as ``include_artist``): the rules version, the options, the synonym table, the
+    tag-frequency snapshot its keep order came from and the period ranges."""
     blacklist_digest = hashlib.md5("\n".join(sorted(blacklist)).encode()).hexdigest()[:12]
     return (f"rules={CONTENT_RULES_VERSION};artist={int(include_artist)};blacklist={blacklist_digest};"
-            f"synonyms={table_digest()};frequencies={frequency_snapshot};periods={periods_key(periods)}"
-            + (f";style={style_mode}" if style_mode != "off" else ""))  # fmt: skip
+            f"synonyms={table_digest()};frequencies={frequency_snapshot};periods={periods_key(periods)}")  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1 << 18)

@@ -35,7 +35,7 @@ from pony_tasks.captions.render import (
 from pony_tasks.captions.tokens import DEFAULT_TOKEN_LIMIT, check_limit, cumulative_costs, prioritised, tags_cost
 from pony_tasks.db.bulk import copy_lines
 from pony_tasks.progress import progress_bar
-from pony_tasks.styles import style_tag
+from pony_tasks.styles import active_version, style_tag
 
 STYLE_MODES = ("off", "add", "replace_artist")
 
@@ -181,7 +181,7 @@ def regenerate(
     if style_tags not in STYLE_MODES:
         raise ValueError(f"style_tags must be one of {', '.join(STYLE_MODES)}, not {style_tags!r}")
     if style_tags != "off" and style_version is None:
-        style_version = active_style_version(conn)
+        style_version = active_version(conn)
     if style_version is None:
         style_tags = "off"
     include_artist = include_artist and style_tags != "replace_artist"
@@ -197,7 +197,7 @@ def regenerate(
                   "token_limit": token_limit, "tag_frequency_snapshot": snapshot,
                   "periods": [list(period) for period in periods], "style_tags": style_tags,
                   "style_version": style_version}  # fmt: skip
-    rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods, style_mode=style_tags)
+    rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods)  # style: in the digest
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO caption_set (aesthetic_version_id, scheme, parameters, token_limit, style_version,
@@ -391,14 +391,6 @@ class ContentLineEncoder:
 def _csv_array_element(value: str) -> str:
     """One text[] element inside a quoted CSV field: array-quoted (``\\`` and ``\"`` escaped), then ``"`` doubled."""
     return '""' + value.replace("\\", "\\\\").replace('"', '\\""') + '""'
-
-
-def active_style_version(conn: psycopg2.extensions.connection) -> int | None:
-    """The active style clustering (``pony styles activate``), if any."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT version_id FROM style_clustering WHERE status = 'active'")
-        row = cur.fetchone()
-    return row[0] if row else None
 
 
 def active_set(conn: psycopg2.extensions.connection) -> int | None:

@@ -6,7 +6,7 @@ import click
 
 from pony_tasks.captions.quality import band_for, quality_tags
 from pony_tasks.captions.render import RATING_TAGS, build_caption, sample_caption
-from pony_tasks.captions.sets import active_set, regenerate, rollback
+from pony_tasks.captions.sets import STYLE_MODES, active_set, regenerate, rollback
 from pony_tasks.cli.common import PonyContext
 from pony_tasks.db import connect
 
@@ -58,7 +58,7 @@ def captions_preview(
 @click.option("--periods", default="newest=2022,recent=2019,mid=2015,early=2011,oldest", show_default=True,
               help="Period tags by upload year, newest first (word=first year; the last open-ended); 'none': no "
                    "year or period tags.")  # fmt: skip
-@click.option("--style-tags", type=click.Choice(["off", "add", "replace_artist"]),
+@click.option("--style-tags", type=click.Choice(STYLE_MODES),
               help="style_cluster_N tags of the active style clustering: beside the artist tags, instead of them, or "
                    "none (default: the caption_style_tags setting, add). Without an active clustering: none.")
 @click.option("--style-version", type=int, help="Style clustering to tag from (default: the active one).")

@@ -16,15 +16,6 @@ def styles_group() -> None:
     images), used as style_cluster_N caption tags once a version is activated."""
 
 
-def _describe(version) -> str:
-    figures = version.stability
-    kept = (f"; vs v{version.previous_version}: {figures['same_id_share']:.1%} of {figures['images_compared']} "
-            f"images keep their id, ARI {figures['adjusted_rand_index']:.3f}, {figures['matched_clusters']} clusters "
-            f"matched, {figures['new_clusters']} new" if figures.get("images_compared") else "")  # fmt: skip
-    return (f"style clustering v{version.version_id} ({version.status}): {version.images} images of embedding model "
-            f"{version.embedding_model_id} in {version.clusters} clusters, seed {version.seed}{kept}")  # fmt: skip
-
-
 @styles_group.command("run")
 @click.option("--clusters", type=click.IntRange(2, 100_000), help="Default: the style_clusters setting (32).")
 @click.option("--seed", default=0, show_default=True, type=int, help="k-means seed.")
@@ -49,7 +40,7 @@ def styles_run(ctx: PonyContext, clusters: int | None, seed: int, embedding_mode
                                  clusters=clusters or ctx.settings.style_clusters, cold=start == "cold")  # fmt: skip
         if activate:
             version = activate_version(conn, version.version_id)
-    click.echo(_describe(version) + ("" if version.created else " (unchanged: this input was clustered already)"))
+    click.echo(version.describe() + ("" if version.created else " (unchanged: this input was clustered already)"))
 
 
 @styles_group.command("activate")
@@ -61,7 +52,7 @@ def styles_activate(ctx: PonyContext, version_id: int) -> None:
     from pony_tasks.styles.registry import activate
 
     with connect(ctx.settings) as conn:
-        click.echo(_describe(activate(conn, version_id)))
+        click.echo(activate(conn, version_id).describe())
 
 
 @styles_group.command("list")
@@ -75,7 +66,7 @@ def styles_list(ctx: PonyContext) -> None:
         cur.execute("SELECT version_id FROM style_clustering ORDER BY version_id DESC")
         versions = [row[0] for row in cur.fetchall()]
         for version_id in versions:
-            click.echo(_describe(get_version(conn, version_id)))
+            click.echo(get_version(conn, version_id).describe())
     if not versions:
         click.echo("no style clustering yet: `pony styles run --activate`")
 
@@ -88,7 +79,8 @@ def styles_assign(ctx: PonyContext, version_id: int | None) -> None:
     (without an active clustering and no VERSION_ID: nothing to do)."""
     from pony_tasks.db import connect
     from pony_tasks.storage import open_store
-    from pony_tasks.styles.registry import active_version, assign_new_images, get_version
+    from pony_tasks.styles import active_version
+    from pony_tasks.styles.registry import assign_new_images, get_version
 
     with connect(ctx.settings) as conn:
         if version_id is None and active_version(conn) is None:

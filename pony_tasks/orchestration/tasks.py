@@ -98,7 +98,7 @@ def style_version_to_activate(cluster_output: str, settings: Settings | None = N
     (the same input was clustered before: nothing new for captions)."""
     import re
 
-    from pony_tasks.styles.registry import active_version
+    from pony_tasks.styles import active_version
 
     match = re.search(r"style clustering v(\d+)", cluster_output or "")
     if match is None:
@@ -114,7 +114,5 @@ def activate_style_version(version_id: int, settings: Settings | None = None) ->
 
     with connect(settings or get_settings()) as conn:
         version = activate(conn, version_id)
-    figures = version.stability
-    kept = (f"; {figures['same_id_share']:.1%} of images keep their cluster id from v{version.previous_version} "
-            f"(ARI {figures['adjusted_rand_index']:.3f})" if figures.get("images_compared") else "")  # fmt: skip
-    return f"style clustering v{version_id} is now active: {version.clusters} clusters of {version.images} images{kept}"
+    return (f"style clustering v{version_id} is now active: {version.clusters} clusters of {version.images} images"
+            f"{version.kept()}")  # fmt: skip

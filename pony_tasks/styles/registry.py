@@ -21,6 +21,7 @@ from pony_tasks.db.bulk import copy_rows
 from pony_tasks.embed.run import load_embeddings
 from pony_tasks.errors import PermanentError
 from pony_tasks.storage import ObjectStore
+from pony_tasks.styles import active_version  # noqa: F401 - re-exported for callers of the registry
 from pony_tasks.styles.kmeans import kmeans
 from pony_tasks.styles.stable_ids import assign_ids, stability
 
@@ -43,6 +44,19 @@ class StyleVersion:
     status: str
     created: bool  # False: the same input had been clustered already; this is that version
 
+    def kept(self) -> str:
+        """How much of the version it continues it kept ("" for a first version)."""
+        figures = self.stability
+        if not figures.get("images_compared"):
+            return ""
+        return (f"; vs v{self.previous_version}: {figures['same_id_share']:.1%} of {figures['images_compared']} "
+                f"images keep their id, ARI {figures['adjusted_rand_index']:.3f}, {figures['matched_clusters']} "
+                f"clusters matched, {figures['new_clusters']} new")  # fmt: skip
+
+    def describe(self) -> str:
+        return (f"style clustering v{self.version_id} ({self.status}): {self.images} images of embedding model "
+                f"{self.embedding_model_id} in {self.clusters} clusters, seed {self.seed}{self.kept()}")  # fmt: skip
+
 
 def default_embedding_model(conn: psycopg2.extensions.connection) -> int:
     """The active aesthetic model's embedding model (what captions are scored with), else the newest one."""
@@ -53,13 +67,6 @@ def default_embedding_model(conn: psycopg2.extensions.connection) -> int:
     if row is None:
         raise NothingToCluster("no embedding model yet: run `pony embed run` first")
     return row[0]
-
-
-def active_version(conn: psycopg2.extensions.connection) -> int | None:
-    with conn.cursor() as cur:
-        cur.execute("SELECT version_id FROM style_clustering WHERE status = 'active'")
-        row = cur.fetchone()
-    return row[0] if row else None
 
 
 def members(conn: psycopg2.extensions.connection, version_id: int) -> dict[str, int]:

@@ -33,7 +33,7 @@ from pony_tasks.captions.render import (
     with_style,
 )
 from pony_tasks.captions.tokens import DEFAULT_TOKEN_LIMIT, check_limit, cumulative_costs, prioritised, tags_cost
-from pony_tasks.db.bulk import copy_lines
+from pony_tasks.db.bulk import copy_lines, raise_work_mem
 from pony_tasks.progress import progress_bar
 from pony_tasks.styles import active_version, style_tag
 
@@ -206,7 +206,7 @@ def regenerate(
             (version.version_id, scheme, json.dumps(parameters), token_limit, style_version, style_tags),
         )
         set_id = cur.fetchone()[0]
-        cur.execute("SET LOCAL work_mem = %s", (WORK_MEM,))
+        raise_work_mem(cur)
         cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})
         cur.execute("ANALYZE caption_source")
         computed = _fill_missing_content(
@@ -279,7 +279,6 @@ def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, Quality
 
 
 CONTENT_FILL_LOCK = 0x70_6F6E_7963  # pg_advisory_xact_lock key of the caption-content fill ("ponyc")
-WORK_MEM = "256MB"  # per sort/hash of a regeneration (SET LOCAL): the million-row joins stay in memory
 PARALLEL_FROM = 20_000  # missing contents from which encoding runs in worker processes (workers=None)
 
 

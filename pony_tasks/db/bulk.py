@@ -344,3 +344,12 @@ def _insert_or_update(
     inserted, updated = cur.fetchone()
     cur.execute("DROP TABLE pony_stage")
     return inserted, updated
+
+
+BULK_WORK_MEM = "256MB"
+
+
+def raise_work_mem(cur: psycopg2.extensions.cursor) -> None:
+    """``work_mem`` for the rest of this transaction: the sorts and hashes of million-row statements stay in memory
+    (normalisation, caption regeneration)."""
+    cur.execute("SET LOCAL work_mem = %s", (BULK_WORK_MEM,))

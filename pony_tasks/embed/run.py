@@ -183,19 +183,23 @@ def embed_images(
 
 
 def load_embeddings(
-    conn: psycopg2.extensions.connection, store: ObjectStore, model_id: int
+    conn: psycopg2.extensions.connection, store: ObjectStore, model_id: int, shas: list[str] | None = None
 ) -> tuple[list[str], np.ndarray]:
-    """Every embedding of a model: image ids and the float16 matrix, in shard order."""
+    """Every embedding of a model (or only those of ``shas``, reading only the shards that hold them): image ids
+    and the float16 matrix, in shard order."""
     with conn.cursor() as cur:
         cur.execute("SELECT shard_id, storage_key FROM embedding_shard WHERE model_id = %s ORDER BY shard_id",
                     (model_id,))  # fmt: skip
         shards = cur.fetchall()
-        cur.execute("SELECT shard_id, row, sha256 FROM image_embedding WHERE model_id = %s", (model_id,))
+        cur.execute("SELECT shard_id, row, sha256 FROM image_embedding WHERE model_id = %s "
+                    "AND (%s::text[] IS NULL OR sha256 = ANY(%s::text[]))", (model_id, shas, shas))  # fmt: skip
         rows: dict[int, dict[int, str]] = {}
         for shard_id, row, sha in cur.fetchall():
             rows.setdefault(shard_id, {})[row] = sha
     ids, parts = [], []
     for shard_id, key in shards:
+        if shas is not None and shard_id not in rows:
+            continue
         matrix = np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False)
         keep = sorted(rows.get(shard_id, {}))
         ids.extend(rows[shard_id][r] for r in keep)

@@ -27,6 +27,7 @@ from psycopg2 import sql
 
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
+from pony_tasks.db.bulk import raise_work_mem
 
 AGE_BUCKETS = (0.0, 1.0, 2.0, 4.0, 7.0, 14.0, 21.0)  # lower edges in days, below maturity
 MIN_PAIRS = 20
@@ -90,7 +91,7 @@ def normalize(
         "age_buckets": list(AGE_BUCKETS),
     }
     with conn.cursor() as cur:
-        cur.execute("SET LOCAL work_mem = '256MB'")  # sorts and hashes of a few million rows stay in memory
+        raise_work_mem(cur)  # sorts and hashes of a few million rows stay in memory
         cur.execute(
             "INSERT INTO normalize_run (as_of, parameters) VALUES (%s, %s) RETURNING run_id",
             (as_of, json.dumps(parameters)),

@@ -199,24 +199,26 @@ def assign_new_images(conn: psycopg2.extensions.connection, store: ObjectStore, 
     posts get a style tag without a re-clustering; returns how many were added."""
     version = get_version(conn, version_id)
     with conn.cursor() as cur:
+        cur.execute("""SELECT e.sha256 FROM image_embedding e WHERE e.model_id = %(model)s AND NOT EXISTS (
+                           SELECT 1 FROM style_cluster_member m WHERE m.version_id = %(v)s AND m.sha256 = e.sha256)""",
+                    {"model": version.embedding_model_id, "v": version_id})  # fmt: skip
+        new = [row[0] for row in cur.fetchall()]
+        if not new:
+            return 0
         cur.execute("SELECT centroids_key FROM style_clustering WHERE version_id = %s", (version_id,))
         saved = np.load(io.BytesIO(store.get_bytes(cur.fetchone()[0])))
-        known = set(members(conn, version_id))
-    ids, matrix = load_embeddings(conn, store, version.embedding_model_id)
-    rows = [i for i, sha in enumerate(ids) if sha not in known]
-    if not rows:
-        return 0
-    vectors = matrix[rows].astype(np.float32)
+    ids, matrix = load_embeddings(conn, store, version.embedding_model_id, shas=new)  # only their shards
+    vectors = matrix.astype(np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     cosines = vectors @ saved["centroids"].T
     nearest = cosines.argmax(axis=1)
     with conn.cursor() as cur:
         copy_rows(cur, "style_cluster_member", ("version_id", "sha256", "cluster_id", "similarity"),
-                  ((version_id, ids[r], int(saved["cluster_ids"][n]), round(float(cosines[i, n]), 5))
-                   for i, (r, n) in enumerate(zip(rows, nearest, strict=True))))  # fmt: skip
+                  ((version_id, sha, int(saved["cluster_ids"][n]), round(float(cosines[i, n]), 5))
+                   for i, (sha, n) in enumerate(zip(ids, nearest, strict=True))))  # fmt: skip
         cur.execute("""UPDATE style_cluster c SET images = m.n FROM (
                            SELECT cluster_id, count(*) AS n FROM style_cluster_member WHERE version_id = %(v)s
                            GROUP BY 1) m
                        WHERE c.version_id = %(v)s AND c.cluster_id = m.cluster_id""", {"v": version_id})  # fmt: skip
     conn.commit()
-    return len(rows)
+    return len(ids)

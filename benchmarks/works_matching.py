@@ -4,7 +4,8 @@ on seeds 1–5 — so a change of the limits shows what it gains and loses out o
 
 Every planted pair is judged directly (the candidate search is not involved: `pony demo` measures the whole chain).
 Prints, per seed and for all seeds together: re-posts judged ``duplicate`` by kind of alteration, look-alikes judged
-``duplicate`` (merged) by kind, and an artist's alternate versions judged ``variant``.
+``duplicate`` (merged) by kind, and an artist's alternate versions judged ``variant``; for all seeds also with the
+pixels alone (the posts' artist credits withheld: what the signatures catch by themselves).
 
     .venv/bin/python benchmarks/works_matching.py [--seeds 621 1 2 3 4 5]
     .venv/bin/python benchmarks/works_matching.py --sweep   # the judge's limits varied: train seeds 1–5, check 621
@@ -19,6 +20,7 @@ Targets (issue 15): every kind of re-post ≥ 0.95 found, no look-alike merged.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import time
 from collections import Counter, defaultdict
@@ -51,10 +53,12 @@ def planted_pairs(seed: int) -> list[tuple[str, ImageFacts, ImageFacts]]:
             if not copy.bad_file and not by_key[copy.copy_of].bad_file]  # fmt: skip
 
 
-def judge_pairs(pairs: list[tuple[str, ImageFacts, ImageFacts]]) -> dict[str, Counter]:
-    """{kind: Counter of verdicts}."""
+def judge_pairs(pairs: list[tuple[str, ImageFacts, ImageFacts]], credits: bool = True) -> dict[str, Counter]:
+    """{kind: Counter of verdicts}; ``credits`` False: the pixels alone (the posts' artists withheld)."""
     verdicts: dict[str, Counter] = defaultdict(Counter)
     for kind, copy, source in pairs:
+        if not credits:
+            copy, source = (dataclasses.replace(f, artists=frozenset()) for f in (copy, source))
         verdicts[kind][judge(copy, source)[0]] += 1
     return verdicts
 
@@ -117,8 +121,13 @@ def main() -> None:
             total[kind].update(counts)
         line, _, _ = describe(verdicts)
         print(f"seed {seed:>4} ({time.perf_counter() - started:.0f} s): {line}", flush=True)
+    pixels: dict[str, Counter] = defaultdict(Counter)
+    for pairs in pairs_by_seed.values():
+        for kind, counts in judge_pairs(pairs, credits=False).items():
+            pixels[kind].update(counts)
+    print(f"\nall {len(args.seeds)} seeds, the pixels alone (no artist credits): {describe(pixels)[0]}")
     line, worst, merged = describe(total)
-    print(f"\nall {len(args.seeds)} seeds: {line}")
+    print(f"all {len(args.seeds)} seeds: {line}")
     print(f"targets: worst kind ≥ 0.95 — {'met' if worst >= 0.95 else 'NOT met'} ({worst:.3f}); no look-alike merged "
           f"— {'met' if merged == 0 else f'NOT met ({merged})'}")  # fmt: skip
     if args.sweep:

@@ -14,15 +14,16 @@ from pony_tasks.orchestration.stages import cluster_styles, style_sheets
 DOC = """
 ### Style clusters (issue 16)
 
-Weekly, or triggered with parameters. `cluster` runs `pony styles run`: spherical k-means (faiss, k-means++ starts)
-of every embedding of the active aesthetic model's embedding model. With `start = warm` it starts from the active
-version's centroids (a re-run on grown data keeps its partition but for what the new images move); either way the
-new clusters take the ids of the active version's clusters they share most images with (Hungarian assignment), so
-`style_cluster_17` keeps its meaning; unmatched clusters get ids never used before. The same input clusters to the
-same version: then nothing is activated and no captions are rebuilt. The **style_clusters** gate (no empty cluster;
-warnings when one cluster holds over half the images, an embedded image has no cluster, or fewer than half the
-images keep their id) runs before `activate`, which emits the `style_clusters` asset event `{"style_version": N}`:
-captions_regenerate then writes `style_cluster_N` tags (setting `caption_style_tags`: add, replace_artist or off).
+Weekly, or triggered with parameters. `cluster` runs `pony styles run`: spherical k-means (faiss; a cold start is
+the consensus of 200 k-means++ runs) of every embedding of the active aesthetic model's embedding model. With
+`start = warm` it starts from the active version's centroids (a re-run on grown data keeps its partition but for what
+the new images move); either way the new clusters take the ids of the active version's clusters they share most images
+with (Hungarian assignment), so `style_cluster_17` keeps its meaning; unmatched clusters get ids never used before.
+The same input clusters to the same version: then nothing is activated and no captions are rebuilt. The
+**style_clusters** gate (no empty cluster; warnings when one cluster holds over half the images, an embedded image
+has no cluster, or fewer than half the images keep their id) runs before `activate`, which emits the
+`style_clusters` asset event `{"style_version": N}`: captions_regenerate then writes `style_cluster_N` tags (setting
+`caption_style_tags`: add, replace_artist or off).
 `sheets` draws a contact sheet per cluster under `reports/styles/v<N>/`.
 """
 
@@ -31,7 +32,7 @@ RULES = {
                  "description": "Number of style clusters."},
     "seed": {"default": 0, "type": "integer", "minimum": 0},
     "start": {"default": "warm", "enum": ["warm", "cold"],
-              "description": "warm: from the active version's centroids; cold: fresh k-means++ starts."},
+              "description": "warm: from the active version's centroids; cold: the consensus of fresh k-means++ runs."},
 }  # fmt: skip
 
 with DAG(dag_id="style_clusters", schedule="@weekly", params=dag_params(RULES),

@@ -23,7 +23,7 @@ def styles_group() -> None:
 @click.option("--match-to", type=int, help="Version whose ids to keep (default: the active one, else the newest).")
 @click.option("--start", type=click.Choice(["warm", "cold"]), default="warm", show_default=True,
               help="warm: start k-means from the centroids of the version matched to when it clustered the same "
-                   "model into as many clusters; cold: from seeded k-means++ starts.")  # fmt: skip
+                   "model into as many clusters; cold: from the consensus of 200 seeded k-means++ runs.")  # fmt: skip
 @click.option("--activate", is_flag=True, help="Make it the active clustering (captions use it from their next set).")
 @click.pass_obj
 def styles_run(ctx: PonyContext, clusters: int | None, seed: int, embedding_model: int | None, match_to: int | None,

@@ -22,7 +22,7 @@ from pony_tasks.embed.run import load_embeddings
 from pony_tasks.errors import PermanentError
 from pony_tasks.storage import ObjectStore
 from pony_tasks.styles import active_version  # noqa: F401 - re-exported for callers of the registry
-from pony_tasks.styles.kmeans import kmeans
+from pony_tasks.styles.kmeans import CONSENSUS_RUNS, kmeans
 from pony_tasks.styles.stable_ids import assign_ids, stability
 
 DEFAULT_CLUSTERS = 32
@@ -78,16 +78,16 @@ def members(conn: psycopg2.extensions.connection, version_id: int) -> dict[str, 
 
 def run_clustering(
     conn: psycopg2.extensions.connection, store: ObjectStore, *, embedding_model_id: int | None = None,
-    clusters: int = DEFAULT_CLUSTERS, seed: int = 0, restarts: int = 3, iterations: int = 50,
+    clusters: int = DEFAULT_CLUSTERS, seed: int = 0, runs: int = CONSENSUS_RUNS, iterations: int = 50,
     match_to: int | None = None, cold: bool = False,
 ) -> StyleVersion:  # fmt: skip
     """Cluster every embedding of ``embedding_model_id`` (default: :func:`default_embedding_model`) into ``clusters``
     style clusters and record the result as a candidate version whose ids continue ``match_to`` (default: the
     active version, else the newest). When ``match_to`` clustered the same embedding model into as many clusters,
     k-means starts from its centroids (warm: a re-run on grown data keeps its partition but for what the new data
-    moves); ``cold`` or another model starts from seeded k-means++ centroids. Either way the ids are matched to
-    ``match_to``'s by shared images. The same images, model, cluster count, seed and settings return the version
-    that clustered them (``created`` False): re-running changes nothing."""
+    moves); ``cold`` or another model starts from the consensus of ``runs`` seeded k-means++ runs. Either way the
+    ids are matched to ``match_to``'s by shared images. The same images, model, cluster count, seed and settings
+    return the version that clustered them (``created`` False): re-running changes nothing."""
     model_id = embedding_model_id or default_embedding_model(conn)
     if match_to is None:
         with conn.cursor() as cur:
@@ -101,7 +101,8 @@ def run_clustering(
     order = np.argsort(np.array(ids))  # sha256 order: the result does not depend on shard order
     ids = [ids[i] for i in order]
     matrix = matrix[order]
-    settings = {"restarts": restarts, "iterations": iterations, "algorithm": "faiss spherical k-means++"}
+    settings = {"runs": runs, "iterations": iterations,
+                "algorithm": "faiss spherical k-means, consensus of k-means++ runs"}
     digest = hashlib.sha256(json.dumps([model_id, clusters, seed, settings]).encode())
     for sha in ids:
         digest.update(sha.encode())
@@ -114,7 +115,7 @@ def run_clustering(
     initial = None if cold or match_to is None else _warm_start(conn, store, match_to, model_id, clusters)
     parameters = settings | {"start": f"warm from v{match_to}" if initial is not None else "cold"}
 
-    result = kmeans(matrix, clusters, seed=seed, iterations=iterations, restarts=restarts, initial=initial)
+    result = kmeans(matrix, clusters, seed=seed, iterations=iterations, runs=runs, initial=initial)
     previous = members(conn, match_to) if match_to else {}
     with conn.cursor() as cur:
         cur.execute("SELECT coalesce(max(cluster_id) + 1, 0) FROM style_cluster")

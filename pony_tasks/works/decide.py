@@ -12,7 +12,14 @@ of a sequence (a part of the picture moved). A pair is a ``duplicate`` only when
 - the aspect ratio (borders and small crops pass, another crop does not);
 - the CLIP embeddings, when both images have one of the same model and the pHashes are not already within a
   re-encode's few bits (there the pixels agree past anything an embedding can say; the demo's random-init model
-  puts some true re-encodes at cosine 0.77).
+  puts some true re-encodes at cosine 0.77);
+- the artists the posts credit: a re-post of a work credits its artist, so two images whose posts both name artists
+  and share none are two works (another artist's edit, recolour or frame), however alike their pixels. Names in the
+  artist category that name nobody (``NOT_ARTISTS``: e621's ``conditional_dnp``, ``unknown_artist``…) do not count,
+  nor does a side with no credit (Gelbooru's API gives no tag types); Danbooru's ``_(artist)`` qualifier is
+  dropped. A re-poster's wrong credit keeps a copy apart: an operator links it (``pony works link``). The signatures
+  alone still merge some frames of a sequence whose moved part hardly shows at 16×16 (the closing note of issue 15
+  has the figures), which is why this signal is not left out.
 
 Pairs that fail only on colour or detail and whose posts share an artist are that artist's ``variant`` (an alternate
 version: linked, not merged); every other failing pair is ``distinct``, with the reasons in the evidence. The limits
@@ -40,6 +47,14 @@ MAX_ASPECT_RATIO = 1.10  # larger of the two width/height ratios over the smalle
 MIN_EMBEDDING_COSINE = 0.90  # when both images have an embedding of the same model …
 EMBEDDING_VETO_BITS = 4  # … and the pHashes differ by more than this: closer, the pixels agree past any embedding
 
+# Artist-category tags that credit nobody (seen in e621's recorded pages: conditional_dnp, unknown_artist; the rest
+# from e621's and Derpibooru's tag conventions).
+NOT_ARTISTS = frozenset({
+    "conditional_dnp", "unknown_artist", "anonymous_artist", "avoid_posting", "sound_warning", "epilepsy_warning",
+    "third-party_edit", "unknown_artist_signature", "artist_request", "banned_artist", "artist_needed",
+    "anonymous", "unknown",
+})  # fmt: skip
+
 LOSSLESS = {"PNG": 2, "WEBP": 1, "GIF": 1, "BMP": 2, "TIFF": 2}  # lossless over lossy (WEBP/GIF: either)
 
 
@@ -60,6 +75,11 @@ class ImageFacts:
     def canonical_rank(self) -> tuple:
         """Higher is a better canonical image: more pixels, lossless over lossy, more bytes (less re-encoded)."""
         return (self.width * self.height, LOSSLESS.get(self.format, 0), self.byte_size, self.sha256)
+
+
+def credited(artists: frozenset[str]) -> frozenset[str]:
+    """The artists a post's artist tags name (common spelling, Danbooru's ``_(artist)`` qualifier dropped)."""
+    return frozenset(a.removesuffix("_(artist)") for a in artists if a not in NOT_ARTISTS)
 
 
 def closest_views(a: ImageFacts, b: ImageFacts) -> tuple[str, int, tuple[bytes, bytes], tuple[bytes, bytes]]:
@@ -90,6 +110,9 @@ def judge(a: ImageFacts, b: ImageFacts, cosine: float | None = None) -> tuple[st
         shape.append(f"shapes differ (pHash {bits} bits > {MAX_CONFIRM_BITS})")
     if evidence["aspect_ratio"] > MAX_ASPECT_RATIO:
         shape.append(f"shapes differ (aspect ratio {evidence['aspect_ratio']} > {MAX_ASPECT_RATIO})")
+    credits_a, credits_b = credited(a.artists), credited(b.artists)
+    if credits_a and credits_b and not credits_a & credits_b:
+        shape.append(f"credited to other artists ({', '.join(sorted(credits_a))} / {', '.join(sorted(credits_b))})")
     if cosine is not None and cosine < MIN_EMBEDDING_COSINE and bits > EMBEDDING_VETO_BITS:
         looks.append(f"embeddings differ (cosine {cosine:.3f} < {MIN_EMBEDDING_COSINE})")
     if bits > MARK_BITS and luma + chroma > MAX_MARK_LOOK:
@@ -105,7 +128,7 @@ def judge(a: ImageFacts, b: ImageFacts, cosine: float | None = None) -> tuple[st
     if not shape and not looks:
         return "duplicate", evidence
     evidence["reasons"] = shape + looks
-    shared = sorted(a.artists & b.artists)
+    shared = sorted(credits_a & credits_b)
     if not shape and bits <= MAX_VARIANT_BITS and shared:
         evidence["shared_artists"] = shared
         return "variant", evidence

@@ -44,9 +44,15 @@ class WorksReport:
 
 def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
     """Every image with its signatures (images without them — `pony images hash` — are left out) and the artist tags
-    of its posts (what tells an artist's alternate version from another artist's edit)."""
+    of its posts (what tells an artist's alternate version from another artist's edit, and another artist's picture
+    from a re-post). A post without tag groups (Gelbooru's API gives no tag types) credits the tags of its own that
+    another site's posts file as artists (Gelbooru mirrors Danbooru's tag names)."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT i.sha256, i.width, i.height, i.format, i.byte_size, i.phash, i.colour_thumb, i.detail,
+        cur.execute("""WITH known_artist AS MATERIALIZED (
+                           SELECT DISTINCT lower(replace(regexp_replace(a.tag, '^artist:', ''), ' ', '_')) AS name
+                           FROM booru_post p, jsonb_array_elements_text(p.tag_groups -> 'artist') AS a(tag)
+                           WHERE jsonb_typeof(p.tag_groups -> 'artist') = 'array')
+                       SELECT i.sha256, i.width, i.height, i.format, i.byte_size, i.phash, i.colour_thumb, i.detail,
                               i.inner_phash, i.inner_colour_thumb, i.inner_detail,
                               coalesce(i.crop_phash, '{}'), coalesce(i.crop_colour_thumb, '{}'),
                               coalesce(i.crop_detail, '{}'),
@@ -54,8 +60,13 @@ def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
                        FROM image i
                        LEFT JOIN booru_post_image b ON b.sha256 = i.sha256
                        LEFT JOIN booru_post p ON p.site = b.site AND p.post_id = b.post_id
-                       LEFT JOIN LATERAL jsonb_array_elements_text(coalesce(p.tag_groups -> 'artist', '[]'))
-                                 AS a(tag) ON true
+                       LEFT JOIN LATERAL (
+                           SELECT g.tag FROM jsonb_array_elements_text(coalesce(p.tag_groups -> 'artist', '[]'))
+                                             AS g(tag)
+                           UNION ALL
+                           SELECT t.tag FROM unnest(p.tags) AS t(tag)
+                           WHERE coalesce(p.tag_groups, '{}'::jsonb) = '{}'::jsonb
+                             AND lower(t.tag) IN (SELECT name FROM known_artist)) AS a(tag) ON true
                        WHERE i.phash IS NOT NULL AND i.inner_detail IS NOT NULL
                        GROUP BY i.sha256""")  # fmt: skip
         facts = {}

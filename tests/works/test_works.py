@@ -199,3 +199,37 @@ def test_the_report_draws_merged_works_and_near_misses(migrated, tmp_path) -> No
     sheet = Image.open(io.BytesIO(png))
     rows = (sheet.height - 24) // (THUMB + LABEL + 4)
     assert rows == 2 + summary.verdicts["distinct"]  # two merged works, then each near miss
+
+
+def _post(settings, site: str, post_id: int, sha: str, tags: list[str], artists: list[str] | None) -> None:
+    import json
+
+    groups = {} if artists is None else {"artist": artists}
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO booru_post (site, post_id, rating, tags, tag_groups) VALUES (%s, %s, 'general', %s, "
+                    "%s)", (site, post_id, tags, json.dumps(groups)))  # fmt: skip
+        cur.execute("INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)", (site, post_id, sha))
+
+
+def test_a_copy_credited_to_another_artist_stays_apart_also_on_gelbooru(migrated) -> None:
+    """Danbooru files ``inkwell`` and ``sunbeam`` as artists; Gelbooru gives no tag types, so its posts credit the
+    tags other sites file as artists. A re-encode whose Gelbooru post names sunbeam is another artist's picture;
+    one that names inkwell is the same work."""
+    original = _artwork(3)
+    source = _store(migrated, _save(original, "PNG"))
+    credited_other = _store(migrated, _save(original, "JPEG", quality=90))
+    credited_same = _store(migrated, _save(original, "JPEG", quality=70))
+    other_picture = _store(migrated, _save(_artwork(4), "PNG"))
+    _post(migrated, "danbooru", 1, source, ["inkwell", "solo"], ["inkwell"])
+    _post(migrated, "danbooru", 2, other_picture, ["sunbeam", "solo"], ["sunbeam"])
+    _post(migrated, "gelbooru", 10, credited_other, ["sunbeam", "solo"], None)
+    _post(migrated, "gelbooru", 11, credited_same, ["inkwell", "solo"], None)
+    run_works(migrated)
+    works = _works(migrated)
+    assert works[credited_same] == works[source] != works[credited_other]
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT verdict, evidence FROM work_pair WHERE %s IN (sha_a, sha_b) AND %s IN (sha_a, sha_b)",
+                    (source, credited_other))  # fmt: skip
+        verdict, evidence = cur.fetchone()
+    assert verdict == "distinct" and any(r.startswith("credited to other artists") and "sunbeam" in r and "inkwell" in r
+                                         for r in evidence["reasons"]), evidence  # fmt: skip

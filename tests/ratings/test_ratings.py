@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pony_tasks.boorus.engine import scrape
+from pony_tasks.config import load_settings
 from pony_tasks.db import connect
 from pony_tasks.fakes.server import FakeBooru
 from pony_tasks.images.fetch import fetch_images
@@ -22,16 +24,31 @@ from pony_tasks.ratings.sample import sample_rating_set
 from tests.helpers import fast_settings
 
 
-@pytest.fixture
-def normalised(corpus, migrated):
-    """Two sites scraped, images fetched and normalised once."""
+@pytest.fixture(scope="module")
+def normalised_template(corpus, database_copies, tmp_path_factory) -> tuple[str, Path]:
+    """Two sites scraped, images fetched and normalised once per module: (template database, its home)."""
+    from pony_tasks.db import upgrade
+
+    name = database_copies.create()
+    home = tmp_path_factory.mktemp("normalised") / "home"
+    settings = load_settings(home=home, database_url=database_copies.url(name))
+    with connect(settings, check_schema=False) as conn:
+        upgrade(conn)
     with FakeBooru("danbooru", corpus) as danbooru, FakeBooru("gelbooru", corpus) as gelbooru:
-        settings = fast_settings(migrated, {"danbooru": danbooru, "gelbooru": gelbooru}, image_max_bytes=2 << 20)
+        scraping = fast_settings(settings, {"danbooru": danbooru, "gelbooru": gelbooru}, image_max_bytes=2 << 20)
         for site in ("danbooru", "gelbooru"):
-            scrape(site, settings=settings, now=corpus.reference_time, show_progress=False)
-        fetch_images(settings=settings, show_progress=False)
-    normalize(migrated, as_of=corpus.reference_time)
-    return migrated
+            scrape(site, settings=scraping, now=corpus.reference_time, show_progress=False)
+        fetch_images(settings=scraping, show_progress=False)
+    normalize(settings, as_of=corpus.reference_time)
+    return name, home
+
+
+@pytest.fixture
+def normalised(normalised_template, database_copies, tmp_path):
+    """Each test's own copy of the normalised sample: its database and its object store."""
+    template, home = normalised_template
+    shutil.copytree(home, tmp_path / "home")
+    return load_settings(home=tmp_path / "home", database_url=database_copies.url(database_copies.create(template)))
 
 
 def _query(settings, sql: str, *args) -> list[tuple]:

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-
 from pony_airflow.failures import RUN_OUTCOME_TASK
 from pony_airflow.notifiers import PonyAlertNotifier
 from pony_tasks.orchestration.stages import SITES

@@ -12,7 +12,7 @@ import json
 import multiprocessing
 import os
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -119,8 +119,11 @@ SOURCE_QUERY = """
     FROM works m
     LEFT JOIN style_cluster_member sc ON sc.version_id = %(style_version)s::int AND sc.sha256 = m.sha256"""
 
+# One JSON text per row: the fetching process only moves strings (no array or jsonb parsing, cheap to pickle); the
+# encoding processes parse them (json.loads, C) — on 2 cores the fetcher was the bottleneck of the first build.
 MISSING_CONTENT_QUERY = """
-    SELECT DISTINCT ON (cs.digest) cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups, cs.year, cs.style_cluster
+    SELECT DISTINCT ON (cs.digest)
+           json_build_array(cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups, cs.year, cs.style_cluster)::text
     FROM caption_source cs
     WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)"""
 
@@ -209,9 +212,8 @@ def regenerate(
         raise_work_mem(cur)
         cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})
         cur.execute("ANALYZE caption_source")
-        computed = _fill_missing_content(
-            conn, ContentLineEncoder(include_artist=include_artist, frequencies=frequencies), chunk_rows, show_progress
-        )
+        encoder = ContentLineEncoder(include_artist=include_artist, frequencies=frequencies)
+        computed = _fill_missing_content(conn, encoder, chunk_rows, show_progress, workers)
         _create_band_table(cur, bands)
         # the set's own table, filled and then attached as caption's partition (migration 0020): the CHECK lets the
         # attach skip its scan; the primary key is built and the foreign key checked once, at the attach
@@ -314,7 +316,7 @@ def _fill_missing_content(
 
         if workers <= 1:
             for rows in chunks:
-                write((len(rows), encoder.lines(rows)))
+                write(encoder.encode(rows))
         else:
             with multiprocessing.get_context("fork").Pool(workers, _start_encoder, (encoder,)) as pool:
                 pending: deque = deque()
@@ -335,8 +337,8 @@ def _start_encoder(encoder: ContentLineEncoder) -> None:
     _WORKER_ENCODER = encoder
 
 
-def _encode(rows: list[tuple]) -> tuple[int, list[str]]:
-    return len(rows), _WORKER_ENCODER.lines(rows)
+def _encode(rows: list[tuple[str]]) -> tuple[int, list[str]]:
+    return _WORKER_ENCODER.encode(rows)
 
 
 CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "content_text", "cumulative_tokens",
@@ -359,7 +361,13 @@ class ContentLineEncoder:
         self._costs: dict[str, int] = {}  # caption tag → token cost
         self._elements: dict[str, str] = {}
 
-    def lines(self, rows: Iterable[tuple]) -> list[str]:
+    def encode(self, fetched: list[tuple[str]]) -> tuple[int, list[str]]:
+        """(rows, COPY lines) for rows of MISSING_CONTENT_QUERY (one JSON array each)."""
+        loads = json.loads
+        return len(fetched), self.lines([loads(row[0]) for row in fetched])
+
+    def lines(self, rows: Iterable[Sequence]) -> list[str]:
+        """COPY lines for (digest, site, rating, tags, tag groups, year, style cluster) rows."""
         elements, include_artist, frequencies = self._elements, self.include_artist, self.frequencies
         forms, costs, periods = self._forms, self._costs, self.periods
         element_of = elements.__getitem__

@@ -22,7 +22,7 @@ from pony_tasks.embed.run import load_embeddings
 from pony_tasks.errors import PermanentError
 from pony_tasks.storage import ObjectStore
 from pony_tasks.styles import active_version  # noqa: F401 - re-exported for callers of the registry
-from pony_tasks.styles.kmeans import CONSENSUS_RUNS, kmeans
+from pony_tasks.styles.kmeans import CONSENSUS_RUNS, RUN_ITERATIONS, RUN_SAMPLE_PER_CLUSTER, kmeans
 from pony_tasks.styles.stable_ids import assign_ids, stability
 
 DEFAULT_CLUSTERS = 32
@@ -101,7 +101,8 @@ def run_clustering(
     order = np.argsort(np.array(ids))  # sha256 order: the result does not depend on shard order
     ids = [ids[i] for i in order]
     matrix = matrix[order]
-    settings = {"runs": runs, "iterations": iterations,
+    settings = {"runs": runs, "iterations": iterations, "run_iterations": RUN_ITERATIONS,
+                "run_sample_per_cluster": RUN_SAMPLE_PER_CLUSTER,
                 "algorithm": "faiss spherical k-means, consensus of k-means++ runs"}
     digest = hashlib.sha256(json.dumps([model_id, clusters, seed, settings]).encode())
     for sha in ids:

@@ -51,10 +51,11 @@ def kmeans(
     initial: np.ndarray | None = None, workers: int | None = None,
 ) -> Clustering:  # fmt: skip
     """Cluster the rows of ``matrix`` (any float dtype; normalised here) into ``clusters`` groups. Cold (``initial``
-    None): the consensus of ``runs`` seeded k-means++ runs (module docstring). Warm: Lloyd iterations from
-    ``initial`` (a previous version's centroids, ``clusters`` rows) — a re-clustering of grown data then moves the
-    boundaries only as far as the data asks. Deterministic for a given seed, whatever ``workers`` (the threads the
-    consensus runs share; default every core)."""
+    None): the consensus of ``runs`` seeded k-means++ runs of RUN_ITERATIONS each (module docstring);
+    ``iterations`` for clustering the pooled centroids and for the final Lloyd on the training sample. Warm: Lloyd
+    iterations from ``initial`` (a previous version's centroids, ``clusters`` rows) — a re-clustering of grown data
+    then moves the boundaries only as far as the data asks. Deterministic for a given seed, whatever ``workers``
+    (the threads the consensus runs share; default every core)."""
     import faiss
 
     if matrix.ndim != 2 or len(matrix) == 0:

@@ -37,7 +37,9 @@ DEFAULT_BLACKLIST = frozenset({
 # Bump when content_tags/source_tag/clean_tag change what they produce: cached caption content is keyed by it.
 CONTENT_RULES_VERSION = 3  # 2: true synonyms mapped (works/tag_synonyms.csv); 3: keep order, token costs, dates
 GROUP_ORDER = ("character", "oc", "copyright", "artist", "species", "general")
+PONY_HINTS = frozenset({"pony", "my_little_pony", "my little pony"})
 FURRY_HINTS = frozenset({"anthro", "furry", "feral", "canine", "feline", "fox", "wolf", "dragon"})
+CARTOON_HINTS = frozenset({"cartoon", "western"})
 ANIME_HINTS = frozenset({"1girl", "1boy", "2girls", "solo_focus", "anime", "original"})
 
 
@@ -47,11 +49,11 @@ SOURCE_TAGS = ("source_pony", "source_furry", "source_cartoon", "source_anime")
 def source_tag(site: str, tags: Iterable[str]) -> str:
     """``source_pony`` / ``source_furry`` / ``source_cartoon`` / ``source_anime`` from the site and its tags."""
     tagset = set(map(str.lower, tags))
-    if site == "derpibooru" or {"pony", "my_little_pony", "my little pony"} & tagset:
+    if site == "derpibooru" or PONY_HINTS & tagset:
         return "source_pony"
     if site == "e621" or FURRY_HINTS & tagset:
         return "source_furry"
-    if "cartoon" in tagset or "western" in tagset:
+    if CARTOON_HINTS & tagset:
         return "source_cartoon"
     return "source_anime"
 

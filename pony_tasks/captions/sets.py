@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
-import os
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import accumulate
 
 import psycopg2.extensions
 import psycopg2.extras
 
 from pony_tasks.aesthetic.registry import get_version
+from pony_tasks.captions.columnar import ColumnarContentEncoder
 from pony_tasks.captions.periods import DEFAULT_PERIODS, Periods, date_tags
 from pony_tasks.captions.quality import DEFAULT_THRESHOLDS, QualityTags, quality_tags
 from pony_tasks.captions.render import (
@@ -33,7 +32,7 @@ from pony_tasks.captions.render import (
     with_style,
 )
 from pony_tasks.captions.tokens import DEFAULT_TOKEN_LIMIT, check_limit, cumulative_costs, prioritised, tags_cost
-from pony_tasks.db.bulk import copy_lines, raise_work_mem
+from pony_tasks.db.bulk import copy_text, raise_work_mem
 from pony_tasks.progress import progress_bar
 from pony_tasks.styles import active_version, style_tag
 
@@ -119,18 +118,24 @@ SOURCE_QUERY = """
     FROM works m
     LEFT JOIN style_cluster_member sc ON sc.version_id = %(style_version)s::int AND sc.sha256 = m.sha256"""
 
-# One JSON text per row: the fetching process only moves strings (no array or jsonb parsing, cheap to pickle); the
-# encoding processes parse them (json.loads, C) — on 2 cores the fetcher was the bottleneck of the first build.
+# One JSON object per row (parsed by polars in the columnar encoder, by json.loads in the row encoder), beside its
+# digest: the fill skips a digest already seen (two works of identical content) instead of the server sorting every
+# row for DISTINCT ON.
 MISSING_CONTENT_QUERY = """
-    SELECT DISTINCT ON (cs.digest)
-           json_build_array(cs.digest, cs.site, cs.rating, cs.tags, cs.tag_groups, cs.year, cs.style_cluster)::text
+    SELECT cs.digest, json_build_object('d', cs.digest, 's', cs.site, 'r', cs.rating, 't', cs.tags, 'g', cs.tag_groups,
+                                        'y', cs.year, 'c', cs.style_cluster)::text
     FROM caption_source cs
     WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)"""
+
+# Every key the tag groups of caption_source have: the columnar encoder reads the JSON with this schema.
+GROUP_KEYS_QUERY = """
+    SELECT DISTINCT k FROM caption_source cs, jsonb_object_keys(cs.tag_groups) k
+    WHERE jsonb_typeof(cs.tag_groups) = 'object' ORDER BY 1"""
 
 # The caption text is rendered here exactly as render.render_text renders it, and its content cut to the token limit
 # exactly as render.build_caption cuts it (a test compares every stored row with build_caption(...).render()): the
 # content is cached in keep order with its running token cost, so the tags that fit the band's budget are a prefix,
-# width_bucket() counts them.
+# width_bucket() counts them, and the prefix joined with ', ' is the content's text.
 INSERT_CAPTIONS = """
     INSERT INTO {partition} (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content,
                              text, tokens, tags_dropped, date_tags, style_cluster)
@@ -142,13 +147,11 @@ INSERT_CAPTIONS = """
                                                    nullif(f.kept_text, '')), ''), ''),
            f.quality_tokens + f.fixed_tokens + coalesce(f.cumulative_tokens[f.kept], 0), f.n - f.kept, f.date_tags,
            f.style_cluster
-    FROM (SELECT k.*,
-                 CASE WHEN k.kept = k.n THEN k.content ELSE k.content[1:k.kept] END AS kept_content,
-                 CASE WHEN k.kept = k.n THEN k.content_text WHEN k.kept = 0 THEN ''
-                      ELSE left(k.content_text, k.text_ends[k.kept]) END AS kept_text
+    FROM (SELECT j.*, array_to_string(j.kept_content, ', ') AS kept_text
+          FROM (SELECT k.*, CASE WHEN k.kept = k.n THEN k.content ELSE k.content[1:k.kept] END AS kept_content
           FROM (SELECT cs.sha256, cs.style_cluster, b.band, b.band_tag, b.up_tags, b.independent, b.fixed_quality,
-                       b.flexible_quality, b.quality_tokens, c.source_tag, c.rating_tag, c.content, c.content_text,
-                       c.cumulative_tokens, c.fixed_tokens, c.date_tags, c.date_text, c.text_ends,
+                       b.flexible_quality, b.quality_tokens, c.source_tag, c.rating_tag, c.content,
+                       c.cumulative_tokens, c.fixed_tokens, c.date_tags, c.date_text,
                        cardinality(c.content) AS n,
                        CASE WHEN cardinality(c.cumulative_tokens) = 0 THEN 0
                             ELSE width_bucket(%(limit)s - b.quality_tokens - c.fixed_tokens, c.cumulative_tokens)
@@ -158,14 +161,14 @@ INSERT_CAPTIONS = """
                 JOIN caption_band b
                   ON b.band = greatest(%(floor)s, 9 - %(edges)s + width_bucket(cs.percentile, %(ascending)s::float8[]))
                ) k
-         ) f"""
+         ) j) f"""
 
 
 def regenerate(
     conn: psycopg2.extensions.connection, *, scheme: str = "v7", aesthetic_version_id: int | None = None,
     floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
     token_limit: int = DEFAULT_TOKEN_LIMIT, refresh_frequencies: bool = False, periods: Periods = DEFAULT_PERIODS,
-    workers: int | None = None, style_tags: str = "off", style_version: int | None = None,
+    encoder: str = "columnar", style_tags: str = "off", style_version: int | None = None,
     show_progress: bool | None = False,
 ) -> RegenerateResult:  # fmt: skip
     """Captions for every work scored by the aesthetic version (default: the active one), as a new set: one per
@@ -181,6 +184,8 @@ def regenerate(
     (instead of them) from ``style_version`` (default: the active style clustering; with none, no style tags and the
     artist tags stay)."""
     version = get_version(conn, aesthetic_version_id)
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}")
     if style_tags not in STYLE_MODES:
         raise ValueError(f"style_tags must be one of {', '.join(STYLE_MODES)}, not {style_tags!r}")
     if style_tags != "off" and style_version is None:
@@ -212,8 +217,10 @@ def regenerate(
         raise_work_mem(cur)
         cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})
         cur.execute("ANALYZE caption_source")
-        encoder = ContentLineEncoder(include_artist=include_artist, frequencies=frequencies)
-        computed = _fill_missing_content(conn, encoder, chunk_rows, show_progress, workers)
+        rows = ContentLineEncoder(include_artist=include_artist, frequencies=frequencies, periods=periods)
+        columnar = None if encoder == "rows" else ColumnarContentEncoder(
+            include_artist=include_artist, frequencies=frequencies, periods=periods, element=_csv_array_element)
+        computed = _fill_missing_content(conn, rows, chunk_rows, show_progress, columnar)
         _create_band_table(cur, bands)
         # the set's own table, filled and then attached as caption's partition (migration 0020): the CHECK lets the
         # attach skip its scan; the primary key is built and the foreign key checked once, at the attach
@@ -281,68 +288,66 @@ def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, Quality
 
 
 CONTENT_FILL_LOCK = 0x70_6F6E_7963  # pg_advisory_xact_lock key of the caption-content fill ("ponyc")
-PARALLEL_FROM = 20_000  # missing contents from which encoding runs in worker processes (workers=None)
+ENCODERS = ("columnar", "rows")
 
 
 def _fill_missing_content(
     conn: psycopg2.extensions.connection, encoder: ContentLineEncoder, chunk_rows: int, show_progress: bool | None,
-    workers: int | None = None,
+    columnar: ColumnarContentEncoder | None = None,
 ) -> int:
     """Compute caption content for digests not cached yet; returns how many were added. One regeneration fills the
-    cache at a time (a lock taken before the missing digests are counted, held to the set's commit), so the rows are
-    copied straight into ``caption_content``. Encoding (Python, the cold path) runs in ``workers`` forked processes
-    while this one fetches and copies (default: 2 on a multi-core machine from PARALLEL_FROM missing contents)."""
+    cache at a time (a lock held to the set's commit), so the rows are copied straight into ``caption_content``.
+    Chunks are encoded by ``columnar`` (polars, its own threads) in a second thread while this one fetches the next
+    and copies the last; ``encoder`` (the row encoder) takes a chunk polars cannot read, and all of them when
+    ``columnar`` is None."""
     with conn.cursor() as cur:
         # one filler at a time: an advisory lock (a table lock would also wait for autovacuum's, up to a second)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (CONTENT_FILL_LOCK,))
-        # the count needs only the digests (no post rows, no tags): the full query then runs once, streamed
-        cur.execute("""SELECT count(DISTINCT cs.digest) FROM caption_source cs
-                       WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)""")
-        missing = cur.fetchone()[0]
-        if not missing:
-            return 0
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if missing >= PARALLEL_FROM else 1
+    seen: set[str] = set()
+    group_keys: list[str] | None = None
     with (
         conn.cursor(name="caption_missing_content") as source, conn.cursor() as sink,
-        progress_bar(show_progress, total=missing, desc="caption content", unit="post") as bar,
+        progress_bar(show_progress, desc="caption content", unit="post") as bar,
+        ThreadPoolExecutor(1, thread_name_prefix="caption-content") as pool,
     ):  # fmt: skip
-        source.execute(MISSING_CONTENT_QUERY)
-        chunks = iter(lambda: source.fetchmany(chunk_rows), [])
+        sink.execute("SET LOCAL cursor_tuple_fraction = 1")  # all rows are read: a hash anti-join, not 1M probes
+        source.execute(MISSING_CONTENT_QUERY)  # no count first: when all is cached, this finds nothing just as fast
+        pending: deque[tuple[int, Future]] = deque()
 
-        def write(encoded: tuple[int, list[str]]) -> None:
-            copy_lines(sink, "caption_content", CONTENT_COLUMNS, encoded[1])
-            bar.update(encoded[0])
+        def write() -> None:
+            count, encoded = pending.popleft()
+            copy_text(sink, "caption_content", CONTENT_COLUMNS, encoded.result())
+            bar.update(count)
 
-        if workers <= 1:
-            for rows in chunks:
-                write(encoder.encode(rows))
-        else:
-            with multiprocessing.get_context("fork").Pool(workers, _start_encoder, (encoder,)) as pool:
-                pending: deque = deque()
-                for rows in chunks:  # fetched here, encoded there: at most workers + 1 chunks in flight
-                    pending.append(pool.apply_async(_encode, (rows,)))
-                    if len(pending) > workers:
-                        write(pending.popleft().get())
-                while pending:
-                    write(pending.popleft().get())
-    return missing
-
-
-_WORKER_ENCODER: ContentLineEncoder | None = None
-
-
-def _start_encoder(encoder: ContentLineEncoder) -> None:
-    global _WORKER_ENCODER
-    _WORKER_ENCODER = encoder
+        for rows in iter(lambda: source.fetchmany(chunk_rows), []):
+            fresh = [line for digest, line in rows if digest not in seen and not seen.add(digest)]
+            if not fresh:
+                continue
+            if group_keys is None:  # asked once, when there is something to compute
+                sink.execute(GROUP_KEYS_QUERY)
+                group_keys = [key for (key,) in sink.fetchall()]
+            pending.append((len(fresh), pool.submit(_encode_chunk, fresh, group_keys, columnar, encoder)))
+            if len(pending) > 1:  # encoded there while this thread fetches the next chunk and copies the last
+                write()
+        while pending:
+            write()
+    return len(seen)
 
 
-def _encode(rows: list[tuple[str]]) -> tuple[int, list[str]]:
-    return _WORKER_ENCODER.encode(rows)
+def _encode_chunk(lines: list[str], group_keys: list[str], columnar: ColumnarContentEncoder | None,
+                  encoder: ContentLineEncoder) -> str:  # fmt: skip
+    if columnar is not None:
+        import polars.exceptions
+
+        try:
+            return columnar.encode(lines, group_keys)
+        except polars.exceptions.PolarsError:
+            pass  # a shape polars' schema does not take (a tag group that is not a list): the row encoder's turn
+    return "".join(encoder.encode(lines)[1])
 
 
-CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "content_text", "cumulative_tokens",
-                   "text_ends", "fixed_tokens", "date_tags", "date_text")  # fmt: skip
+CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "cumulative_tokens", "fixed_tokens", "date_tags",
+                   "date_text")  # fmt: skip
 
 
 class ContentLineEncoder:
@@ -361,10 +366,12 @@ class ContentLineEncoder:
         self._costs: dict[str, int] = {}  # caption tag → token cost
         self._elements: dict[str, str] = {}
 
-    def encode(self, fetched: list[tuple[str]]) -> tuple[int, list[str]]:
-        """(rows, COPY lines) for rows of MISSING_CONTENT_QUERY (one JSON array each)."""
-        loads = json.loads
-        return len(fetched), self.lines([loads(row[0]) for row in fetched])
+    def encode(self, json_lines: list[str]) -> tuple[int, list[str]]:
+        """(rows, COPY lines) for the JSON objects of MISSING_CONTENT_QUERY."""
+        rows = []
+        for post in map(json.loads, json_lines):
+            rows.append((post["d"], post["s"], post["r"], post["t"] or [], post["g"], post["y"], post["c"]))
+        return len(rows), self.lines(rows)
 
     def lines(self, rows: Iterable[Sequence]) -> list[str]:
         """COPY lines for (digest, site, rating, tags, tag groups, year, style cluster) rows."""
@@ -380,14 +387,12 @@ class ContentLineEncoder:
             for tag in set(content).difference(elements):
                 elements[tag] = _csv_array_element(tag)
             array = ",".join(map(element_of, content))
-            text = ", ".join(content).replace('"', '""')
             source, rating_tag, date = source_tag(site, tags), RATING_TAGS[rating], date_tags(year, periods)
             running = ",".join(map(str, cumulative_costs(content, costs)))
-            ends = ",".join(map(str, accumulate(map(len, content), lambda end, size: end + 2 + size)))
             fixed = self._fixed_cost(source, rating_tag, date)
             dates = ",".join(date)  # "year 2023", "newest": no quotes or commas inside
-            out.append(f'{digest},{source},{rating_tag},"{{{array}}}","{text}","{{{running}}}","{{{ends}}}",'
-                       f'{fixed},"{{{dates}}}","{", ".join(date)}"\n')  # fmt: skip
+            out.append(f'{digest},{source},{rating_tag},"{{{array}}}","{{{running}}}",{fixed},"{{{dates}}}",'
+                       f'"{", ".join(date)}"\n')  # fmt: skip
         return out
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - a few hundred (source, rating, date) combinations per run

@@ -169,6 +169,14 @@ def copy_lines(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[st
     return _copy_stream(cur, table, columns, _LineStream(lines[i : i + 5000] for i in range(0, len(lines), 5000)))
 
 
+def copy_text(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], text: str) -> None:
+    """COPY CSV text already encoded (whole lines, as :func:`copy_lines` takes them, in one string)."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL {})").format(
+        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Literal(NULL_MARKER)
+    )
+    cur.copy_expert(statement.as_string(cur), io.StringIO(text), size=1 << 20)
+
+
 @dataclass(frozen=True)
 class UpsertResult:
     inserted: int

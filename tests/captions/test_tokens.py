@@ -128,19 +128,19 @@ def test_the_captions_suite_fails_a_set_with_a_caption_over_the_limit(long_posts
     assert [(f.column, f.severity) for f in report.blocking] == [("tokens", "critical")]
 
 
-def test_content_encoded_in_worker_processes_equals_one_process(long_posts) -> None:
+def test_content_encoded_column_wise_equals_the_row_encoder(long_posts) -> None:
     with connect(long_posts) as conn:
-        parallel = regenerate(conn, scheme="v7", workers=2, chunk_rows=23)
+        columnar = regenerate(conn, scheme="v7", chunk_rows=23)
         with conn.cursor() as cur:
-            cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (parallel.set_id,))
-            by_workers = set(cur.fetchall())
+            cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (columnar.set_id,))
+            by_columns = set(cur.fetchall())
             cur.execute("DELETE FROM caption_content")
         conn.commit()
-        single = regenerate(conn, scheme="v7", workers=1)
+        rows = regenerate(conn, scheme="v7", encoder="rows")
         with conn.cursor() as cur:
-            cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (single.set_id,))
-            by_one = set(cur.fetchall())
-    assert parallel.contents_computed == single.contents_computed > LONG_POSTS and by_workers == by_one
+            cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (rows.set_id,))
+            by_rows = set(cur.fetchall())
+    assert columnar.contents_computed == rows.contents_computed > LONG_POSTS and by_columns == by_rows
 
 
 def test_the_active_caption_view_shows_the_token_columns(long_posts) -> None:

@@ -13,7 +13,8 @@ from pony_tasks.captions.sets import ContentLineEncoder, _csv_array_element, _en
 
 VOCABULARY = ['say_"cheese"', "back\\slash", "ribbon_(object)", "caf&eacute;", "a,b", "\\N", "tagme", "highres",
               "artist:someone", "oc:nova", "pony", "my_little_pony", "日本語_tag", "{braces}", "Smile", "smile",
-              "solo", "fox", "cartoon", "hero_(series)", "franchise", "blue_eyes", "blue eyes", "Anthro", "x"]  # fmt: skip
+              "solo", "fox", "cartoon", "hero_(series)", "franchise", "blue_eyes", "blue eyes", "Anthro",
+              "x"]  # fmt: skip
 
 
 def post_json(rng: random.Random, index: int) -> str:

@@ -95,7 +95,6 @@ class ColumnarContentEncoder:
         def group_lists(groups: list[str]) -> list[pl.Expr]:
             return [pl.col("g").struct.field(g).fill_null([]) for g in groups if g in names]
 
-        empty = pl.lit([], dtype=pl.List(pl.String))
         has_groups = pl.any_horizontal([pl.col("g").struct.field(n).is_not_null() for n in names]) if names else (
             pl.lit(False))  # fmt: skip
         grouped, flat = posts.filter(has_groups), posts.filter(~has_groups)
@@ -110,10 +109,12 @@ class ColumnarContentEncoder:
                                                    | pl.col("raw").str.starts_with("oc:")).then(0).otherwise(2),
                           ordered=False)]  # fmt: skip
         if grouped.height:
-            listed = pl.concat_list([*group_lists(names), empty])
-            parts += [exploded(grouped, pl.concat_list([*group_lists(self.protected_groups), empty]), 0, True),
-                      exploded(grouped, pl.concat_list([*group_lists(self.rest_groups), empty]), 1, True),
-                      exploded(grouped, pl.col("t").list.set_difference(listed), 2, False)]  # fmt: skip
+            for section, groups in ((0, self.protected_groups), (1, self.rest_groups)):
+                if lists := group_lists(groups):
+                    parts.append(exploded(grouped, pl.concat_list(lists), section, True))
+            # the tags no group lists: an anti-join (polars' list.set_difference panics on some chunk layouts)
+            listed = exploded(grouped, pl.concat_list(group_lists(names)), 2, False)
+            parts.append(exploded(grouped, pl.col("t"), 2, False).join(listed, on=["i", "raw"], how="anti"))
         schema = {"i": pl.UInt32, "raw": pl.String, "group_position": pl.Int64, "section": pl.Int32}
         sequence = pl.concat([part.select(pl.col(n).cast(t) for n, t in schema.items()) for part in parts])
         sequence = sequence.sort("i", "section", "group_position", "raw").with_columns(

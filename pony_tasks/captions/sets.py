@@ -55,11 +55,12 @@ class RegenerateResult:
 # order, one per spelling up to case ("Smile" and "smile": the first seen), and the tag groups merged the same way
 # (captions' clean_tag then writes "blue_eyes" and "blue eyes" alike). A work with one live post keeps that post's
 # fields exactly, so its cached content (the digest over site | rating | tags | tag_groups | year | rules) stays
-# valid; only works seen on several posts are aggregated. The year (date tags) is the earliest live post's, in UTC.
+# valid; only works seen on several posts are aggregated (found from the few images with several post rows, and
+# from work_image, before the one pass over all posts). The year (date tags) is the earliest live post's, in UTC.
 # The style cluster is the chosen image's in the style clustering used (NULL: none; then the digest is as before).
 SOURCE_QUERY = """
     CREATE TEMPORARY TABLE caption_source ON COMMIT DROP AS
-    WITH live AS MATERIALIZED (
+    WITH live AS (
         SELECT coalesce('w' || wi.work_id, 'i' || i.sha256) COLLATE "C" AS work_key, i.sha256, p.site, p.post_id,
                p.rating, p.tags, p.tag_groups, p.created_at, w.canonical_sha256, s.percentile
         FROM booru_post_image i
@@ -68,12 +69,29 @@ SOURCE_QUERY = """
         LEFT JOIN work_image wi ON wi.sha256 = i.sha256
         LEFT JOIN work w ON w.work_id = wi.work_id
         WHERE p.rating IS NOT NULL AND NOT p.deleted),
-    several_keys AS (SELECT work_key FROM live GROUP BY work_key HAVING count(*) > 1),
+    several_images AS MATERIALIZED (  -- images that no work holds, shown by several live posts
+        SELECT i.sha256 FROM booru_post_image i JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+        WHERE i.sha256 IN (SELECT sha256 FROM booru_post_image GROUP BY sha256 HAVING count(*) > 1)
+          AND p.rating IS NOT NULL AND NOT p.deleted
+          AND NOT EXISTS (SELECT 1 FROM work_image wi WHERE wi.sha256 = i.sha256)
+        GROUP BY i.sha256 HAVING count(*) > 1),
+    several_works AS MATERIALIZED (  -- works shown by several live posts
+        SELECT wi.work_id FROM work_image wi JOIN booru_post_image i ON i.sha256 = wi.sha256
+        JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+        WHERE p.rating IS NOT NULL AND NOT p.deleted
+        GROUP BY wi.work_id HAVING count(*) > 1),
+    several_keys AS (SELECT ('i' || sha256) COLLATE "C" AS work_key FROM several_images
+                     UNION ALL SELECT ('w' || work_id) COLLATE "C" FROM several_works),
     single AS (  -- a work of one live post (most): that post, when the version scored its image
-        SELECT l.sha256, l.percentile, l.work_key, l.site, l.rating, l.tags, l.tag_groups, l.created_at
-        FROM live l
-        WHERE l.percentile IS NOT NULL AND NOT EXISTS (SELECT 1 FROM several_keys k WHERE k.work_key = l.work_key)),
-    several AS (SELECT l.* FROM live l JOIN several_keys USING (work_key)),
+        SELECT s.sha256, s.percentile, p.site, p.rating, p.tags, p.tag_groups, p.created_at
+        FROM booru_post_image i
+        JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+        JOIN aesthetic_score s ON s.sha256 = i.sha256 AND s.version_id = %(version)s
+        LEFT JOIN work_image wi ON wi.sha256 = i.sha256
+        WHERE p.rating IS NOT NULL AND NOT p.deleted
+          AND NOT EXISTS (SELECT 1 FROM several_images k WHERE k.sha256 = i.sha256)
+          AND NOT EXISTS (SELECT 1 FROM several_works k WHERE k.work_id = wi.work_id)),
+    several AS MATERIALIZED (SELECT l.* FROM live l JOIN several_keys USING (work_key)),
     chosen AS (
         SELECT DISTINCT ON (l.work_key) l.work_key, l.sha256, l.percentile
         FROM several l WHERE l.percentile IS NOT NULL
@@ -100,7 +118,7 @@ SOURCE_QUERY = """
               GROUP BY 1, 2) x
         GROUP BY 1),
     merged AS (
-        SELECT c.sha256, c.percentile, r.work_key, r.site,
+        SELECT c.sha256, c.percentile, r.site,
                (SELECT (ARRAY['general','sensitive','questionable','explicit'])[max(array_position(
                     ARRAY['general','sensitive','questionable','explicit'], o.rating))]
                 FROM ranked o WHERE o.work_key = r.work_key) AS rating,
@@ -110,7 +128,7 @@ SOURCE_QUERY = """
         LEFT JOIN merged_tags t USING (work_key) LEFT JOIN merged_groups g USING (work_key)
         WHERE r.post_rank = 1),
     works AS (SELECT * FROM single UNION ALL SELECT * FROM merged)
-    SELECT m.sha256, m.percentile, m.work_key, m.site, m.rating, m.tags, m.tag_groups,
+    SELECT m.sha256, m.percentile, m.site, m.rating, m.tags, m.tag_groups,
            extract(year FROM m.created_at AT TIME ZONE 'UTC')::int AS year, sc.cluster_id AS style_cluster,
            md5(m.site || '|' || m.rating || '|' || m.tags::text || '|' || m.tag_groups::text || '|'
                || coalesce(extract(year FROM m.created_at AT TIME ZONE 'UTC')::int::text, '') || '|' || %(rules)s
@@ -341,8 +359,9 @@ def _encode_chunk(lines: list[str], group_keys: list[str], columnar: ColumnarCon
 
         try:
             return columnar.encode(lines, group_keys)
-        except polars.exceptions.PolarsError:
-            pass  # a shape polars' schema does not take (a tag group that is not a list): the row encoder's turn
+        except (polars.exceptions.PolarsError, polars.exceptions.PanicException):
+            pass  # a shape polars' schema does not take (a tag group that is not a list), or a polars bug: the row
+            # encoder's turn
     return "".join(encoder.encode(lines)[1])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -33,6 +33,7 @@ from pony_tasks.captions.render import (
 )
 from pony_tasks.captions.tokens import DEFAULT_TOKEN_LIMIT, check_limit, cumulative_costs, prioritised, tags_cost
 from pony_tasks.db.bulk import copy_text, raise_work_mem
+from pony_tasks.db.connection import sibling_connection
 from pony_tasks.progress import progress_bar
 from pony_tasks.styles import active_version, style_tag
 
@@ -212,28 +213,21 @@ def regenerate(
         style_tags = "off"
     include_artist = include_artist and style_tags != "replace_artist"
     bands = {band: quality_tags(scheme, band, floor) for band in range(1, 10)}
-    check_limit(
-        token_limit,
-        {band: quality_cost(q) for band, q in bands.items() if band >= floor},
-        max(tags_cost((source, rating)) for source in SOURCE_TAGS for rating in RATING_TAGS.values()),
-    )
-    snapshot, frequencies = tag_frequencies(conn, refresh=refresh_frequencies)
-    thresholds = list(DEFAULT_THRESHOLDS)
-    parameters = {"floor": floor, "thresholds": thresholds, "include_artist": include_artist,
-                  "token_limit": token_limit, "tag_frequency_snapshot": snapshot,
-                  "periods": [list(period) for period in periods], "style_tags": style_tags,
-                  "style_version": style_version}  # fmt: skip
-    rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods)  # style: in the digest
+    with ThreadPoolExecutor(2, thread_name_prefix="caption-prepare") as helpers:
+        # beside the server's caption_source pass: loading the tokenizer (imports torch: seconds) and, when due, a
+        # new tag-frequency snapshot (on a second connection)
+        costs = helpers.submit(_budget_costs, bands, floor)
+        snapshot, frequencies_future = _start_tag_frequencies(conn, refresh_frequencies, helpers)
+        set_id, rules = _start_set(
+            conn, version.version_id, scheme, snapshot, token_limit, style_version, style_tags,
+            {"floor": floor, "thresholds": list(DEFAULT_THRESHOLDS), "include_artist": include_artist,
+             "periods": [list(period) for period in periods]}, periods)  # fmt: skip
+        with conn.cursor() as cur:
+            raise_work_mem(cur)
+            cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})
+        check_limit(token_limit, *costs.result())  # a limit too small fails here, before anything is written
+        frequencies = frequencies_future()
     with conn.cursor() as cur:
-        cur.execute(
-            """INSERT INTO caption_set (aesthetic_version_id, scheme, parameters, token_limit, style_version,
-                                        style_mode)
-               VALUES (%s, %s, %s, %s, %s, %s) RETURNING set_id""",
-            (version.version_id, scheme, json.dumps(parameters), token_limit, style_version, style_tags),
-        )
-        set_id = cur.fetchone()[0]
-        raise_work_mem(cur)
-        cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})
         cur.execute("ANALYZE caption_source")
         rows = ContentLineEncoder(include_artist=include_artist, frequencies=frequencies, periods=periods)
         columnar = None if encoder == "rows" else ColumnarContentEncoder(
@@ -246,7 +240,8 @@ def regenerate(
         cur.execute(f"""CREATE TABLE {partition} (LIKE caption INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
                             CHECK (set_id = {int(set_id)}))""")  # fmt: skip
         cur.execute(INSERT_CAPTIONS.format(partition=partition),
-                    {"set": set_id, "floor": floor, "edges": len(thresholds), "ascending": sorted(thresholds),
+                    {"set": set_id, "floor": floor, "edges": len(DEFAULT_THRESHOLDS),
+                     "ascending": sorted(DEFAULT_THRESHOLDS),
                      "limit": token_limit})  # fmt: skip
         written = cur.rowcount
         cur.execute(f"ALTER TABLE caption ATTACH PARTITION {partition} FOR VALUES IN ({int(set_id)})")
@@ -264,32 +259,78 @@ def regenerate(
     return RegenerateResult(set_id, version.version_id, scheme, written, computed)
 
 
+def _budget_costs(bands: dict[int, QualityTags], floor: int) -> tuple[dict[int, int], int]:
+    """check_limit's arguments: each band's quality-tag cost, the most the source and rating tags can cost."""
+    return ({band: quality_cost(q) for band, q in bands.items() if band >= floor},
+            max(tags_cost((source, rating)) for source in SOURCE_TAGS for rating in RATING_TAGS.values()))  # fmt: skip
+
+
+def _start_set(
+    conn: psycopg2.extensions.connection, version_id: int, scheme: str, snapshot: int, token_limit: int,
+    style_version: int | None, style_tags: str, parameters: dict, periods: Periods,
+) -> tuple[int, str]:  # fmt: skip
+    """Insert the set's row (committed with the set); returns (set id, the content rules key)."""
+    parameters = {**parameters, "token_limit": token_limit, "tag_frequency_snapshot": snapshot,
+                  "style_tags": style_tags, "style_version": style_version}  # fmt: skip
+    rules = content_rules_key(parameters["include_artist"], frequency_snapshot=snapshot, periods=periods)
+    with conn.cursor() as cur:  # (the style cluster is in the digest, not the rules)
+        cur.execute(
+            """INSERT INTO caption_set (aesthetic_version_id, scheme, parameters, token_limit, style_version,
+                                        style_mode)
+               VALUES (%s, %s, %s, %s, %s, %s) RETURNING set_id""",
+            (version_id, scheme, json.dumps(parameters), token_limit, style_version, style_tags),
+        )
+        return cur.fetchone()[0], rules
+
+
 def tag_frequencies(conn: psycopg2.extensions.connection, *, refresh: bool = False) -> tuple[int, dict[str, int]]:
     """(snapshot id, {caption tag: live posts carrying it}) — the drop order's key (captions.tokens). A new snapshot
     is taken when there is none, when the live posts have doubled since the last, or when ``refresh``."""
+    with ThreadPoolExecutor(1) as pool:
+        snapshot, frequencies = _start_tag_frequencies(conn, refresh, pool)
+        return snapshot, frequencies()
+
+
+def _start_tag_frequencies(
+    conn: psycopg2.extensions.connection, refresh: bool, pool: ThreadPoolExecutor
+) -> tuple[int, Callable[[], dict[str, int]]]:
+    """(snapshot id, a call returning its frequencies), as :func:`tag_frequencies` decides. A new snapshot's id is
+    drawn at once; its counts are made in ``pool`` on a second connection, which commits them (a snapshot stands on
+    its own, whatever becomes of the caption set that asked for it), while ``conn`` goes on."""
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM booru_post WHERE NOT deleted")
         live = cur.fetchone()[0]
         cur.execute("""SELECT snapshot_id, live_posts FROM caption_tag_frequency_snapshot
                        ORDER BY snapshot_id DESC LIMIT 1""")  # fmt: skip
         row = cur.fetchone()
-        if refresh or row is None or live >= 2 * max(row[1], 1):
-            cur.execute("SELECT t, count(*) FROM booru_post p, unnest(p.tags) t WHERE NOT p.deleted GROUP BY t")
-            counts: dict[str, int] = {}
-            for raw, posts in cur.fetchall():
-                form = caption_form(raw)
-                if form:
-                    counts[form] = counts.get(form, 0) + posts
-            cur.execute("INSERT INTO caption_tag_frequency_snapshot (live_posts) VALUES (%s) RETURNING snapshot_id",
-                        (live,))  # fmt: skip
-            snapshot = cur.fetchone()[0]
-            psycopg2.extras.execute_values(  # not COPY: a tag may be spelt \\N, COPY's NULL
-                cur, "INSERT INTO caption_tag_frequency (snapshot_id, tag, posts) VALUES %s",
-                [(snapshot, tag, posts) for tag, posts in counts.items()], page_size=10_000)  # fmt: skip
-            conn.commit()
-            return snapshot, counts
-        cur.execute("SELECT tag, posts FROM caption_tag_frequency WHERE snapshot_id = %s", (row[0],))
-        return row[0], dict(cur.fetchall())
+        if not (refresh or row is None or live >= 2 * max(row[1], 1)):
+            snapshot = row[0]
+
+            def stored() -> dict[str, int]:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT tag, posts FROM caption_tag_frequency WHERE snapshot_id = %s", (snapshot,))
+                    return dict(cur.fetchall())
+
+            return snapshot, stored
+        cur.execute("SELECT nextval(pg_get_serial_sequence('caption_tag_frequency_snapshot', 'snapshot_id'))")
+        snapshot = cur.fetchone()[0]
+    return snapshot, pool.submit(_take_snapshot, conn, snapshot, live).result
+
+
+def _take_snapshot(conn: psycopg2.extensions.connection, snapshot: int, live: int) -> dict[str, int]:
+    with sibling_connection(conn) as sibling, sibling.cursor() as cur:
+        cur.execute("SELECT t, count(*) FROM booru_post p, unnest(p.tags) t WHERE NOT p.deleted GROUP BY t")
+        counts: dict[str, int] = {}
+        for raw, posts in cur.fetchall():
+            form = caption_form(raw)
+            if form:
+                counts[form] = counts.get(form, 0) + posts
+        cur.execute("""INSERT INTO caption_tag_frequency_snapshot (snapshot_id, live_posts) OVERRIDING SYSTEM VALUE
+                       VALUES (%s, %s)""", (snapshot, live))  # fmt: skip
+        psycopg2.extras.execute_values(  # not COPY: a tag may be spelt \\N, COPY's NULL
+            cur, "INSERT INTO caption_tag_frequency (snapshot_id, tag, posts) VALUES %s",
+            [(snapshot, tag, posts) for tag, posts in counts.items()], page_size=10_000)  # fmt: skip
+    return counts
 
 
 def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, QualityTags]) -> None:

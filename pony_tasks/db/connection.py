@@ -98,3 +98,21 @@ def connect(
         raise
     finally:
         conn.close()
+
+
+@contextmanager
+def sibling_connection(conn: psycopg2.extensions.connection) -> Iterator[psycopg2.extensions.connection]:
+    """A second connection to the database of ``conn`` (same server, user, password and options), for work that
+    runs beside it in another thread; committed when the block ends normally, rolled back on error, always closed.
+    It does not see ``conn``'s uncommitted rows or temporary tables."""
+    info = conn.info
+    sibling = psycopg2.connect(**info.dsn_parameters, password=info.password or None)
+    try:
+        yield sibling
+        sibling.commit()
+    except BaseException:
+        if not sibling.closed:
+            sibling.rollback()
+        raise
+    finally:
+        sibling.close()

@@ -54,6 +54,7 @@ class ColumnarContentEncoder:
         self._form, self._element = form, element
         self._tags: dict[str, tuple] = {}  # raw tag → (form, form id, cost, frequency, array element); form None
         self._form_ids: dict[str, int] = {}
+        self._hints: dict[str, int] = {}  # raw tag → source hint: 1 pony, 2 furry, 3 cartoon, 0 none
         self._fixed: dict[tuple[str, str, int | None], tuple[int, str, str]] = {}
         groups = [g for g in GROUP_ORDER if include_artist or g != "artist"]
         self.protected_groups = [g for g in groups if g in PROTECTED_GROUPS]
@@ -71,12 +72,12 @@ class ColumnarContentEncoder:
         posts = pl.read_ndjson("\n".join(json_lines).encode(), schema=schema)
         posts = posts.with_row_index("i").with_columns(pl.col("t").fill_null([]))
         keep = self._keep_order(pl, posts)
-        per_post = keep.group_by("i", maintain_order=True).agg(
-            pl.col("element").str.join(",").alias("array"),
-            pl.col("cost").cum_sum().cast(pl.String).str.join(",").alias("running"),
-        )
-        out = posts.select("i", "d", "s", "r", "y", self._source(pl, posts).alias("source")).join(
-            per_post, on="i", how="left", maintain_order="left")
+        per_post = keep.group_by("i", maintain_order=True).agg("element", running=pl.col("cost").cum_sum()).select(
+            "i", pl.col("element").list.join(",").alias("array"),
+            pl.col("running").cast(pl.List(pl.String)).list.join(","))  # fmt: skip
+        out = posts.select("i", "d", "s", "r", "y").join(self._sources(pl, posts), on="i", how="left",
+                                                         maintain_order="left")  # fmt: skip
+        out = out.join(per_post, on="i", how="left", maintain_order="left")
         fixed = self._fixed_frame(pl, out)
         out = out.join(fixed, on=["source", "r", "y"], how="left", nulls_equal=True, maintain_order="left")
         line = pl.concat_str(
@@ -151,15 +152,24 @@ class ColumnarContentEncoder:
                                           "protected": pl.Boolean, "cost": pl.Int64, "frequency": pl.Int64,
                                           "element": pl.String}, orient="row")  # fmt: skip
 
-    def _source(self, pl, posts: pl.DataFrame) -> pl.Expr:  # noqa: ANN001
-        lower = pl.col("t").list.eval(pl.element().str.to_lowercase())
-
-        def has(words: Sequence[str]) -> pl.Expr:
-            return lower.list.eval(pl.element().is_in(sorted(words))).list.any()
-
-        return (pl.when((pl.col("s") == "derpibooru") | has(PONY_HINTS)).then(pl.lit(SOURCE_TAGS[0]))
-                .when((pl.col("s") == "e621") | has(FURRY_HINTS)).then(pl.lit(SOURCE_TAGS[1]))
-                .when(has(CARTOON_HINTS)).then(pl.lit(SOURCE_TAGS[2])).otherwise(pl.lit(SOURCE_TAGS[3])))  # fmt: skip
+    def _sources(self, pl, posts: pl.DataFrame) -> pl.DataFrame:  # noqa: ANN001
+        """(i, source tag) as render.source_tag picks it: the site, then the strongest hint among the post's tags
+        (pony before furry before cartoon; a tag is a hint when its lower case is in one of the hint sets)."""
+        tags = posts.select("i", pl.col("t").alias("raw")).explode("raw").filter(pl.col("raw").is_not_null())
+        hints = self._hints
+        for raw in tags.get_column("raw").unique().to_list():
+            if raw not in hints:
+                lower = raw.lower()
+                hints[raw] = (1 if lower in PONY_HINTS else 2 if lower in FURRY_HINTS else
+                              3 if lower in CARTOON_HINTS else 0)  # fmt: skip
+        hinted = pl.DataFrame([(raw, hint) for raw, hint in hints.items() if hint],
+                              schema={"raw": pl.String, "hint": pl.Int8}, orient="row")  # fmt: skip
+        best = tags.join(hinted, on="raw").group_by("i").agg(pl.col("hint").min())
+        hint = pl.col("hint")
+        return posts.select("i", "s").join(best, on="i", how="left").select(
+            "i", source=pl.when((pl.col("s") == "derpibooru") | (hint == 1)).then(pl.lit(SOURCE_TAGS[0]))
+            .when((pl.col("s") == "e621") | (hint == 2)).then(pl.lit(SOURCE_TAGS[1]))
+            .when(hint == 3).then(pl.lit(SOURCE_TAGS[2])).otherwise(pl.lit(SOURCE_TAGS[3])))  # fmt: skip
 
     def _fixed_frame(self, pl, out: pl.DataFrame) -> pl.DataFrame:  # noqa: ANN001
         rows = []

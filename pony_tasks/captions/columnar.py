@@ -118,39 +118,47 @@ class ColumnarContentEncoder:
             parts.append(exploded(grouped, pl.col("t"), 2, False).join(listed, on=["i", "raw"], how="anti"))
         schema = {"i": pl.UInt32, "raw": pl.String, "group_position": pl.Int64, "section": pl.Int32}
         sequence = pl.concat([part.select(pl.col(n).cast(t) for n, t in schema.items()) for part in parts])
-        sequence = sequence.sort("i", "section", "group_position", "raw").with_columns(
-            pl.int_range(pl.len()).alias("position"), (pl.col("section") == 0).alias("protected"))
-        tags = self._tag_frame(pl, sequence.get_column("raw").unique())
-        long = sequence.join(tags, on="raw", how="inner").filter(pl.col("form").is_not_null())
-        long = long.sort("position").filter(  # the first occurrence of each form in each post
-            (pl.col("i").cast(pl.UInt64) * (1 << 32) + pl.col("form_id")).is_first_distinct())
+        tags = self._tag_frame(pl, sequence.get_column("raw").unique().sort())  # raw_order: the raws' sorted order
+        long = sequence.join(tags, on="raw", how="inner").filter(pl.col("form").is_not_null()).with_columns(
+            protected=pl.col("section") == 0).drop("raw")  # fmt: skip
         styles = posts.filter(pl.col("c").is_not_null())
         if styles.height:
             style_rows = styles.select("i", "c").join(self._style_frame(pl, styles.get_column("c").unique()), on="c")
-            long = pl.concat([long.select(style_rows.drop("c").columns), style_rows.drop("c")], how="vertical_relaxed")
+            long = pl.concat([long, style_rows.select(long.columns)], how="vertical_relaxed")
+        # One sort: keep order (protected first as they come, then rarest first), ties in the order content_parts
+        # lists the tags (section, position in its group, a sorted section by raw tag). A form seen twice in a post
+        # sorts its first occurrence first (protected before not; the same form has the same frequency), so the
+        # first of each (post, form) after the sort is the one content_parts keeps.
         rank = pl.when(pl.col("protected")).then(0).otherwise(pl.col("frequency"))
-        return long.sort([pl.col("i"), ~pl.col("protected"), rank, pl.col("position")]).select("i", "cost", "element")
+        long = long.sort([pl.col("i"), ~pl.col("protected"), rank, pl.col("section"), pl.col("group_position"),
+                          pl.col("raw_order")])  # fmt: skip
+        first = (pl.col("i").cast(pl.UInt64) * (1 << 32) + pl.col("form_id")).is_first_distinct()
+        return long.filter(first).select("i", "cost", "element")
 
     def _tag_frame(self, pl, raws: pl.Series) -> pl.DataFrame:  # noqa: ANN001
+        """(raw, raw_order, form, form_id, cost, frequency, element) for ``raws`` (sorted: raw_order is the index)."""
         cache, frequencies, ids = self._tags, self.frequencies, self._form_ids
-        for raw in raws.to_list():
+        rows = []
+        for order, raw in enumerate(raws.to_list()):
             if raw not in cache:
                 form = self._form(raw)
                 cache[raw] = (form, ids.setdefault(form, len(ids)), tag_cost(form), frequencies.get(form, 0),
                               self._element(form)) if form else (None, 0, 0, 0, "")  # fmt: skip
-        rows = [(raw, *cache[raw]) for raw in raws.to_list()]
-        return pl.DataFrame(rows, schema={"raw": pl.String, "form": pl.String, "form_id": pl.UInt64,
-                                          "cost": pl.Int64, "frequency": pl.Int64, "element": pl.String},
-                            orient="row")  # fmt: skip
+            rows.append((raw, order, *cache[raw]))
+        return pl.DataFrame(rows, schema={"raw": pl.String, "raw_order": pl.UInt32, "form": pl.String,
+                                          "form_id": pl.UInt64, "cost": pl.Int64, "frequency": pl.Int64,
+                                          "element": pl.String}, orient="row")  # fmt: skip
 
     def _style_frame(self, pl, clusters: pl.Series) -> pl.DataFrame:  # noqa: ANN001
+        """The style cluster tags as content rows: protected, ahead of every site tag (section -1)."""
         rows = []
         for cluster in clusters.to_list():
             form = style_tag(cluster)
-            rows.append((cluster, form, -1, True, tag_cost(form), 0, self._element(form)))
-        return pl.DataFrame(rows, schema={"c": pl.Int64, "form": pl.String, "position": pl.Int64,
-                                          "protected": pl.Boolean, "cost": pl.Int64, "frequency": pl.Int64,
-                                          "element": pl.String}, orient="row")  # fmt: skip
+            rows.append((cluster, form, 1 << 31, tag_cost(form), 0, self._element(form)))
+        frame = pl.DataFrame(rows, schema={"c": pl.Int64, "form": pl.String, "form_id": pl.UInt64, "cost": pl.Int64,
+                                           "frequency": pl.Int64, "element": pl.String}, orient="row")  # fmt: skip
+        return frame.with_columns(group_position=pl.lit(0, pl.Int64), section=pl.lit(-1, pl.Int32),
+                                  raw_order=pl.lit(0, pl.UInt32), protected=pl.lit(True))  # fmt: skip
 
     def _sources(self, pl, posts: pl.DataFrame) -> pl.DataFrame:  # noqa: ANN001
         """(i, source tag) as render.source_tag picks it: the site, then the strongest hint among the post's tags

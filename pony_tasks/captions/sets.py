@@ -195,9 +195,11 @@ def regenerate(
     content tags dropped by priority; the set records how many).
 
     Set-based: content (source, rating, cleaned tags in keep order, their token costs) comes from
-    ``caption_content``; only posts whose digest is not cached yet are computed in Python (streamed in chunks of
-    ``chunk_rows``), then one INSERT … SELECT adds the quality tags per band, cuts the content to the band's budget
-    and renders the text. The whole set is one transaction: a failure leaves no set.
+    ``caption_content``; only posts whose digest is not cached yet are computed (streamed in chunks of
+    ``chunk_rows``; ``encoder``: ``columnar``, polars — captions.columnar — or ``rows``, the reference, a post at a
+    time), then one INSERT … SELECT adds the quality tags per band, cuts the content to the band's budget and renders
+    the text. The whole set, with the content it cached, is one transaction: a failure leaves no set (a new
+    tag-frequency snapshot, committed on a connection of its own, stays: it stands on its own).
 
     ``style_tags``: ``off``, ``add`` (each work's ``style_cluster_N`` beside its artist tags) or ``replace_artist``
     (instead of them) from ``style_version`` (default: the active style clustering; with none, no style tags and the

@@ -42,3 +42,15 @@ def test_a_work_is_dated_by_its_earliest_post(scored) -> None:
     assert [(sha, tags) for sha, _, tags in rows] == [(first, ["year 2016", "mid"])], "one caption for the work"
     assert ", rating_safe, year 2016, mid |||" in rows[0][1] or ", rating_explicit, year 2016, mid |||" in rows[0][1]
     assert others == 300 - 2
+
+
+@pytest.mark.parametrize("encoder", ["columnar", "rows"])
+def test_configured_periods_reach_the_stored_captions(scored, encoder) -> None:
+    custom = parse_periods("fresh=2020,old")
+    with connect(scored) as conn:
+        set_id = regenerate(conn, scheme="v7", periods=custom, encoder=encoder).set_id
+        with conn.cursor() as cur:
+            cur.execute("SELECT DISTINCT date_tags, text LIKE '%%, year 2024, fresh |||%%' FROM caption "
+                        "WHERE set_id = %s", (set_id,))  # fmt: skip
+            rows = cur.fetchall()
+    assert rows == [(["year 2024", "fresh"], True)]  # every post was uploaded in 2024

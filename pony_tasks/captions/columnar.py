@@ -24,14 +24,12 @@ from typing import TYPE_CHECKING
 
 from pony_tasks.captions.periods import DEFAULT_PERIODS, Periods, date_tags
 from pony_tasks.captions.render import (
-    CARTOON_HINTS,
-    FURRY_HINTS,
     GROUP_ORDER,
-    PONY_HINTS,
     PROTECTED_GROUPS,
     RATING_TAGS,
-    SOURCE_TAGS,
     caption_form,
+    source_by_hint,
+    source_hint,
 )
 from pony_tasks.captions.tokens import tag_cost, tags_cost
 from pony_tasks.styles import style_tag
@@ -48,13 +46,12 @@ class ColumnarContentEncoder:
         periods: Periods = DEFAULT_PERIODS, form: Callable[[str], str | None] = caption_form,
         element: Callable[[str], str],
     ) -> None:  # fmt: skip
-        self.include_artist = include_artist
         self.frequencies = dict(frequencies or {})
         self.periods = periods
         self._form, self._element = form, element
         self._tags: dict[str, tuple] = {}  # raw tag → (form, form id, cost, frequency, array element); form None
         self._form_ids: dict[str, int] = {}
-        self._hints: dict[str, int] = {}  # raw tag → source hint: 1 pony, 2 furry, 3 cartoon, 0 none
+        self._hints: dict[str, int] = {}  # raw tag → render.source_hint
         self._fixed: dict[tuple[str, str, int | None], tuple[int, str, str]] = {}
         groups = [g for g in GROUP_ORDER if include_artist or g != "artist"]
         self.protected_groups = [g for g in groups if g in PROTECTED_GROUPS]
@@ -161,23 +158,21 @@ class ColumnarContentEncoder:
                                   raw_order=pl.lit(0, pl.UInt32), protected=pl.lit(True))  # fmt: skip
 
     def _sources(self, pl, posts: pl.DataFrame) -> pl.DataFrame:  # noqa: ANN001
-        """(i, source tag) as render.source_tag picks it: the site, then the strongest hint among the post's tags
-        (pony before furry before cartoon; a tag is a hint when its lower case is in one of the hint sets)."""
+        """(i, source tag) as render.source_tag picks it: render.source_by_hint of the site and the strongest
+        render.source_hint among the post's tags (found by a join with the few hint tags)."""
         tags = posts.select("i", pl.col("t").alias("raw")).explode("raw").filter(pl.col("raw").is_not_null())
         hints = self._hints
         for raw in tags.get_column("raw").unique().to_list():
             if raw not in hints:
-                lower = raw.lower()
-                hints[raw] = (1 if lower in PONY_HINTS else 2 if lower in FURRY_HINTS else
-                              3 if lower in CARTOON_HINTS else 0)  # fmt: skip
+                hints[raw] = source_hint(raw)
         hinted = pl.DataFrame([(raw, hint) for raw, hint in hints.items() if hint],
                               schema={"raw": pl.String, "hint": pl.Int8}, orient="row")  # fmt: skip
         best = tags.join(hinted, on="raw").group_by("i").agg(pl.col("hint").min())
-        hint = pl.col("hint")
-        return posts.select("i", "s").join(best, on="i", how="left").select(
-            "i", source=pl.when((pl.col("s") == "derpibooru") | (hint == 1)).then(pl.lit(SOURCE_TAGS[0]))
-            .when((pl.col("s") == "e621") | (hint == 2)).then(pl.lit(SOURCE_TAGS[1]))
-            .when(hint == 3).then(pl.lit(SOURCE_TAGS[2])).otherwise(pl.lit(SOURCE_TAGS[3])))  # fmt: skip
+        sites = posts.select("i", "s").join(best, on="i", how="left")
+        pairs = sites.select("s", "hint").unique()  # a few (site, hint) pairs: the rule applied in Python
+        pairs = pairs.with_columns(source=pl.Series([source_by_hint(site, hint) for site, hint in pairs.iter_rows()],
+                                                    dtype=pl.String))  # fmt: skip
+        return sites.join(pairs, on=["s", "hint"], how="left", nulls_equal=True).select("i", "source")
 
     def _fixed_frame(self, pl, out: pl.DataFrame) -> pl.DataFrame:  # noqa: ANN001
         rows = []

@@ -46,16 +46,26 @@ ANIME_HINTS = frozenset({"1girl", "1boy", "2girls", "solo_focus", "anime", "orig
 SOURCE_TAGS = ("source_pony", "source_furry", "source_cartoon", "source_anime")
 
 
+def source_hint(tag: str) -> int:
+    """What a site tag says of the source: 1 pony, 2 furry, 3 cartoon (its lower case in that hint set), 0 nothing.
+    The smallest hint of a post wins (see :func:`source_tag`)."""
+    lower = tag.lower()
+    return 1 if lower in PONY_HINTS else 2 if lower in FURRY_HINTS else 3 if lower in CARTOON_HINTS else 0
+
+
+def source_by_hint(site: str, hint: int | None) -> str:
+    """The source tag of a post on ``site`` whose strongest tag hint is ``hint`` (None or 0: none): the site first
+    (Derpibooru is pony, e621 furry), then pony before furry before cartoon; anime otherwise."""
+    if site == "derpibooru" or hint == 1:
+        return "source_pony"
+    if site == "e621" or hint == 2:
+        return "source_furry"
+    return "source_cartoon" if hint == 3 else "source_anime"
+
+
 def source_tag(site: str, tags: Iterable[str]) -> str:
     """``source_pony`` / ``source_furry`` / ``source_cartoon`` / ``source_anime`` from the site and its tags."""
-    tagset = set(map(str.lower, tags))
-    if site == "derpibooru" or PONY_HINTS & tagset:
-        return "source_pony"
-    if site == "e621" or FURRY_HINTS & tagset:
-        return "source_furry"
-    if CARTOON_HINTS & tagset:
-        return "source_cartoon"
-    return "source_anime"
+    return source_by_hint(site, min(filter(None, map(source_hint, tags)), default=0))
 
 
 def content_rules_key(

@@ -220,10 +220,13 @@ def regenerate(
         # new tag-frequency snapshot (on a second connection)
         costs = helpers.submit(_budget_costs, bands, floor)
         snapshot, frequencies_future = _start_tag_frequencies(conn, refresh_frequencies, helpers)
-        set_id, rules = _start_set(
-            conn, version.version_id, scheme, snapshot, token_limit, style_version, style_tags,
-            {"floor": floor, "thresholds": list(DEFAULT_THRESHOLDS), "include_artist": include_artist,
-             "periods": [list(period) for period in periods]}, periods)  # fmt: skip
+        parameters = {"floor": floor, "thresholds": list(DEFAULT_THRESHOLDS), "include_artist": include_artist,
+                      "token_limit": token_limit, "tag_frequency_snapshot": snapshot,
+                      "periods": [list(period) for period in periods], "style_tags": style_tags,
+                      "style_version": style_version}  # fmt: skip
+        set_id = _insert_set(conn, version.version_id, scheme, parameters)
+        # what cached content depends on besides the post (the style cluster is in the digest)
+        rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods)
         with conn.cursor() as cur:
             raise_work_mem(cur)
             cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})
@@ -267,22 +270,17 @@ def _budget_costs(bands: dict[int, QualityTags], floor: int) -> tuple[dict[int, 
             max(tags_cost((source, rating)) for source in SOURCE_TAGS for rating in RATING_TAGS.values()))  # fmt: skip
 
 
-def _start_set(
-    conn: psycopg2.extensions.connection, version_id: int, scheme: str, snapshot: int, token_limit: int,
-    style_version: int | None, style_tags: str, parameters: dict, periods: Periods,
-) -> tuple[int, str]:  # fmt: skip
-    """Insert the set's row (committed with the set); returns (set id, the content rules key)."""
-    parameters = {**parameters, "token_limit": token_limit, "tag_frequency_snapshot": snapshot,
-                  "style_tags": style_tags, "style_version": style_version}  # fmt: skip
-    rules = content_rules_key(parameters["include_artist"], frequency_snapshot=snapshot, periods=periods)
-    with conn.cursor() as cur:  # (the style cluster is in the digest, not the rules)
+def _insert_set(conn: psycopg2.extensions.connection, version_id: int, scheme: str, parameters: dict) -> int:
+    """The set's row (committed with the set); returns its id."""
+    with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO caption_set (aesthetic_version_id, scheme, parameters, token_limit, style_version,
                                         style_mode)
                VALUES (%s, %s, %s, %s, %s, %s) RETURNING set_id""",
-            (version_id, scheme, json.dumps(parameters), token_limit, style_version, style_tags),
+            (version_id, scheme, json.dumps(parameters), parameters["token_limit"], parameters["style_version"],
+             parameters["style_tags"]),
         )
-        return cur.fetchone()[0], rules
+        return cur.fetchone()[0]
 
 
 def tag_frequencies(conn: psycopg2.extensions.connection, *, refresh: bool = False) -> tuple[int, dict[str, int]]:

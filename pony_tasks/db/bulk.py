@@ -136,12 +136,15 @@ class _LineStream(io.TextIOBase):
         return out
 
 
-def _copy_stream(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], stream: _LineStream) -> int:
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL {})").format(
+def _copy_statement(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str]) -> str:
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL {})").format(
         sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Literal(NULL_MARKER)
-    )
+    ).as_string(cur)
+
+
+def _copy_stream(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], stream: _LineStream) -> int:
     try:
-        cur.copy_expert(statement.as_string(cur), stream, size=1 << 18)
+        cur.copy_expert(_copy_statement(cur, table, columns), stream, size=1 << 18)
     except psycopg2.Error:
         if stream.error is not None:
             raise stream.error from None
@@ -171,10 +174,7 @@ def copy_lines(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[st
 
 def copy_text(cur: psycopg2.extensions.cursor, table: str, columns: Sequence[str], text: str) -> None:
     """COPY CSV text already encoded (whole lines, as :func:`copy_lines` takes them, in one string)."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL {})").format(
-        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Literal(NULL_MARKER)
-    )
-    cur.copy_expert(statement.as_string(cur), io.StringIO(text), size=1 << 20)
+    cur.copy_expert(_copy_statement(cur, table, columns), io.StringIO(text), size=1 << 20)
 
 
 @dataclass(frozen=True)

@@ -269,11 +269,12 @@ def pre_sampled_lines(text: str, count: int, seed: str, keep_probability: float 
     (kohya's ``enable_wildcard``) and shuffle the part after ``|||`` themselves. Seeded by ``seed`` (the image's
     sha256): an export written twice is the same. A caption without independent tags (v6) is one line."""
     fixed, tokens = _split_caption(text)
-    if not any(UP_TAG.match(t) for t in tokens):
+    independent = [UP_TAG.match(t) is not None for t in tokens]
+    if not any(independent):
         return [text]
     rng = random.Random(seed)
     lines = []
     for _ in range(count):
-        kept = [t for t in tokens if not UP_TAG.match(t) or rng.random() < keep_probability]
+        kept = [t for t, drawn in zip(tokens, independent, strict=True) if not drawn or rng.random() < keep_probability]
         lines.append(f"{fixed} {KEEP_SEPARATOR} {', '.join(kept)}" if kept else f"{fixed} {KEEP_SEPARATOR}")
     return lines

@@ -97,7 +97,7 @@ def export_dataset(
                 bar.update(1)
 
         if fmt == "kohya":
-            write_kohya(prefix, samples, put, copy, tick, variants=variants)
+            write_kohya(prefix, samples, put, copy, tick, variants=variants, writers=store.parallel_writes())
             image_dir = str(store.root / prefix) if isinstance(store, LocalObjectStore) else "."
             for file_name, text in dataset_configs(image_dir, caption_set).items():
                 put(f"{prefix}/{file_name}", text.encode())

@@ -33,7 +33,6 @@ from pony_tasks.export.selection import CaptionSetInfo, ExportSample
 
 DEFAULT_VARIANTS = 8  # V7 lines per caption file
 KEEP_PROBABILITY = 0.5  # of each score_K_up tag per line: what our own trainer uses (finetune config)
-WRITERS = 8  # files put at once: the local store fsyncs every file, so one at a time waits on the disk
 RESOLUTION = 1024  # the base resolution written into dataset.toml (SDXL's; 512 for SD 1.5)
 
 
@@ -54,9 +53,10 @@ def caption_file(sample: ExportSample, variants: int) -> str:
 def write_kohya(
     prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
     copy: Callable[[str, str, str], None], tick: Callable[[], None], *, variants: int = DEFAULT_VARIANTS,
+    writers: int = 1,
 ) -> dict:  # fmt: skip
-    """Write every sample's image (``copy``: inside the store, key → key) and caption file (several at once), then
-    ``meta.json``; returns the metadata."""
+    """Write every sample's image (``copy``: inside the store, key → key) and caption file (``writers`` samples at
+    once: ObjectStore.parallel_writes), then ``meta.json``; returns the metadata."""
     meta = {}
 
     def write(sample: ExportSample) -> None:
@@ -67,9 +67,13 @@ def write_kohya(
         meta[image] = {"caption": caption, "image_size": [sample.width, sample.height]}
         tick()
 
-    with ThreadPoolExecutor(WRITERS) as pool:
-        for _ in pool.map(write, samples):
-            pass
+    if writers > 1:
+        with ThreadPoolExecutor(writers) as pool:
+            for _ in pool.map(write, samples):
+                pass
+    else:  # no pool: handing each sample to a thread costs more than its few system calls (ObjectStore.parallel_writes)
+        for sample in samples:
+            write(sample)
     meta = dict(sorted(meta.items()))
     put(f"{prefix}/meta.json", json.dumps(meta, ensure_ascii=False, indent=1).encode())
     return meta

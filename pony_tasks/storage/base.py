@@ -56,6 +56,11 @@ class ObjectStore(abc.ABC):
         after a crash inside the block some may be missing — write a completion marker (a manifest) after it."""
         yield
 
+    def parallel_writes(self) -> int:
+        """How many puts and copies a bulk writer (an export) should keep in flight at once: a network store waits on
+        a round trip per object, so several."""
+        return 8
+
     # Conveniences built on the primitives -------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:
         self.put_stream(key, io.BytesIO(data))

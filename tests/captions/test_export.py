@@ -117,3 +117,21 @@ def test_an_export_holds_one_sample_per_work(captioned) -> None:
     meta = json.loads(store.get_bytes("exports/per-work/meta.json"))
     exported = {name.split(".")[0] for name in meta}
     assert result.samples == COUNT - 2 and shas[1] in exported and not exported & {shas[0], shas[2]}
+
+
+def test_a_kohya_export_is_the_same_written_one_at_a_time_locally_or_many_at_once_to_s3(captioned, s3_settings) -> None:
+    settings, local = captioned
+    remote = open_store(settings=s3_settings)
+    with local.deferred_sync():
+        assert local.parallel_writes() == 1, "the local store inside deferred_sync: no thread pool"
+    assert remote.parallel_writes() > 1
+    for key in local.list("images/"):
+        remote.put_bytes(key, local.get_bytes(key))
+    with connect(settings) as conn:
+        one = export_dataset(conn, local, "same", "kohya", min_band=7)
+        many = export_dataset(conn, remote, "same", "kohya", min_band=7)
+    assert one.samples == many.samples > 1
+    assert one.files.keys() == many.files.keys()
+    differing = {key for key in one.files if one.files[key] != many.files[key]}
+    # only the dataset configs' image_dir differs (the local folder; "." in a bucket)
+    assert differing == {"exports/same/dataset.toml", "exports/same/dataset-finetune.toml"}

@@ -198,8 +198,9 @@ def regenerate(
     ``caption_content``; only posts whose digest is not cached yet are computed (streamed in chunks of
     ``chunk_rows``; ``encoder``: ``columnar``, polars — captions.columnar — or ``rows``, the reference, a post at a
     time), then one INSERT … SELECT adds the quality tags per band, cuts the content to the band's budget and renders
-    the text. The whole set, with the content it cached, is one transaction: a failure leaves no set (a new
-    tag-frequency snapshot, committed on a connection of its own, stays: it stands on its own).
+    the text. The whole set is one transaction: a failure leaves no set. What stands on its own, committed on a
+    connection of its own, stays: a new tag-frequency snapshot, and the computed content once the fill has finished
+    (a cache entry valid for its digest; a failure during the fill leaves none of it).
 
     ``style_tags``: ``off``, ``add`` (each work's ``style_cluster_N`` beside its artist tags) or ``replace_artist``
     (instead of them) from ``style_version`` (default: the active style clustering; with none, no style tags and the
@@ -356,25 +357,30 @@ def _fill_missing_content(
 ) -> int:
     """Compute caption content for digests not cached yet; returns how many were added. One regeneration fills the
     cache at a time (a lock held to the set's commit), so the rows are copied straight into ``caption_content``.
-    Chunks are encoded by ``columnar`` (polars, its own threads) in a second thread while this one fetches the next
-    and copies the last; ``encoder`` (the row encoder) takes a chunk polars cannot read, and all of them when
-    ``columnar`` is None."""
+
+    A pipeline of three threads, each chunk passing through all three: this one fetches it, a second encodes it
+    (``columnar``: polars, with its own threads; ``encoder``, the row encoder, takes a chunk polars cannot read, and
+    all of them when ``columnar`` is None), a third copies it on a sibling connection — a second server process, so
+    the server parses and indexes one chunk while it builds the next. The sibling commits when every chunk is in
+    (before the set is inserted, which reads the content): a failure before then leaves nothing; one after leaves
+    the content cached, valid for its digest whatever becomes of the set."""
     with conn.cursor() as cur:
         # one filler at a time: an advisory lock (a table lock would also wait for autovacuum's, up to a second)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (CONTENT_FILL_LOCK,))
     seen: set[str] = set()
     group_keys: list[str] | None = None
     with (
-        conn.cursor(name="caption_missing_content") as source, conn.cursor() as sink,
+        conn.cursor(name="caption_missing_content") as source, conn.cursor() as cur,
+        sibling_connection(conn) as sibling, sibling.cursor() as sink,
         progress_bar(show_progress, desc="caption content", unit="post") as bar,
-        ThreadPoolExecutor(1, thread_name_prefix="caption-content") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="caption-encode") as encoding,
+        ThreadPoolExecutor(1, thread_name_prefix="caption-copy") as copying,
     ):  # fmt: skip
-        sink.execute("SET LOCAL cursor_tuple_fraction = 1")  # all rows are read: a hash anti-join, not 1M probes
+        cur.execute("SET LOCAL cursor_tuple_fraction = 1")  # all rows are read: a hash anti-join, not 1M probes
         source.execute(MISSING_CONTENT_QUERY)  # no count first: when all is cached, this finds nothing just as fast
-        pending: deque[tuple[int, Future]] = deque()
+        in_flight: deque[Future] = deque()
 
-        def write() -> None:
-            count, encoded = pending.popleft()
+        def copy(count: int, encoded: Future) -> None:
             copy_text(sink, "caption_content", CONTENT_COLUMNS, encoded.result())
             bar.update(count)
 
@@ -383,13 +389,14 @@ def _fill_missing_content(
             if not fresh:
                 continue
             if group_keys is None:  # asked once, when there is something to compute
-                sink.execute(GROUP_KEYS_QUERY)
-                group_keys = [key for (key,) in sink.fetchall()]
-            pending.append((len(fresh), pool.submit(_encode_chunk, fresh, group_keys, columnar, encoder)))
-            if len(pending) > 1:  # encoded there while this thread fetches the next chunk and copies the last
-                write()
-        while pending:
-            write()
+                cur.execute(GROUP_KEYS_QUERY)
+                group_keys = [key for (key,) in cur.fetchall()]
+            encoded = encoding.submit(_encode_chunk, fresh, group_keys, columnar, encoder)
+            in_flight.append(copying.submit(copy, len(fresh), encoded))
+            while len(in_flight) > 2:  # a chunk fetched, one encoded, one copied: no more held in memory
+                in_flight.popleft().result()  # an encoding or copy error surfaces here
+        while in_flight:
+            in_flight.popleft().result()
     return len(seen)
 
 

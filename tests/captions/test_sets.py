@@ -186,3 +186,49 @@ def test_style_cluster_tags_lead_the_content_and_can_replace_artists(scored, mod
                                  include_artist=mode == "add", token_limit=150)  # fmt: skip
         assert (tuple(content), text) == (expected.content, expected.render())
     assert off_again.contents_computed == 0 and plain.contents_computed == 42  # without style: the old cache rows
+
+
+def _counts(settings) -> tuple[int, int]:
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT (SELECT count(*) FROM caption_set), (SELECT count(*) FROM caption_content)")
+        return cur.fetchone()
+
+
+def test_a_regeneration_failing_in_the_content_fill_leaves_no_set_and_no_content(scored, monkeypatch) -> None:
+    import pony_tasks.captions.sets as sets
+
+    encode, chunks = sets._encode_chunk, []
+
+    def crash_on_the_third_chunk(*args):  # fault injection: the encoder dies mid-fill, chunks already copied
+        chunks.append(len(args[0]))
+        if len(chunks) == 3:
+            raise RuntimeError("encoder crashed")
+        return encode(*args)
+
+    monkeypatch.setattr(sets, "_encode_chunk", crash_on_the_third_chunk)
+    with pytest.raises(RuntimeError, match="encoder crashed"), connect(scored) as conn:
+        regenerate(conn, scheme="v7", chunk_rows=8)
+    assert _counts(scored) == (0, 0), "the copied chunks were rolled back with the set"
+    monkeypatch.undo()
+    with connect(scored) as conn:
+        result = regenerate(conn, scheme="v7", chunk_rows=8)
+    assert result.captions == COUNT and result.contents_computed == _counts(scored)[1] > 0
+
+
+def test_a_regeneration_failing_after_the_fill_leaves_no_set_and_the_content_cached(scored) -> None:
+    blocker = psycopg2.connect(scored.database_url.get_secret_value())
+    try:
+        with blocker.cursor() as cur:  # a concurrent DDL-grade lock: the set's partition cannot be attached
+            cur.execute("LOCK TABLE caption IN SHARE ROW EXCLUSIVE MODE")
+        with pytest.raises(psycopg2.errors.LockNotAvailable), connect(scored) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SET lock_timeout = '300ms'")
+            conn.commit()
+            regenerate(conn, scheme="v7", chunk_rows=8)
+    finally:
+        blocker.close()
+    sets, contents = _counts(scored)
+    assert sets == 0 and contents > 0, "content is a cache valid for its digest: it stays"
+    with connect(scored) as conn:
+        result = regenerate(conn, scheme="v7", chunk_rows=8)
+    assert result.captions == COUNT and result.contents_computed == 0

@@ -139,7 +139,9 @@ SOURCE_QUERY = """
 
 # One JSON object per row (parsed by polars in the columnar encoder, by json.loads in the row encoder), beside its
 # digest: the fill skips a digest already seen (two works of identical content) instead of the server sorting every
-# row for DISTINCT ON.
+# row for DISTINCT ON. Planned with no nested loop (_fill_missing_content): the anti-join must read caption_content
+# once, before the fill grows it — a nested loop over its scan, the plan when it was analysed empty, would rescan
+# every row copied so far for each post.
 MISSING_CONTENT_QUERY = """
     SELECT cs.digest, json_build_object('d', cs.digest, 's', cs.site, 'r', cs.rating, 't', cs.tags, 'g', cs.tag_groups,
                                         'y', cs.year, 'c', cs.style_cluster)::text
@@ -216,6 +218,11 @@ def regenerate(
         style_tags = "off"
     include_artist = include_artist and style_tags != "replace_artist"
     bands = {band: quality_tags(scheme, band, floor) for band in range(1, 10)}
+    with conn.cursor() as cur:
+        # one regeneration at a time, from before its set row to its commit: two fills never copy the same digest,
+        # and no two wait on each other (the attach locks caption_set, which another's set
+        # row would hold). An advisory lock: a table lock would also wait for autovacuum's, up to a second.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CONTENT_FILL_LOCK,))
     with ThreadPoolExecutor(2, thread_name_prefix="caption-prepare") as helpers:
         # beside the server's caption_source pass: loading the tokenizer (imports torch: seconds) and, when due, a
         # new tag-frequency snapshot (on a second connection)
@@ -347,7 +354,7 @@ def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, Quality
     psycopg2.extras.execute_values(cur, "INSERT INTO caption_band VALUES %s", rows)
 
 
-CONTENT_FILL_LOCK = 0x70_6F6E_7963  # pg_advisory_xact_lock key of the caption-content fill ("ponyc")
+CONTENT_FILL_LOCK = 0x70_6F6E_7963  # pg_advisory_xact_lock key of a regeneration ("ponyc")
 ENCODERS = ("columnar", "rows")
 
 
@@ -355,8 +362,8 @@ def _fill_missing_content(
     conn: psycopg2.extensions.connection, encoder: ContentLineEncoder, chunk_rows: int, show_progress: bool | None,
     columnar: ColumnarContentEncoder | None = None,
 ) -> int:
-    """Compute caption content for digests not cached yet; returns how many were added. One regeneration fills the
-    cache at a time (a lock held to the set's commit), so the rows are copied straight into ``caption_content``.
+    """Compute caption content for digests not cached yet; returns how many were added. One regeneration runs at a
+    time (CONTENT_FILL_LOCK, held to the set's commit), so the rows are copied straight into ``caption_content``.
 
     A pipeline of three threads, each chunk passing through all three: this one fetches it, a second encodes it
     (``columnar``: polars, with its own threads; ``encoder``, the row encoder, takes a chunk polars cannot read, and
@@ -364,9 +371,6 @@ def _fill_missing_content(
     the server parses and indexes one chunk while it builds the next. The sibling commits when every chunk is in
     (before the set is inserted, which reads the content): a failure before then leaves nothing; one after leaves
     the content cached, valid for its digest whatever becomes of the set."""
-    with conn.cursor() as cur:
-        # one filler at a time: an advisory lock (a table lock would also wait for autovacuum's, up to a second)
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CONTENT_FILL_LOCK,))
     seen: set[str] = set()
     group_keys: list[str] | None = None
     with (
@@ -377,7 +381,9 @@ def _fill_missing_content(
         ThreadPoolExecutor(1, thread_name_prefix="caption-copy") as copying,
     ):  # fmt: skip
         cur.execute("SET LOCAL cursor_tuple_fraction = 1")  # all rows are read: a hash anti-join, not 1M probes
+        cur.execute("SET LOCAL enable_nestloop = off")  # see MISSING_CONTENT_QUERY
         source.execute(MISSING_CONTENT_QUERY)  # no count first: when all is cached, this finds nothing just as fast
+        cur.execute("SET LOCAL enable_nestloop TO DEFAULT")  # the cursor's plan is made: the rest plans as it would
         in_flight: deque[Future] = deque()
 
         def copy(count: int, encoded: Future) -> None:

@@ -232,3 +232,38 @@ def test_a_regeneration_failing_after_the_fill_leaves_no_set_and_the_content_cac
     with connect(scored) as conn:
         result = regenerate(conn, scheme="v7", chunk_rows=8)
     assert result.captions == COUNT and result.contents_computed == 0
+
+
+def test_a_first_build_on_a_content_cache_analyzed_empty_computes_every_content_once(scored) -> None:
+    # caption_content analysed while empty (after a TRUNCATE, autovacuum does that): the planner then believes it
+    # stays empty. The fill must not scan it per post while it grows (no nested loop: MISSING_CONTENT_QUERY).
+    with connect(scored) as conn:
+        regenerate(conn, scheme="v7")
+    with connect(scored, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM caption_content")
+        contents = cur.fetchone()[0]
+        cur.execute("TRUNCATE caption_content")
+        cur.execute("ANALYZE caption_content")
+    with connect(scored) as conn:
+        result = regenerate(conn, scheme="v7", chunk_rows=8)
+    assert result.captions == COUNT and result.contents_computed == contents == _counts(scored)[1]
+
+
+def test_two_regenerations_at_once_both_finish_and_compute_each_content_once(scored) -> None:
+    results, errors = [], []
+
+    def build(scheme: str) -> None:
+        try:
+            with connect(scored) as conn:
+                results.append(regenerate(conn, scheme=scheme, chunk_rows=8, activate=False))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=build, args=(scheme,)) for scheme in ("v6", "v7")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(r.captions for r in results) == [COUNT, COUNT]
+    assert sum(r.contents_computed for r in results) == _counts(scored)[1] > 0, "the second found the first's"

@@ -220,9 +220,9 @@ def regenerate(
     bands = {band: quality_tags(scheme, band, floor) for band in range(1, 10)}
     with conn.cursor() as cur:
         # one regeneration at a time, from before its set row to its commit: two fills never copy the same digest,
-        # and no two wait on each other (the attach locks caption_set, which another's set
-        # row would hold). An advisory lock: a table lock would also wait for autovacuum's, up to a second.
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CONTENT_FILL_LOCK,))
+        # and no two wait on each other (the attach locks caption_set, which another's set row would hold). An
+        # advisory lock: a table lock would also wait for autovacuum's, up to a second.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (REGENERATION_LOCK,))
     with ThreadPoolExecutor(2, thread_name_prefix="caption-prepare") as helpers:
         # beside the server's caption_source pass: loading the tokenizer (imports torch: seconds) and, when due, a
         # new tag-frequency snapshot (on a second connection)
@@ -354,7 +354,7 @@ def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, Quality
     psycopg2.extras.execute_values(cur, "INSERT INTO caption_band VALUES %s", rows)
 
 
-CONTENT_FILL_LOCK = 0x70_6F6E_7963  # pg_advisory_xact_lock key of a regeneration ("ponyc")
+REGENERATION_LOCK = 0x70_6F6E_7963  # pg_advisory_xact_lock key of a regeneration ("ponyc")
 ENCODERS = ("columnar", "rows")
 
 
@@ -363,7 +363,7 @@ def _fill_missing_content(
     columnar: ColumnarContentEncoder | None = None,
 ) -> int:
     """Compute caption content for digests not cached yet; returns how many were added. One regeneration runs at a
-    time (CONTENT_FILL_LOCK, held to the set's commit), so the rows are copied straight into ``caption_content``.
+    time (REGENERATION_LOCK, held to the set's commit), so the rows are copied straight into ``caption_content``.
 
     A pipeline of three threads, each chunk passing through all three: this one fetches it, a second encodes it
     (``columnar``: polars, with its own threads; ``encoder``, the row encoder, takes a chunk polars cannot read, and

@@ -14,7 +14,7 @@ The steps, with what they stand for in ``content_parts``:
 - raw tags → caption forms (``None``: blacklisted, left out); the first occurrence of each form kept — so a form is
   protected when it first appears among the protected tags — and the style cluster tag, when given, first.
 - keep order: protected tags as they come, then the rest by corpus frequency (rarest first, ties as they come);
-  running token costs.
+  running token costs; how many are protected.
 """
 
 from __future__ import annotations
@@ -69,9 +69,10 @@ class ColumnarContentEncoder:
         posts = pl.read_ndjson("\n".join(json_lines).encode(), schema=schema)
         posts = posts.with_row_index("i").with_columns(pl.col("t").fill_null([]))
         keep = self._keep_order(pl, posts)
-        per_post = keep.group_by("i", maintain_order=True).agg("element", running=pl.col("cost").cum_sum()).select(
+        per_post = keep.group_by("i", maintain_order=True).agg(
+            "element", running=pl.col("cost").cum_sum(), protected=pl.col("protected").sum()).select(
             "i", pl.col("element").list.join(",").alias("array"),
-            pl.col("running").cast(pl.List(pl.String)).list.join(","))  # fmt: skip
+            pl.col("running").cast(pl.List(pl.String)).list.join(","), "protected")  # fmt: skip
         out = posts.select("i", "d", "s", "r", "y").join(self._sources(pl, posts), on="i", how="left",
                                                          maintain_order="left")  # fmt: skip
         out = out.join(per_post, on="i", how="left", maintain_order="left")
@@ -81,12 +82,12 @@ class ColumnarContentEncoder:
             pl.col("d"), pl.lit(","), pl.col("source"), pl.lit(","), pl.col("rating_tag"),
             pl.lit(',"{'), pl.col("array").fill_null(""), pl.lit('}","{'), pl.col("running").fill_null(""),
             pl.lit('}",'), pl.col("fixed").cast(pl.String), pl.lit(',"{'), pl.col("dates"), pl.lit('}","'),
-            pl.col("date_text"), pl.lit('"'),
+            pl.col("date_text"), pl.lit('",'), pl.col("protected").fill_null(0).cast(pl.String),
         )  # fmt: skip
         return out.select(line).write_csv(include_header=False, quote_style="never")
 
     def _keep_order(self, pl, posts: pl.DataFrame) -> pl.DataFrame:  # noqa: ANN001 - the polars module
-        """One row per kept content tag: (i, cost, element), in keep order within each post."""
+        """One row per kept content tag: (i, cost, element, protected), in keep order within each post."""
         fields = posts.schema["g"].fields if posts.schema["g"] != pl.Null else []
         names = [f.name for f in fields]
 
@@ -130,7 +131,7 @@ class ColumnarContentEncoder:
         long = long.sort([pl.col("i"), ~pl.col("protected"), rank, pl.col("section"), pl.col("group_position"),
                           pl.col("raw_order")])  # fmt: skip
         first = (pl.col("i").cast(pl.UInt64) * (1 << 32) + pl.col("form_id")).is_first_distinct()
-        return long.filter(first).select("i", "cost", "element")
+        return long.filter(first).select("i", "cost", "element", "protected")
 
     def _tag_frame(self, pl, raws: pl.Series) -> pl.DataFrame:  # noqa: ANN001
         """(raw, raw_order, form, form_id, cost, frequency, element) for ``raws`` (sorted: raw_order is the index)."""

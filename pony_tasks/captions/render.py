@@ -2,7 +2,8 @@
 
 Layout: ``<fixed part> ||| <shuffleable part>``. Under ``v6`` the quality chain leads the fixed part as one string
 (as V6 captioned); under ``v7`` only the band tag is fixed and the independent ``score_K_up`` tokens go to the
-shuffleable part, where the train-time sampler keeps or drops each one and shuffles them among the content tags.
+shuffleable part, where each training line keeps or drops each one and shuffles them among the content tags
+(``captions.lines``: a line's content fills what its own draw of quality tags leaves of the token limit).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pony_tasks.captions.lines import KEEP_SEPARATOR, Line, draw_line, draw_lines, reserved_count, split_text, up_room
 from pony_tasks.captions.periods import DEFAULT_PERIODS, Periods, date_tags, periods_key
-from pony_tasks.captions.quality import QualityTags, sample_quality
+from pony_tasks.captions.quality import QualityTags
 from pony_tasks.captions.tokens import (
     DEFAULT_TOKEN_LIMIT,
     cumulative_costs,
@@ -26,7 +28,6 @@ from pony_tasks.captions.tokens import (
 )
 from pony_tasks.works.synonyms import common_spelling, synonyms, table_digest
 
-KEEP_SEPARATOR = "|||"
 RATING_TAGS = {"general": "rating_safe", "sensitive": "rating_safe", "questionable": "rating_questionable",
                "explicit": "rating_explicit"}  # fmt: skip
 DEFAULT_BLACKLIST = frozenset({
@@ -35,7 +36,8 @@ DEFAULT_BLACKLIST = frozenset({
     "safe", "suggestive", "questionable", "explicit",  # Derpibooru's rating tags: the rating_* tag says it
 })  # fmt: skip
 # Bump when content_tags/source_tag/clean_tag change what they produce: cached caption content is keyed by it.
-CONTENT_RULES_VERSION = 3  # 2: true synonyms mapped (works/tag_synonyms.csv); 3: keep order, token costs, dates
+CONTENT_RULES_VERSION = 4  # 2: true synonyms mapped (works/tag_synonyms.csv); 3: keep order, token costs, dates;
+# 4: the count of protected tags stored (captions.lines reserves them in every line)
 GROUP_ORDER = ("character", "oc", "copyright", "artist", "species", "general")
 PONY_HINTS = frozenset({"pony", "my_little_pony", "my little pony"})
 FURRY_HINTS = frozenset({"anthro", "furry", "feral", "canine", "feline", "fox", "wolf", "dragon"})
@@ -168,9 +170,12 @@ class Caption:
     source: str
     rating: str
     content: tuple[str, ...]
-    tokens: int | None = None  # token cost (captions.tokens: bounds any sample's count); None: unbudgeted
-    dropped: int = 0  # content tags left out to fit the token limit
+    tokens: int | None = None  # the fixed part and the stored content (the line without score_K_up tags); None:
+    # unbudgeted
+    dropped: int = 0  # content tags left out to fit the token limit beside the fixed part alone
     date: tuple[str, ...] = ()  # year and period tags (captions.periods)
+    token_limit: int | None = None  # every training line fits it (captions.lines)
+    up_room: int | None = None  # score_K_up tags a line can carry beside its reserved content (captions.lines)
 
     def fixed_part(self) -> list[str]:
         return [*self.quality.fixed_tokens(), self.source, self.rating, *self.date]
@@ -180,6 +185,12 @@ class Caption:
         head = ", ".join(self.quality.fixed_tokens())
         return render_text(head, self.source, self.rating, ", ".join(self.quality.flexible_tokens()), self.content,
                            ", ".join(self.date))  # fmt: skip
+
+    def line(self, rng: random.Random, keep_probability: float = 0.5) -> Line:
+        """One training line (captions.lines.draw_line): its own draw of the independent quality tags, the content
+        that fits beside them."""
+        return draw_line(self.fixed_part(), self.quality.flexible_tokens(), self.content, rng,
+                         limit=self.token_limit, room=self.up_room, keep_probability=keep_probability)  # fmt: skip
 
 
 def render_text(
@@ -204,10 +215,11 @@ def build_caption(
     style: str | None = None,
 ) -> Caption:  # fmt: skip
     """The caption of one post (or work). With ``token_limit`` (tokens, CLIP BPE) the content is put in keep order
-    and cut to fit (``captions.tokens``; ``frequencies``: live posts per caption tag, as ``sets.tag_frequencies``
-    reads them); ``None`` keeps every tag in group order. ``year``: the upload year, for the year and period tags
-    (``captions.periods``). ``style``: the work's style cluster tag (``style_cluster_N``), the first content tag and
-    protected like an artist's name."""
+    and cut to fit beside the fixed part (``captions.tokens``; ``frequencies``: live posts per caption tag, as
+    ``sets.tag_frequencies`` reads them); each training line then fits its own draw of ``score_K_up`` tags
+    (``captions.lines``). ``None`` keeps every tag in group order. ``year``: the upload year, for the year and
+    period tags (``captions.periods``). ``style``: the work's style cluster tag (``style_cluster_N``), the first
+    content tag and protected like an artist's name."""
     tags = list(tags)
     if rating not in RATING_TAGS:
         raise ValueError(f"rating {rating!r} is not one of {sorted(RATING_TAGS)}")
@@ -220,61 +232,44 @@ def build_caption(
     cumulative = cumulative_costs(ordered)
     fixed = quality_cost(quality) + tags_cost((source, rating_tag, *date))
     kept = kept_count(cumulative, token_limit - fixed)
+    room = up_room(token_limit, fixed, quality.flexible_tokens(), cumulative, reserved_count(ordered[:kept], protected))
     return Caption(quality, source, rating_tag, tuple(ordered[:kept]), fixed + (cumulative[kept - 1] if kept else 0),
-                   len(ordered) - kept, date)  # fmt: skip
+                   len(ordered) - kept, date, token_limit, room)  # fmt: skip
 
 
 def quality_cost(quality: QualityTags) -> int:
-    """Tokens of every quality tag a caption of this band can carry (v7: all its ``score_K_up`` drawn at once)."""
-    return tags_cost((quality.band_tag, *quality.up_tags))
+    """Tokens of the quality tags every line of this band carries: its fixed part (v7: the band tag; v6: the whole
+    chain). V7's ``score_K_up`` tags are drawn per line and paid for by that line (captions.lines)."""
+    return tags_cost(quality.fixed_tokens())
 
 
 def sample_caption(caption: Caption, rng: random.Random, keep_probability: float = 0.5) -> str:
-    """One training-step caption: the fixed part in order, then (v7) independently kept quality tokens shuffled
-    with the content tags. Seed ``rng`` per step for reproducible runs."""
-    flexible = list(caption.content)
-    if caption.quality.independent:
-        flexible += sample_quality(caption.quality, rng, keep_probability)[1:]
-    rng.shuffle(flexible)
-    return ", ".join([*caption.fixed_part(), *flexible])
+    """One training-step caption: the fixed part in order, then (v7) independently kept quality tokens and the
+    content that fits beside them, shuffled. Seed ``rng`` per step for reproducible runs."""
+    return caption.line(rng, keep_probability).plain(rng)
 
 
 UP_TAG = re.compile(r"^score_[1-9]_up$")
 
 
 def sample_caption_text(text: str, rng: random.Random, keep_probability: float = 0.5) -> str:
-    """The train-time sampler on a stored/exported caption text (``fixed ||| flexible``): the fixed part in order,
-    then each independent ``score_K_up`` token of the flexible part (v7) kept with ``keep_probability`` and
-    shuffled among the content tags — the same as :func:`sample_caption` on the structured caption. A caption of
-    several lines (a kohya V7 export: :func:`pre_sampled_lines`) is sampled as kohya samples it: one line at random,
-    its tags shuffled, none dropped (its ``score_K_up`` tags were drawn when it was written). Seed ``rng`` per step
-    for reproducible runs. Tags are split on ``", "``, which cleaned tags never contain."""
+    """The train-time sampler on an exported caption (kohya's caption file): a caption of several lines (a V7
+    export: :func:`pre_sampled_lines`) is sampled as kohya samples it — one line at random, its tags after ``|||``
+    shuffled, none dropped (its ``score_K_up`` tags were drawn when it was written). A single line keeps each
+    ``score_K_up`` tag after ``|||`` with ``keep_probability`` (a line fits the limit: dropping tags keeps it
+    within). Seed ``rng`` per step for reproducible runs."""
     if "\n" in text:
         text, keep_probability = rng.choice(text.split("\n")), 1.0
-    fixed, tokens = _split_caption(text)
+    fixed, tokens = split_text(text)
     kept = [t for t in tokens if not UP_TAG.match(t) or rng.random() < keep_probability]
     rng.shuffle(kept)
-    return ", ".join([*(t for t in fixed.split(", ") if t), *kept])
+    return ", ".join([*fixed, *kept])
 
 
-def _split_caption(text: str) -> tuple[str, list[str]]:
-    """(fixed part, tags of the shuffleable part) of one caption line ``fixed ||| flexible``."""
-    fixed, separator, flexible = text.partition(f" {KEEP_SEPARATOR}")
-    return fixed, [t for t in flexible.strip().split(", ") if t] if separator else []
-
-
-def pre_sampled_lines(text: str, count: int, seed: str, keep_probability: float = 0.5) -> list[str]:
-    """``count`` lines of a stored caption, each with its own independent draw of the ``score_K_up`` tags (each kept
-    with ``keep_probability``; the band tag and the fixed part always), for trainers that pick one line per step
-    (kohya's ``enable_wildcard``) and shuffle the part after ``|||`` themselves. Seeded by ``seed`` (the image's
-    sha256): an export written twice is the same. A caption without independent tags (v6) is one line."""
-    fixed, tokens = _split_caption(text)
-    independent = [UP_TAG.match(t) is not None for t in tokens]
-    if not any(independent):
-        return [text]
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(count):
-        kept = [t for t, drawn in zip(tokens, independent, strict=True) if not drawn or rng.random() < keep_probability]
-        lines.append(f"{fixed} {KEEP_SEPARATOR} {', '.join(kept)}" if kept else f"{fixed} {KEEP_SEPARATOR}")
-    return lines
+def pre_sampled_lines(caption: Caption, count: int, seed: str, keep_probability: float = 0.5) -> list[Line]:
+    """``count`` training lines of a caption, each with its own draw of the ``score_K_up`` tags and the content that
+    fits beside them (captions.lines.draw_lines), for trainers that pick one line per step (kohya's
+    ``enable_wildcard``) and shuffle the part after ``|||`` themselves. Seeded by ``seed`` (the image's sha256): an
+    export written twice is the same. A caption without independent tags (v6, band 1) is one line."""
+    return draw_lines(caption.fixed_part(), caption.quality.flexible_tokens(), caption.content, count, seed,
+                      limit=caption.token_limit, room=caption.up_room, keep_probability=keep_probability)  # fmt: skip

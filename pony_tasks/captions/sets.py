@@ -19,6 +19,7 @@ import psycopg2.extras
 
 from pony_tasks.aesthetic.registry import get_version
 from pony_tasks.captions.columnar import ColumnarContentEncoder
+from pony_tasks.captions.lines import up_tag_cost
 from pony_tasks.captions.periods import DEFAULT_PERIODS, Periods, date_tags
 from pony_tasks.captions.quality import DEFAULT_THRESHOLDS, QualityTags, quality_tags
 from pony_tasks.captions.render import (
@@ -154,12 +155,14 @@ GROUP_KEYS_QUERY = """
     WHERE jsonb_typeof(cs.tag_groups) = 'object' ORDER BY 1"""
 
 # The caption text is rendered here exactly as render.render_text renders it, and its content cut to the token limit
-# exactly as render.build_caption cuts it (a test compares every stored row with build_caption(...).render()): the
-# content is cached in keep order with its running token cost, so the tags that fit the band's budget are a prefix,
-# width_bucket() counts them, and the prefix joined with ', ' is the content's text.
+# exactly as render.build_caption cuts it (a test compares every stored row with build_caption(...)): the content is
+# cached in keep order with its running token cost, so the tags that fit beside the band's fixed part are a prefix,
+# width_bucket() counts them, and the prefix joined with ', ' is the content's text. up_room is captions.lines.up_room:
+# the score_K_up tags (each up_tokens) a line can carry beside the fixed part and the reserved content (the protected
+# tags, and one more after a lone style cluster tag). rating is the merged rating the caption was written from.
 INSERT_CAPTIONS = """
     INSERT INTO {partition} (set_id, sha256, band, band_tag, up_tags, independent, source_tag, rating_tag, content,
-                             text, tokens, tags_dropped, date_tags, style_cluster)
+                             text, tokens, tags_dropped, date_tags, style_cluster, rating, up_room)
     SELECT %(set)s, f.sha256, f.band, f.band_tag, f.up_tags, f.independent, f.source_tag, f.rating_tag, f.kept_content,
            CASE WHEN f.fixed_quality <> '' THEN f.fixed_quality || ', ' ELSE '' END
                || f.source_tag || ', ' || f.rating_tag || CASE WHEN f.date_text <> '' THEN ', ' || f.date_text ELSE ''
@@ -167,13 +170,16 @@ INSERT_CAPTIONS = """
                || coalesce(' ' || nullif(concat_ws(', ', nullif(f.flexible_quality, ''),
                                                    nullif(f.kept_text, '')), ''), ''),
            f.quality_tokens + f.fixed_tokens + coalesce(f.cumulative_tokens[f.kept], 0), f.n - f.kept, f.date_tags,
-           f.style_cluster
+           f.style_cluster, f.rating,
+           CASE WHEN f.up_count > 0 THEN least(f.up_count, greatest(0, (%(limit)s - f.quality_tokens - f.fixed_tokens
+               - coalesce(f.cumulative_tokens[least(f.kept, greatest(f.protected, CASE WHEN f.content[1]
+                     LIKE 'style\\_cluster\\_%%' THEN 2 ELSE 1 END))], 0)) / f.up_tokens)) END
     FROM (SELECT j.*, array_to_string(j.kept_content, ', ') AS kept_text
           FROM (SELECT k.*, CASE WHEN k.kept = k.n THEN k.content ELSE k.content[1:k.kept] END AS kept_content
-          FROM (SELECT cs.sha256, cs.style_cluster, b.band, b.band_tag, b.up_tags, b.independent, b.fixed_quality,
-                       b.flexible_quality, b.quality_tokens, c.source_tag, c.rating_tag, c.content,
-                       c.cumulative_tokens, c.fixed_tokens, c.date_tags, c.date_text,
-                       cardinality(c.content) AS n,
+          FROM (SELECT cs.sha256, cs.style_cluster, cs.rating, b.band, b.band_tag, b.up_tags, b.independent,
+                       b.fixed_quality, b.flexible_quality, b.quality_tokens, b.up_tokens, b.up_count, c.source_tag,
+                       c.rating_tag, c.content, c.cumulative_tokens, c.fixed_tokens, c.date_tags, c.date_text,
+                       c.protected, cardinality(c.content) AS n,
                        CASE WHEN cardinality(c.cumulative_tokens) = 0 THEN 0
                             ELSE width_bucket(%(limit)s - b.quality_tokens - c.fixed_tokens, c.cumulative_tokens)
                        END AS kept
@@ -185,6 +191,22 @@ INSERT_CAPTIONS = """
          ) j) f"""
 
 
+def _rolled_back_on_error(function: Callable) -> Callable:
+    """A failure rolls the connection's transaction back (the temporary tables, the advisory lock): the caller can
+    use the connection again, e.g. to regenerate with a corrected limit."""
+
+    @functools.wraps(function)
+    def wrapper(conn: psycopg2.extensions.connection, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return function(conn, *args, **kwargs)
+        except BaseException:
+            conn.rollback()
+            raise
+
+    return wrapper
+
+
+@_rolled_back_on_error
 def regenerate(
     conn: psycopg2.extensions.connection, *, scheme: str = "v7", aesthetic_version_id: int | None = None,
     floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
@@ -260,9 +282,10 @@ def regenerate(
         cur.execute(f"ALTER TABLE caption ATTACH PARTITION {partition} FOR VALUES IN ({int(set_id)})")
         cur.execute(
             """UPDATE caption_set SET captions = %(n)s,
-                   (captions_trimmed, tags_dropped) = (SELECT count(*) FILTER (WHERE tags_dropped > 0),
-                                                              coalesce(sum(tags_dropped), 0)
-                                                       FROM caption WHERE set_id = %(set)s)
+                   (captions_trimmed, tags_dropped, captions_thinnable) = (
+                       SELECT count(*) FILTER (WHERE tags_dropped > 0), coalesce(sum(tags_dropped), 0),
+                              count(*) FILTER (WHERE up_room < cardinality(up_tags))
+                       FROM caption WHERE set_id = %(set)s)
                WHERE set_id = %(set)s""",
             {"n": written, "set": set_id},
         )
@@ -342,15 +365,18 @@ def _take_snapshot(conn: psycopg2.extensions.connection, snapshot: int, live: in
 
 
 def _create_band_table(cur: psycopg2.extensions.cursor, bands: dict[int, QualityTags]) -> None:
-    """caption_band: per band the quality fields, the joined fixed/flexible quality text (from quality.py) and the
-    token cost of every quality tag the band can carry."""
+    """caption_band: per band the quality fields, the joined fixed/flexible quality text (from quality.py), the token
+    cost of the quality tags every line carries (render.quality_cost) and what one of its independent ``score_K_up``
+    tags costs, and how many it has (captions.lines)."""
     cur.execute(
         """CREATE TEMPORARY TABLE caption_band (band smallint PRIMARY KEY, band_tag text, up_tags text[],
-               independent boolean, fixed_quality text, flexible_quality text, quality_tokens integer)
+               independent boolean, fixed_quality text, flexible_quality text, quality_tokens integer,
+               up_tokens integer, up_count integer)
            ON COMMIT DROP"""
     )
     rows = [(band, q.band_tag, list(q.up_tags), q.independent, ", ".join(q.fixed_tokens()),
-             ", ".join(q.flexible_tokens()), quality_cost(q)) for band, q in bands.items()]  # fmt: skip
+             ", ".join(q.flexible_tokens()), quality_cost(q), up_tag_cost(q.flexible_tokens()),
+             len(q.flexible_tokens())) for band, q in bands.items()]  # fmt: skip
     psycopg2.extras.execute_values(cur, "INSERT INTO caption_band VALUES %s", rows)
 
 
@@ -420,13 +446,13 @@ def _encode_chunk(lines: list[str], group_keys: list[str], columnar: ColumnarCon
 
 
 CONTENT_COLUMNS = ("digest", "source_tag", "rating_tag", "content", "cumulative_tokens", "fixed_tokens", "date_tags",
-                   "date_text")  # fmt: skip
+                   "date_text", "protected")  # fmt: skip
 
 
 class ContentLineEncoder:
     """caption_content rows as COPY CSV lines, written out by hand (the cold path: every tag of every new post): the
-    content in keep order (captions.tokens.prioritised by ``frequencies``) with its running token cost; each
-    distinct cleaned tag's quoted array element is cached."""
+    content in keep order (captions.tokens.prioritised by ``frequencies``) with its running token cost and how many
+    of its tags lead it protected; each distinct cleaned tag's quoted array element is cached."""
 
     def __init__(
         self, *, include_artist: bool = True, frequencies: Mapping[str, int] | None = None,
@@ -465,7 +491,7 @@ class ContentLineEncoder:
             fixed = self._fixed_cost(source, rating_tag, date)
             dates = ",".join(date)  # "year 2023", "newest": no quotes or commas inside
             out.append(f'{digest},{source},{rating_tag},"{{{array}}}","{{{running}}}",{fixed},"{{{dates}}}",'
-                       f'"{", ".join(date)}"\n')  # fmt: skip
+                       f'"{", ".join(date)}",{protected}\n')  # fmt: skip
         return out
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - a few hundred (source, rating, date) combinations per run

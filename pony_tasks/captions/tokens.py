@@ -7,12 +7,15 @@ byte-pair encoder (open_clip's ``SimpleTokenizer``, the same vocabulary and pre-
 ``CLIPTokenizer``), and content tags are dropped by a stated priority until the caption fits.
 
 **The count.** A tag costs the tokens of ``"<tag>,"`` (the tag and the comma that follows it in a caption). A
-caption's cost is the sum over all its tags — the quality tags (for ``v7`` every ``score_K_up`` the band can carry,
-the most a training sample can draw), the source and rating tags, the content tags. That is an upper bound of the
-exact count of any arrangement of the same tags (the last tag has no comma; shuffling moves no token across a
-``", "`` boundary), so a stored caption within budget stays within it however a trainer shuffles or drops its tags.
+line's cost is the sum over all its tags — its quality tags, the source and rating (and date) tags, its content
+tags. That is an upper bound of the exact count of any arrangement of the same tags (the last tag has no comma;
+shuffling moves no token across a ``", "`` boundary), so a line within budget stays within it however a trainer
+shuffles it. The stored caption's content is cut to fit beside the fixed part alone (for ``v7`` the band tag, not
+the ``score_K_up`` tags): each training line draws its own ``score_K_up`` tags and keeps the content that fits beside
+them (``captions.lines``), so the budget goes to the quality tags a line really carries.
 
-**The priority.** Never dropped: the quality tags, the source and rating tags. Content tags are kept in this order
+**The priority.** Never dropped: the band tag (V6: its chain), the source and rating tags; a line's ``score_K_up``
+tags are optional and give way to its protected content (``captions.lines``). Content tags are kept in this order
 and dropped from the end: first the protected groups — characters, OCs, copyrights, artists, in that order — then
 every other tag from the rarest in the corpus to the most common (a tag on half the posts, ``solo``, says least
 about one picture). When even the protected tags do not fit, they are dropped from the end too (artists before
@@ -88,8 +91,8 @@ class BudgetTooSmall(ValueError):
 
 
 def check_limit(limit: int, quality_costs: Mapping[int, int], fixed_cost: int) -> None:
-    """Refuse a limit that cannot hold a band's quality tags plus the source and rating tags (``fixed_cost``: the
-    most those can cost), naming the band and what it needs."""
+    """Refuse a limit that cannot hold a band's fixed quality tags (``quality_costs``: v7 the band tag, v6 the chain)
+    plus the source and rating tags (``fixed_cost``: the most those can cost), naming the band and what it needs."""
     if limit < 1:
         raise BudgetTooSmall(f"token limit must be ≥ 1, got {limit}")
     for band, cost in sorted(quality_costs.items(), reverse=True):

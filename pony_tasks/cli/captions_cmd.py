@@ -36,8 +36,9 @@ def captions_preview(
     band = band_for(percentile, floor=floor)
     caption = build_caption(quality_tags(scheme, band, floor), site, rating, {}, tags.split(),
                             token_limit=token_limit, year=year)  # fmt: skip
-    click.echo(f"band {band} (percentile {percentile:.2f}), scheme {scheme}, {caption.tokens} of {token_limit} tokens"
-               + (f", {caption.dropped} tags dropped to fit" if caption.dropped else ""))  # fmt: skip
+    click.echo(f"band {band} (percentile {percentile:.2f}), scheme {scheme}, {caption.tokens} of {token_limit} tokens "
+               "without score_K_up tags" + (f", {caption.dropped} tags dropped to fit" if caption.dropped else "")
+               + ("" if caption.up_room is None else f"; a line carries at most {caption.up_room} score_K_up tags"))
     click.echo(f"stored:   {caption.render()}")
     rng = random.Random(seed)
     for index in range(samples):
@@ -88,14 +89,52 @@ def captions_regenerate(
         except BudgetTooSmall as exc:
             raise click.BadParameter(str(exc), param_hint="--token-limit") from None
         with conn.cursor() as cur:
-            cur.execute("SELECT captions_trimmed, tags_dropped, style_mode, style_version FROM caption_set "
-                        "WHERE set_id = %s", (result.set_id,))  # fmt: skip
-            trimmed, dropped, style_mode, used_style = cur.fetchone()
+            cur.execute("SELECT captions_trimmed, tags_dropped, captions_thinnable, style_mode, style_version "
+                        "FROM caption_set WHERE set_id = %s", (result.set_id,))  # fmt: skip
+            trimmed, dropped, thinnable, style_mode, used_style = cur.fetchone()
     state = "kept inactive" if no_activate else "now active"
     click.echo(f"caption set {result.set_id}: {result.captions} captions, scheme {scheme}, aesthetic version "
                f"{result.aesthetic_version_id}; {state} ({result.contents_computed} post contents computed, the rest "
-               f"reused from the cache); token limit {limit}: {trimmed} captions cut, {dropped} tags dropped; style "
+               f"reused from the cache); token limit {limit}: {trimmed} captions cut, {dropped} tags dropped, "
+               f"{thinnable} whose lines may carry fewer score_K_up tags to keep their protected tags; style "
                f"tags: {style_mode}" + (f" (clustering v{used_style})" if used_style else ""))  # fmt: skip
+
+
+@captions_group.command("lines")
+@click.option("--variants", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Training lines per caption (as `pony export dataset --variants`).")
+@click.option("--exact", is_flag=True, help="Also count every line's CLIP tokens exactly (slower).")
+@click.pass_obj
+def captions_lines(ctx: PonyContext, variants: int, exact: bool) -> None:
+    """What the training lines of the active caption set hold, per band: median content tags a line, lines
+    without content, lines that carry fewer score_K_up tags to keep their protected tags, the most tokens a line
+    costs — the lines an export writes, without writing them."""
+    from pony_tasks.captions.lines import LineStats
+    from pony_tasks.captions.tokens import count_tokens
+    from pony_tasks.export.selection import select_samples
+
+    with connect(ctx.settings) as conn:
+        try:
+            caption_set, samples = select_samples(conn, None, None, None)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+    stats, most_exact = LineStats(), 0
+    for sample in samples:
+        lines = sample.lines(variants, caption_set.token_limit)
+        stats.add(sample.band, lines, sample.up_tags, bool(sample.content))
+        if exact:
+            most_exact = max([most_exact, *(count_tokens(line.plain(random.Random(0))) for line in lines)])
+    click.echo(f"caption set {caption_set.set_id} ({caption_set.scheme}, ≤ {caption_set.token_limit} tokens): "
+               f"{len(samples)} captions, {stats.lines} lines")  # fmt: skip
+    click.echo("band  lines  median content tags a line")
+    for band in sorted(stats.content_per_line, reverse=True):
+        click.echo(f"{band:>4}  {sum(stats.content_per_line[band].values()):>5}  {stats.median([band]):g}")
+    high, low = stats.median([8, 9]), stats.median([1, 2, 3, 4])
+    if high is not None and low:
+        click.echo(f"bands 8-9 median {high:g} = {high / low:.0%} of bands 1-4's {low:g}")
+    click.echo(f"lines without content (their caption has some): {stats.without_content}; lines carrying fewer "
+               f"score_K_up tags to keep their protected tags: {stats.thinned}; most tokens a line costs: "
+               f"{stats.most_tokens}" + (f" (exact CLIP count: {most_exact})" if exact else ""))  # fmt: skip
 
 
 @captions_group.command("list")

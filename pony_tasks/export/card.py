@@ -15,7 +15,9 @@ from collections import Counter
 
 import psycopg2.extensions
 
+from pony_tasks.captions.lines import LineStats
 from pony_tasks.captions.quality import DEFAULT_THRESHOLDS, V6_LOWEST_UP, quality_tags
+from pony_tasks.export.kohya import trainer_command
 from pony_tasks.export.selection import CaptionSetInfo, ExportSample
 
 
@@ -64,9 +66,32 @@ def _table(counts: Counter, heading: str) -> str:
     return f"| {heading} | samples |\n|---|---|\n{rows}"
 
 
+CAPTION_USE = {
+    "kohya": "Each `<sha256>.txt` holds several lines (V7): kohya's `enable_wildcard` picks one per step and its "
+             "`shuffle_caption` shuffles the part after `|||` (`dataset.toml` sets both; keep them).",
+    "webdataset": "`<sha256>.txt` is one training line, its tags already shuffled and without `|||`: use it as it "
+                  "is. `<sha256>.json`'s `captions` holds every pre-sampled line in the same form: pick one per "
+                  "epoch (e.g. `random.choice(sample['json']['captions'])`) to see every draw of the quality tags.",
+    "parquet": "`text` is one training line, its tags already shuffled and without `|||`: use it as it is. "
+               "`captions` holds every pre-sampled line in the same form: pick one per epoch (e.g. with "
+               "`dataset.map(lambda r: {'text': random.choice(r['captions'])})`) to see every draw of the quality "
+               "tags.",
+    "imagefolder": "`metadata.jsonl`'s `text` is one training line, its tags already shuffled and without `|||`: "
+                   "use it as it is (`load_dataset('imagefolder', data_dir=…)`). `captions` holds every pre-sampled "
+                   "line in the same form: pick one per epoch to see every draw of the quality tags.",
+}
+
+
+def _lines_table(lines: LineStats) -> str:
+    rows = [f"| {band} | {sum(hist.values())} | {lines.median([band]):g} |"
+            for band, hist in sorted(lines.content_per_line.items(), reverse=True)]  # fmt: skip
+    return "| band | caption lines | median content tags a line |\n|---|---|---|\n" + "\n".join(rows)
+
+
 def dataset_card(
     conn: psycopg2.extensions.connection, name: str, fmt: str, caption_set: CaptionSetInfo,
-    samples: list[ExportSample], selection: dict,
+    samples: list[ExportSample], selection: dict, *, lines: LineStats | None = None,
+    too_small: tuple[int, int] | None = None,
 ) -> str:  # fmt: skip
     floor = int(caption_set.parameters.get("floor", 1))
     thresholds = caption_set.parameters.get("thresholds", list(DEFAULT_THRESHOLDS))
@@ -83,8 +108,26 @@ def dataset_card(
         "V6: the band tag and the whole `score_K_up` chain in a fixed order, as Pony Diffusion V6 was captioned."
         if caption_set.scheme == "v6" else
         "V7: the band tag `score_B` always, each applicable `score_K_up` independently (half the time each), "
-        "shuffled among the content tags, so no fixed string co-occurs."
+        "shuffled among the content tags, so no fixed string co-occurs. Each sample has several caption lines, each "
+        "its own draw of the `score_K_up` tags."
     )  # fmt: skip
+    limit = caption_set.token_limit or 75
+    kept_text = (
+        f"Every caption line fits {limit} CLIP tokens (counted with CLIP's BPE, each tag with its comma). A line "
+        "holds its quality tags, source, rating and date tags, then content tags in keep order until the limit: "
+        "character, copyright and artist tags (and the style cluster) first, then the other tags from the rarest to "
+        "the most common. The budget goes to the `score_K_up` tags a line really carries, so a line that draws "
+        "fewer of them holds more content. The protected tags (characters, copyrights, artists, style) are never "
+        "left out for a `score_K_up` tag: where a line cannot hold both, it carries fewer `score_K_up` tags"
+        + (f" ({lines.thinned} of {lines.lines} lines here)" if lines else "") + ". Only a work whose protected "
+        "tags alone exceed the limit loses some of them (the last artists first)."
+    )
+    if lines:
+        kept_text += f"\n\n{_lines_table(lines)}"
+    small = ""
+    if too_small:
+        small = (f"\n\n{too_small[0]} images smaller than {too_small[1]} px on a side were left out: kohya gives them "
+                 "no bucket (`bucket_no_upscale`) and training would fail on them.")  # fmt: skip
     return "\n".join([
         *front, "---", "", f"# {name}", "",
         f"{len(samples)} samples, one per work (the same picture posted on several sites is one sample), exported as "
@@ -93,9 +136,8 @@ def dataset_card(
         "## Quality tags", "", scheme_text, "",
         f"Bands come from the aesthetic model's percentile: {edges}, below that band {9 - len(thresholds)} "
         f"(lowest band {floor}).", "",
-        f"Every caption fits {caption_set.token_limit or 75} CLIP tokens (counted with CLIP's BPE; content tags past "
-        "the limit were dropped, the most common first — quality, source, rating, character, copyright and artist "
-        "tags are kept).", "",
+        "## Captions", "", kept_text + small, "", CAPTION_USE.get(fmt, ""),
+        *(["", f"Train with: `{trainer_command(caption_set.token_limit)} …`"] if fmt == "kohya" else []), "",
         "## How to prompt", "",
         "Most UIs do not add the quality tags: put one of these at the start of the prompt (`styles.csv` has them "
         "as AUTOMATIC1111 styles, `quality-prefixes.txt` as plain lines), then a source and rating tag "

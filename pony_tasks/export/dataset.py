@@ -7,7 +7,14 @@ work. Formats:
   ``meta.json`` and ready ``dataset.toml`` / ``dataset-finetune.toml``;
 - ``webdataset`` (export.webdataset): ``shard-NNNNNN.tar``, one image key for every sample so HF ``datasets`` loads
   them too;
-- ``parquet`` (export.parquet): ``data/train-NNNNN.parquet``, images embedded as HF ``Image`` structs.
+- ``parquet`` (export.parquet): ``data/train-NNNNN.parquet``, images embedded as HF ``Image`` structs;
+- ``imagefolder`` (export.imagefolder): the images and ``metadata.jsonl``, HF ``imagefolder``'s layout.
+
+Captions: each sample has ``variants`` training lines (captions.lines: V7, each its own draw of ``score_K_up`` tags
+and the content that fits beside them within the token limit). kohya gets them as a multi-line caption file with
+``|||`` (it shuffles and picks a line per step); the loaders that do not shuffle (webdataset, Parquet, image
+folder) get one line shuffled once, with no separator, as the caption and every line in a ``captions`` list.
+kohya exports leave out images smaller than ``min_side`` on a side (no bucket fits them), counted in the card.
 
 Beside the data: ``README.md`` (dataset card), ``styles.csv`` and ``quality-prefixes.txt`` (export.card), then
 ``manifest.json`` last: counts, bytes, the sha256 of every written file, the caption set, the aesthetic version and
@@ -24,17 +31,19 @@ from datetime import UTC, datetime
 
 import psycopg2.extensions
 
+from pony_tasks.captions.lines import Line, LineStats
 from pony_tasks.export.card import dataset_card, prefixes_text, styles_csv
-from pony_tasks.export.kohya import DEFAULT_VARIANTS, dataset_configs, write_kohya
+from pony_tasks.export.imagefolder import write_imagefolder
+from pony_tasks.export.kohya import DEFAULT_VARIANTS, MIN_SIDE, dataset_configs, write_kohya
 from pony_tasks.export.parquet import write_parquet
-from pony_tasks.export.selection import select_samples
+from pony_tasks.export.selection import ExportSample, select_samples
 from pony_tasks.export.webdataset import image_key, write_shards
 from pony_tasks.progress import progress_bar
 from pony_tasks.storage import LocalObjectStore, ObjectStore
 from pony_tasks.storage.keys import validate_key
 
 DEFAULT_SHARD_BYTES = 1 << 30
-FORMATS = ("kohya", "webdataset", "parquet")
+FORMATS = ("kohya", "webdataset", "parquet", "imagefolder")
 
 
 @dataclass
@@ -44,29 +53,38 @@ class ExportResult:
     samples: int = 0
     bytes: int = 0
     files: dict[str, str] = field(default_factory=dict)  # key -> sha256
+    lines: LineStats = field(default_factory=LineStats)
+    too_small: int = 0  # images left out: smaller than min_side on a side (kohya)
 
     def summary(self) -> str:
+        small = f"; {self.too_small} images under the smallest bucket left out" if self.too_small else ""
         return (
             f"exported {self.samples} samples ({self.bytes / 1e6:.1f} MB, {len(self.files)} files) as {self.format} "
-            f"to exports/{self.name}/ (README.md: the dataset card; manifest.json last)"
+            f"to exports/{self.name}/ (README.md: the dataset card; manifest.json last){small}"
         )
 
 
 def export_dataset(
     conn: psycopg2.extensions.connection, store: ObjectStore, name: str, fmt: str, *, min_band: int | None = None,
     ratings: list[str] | None = None, sites: list[str] | None = None, shard_bytes: int = DEFAULT_SHARD_BYTES,
-    image_format: str = "auto", variants: int = DEFAULT_VARIANTS, show_progress: bool | None = None,
+    image_format: str = "auto", variants: int = DEFAULT_VARIANTS, min_side: int = MIN_SIDE,
+    show_progress: bool | None = None,
 ) -> ExportResult:  # fmt: skip
-    """Export the selection as ``fmt``. ``image_format`` (webdataset): see export.webdataset; ``variants`` (kohya,
-    V7): caption lines per image."""
+    """Export the selection as ``fmt``. ``image_format`` (webdataset): see export.webdataset; ``variants`` (V7):
+    training lines per image; ``min_side`` (kohya): images smaller on a side are left out."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if variants < 1:
         raise ValueError(f"variants must be ≥ 1, got {variants}")
+    if min_side < 1:
+        raise ValueError(f"min_side must be ≥ 1 pixel, got {min_side}")
     prefix = f"exports/{validate_key(name)}"
     caption_set, samples = select_samples(conn, min_band, ratings, sites)
-    key = image_key(samples, image_format) if fmt == "webdataset" else None
     result = ExportResult(name, fmt)
+    if fmt == "kohya":
+        kept = [sample for sample in samples if min(sample.width, sample.height) >= min_side]
+        result.too_small, samples = len(samples) - len(kept), kept
+    key = image_key(samples, image_format) if fmt == "webdataset" else None
     lock = threading.Lock()
 
     def put(object_key: str, data: bytes) -> None:
@@ -91,23 +109,30 @@ def export_dataset(
         progress_bar(show_progress, total=len(samples), desc=f"export {name}", unit="img") as bar,
     ):  # fmt: skip
 
-        def tick() -> None:
+
+        def tick(sample: ExportSample, lines: list[Line]) -> None:
             with lock:
                 result.samples += 1
+                result.lines.add(sample.band, lines, sample.up_tags, bool(sample.content))
                 bar.update(1)
 
         if fmt == "kohya":
-            write_kohya(prefix, samples, put, copy, tick, variants=variants, writers=store.parallel_writes())
+            write_kohya(prefix, samples, put, copy, tick, token_limit=caption_set.token_limit, variants=variants,
+                        writers=store.parallel_writes())  # fmt: skip
             image_dir = str(store.root / prefix) if isinstance(store, LocalObjectStore) else "."
             for file_name, text in dataset_configs(image_dir, caption_set).items():
                 put(f"{prefix}/{file_name}", text.encode())
         elif fmt == "webdataset":
-            write_shards(store, prefix, samples, put, tick, caption_set, shard_bytes, key)
+            write_shards(store, prefix, samples, put, tick, caption_set, shard_bytes, key, variants)
+        elif fmt == "parquet":
+            write_parquet(store, prefix, samples, put, tick, caption_set, shard_bytes, variants)
         else:
-            write_parquet(store, prefix, samples, put, tick, caption_set, shard_bytes)
+            write_imagefolder(prefix, samples, put, copy, tick, caption_set, variants)
     selection = {"min_band": min_band, "ratings": ratings, "sites": sites}
     floor = int(caption_set.parameters.get("floor", 1))
-    put(f"{prefix}/README.md", dataset_card(conn, name, fmt, caption_set, samples, selection).encode())
+    card = dataset_card(conn, name, fmt, caption_set, samples, selection, lines=result.lines,
+                        too_small=(result.too_small, min_side) if fmt == "kohya" else None)  # fmt: skip
+    put(f"{prefix}/README.md", card.encode())
     put(f"{prefix}/styles.csv", styles_csv(caption_set.scheme, floor).encode())
     put(f"{prefix}/quality-prefixes.txt", prefixes_text(caption_set.scheme, floor).encode())
     manifest = {
@@ -115,7 +140,9 @@ def export_dataset(
         "bytes": result.bytes, "caption_set": caption_set.set_id, "scheme": caption_set.scheme,
         "aesthetic_version": caption_set.aesthetic_version_id, "token_limit": caption_set.token_limit,
         "selection": selection, "image_format": key if fmt == "webdataset" else None,
-        "kohya_caption_variants": variants if fmt == "kohya" else None, "files": dict(sorted(result.files.items())),
+        "kohya_caption_variants": variants if fmt == "kohya" else None, "caption_lines": result.lines.as_dict(),
+        "left_out_too_small": {"images": result.too_small, "min_side": min_side} if fmt == "kohya" else None,
+        "files": dict(sorted(result.files.items())),
         "works": sorted(sample.work for sample in samples),  # each sample's work: what fine-tune gates count
     }  # fmt: skip
     store.put_bytes(f"{prefix}/manifest.json", json.dumps(manifest, indent=1).encode())

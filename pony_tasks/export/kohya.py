@@ -10,7 +10,8 @@ Keys and behaviour read from sd-scripts at commit 48d368f (2026-02-16), ``librar
 
 - ``enable_wildcard = true``: a caption file of several lines is read whole and one line is picked at random per
   step. A V7 caption is written as ``variants`` lines, each with its own independent draw of the ``score_K_up`` tags
-  (render.pre_sampled_lines), so kohya reproduces our sampling without our trainer. Wildcards are expanded in every
+  and the content that fits beside them within the token limit (captions.lines), so kohya reproduces our sampling
+  without our trainer. Wildcards are expanded in every
   line (``{a|b}``), so braces in tags are written doubled (``{{``), kohya's escape.
 - ``keep_tokens_separator = "|||"`` with ``shuffle_caption = true``: the part before ``|||`` stays first in order
   (band tag, source, rating, and V6's chain), the rest is shuffled per step. kohya splits at ``|||`` only when
@@ -18,8 +19,12 @@ Keys and behaviour read from sd-scripts at commit 48d368f (2026-02-16), ``librar
   encoder as text.
 - no ``caption_tag_dropout_rate``: it would drop the band tag's companions and content tags alike; the V7 lines
   already drop ``score_K_up`` tags at our rate.
-- ``max_token_length`` is a command-line option, not a config key: pass ``--max_token_length`` 150 or 225 when the
-  caption set's token limit is above 75 (the dataset card says which).
+- ``max_token_length`` is a command-line option, not a config key, whose only choices are none (75), 150 and 225
+  (``library/train_util.py`` ``add_training_arguments``): the command in ``dataset.toml``'s header passes it only
+  when the caption set's token limit is above 75 (:func:`trainer_command`).
+- buckets: with ``bucket_no_upscale`` an image's bucket side is its side rounded down to ``bucket_reso_steps``
+  (``BucketManager.select_bucket``): an image under that on a side gets a zero-wide bucket and the VAE fails, so
+  such images are left out of the export (``MIN_SIDE``) and counted in the dataset card.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from pony_tasks.captions.render import KEEP_SEPARATOR, pre_sampled_lines
+from pony_tasks.captions.lines import KEEP_SEPARATOR, Line
 from pony_tasks.export.selection import CaptionSetInfo, ExportSample
 
 DEFAULT_VARIANTS = 8  # V7 lines per caption file
-KEEP_PROBABILITY = 0.5  # of each score_K_up tag per line: what our own trainer uses (finetune config)
 RESOLUTION = 1024  # the base resolution written into dataset.toml (SDXL's; 512 for SD 1.5)
+BUCKET_RESO_STEPS = 64  # dataset.toml's bucket_reso_steps
+MIN_SIDE = BUCKET_RESO_STEPS  # images smaller on a side get no bucket: left out of kohya exports
+TOKEN_LENGTHS = (150, 225)  # sd-scripts' --max_token_length choices besides none (75)
 
 
 def kohya_escape(line: str) -> str:
@@ -45,27 +52,38 @@ def kohya_unescape(line: str) -> str:
     return line.replace("{{", "{").replace("}}", "}")
 
 
-def caption_file(sample: ExportSample, variants: int) -> str:
-    lines = pre_sampled_lines(sample.text, variants, sample.sha256, KEEP_PROBABILITY)
-    return "\n".join(kohya_escape(line) for line in lines)
+def caption_file(lines: list[Line]) -> str:
+    return "\n".join(kohya_escape(line.kohya()) for line in lines)
+
+
+def trainer_command(token_limit: int | None, config: str = "dataset.toml") -> str:
+    """The sd-scripts command line for a caption set: ``--max_token_length`` only above 75 tokens (150 or 225, the
+    smallest that holds the limit; sd-scripts refuses any other value)."""
+    command = f"accelerate launch sdxl_train_network.py --dataset_config {config}"
+    limit = token_limit or 75
+    if limit > 75:
+        command += f" --max_token_length {next((n for n in TOKEN_LENGTHS if n >= limit), TOKEN_LENGTHS[-1])}"
+    return command
 
 
 def write_kohya(
     prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
-    copy: Callable[[str, str, str], None], tick: Callable[[], None], *, variants: int = DEFAULT_VARIANTS,
-    writers: int = 1,
+    copy: Callable[[str, str, str], None], tick: Callable[[ExportSample, list[Line]], None], *, token_limit: int | None,
+    variants: int = DEFAULT_VARIANTS, writers: int = 1,
 ) -> dict:  # fmt: skip
     """Write every sample's image (``copy``: inside the store, key → key) and caption file (``writers`` samples at
-    once: ObjectStore.parallel_writes), then ``meta.json``; returns the metadata."""
+    once: ObjectStore.parallel_writes), then ``meta.json``; returns the metadata. ``tick`` gets each sample's
+    lines."""
     meta = {}
 
     def write(sample: ExportSample) -> None:
         image = f"{sample.sha256}.{sample.extension}"
         copy(f"{prefix}/{image}", sample.storage_key, sample.sha256)
-        caption = caption_file(sample, variants)
+        lines = sample.lines(variants, token_limit)
+        caption = caption_file(lines)
         put(f"{prefix}/{sample.sha256}.txt", caption.encode())
         meta[image] = {"caption": caption, "image_size": [sample.width, sample.height]}
-        tick()
+        tick(sample, lines)
 
     if writers > 1:
         with ThreadPoolExecutor(writers) as pool:
@@ -82,14 +100,16 @@ def write_kohya(
 def dataset_configs(image_dir: str, caption_set: CaptionSetInfo, *, resolution: int = RESOLUTION) -> dict[str, str]:
     """{file name: TOML text} of the two sd-scripts dataset configs for an export whose files lie in ``image_dir``."""
     limit = caption_set.token_limit or 75
-    header = (
-        "# sd-scripts dataset config written by `pony export dataset` (keys as of kohya-ss/sd-scripts 48d368f,\n"
-        "# library/config_util.py). Train with e.g.\n"
-        f"#   accelerate launch sdxl_train_network.py --dataset_config {{this file}} "
-        f"--max_token_length {max(75, min(225, -(-limit // 75) * 75))} ...\n"
-        f"# Caption set {caption_set.set_id}, scheme {caption_set.scheme}, captions within {limit} CLIP tokens.\n"
-        "# shuffle_caption must stay true: kohya splits at keep_tokens_separator only when it shuffles.\n"
-    )
+
+    def header(file_name: str) -> str:
+        return (
+            "# sd-scripts dataset config written by `pony export dataset` (keys as of kohya-ss/sd-scripts 48d368f,\n"
+            "# library/config_util.py). Train with e.g. (in this folder; add your model and training options)\n"
+            f"#   {trainer_command(caption_set.token_limit, file_name)}\n"
+            f"# Caption set {caption_set.set_id}, scheme {caption_set.scheme}, every caption line within {limit} CLIP "
+            "tokens.\n# shuffle_caption must stay true: kohya splits at keep_tokens_separator only when it shuffles.\n"
+        )
+
     general = (
         "[general]\n"
         "shuffle_caption = true\n"
@@ -102,13 +122,14 @@ def dataset_configs(image_dir: str, caption_set: CaptionSetInfo, *, resolution: 
         "enable_bucket = true\n"
         f"min_bucket_reso = {resolution // 2}\n"
         f"max_bucket_reso = {resolution * 2}\n"
-        "bucket_reso_steps = 64\n"
+        f"bucket_reso_steps = {BUCKET_RESO_STEPS}\n"
         "bucket_no_upscale = true\n"
         "\n  [[datasets.subsets]]\n"
         f"  image_dir = {json.dumps(image_dir)}\n"
         "  num_repeats = 1\n"
     )
     return {
-        "dataset.toml": header + general + '  caption_extension = ".txt"\n',
-        "dataset-finetune.toml": header + general + f"  metadata_file = {json.dumps(f'{image_dir}/meta.json')}\n",
+        "dataset.toml": header("dataset.toml") + general + '  caption_extension = ".txt"\n',
+        "dataset-finetune.toml": header("dataset-finetune.toml") + general
+        + f"  metadata_file = {json.dumps(f'{image_dir}/meta.json')}\n",
     }

@@ -2,7 +2,8 @@
 
 Columns: ``image`` — a struct of ``bytes`` and ``path``, the layout of HF ``datasets``' ``Image`` feature, declared
 in the schema's ``huggingface`` metadata so ``load_dataset("parquet", …)`` (or a Hub repo of this folder) decodes it
-as an image; ``text`` (the stored caption); then every field of the sample JSON flattened: ``sha256``, ``work``,
+as an image; ``text`` (one training line, ready to use: shuffled once, no ``|||``); ``captions`` (every pre-sampled
+line in the same form, to pick one per epoch); then every field of the sample JSON flattened: ``sha256``, ``work``,
 ``width``, ``height``, ``format``, ``rating``, ``band``, ``aesthetic_score``, ``percentile``, ``sites`` and
 ``post_ids`` (lists, in step), ``caption_set``, ``scheme``, ``aesthetic_version``. Spark and pandas read the same
 files (the image as a struct column). A file closes before it would pass ``shard_bytes`` of image data; row groups
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
+from pony_tasks.captions.lines import Line
 from pony_tasks.export.selection import CaptionSetInfo, ExportSample
 from pony_tasks.storage import ObjectStore
 
@@ -25,6 +27,7 @@ def _schema():  # noqa: ANN202 - pyarrow.Schema
 
     features = {
         "image": {"_type": "Image"}, "text": {"dtype": "string", "_type": "Value"},
+        "captions": {"feature": {"dtype": "string", "_type": "Value"}, "_type": "List"},
         **{name: {"dtype": dtype, "_type": "Value"} for name, dtype in (
             ("sha256", "string"), ("work", "string"), ("width", "int32"), ("height", "int32"), ("format", "string"),
             ("rating", "string"), ("band", "int16"), ("aesthetic_score", "float64"), ("percentile", "float64"))},
@@ -35,6 +38,7 @@ def _schema():  # noqa: ANN202 - pyarrow.Schema
     }  # fmt: skip
     fields = [
         ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("text", pa.string()),
+        ("captions", pa.list_(pa.string())),
         ("sha256", pa.string()), ("work", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
         ("format", pa.string()), ("rating", pa.string()), ("band", pa.int16()), ("aesthetic_score", pa.float64()),
         ("percentile", pa.float64()), ("sites", pa.list_(pa.string())), ("post_ids", pa.list_(pa.int64())),
@@ -43,9 +47,11 @@ def _schema():  # noqa: ANN202 - pyarrow.Schema
     return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": features}})})
 
 
-def _row(sample: ExportSample, image: bytes, caption_set: CaptionSetInfo) -> dict:
+def _row(sample: ExportSample, image: bytes, caption_set: CaptionSetInfo, lines: list[Line]) -> dict:
     meta = sample.metadata(caption_set)
-    return {"image": {"bytes": image, "path": f"{sample.sha256}.{sample.extension}"}, "text": sample.text,
+    caption, captions = sample.plain_captions(lines)
+    return {"image": {"bytes": image, "path": f"{sample.sha256}.{sample.extension}"}, "text": caption,
+            "captions": captions,
             **{k: meta[k] for k in ("sha256", "work", "width", "height", "format", "rating", "band",
                                     "aesthetic_score", "percentile", "caption_set", "scheme", "aesthetic_version")},
             "sites": [s for s, _ in sample.posts], "post_ids": [p for _, p in sample.posts]}  # fmt: skip
@@ -53,7 +59,7 @@ def _row(sample: ExportSample, image: bytes, caption_set: CaptionSetInfo) -> dic
 
 def write_parquet(
     store: ObjectStore, prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
-    tick: Callable[[], None], caption_set: CaptionSetInfo, shard_bytes: int,
+    tick: Callable[[ExportSample, list[Line]], None], caption_set: CaptionSetInfo, shard_bytes: int, variants: int,
 ) -> int:  # fmt: skip
     """Write the Parquet files; returns how many."""
     import pyarrow as pa
@@ -86,10 +92,11 @@ def write_parquet(
         if writer is None:
             sink, size = pa.BufferOutputStream(), 0
             writer = pq.ParquetWriter(sink, schema, compression="zstd")
-        batch.append(_row(sample, image, caption_set))
+        lines = sample.lines(variants, caption_set.token_limit)
+        batch.append(_row(sample, image, caption_set, lines))
         size += len(image)
         if len(batch) >= ROW_GROUP:
             flush()
-        tick()
+        tick(sample, lines)
     finish()
     return files

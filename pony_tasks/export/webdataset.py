@@ -1,8 +1,10 @@
 """The webdataset export: ``shard-NNNNNN.tar`` files that the ``webdataset`` package and HF ``datasets``
 (``load_dataset("webdataset", data_files=…)``) both load unchanged.
 
-One sample per work: ``<sha256>.<image key>``, ``<sha256>.txt`` (the stored caption) and ``<sha256>.json``
-(:meth:`ExportSample.metadata`). HF ``datasets`` infers one set of columns from the first samples and refuses
+One sample per work: ``<sha256>.<image key>``, ``<sha256>.txt`` (one training line, ready to use: webdataset and HF
+``datasets`` do not shuffle, so its tags are shuffled once and it has no ``|||``) and ``<sha256>.json``
+(:meth:`ExportSample.metadata`, ``captions``: every pre-sampled line in the same form, to pick one per epoch).
+HF ``datasets`` infers one set of columns from the first samples and refuses
 samples whose member names differ, so every sample's image must have the same key: ``image_format``
 
 - ``auto`` (default): the stored files as they are when they share one format, else every image losslessly
@@ -26,6 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from pony_tasks.captions.lines import Line
 from pony_tasks.export.selection import CaptionSetInfo, ExportSample
 from pony_tasks.storage import ObjectStore
 
@@ -67,7 +70,8 @@ def encode_as(data: bytes, stored_format: str, key: str) -> bytes:
 
 def write_shards(
     store: ObjectStore, prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
-    tick: Callable[[], None], caption_set: CaptionSetInfo, shard_bytes: int, key: str | None,
+    tick: Callable[[ExportSample, list[Line]], None], caption_set: CaptionSetInfo, shard_bytes: int, key: str | None,
+    variants: int,
 ) -> int:  # fmt: skip
     """Write the shards; returns how many."""
     shard_index, handle, tar, path = 0, None, None, None
@@ -91,9 +95,11 @@ def write_shards(
         for sample in samples:
             image = store.get_bytes(sample.storage_key)
             extension = key or sample.extension
+            lines = sample.lines(variants, caption_set.token_limit)
+            caption, captions = sample.plain_captions(lines)
             members = [member(f"{sample.sha256}.{extension}", encode_as(image, sample.format, extension)),
-                       member(f"{sample.sha256}.txt", sample.text.encode()),
-                       member(f"{sample.sha256}.json", json.dumps(sample.metadata(caption_set)).encode())]  # fmt: skip
+                       member(f"{sample.sha256}.txt", caption.encode()),
+                       member(f"{sample.sha256}.json", json.dumps(sample.metadata(caption_set, captions)).encode())]
             size = sum(512 + -(-len(data) // 512) * 512 for _, data in members)  # header + padded data
             # the archive ends in two zero blocks and is padded to tarfile's 10 KiB records
             closed_size = -(-(handle.tell() + size + 1024) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE if tar else 0
@@ -106,7 +112,7 @@ def write_shards(
                 tar = tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT)
             for info, data in members:
                 tar.addfile(info, io.BytesIO(data))
-            tick()
+            tick(sample, lines)
         close()
     finally:
         if tar is not None:

@@ -35,7 +35,7 @@ def scored(migrated):
         upsert_posts(conn, posts)
         with conn.cursor() as cur:
             copy_rows(cur, "image", ("sha256", "storage_key", "byte_size", "width", "height", "format"),
-                      [(s, f"images/{s}.png", 1, 1, 1, "PNG") for s in shas])  # fmt: skip
+                      [(s, f"images/{s}.png", 1, 512, 768, "PNG") for s in shas])  # fmt: skip
             copy_rows(cur, "booru_post_image", ("site", "post_id", "sha256"),
                       [(p.site, p.post_id, s) for p, s in zip(posts, shas, strict=True)])  # fmt: skip
             cur.execute("""INSERT INTO embedding_model (name, pretrained, dimension, image_size)

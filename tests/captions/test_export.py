@@ -42,7 +42,7 @@ def test_kohya_export_writes_captions_metadata_and_manifest(captioned) -> None:
     for image_name, entry in meta.items():
         sha = image_name.split(".")[0]
         assert entry["caption"] == store.get_bytes(f"exports/k1/{sha}.txt").decode()
-        assert entry["image_size"] == [1, 1]
+        assert entry["image_size"] == [512, 768]
         lines = entry["caption"].split("\n")
         assert len(lines) == 8, "v7: one pre-sampled line per variant"
         stored_fixed, _, stored_flexible = captions[sha].partition(" ||| ")

@@ -23,17 +23,20 @@ from pony_tasks.storage import open_store
 from tests.captions.conftest import COUNT
 from tests.fixtures.sd_scripts import kohya_dataset
 
+SMALL = COUNT // 30  # images 48×72 (every 30th): under kohya's smallest bucket side
+
 
 @pytest.fixture
 def mixed_formats(scored):
-    """Real images, half PNG and half JPEG, of different sizes; captions of the active set (v7)."""
+    """Real images, half PNG and half JPEG, of different sizes (every 30th smaller than 64 px on a side); captions
+    of the active set (v7)."""
     store = open_store(settings=scored)
     with connect(scored) as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT sha256 FROM image ORDER BY sha256")
             for index, (sha,) in enumerate(cur.fetchall()):
                 rng = random.Random(index)
-                width, height = 8 + index % 9, 8 + index % 5
+                width, height = (48, 72) if index % 30 == 0 else (64 + index % 9, 64 + index % 5)
                 image = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
                 fmt, ext = ("PNG", "png") if index % 2 else ("JPEG", "jpg")
                 out = io.BytesIO()
@@ -71,7 +74,10 @@ def test_kohya_reads_the_export_with_its_own_config_and_caption_code(mixed_forma
     finetune_subset = toml.loads(configs["dataset-finetune.toml"])["datasets"][0]["subsets"][0]
     assert finetune_subset["metadata_file"] == str(root / "meta.json") and subset.shuffle_caption
     images = sorted(p for p in root.iterdir() if p.suffix in (".png", ".jpg"))
-    assert len(images) == manifest["samples"] == COUNT
+    assert len(images) == manifest["samples"] == COUNT - SMALL, "images under the smallest bucket left out"
+    assert manifest["left_out_too_small"] == {"images": SMALL, "min_side": 64}
+    assert f"{SMALL} images smaller than 64 px on a side were left out" in (root / "README.md").read_text()
+    assert all(min(Image.open(p).size) >= 64 for p in images)
     random.seed(5)
     checked = 0
     for image in images[::7]:  # every band
@@ -115,7 +121,8 @@ def test_hf_datasets_and_webdataset_load_the_webdataset_export(mixed_formats, tm
     loaded = datasets.load_dataset("webdataset", data_files={"train": shards}, split="train", cache_dir=str(tmp_path))
     assert len(loaded) == COUNT and set(loaded.column_names) >= {"png", "txt", "json"}
     row = loaded[0]
-    assert row["png"].size == (row["json"]["width"], row["json"]["height"]) and "|||" in row["txt"]
+    assert row["png"].size == (row["json"]["width"], row["json"]["height"])
+    assert all("|||" not in r["txt"] and r["txt"] in r["json"]["captions"] for r in loaded), "one ready line each"
     samples = list(wds.WebDataset(shards, shardshuffle=False).decode("pil"))
     assert len(samples) == COUNT and all(s["png"].size == (s["json"]["width"], s["json"]["height"]) for s in samples)
     jpeg = next(s for s in samples if s["json"]["format"] == "JPEG")
@@ -146,7 +153,7 @@ def test_exported_files_are_readable_by_others_and_carry_a_card_and_styles(mixed
     modes = Counter(stat.S_IMODE(p.stat().st_mode) & 0o044 for p in root.rglob("*") if p.is_file())
     assert set(modes) == {0o044}, "group and others can read every file (umask 022)"
     card = (root / "README.md").read_text()
-    assert card.startswith("---\n") and f"{COUNT} samples" in card and "| band | samples |" in card
+    assert card.startswith("---\n") and f"{COUNT - SMALL} samples" in card and "| band | samples |" in card
     assert "score_9" in card and "pony finetune eval" in card, "how to prompt; control not measured yet"
     styles = list(csv.DictReader(io.StringIO((root / "styles.csv").read_text())))
     assert [s["name"] for s in styles][:2] == ["Pony V7 score_9", "Pony V7 score_8_up"] and len(styles) == 9

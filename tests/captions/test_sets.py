@@ -52,7 +52,8 @@ def test_stored_rows_equal_the_reference_caption_for_awkward_tags(scored, scheme
         with conn.cursor() as cur:
             cur.execute(
                 """SELECT c.band, c.band_tag, c.up_tags, c.independent, c.source_tag, c.rating_tag, c.content, c.text,
-                          s.percentile, p.site, p.rating, p.tags, p.tag_groups
+                          s.percentile, p.site, p.rating, p.tags, p.tag_groups, c.tokens, c.tags_dropped, c.up_room,
+                          c.rating
                    FROM caption c JOIN aesthetic_score s USING (sha256)
                    JOIN booru_post_image i USING (sha256) JOIN booru_post p USING (site, post_id)
                    WHERE c.set_id = %s""",
@@ -60,9 +61,12 @@ def test_stored_rows_equal_the_reference_caption_for_awkward_tags(scored, scheme
             )
             rows = cur.fetchall()
     assert len(rows) == COUNT
-    for band, band_tag, ups, independent, source, rating, content, text, pct, site, post_rating, tags, groups in rows:
+    for (band, band_tag, ups, independent, source, rating, content, text, pct, site, post_rating, tags, groups, tokens,
+         dropped, up_room, merged_rating) in rows:  # fmt: skip
         expected = build_caption(quality_tags(scheme, band_for(pct)), site, post_rating, groups, tags,
                                  frequencies=frequencies, year=2024)  # fmt: skip
+        assert (tokens, dropped, up_room, merged_rating) == (expected.tokens, expected.dropped, expected.up_room,
+                                                             post_rating)  # fmt: skip
         assert (band, band_tag, tuple(ups), independent) == (
             expected.quality.band,
             expected.quality.band_tag,

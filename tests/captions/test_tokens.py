@@ -8,8 +8,9 @@ import random
 import psycopg2.extras
 import pytest
 
+from pony_tasks.captions.lines import Line, draw_lines, split_text
 from pony_tasks.captions.quality import band_for, quality_tags
-from pony_tasks.captions.render import KEEP_SEPARATOR, build_caption, sample_caption_text
+from pony_tasks.captions.render import build_caption
 from pony_tasks.captions.sets import regenerate, tag_frequencies
 from pony_tasks.captions.tokens import BudgetTooSmall, count_tokens, prioritised
 from pony_tasks.db import connect
@@ -39,9 +40,9 @@ def long_posts(scored):
     return scored
 
 
-def _training_text(text: str) -> str:
-    """What a trainer feeds the text encoder for the stored text with every tag drawn (the longest sample)."""
-    return sample_caption_text(text, random.Random(0), keep_probability=1.0)
+def _lines(text: str, ups: list[str], content: list[str], up_room: int | None, seed: str) -> list[Line]:
+    """The training lines an export writes for a stored caption (export.selection.ExportSample.lines)."""
+    return draw_lines(split_text(text)[0], ups, content, 16, seed, limit=75, room=up_room)
 
 
 @pytest.mark.parametrize("scheme", ["v6", "v7"])
@@ -49,7 +50,8 @@ def test_300_tag_posts_fit_and_keep_quality_special_and_named_tags(long_posts, s
     with connect(long_posts) as conn:
         result = regenerate(conn, scheme=scheme)
         with conn.cursor() as cur:
-            cur.execute("""SELECT c.text, c.tokens, c.tags_dropped, c.band, c.up_tags, p.post_id
+            cur.execute("""SELECT c.text, c.tokens, c.tags_dropped, c.band, c.up_tags, p.post_id, c.content, c.up_room,
+                                  c.sha256
                            FROM caption c JOIN booru_post_image i USING (sha256)
                            JOIN booru_post p USING (site, post_id) WHERE c.set_id = %s""", (result.set_id,))
             rows = cur.fetchall()
@@ -58,23 +60,30 @@ def test_300_tag_posts_fit_and_keep_quality_special_and_named_tags(long_posts, s
             limit, trimmed, dropped = cur.fetchone()
     assert limit == 75 and len(rows) == 300
     rng = random.Random(1)
-    for text, tokens, tags_dropped, band, ups, post_id in rows:
-        exact = count_tokens(_training_text(text))
-        assert exact <= tokens <= 75, (text, exact, tokens)
-        for _ in range(5):  # any draw of the independent tags, shuffled, fits too
-            assert count_tokens(sample_caption_text(text, rng)) <= 75
-        tags = set(text.replace(f" {KEEP_SEPARATOR}", ",").split(", "))
-        assert f"score_{band}" in tags and set(ups) <= tags, "quality tags are never dropped"
-        assert {"rating_safe", "rating_explicit"} & tags and any(t.startswith("source_") for t in tags)
+    for text, tokens, tags_dropped, band, ups, post_id, content, up_room, sha in rows:
+        assert tokens <= 75
+        lines = _lines(text, ups if scheme == "v7" else [], content, up_room, sha)
+        for line in lines:  # every line, shuffled any way, within the limit as CLIP counts it
+            assert count_tokens(line.plain(rng)) <= 75, line
+            tags = {*line.fixed, *line.flexible}
+            assert f"score_{band}" in tags and {"rating_safe", "rating_explicit"} & tags
+            assert any(t.startswith("source_") for t in tags)
+            if scheme == "v6":
+                assert set(ups) <= tags, "v6: the chain is fixed"
+            if post_id <= LONG_POSTS:
+                assert f"hero {post_id} \\(series\\)" in tags and f"painter {post_id}" in tags, "named tags kept"
+                common_kept = {t for t in tags if t.startswith("common tag")}
+                rare_kept = {t for t in tags if t.startswith("rare")}
+                assert not common_kept or len(rare_kept) == 200, "the most common tags go first"
+            else:  # three content tags, the artist protected: in every line; all three beside up to 4 score_K_up
+                assert any(t.startswith("artist ") for t in tags)
+                assert len(set(content) & tags) == 3 or len(set(ups) & tags) > 4
         if post_id <= LONG_POSTS:
             assert tags_dropped > 200
-            assert f"hero {post_id} \\(series\\)" in tags and f"painter {post_id}" in tags, "named tags kept"
-            common_kept = {t for t in tags if t.startswith("common tag")}
-            rare_kept = {t for t in tags if t.startswith("rare")}
-            assert not common_kept or len(rare_kept) == 200, "the most common tags go first"
-        else:  # three content tags: only V7's top bands (8 score_K_up tags, ~50 tokens) lack room for all
-            assert tags_dropped == 0 or (scheme == "v7" and band >= 8 and tags_dropped == 1)
-            assert any(t.startswith("artist ") for t in tags), "the artist is protected"
+        else:
+            assert tags_dropped == 0
+        if scheme == "v7" and band >= 3:  # the lines draw the score_K_up tags independently
+            assert len({tuple(t for t in line.flexible if t in ups) for line in lines}) > 1
     assert trimmed == sum(r[2] > 0 for r in rows) >= LONG_POSTS and dropped == sum(r[2] for r in rows)
 
 
@@ -108,7 +117,9 @@ def test_a_longer_limit_keeps_more_and_a_too_short_one_is_refused(long_posts) ->
             (_, dropped_75, max_75), (_, dropped_225, max_225) = cur.fetchall()
         assert dropped_225 < dropped_75 and max_75 <= 75 < max_225 <= 225
         with pytest.raises(BudgetTooSmall, match="band 9's quality tags"):
-            regenerate(conn, scheme="v7", token_limit=30)
+            regenerate(conn, scheme="v6", token_limit=30)  # V6's chain is fixed: 6 tags of ~6 tokens
+        with pytest.raises(BudgetTooSmall, match="band 9's quality tags"):
+            regenerate(conn, scheme="v7", token_limit=10)  # V7 fixes the band tag only
 
 
 def test_the_drop_order_is_protected_first_then_rarest_first() -> None:
@@ -132,13 +143,13 @@ def test_content_encoded_column_wise_equals_the_row_encoder(long_posts) -> None:
     with connect(long_posts) as conn:
         columnar = regenerate(conn, scheme="v7", chunk_rows=23)
         with conn.cursor() as cur:
-            cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (columnar.set_id,))
+            cur.execute("SELECT sha256, text, tokens, up_room FROM caption WHERE set_id = %s", (columnar.set_id,))
             by_columns = set(cur.fetchall())
             cur.execute("DELETE FROM caption_content")
         conn.commit()
         rows = regenerate(conn, scheme="v7", encoder="rows")
         with conn.cursor() as cur:
-            cur.execute("SELECT sha256, text, tokens FROM caption WHERE set_id = %s", (rows.set_id,))
+            cur.execute("SELECT sha256, text, tokens, up_room FROM caption WHERE set_id = %s", (rows.set_id,))
             by_rows = set(cur.fetchall())
     assert columnar.contents_computed == rows.contents_computed > LONG_POSTS and by_columns == by_rows
 

@@ -135,3 +135,39 @@ def test_a_kohya_export_is_the_same_written_one_at_a_time_locally_or_many_at_onc
     differing = {key for key in one.files if one.files[key] != many.files[key]}
     # only the dataset configs' image_dir differs (the local folder; "." in a bucket)
     assert differing == {"exports/same/dataset.toml", "exports/same/dataset-finetune.toml"}
+
+
+def test_filters_and_metadata_use_the_merged_values_the_caption_was_written_from(captioned) -> None:
+    """A work of a general post's image (canonical) and an explicit post's: its caption says rating_explicit, so a
+    --rating general export leaves it out, and every sample's rating and posts are the work's."""
+    settings, store = captioned
+    with connect(settings) as conn:
+        with conn.cursor() as cur:
+            cur.execute("""SELECT i.sha256, p.rating FROM booru_post_image i JOIN booru_post p USING (site, post_id)
+                           WHERE p.post_id IN (1, 2) ORDER BY p.post_id""")  # fmt: skip
+            (general, rating_1), (explicit, rating_2) = cur.fetchall()
+            assert (rating_1, rating_2) == ("general", "explicit")
+            cur.execute("INSERT INTO work (canonical_sha256) VALUES (%s) RETURNING work_id", (general,))
+            work_id = cur.fetchone()[0]
+            cur.execute("INSERT INTO work_image (sha256, work_id) VALUES (%s, %s), (%s, %s)",
+                        (general, work_id, explicit, work_id))  # fmt: skip
+        regenerate(conn, scheme="v7")
+        safe = export_dataset(conn, store, "safe", "webdataset", ratings=["general"])
+        everything = export_dataset(conn, store, "all", "webdataset")
+    assert 0 < safe.samples < everything.samples == COUNT - 1
+    for name in ("safe", "all"):
+        manifest = json.loads(store.get_bytes(f"exports/{name}/manifest.json"))
+        for key in (k for k in manifest["files"] if k.endswith(".tar")):
+            with tarfile.open(fileobj=io.BytesIO(store.get_bytes(key))) as tar:
+                for member in (n for n in tar.getnames() if n.endswith(".json")):
+                    meta = json.loads(tar.extractfile(member).read())
+                    caption = tar.extractfile(member.replace(".json", ".txt")).read().decode().split(", ")
+                    expected = {"general": "rating_safe", "sensitive": "rating_safe",
+                                "explicit": "rating_explicit"}[meta["rating"]]  # fmt: skip
+                    assert expected in caption, (meta["rating"], caption)
+                    if name == "safe":
+                        assert meta["rating"] == "general" and not {"rating_explicit", "rating_questionable"} & set(
+                            caption)  # fmt: skip
+                    if meta["sha256"] == general:
+                        assert name == "all" and meta["rating"] == "explicit"
+                        assert [p["post_id"] for p in meta["posts"]] == [1, 2], "the work's posts"

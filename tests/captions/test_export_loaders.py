@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -21,7 +22,7 @@ from pony_tasks.db import connect
 from pony_tasks.export.dataset import export_dataset
 from pony_tasks.storage import open_store
 from tests.captions.conftest import COUNT
-from tests.fixtures.sd_scripts import kohya_dataset
+from tests.fixtures.sd_scripts import kohya_args, kohya_dataset
 
 SMALL = COUNT // 30  # images 48×72 (every 30th): under kohya's smallest bucket side
 
@@ -160,3 +161,50 @@ def test_exported_files_are_readable_by_others_and_carry_a_card_and_styles(mixed
     assert all("{prompt}" in s["prompt"] for s in styles)
     prefixes = (root / "quality-prefixes.txt").read_text().splitlines()
     assert prefixes[0] == "score_9, " and len(prefixes) == 9
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(75, None), (120, 150), (150, 150), (225, 225)])
+def test_the_trainer_command_is_accepted_by_sd_scripts_parser(mixed_formats, limit, expected) -> None:
+    settings, store = mixed_formats
+    with connect(settings) as conn:
+        regenerate(conn, scheme="v7", token_limit=limit)
+    root, _ = _export(settings, store, "kohya")
+    for name in ("dataset.toml", "dataset-finetune.toml"):
+        header = [line for line in (root / name).read_text().splitlines() if "accelerate launch" in line]
+        assert len(header) == 1
+        options = kohya_args.parse_command(header[0].lstrip("# "))
+        assert options.max_token_length == expected and options.dataset_config.name == name
+    card = (root / "README.md").read_text()
+    command = next(line for line in card.splitlines() if line.startswith("Train with: `"))
+    assert kohya_args.parse_command(command.split("`")[1].rstrip(" …")).max_token_length == expected
+    with pytest.raises(argparse.ArgumentError, match=r"invalid choice: 75 \(choose from None, 150, 225\)"):
+        kohya_args.parse_command("accelerate launch sdxl_train_network.py --max_token_length 75")  # what it was
+
+
+def test_plain_captions_of_every_format_need_no_shuffling_and_are_reproducible(mixed_formats, tmp_path,
+                                                                               monkeypatch) -> None:  # fmt: skip
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings, store = mixed_formats
+    root, manifest = _export(settings, store, "imagefolder", variants=4)
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(root), split="train", cache_dir=str(tmp_path))
+    assert len(loaded) == manifest["samples"] == COUNT and isinstance(loaded.features["image"], datasets.Image)
+    assert loaded[0]["image"].size == (loaded[0]["width"], loaded[0]["height"])
+    multi = 0
+    for row in loaded:
+        assert "|||" not in row["text"] and row["text"] in row["captions"]
+        assert row["text"].split(", ")[0] == f"score_{row['band']}", "the fixed part leads, in order"
+        multi += len(row["captions"]) == 4
+        assert len(row["captions"]) in (1, 4)
+    assert multi > COUNT // 2, "V7 bands above 1: one line per draw"
+    again, _ = _export(settings, store, "imagefolder", variants=4)
+    assert (again / "metadata.jsonl").read_bytes() == (root / "metadata.jsonl").read_bytes(), "seeded"
+    parquet, _ = _export(settings, store, "parquet", variants=4)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(sorted((parquet / "data").glob("*.parquet"))[0]).to_pylist()
+    assert all("|||" not in r["text"] and r["text"] in r["captions"] for r in table)
+    by_sha = {json.loads(line)["sha256"]: json.loads(line) for line in (root / "metadata.jsonl").read_text().split(
+        "\n") if line}  # fmt: skip
+    assert all(by_sha[r["sha256"]]["captions"] == r["captions"] for r in table), "every format the same lines"

@@ -40,7 +40,7 @@ def generate(url: str, count: int) -> list[int]:
         )
         cur.execute(
             """INSERT INTO image (sha256, storage_key, byte_size, width, height, format)
-               SELECT md5(i::text) || md5((-i)::text), 'bench/' || (i %% 2000) || '.png', 1, 1, 1, 'PNG'
+               SELECT md5(i::text) || md5((-i)::text), 'bench/' || (i %% 2000) || '.png', 1, 512, 512, 'PNG'
                FROM generate_series(1, %s) i""",
             (count,),
         )

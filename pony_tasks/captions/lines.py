@@ -27,6 +27,11 @@ KEEP_SEPARATOR = "|||"
 STYLE_PREFIX = "style_cluster_"  # styles.style_tag; a cleaned site tag has no "_", so never one of these
 
 
+def has_content(content: Sequence[str]) -> bool:
+    """Whether a caption's content says what is pictured: a tag beside the style cluster tag."""
+    return any(not tag.startswith(STYLE_PREFIX) for tag in content)
+
+
 def reserved_count(content: Sequence[str], protected: int) -> int:
     """How many content tags (a prefix in keep order) a line keeps before any optional quality tag: the protected
     ones, and one more when the only protected tag is the style cluster tag (a style alone says nothing of what
@@ -75,9 +80,9 @@ class Line:
         return ", ".join([*self.fixed, *flexible])
 
     def content_tags(self, up_tags: Sequence[str]) -> int:
-        """How many of the flexible tags are content (not one of ``up_tags``)."""
+        """How many of the flexible tags are content: neither one of ``up_tags`` nor the style cluster tag."""
         ups = set(up_tags)
-        return sum(tag not in ups for tag in self.flexible)
+        return sum(tag not in ups and not tag.startswith(STYLE_PREFIX) for tag in self.flexible)
 
 
 def draw_line(
@@ -86,15 +91,7 @@ def draw_line(
 ) -> Line:  # fmt: skip
     """One line: each of ``up_tags`` kept with ``keep_probability``, at most ``room`` of them (None: no bound; the
     removed ones chosen at random), then the longest keep-order prefix of ``content`` within ``limit`` (None: all)."""
-    drawn = [tag for tag in up_tags if rng.random() < keep_probability]
-    thinned = room is not None and len(drawn) > room
-    if thinned:
-        drawn = [drawn[i] for i in sorted(rng.sample(range(len(drawn)), room))]
-    if limit is None:
-        return Line(tuple(fixed), (*drawn, *content), thinned)
-    budget = limit - tags_cost(fixed) - tags_cost(drawn)
-    kept = kept_count(cumulative_costs(content), budget)
-    return Line(tuple(fixed), (*drawn, *content[:kept]), thinned)
+    return _Drawer(fixed, up_tags, content, limit).draw(rng, room, keep_probability)
 
 
 def draw_lines(
@@ -103,11 +100,31 @@ def draw_lines(
 ) -> list[Line]:  # fmt: skip
     """``count`` lines, each with its own draw (seeded by ``seed``, the image's sha256: written twice, the same);
     one line when there are no ``up_tags`` to draw."""
+    drawer, rng = _Drawer(fixed, up_tags, content, limit), random.Random(seed)
     if not up_tags:
-        return [draw_line(fixed, (), content, random.Random(seed), limit=limit, room=None)]
-    rng = random.Random(seed)
-    return [draw_line(fixed, up_tags, content, rng, limit=limit, room=room, keep_probability=keep_probability)
-            for _ in range(count)]  # fmt: skip
+        return [drawer.draw(rng, None, keep_probability)]
+    return [drawer.draw(rng, room, keep_probability) for _ in range(count)]
+
+
+class _Drawer:
+    """The costs of one caption's tags, counted once for all its lines."""
+
+    def __init__(self, fixed: Sequence[str], up_tags: Sequence[str], content: Sequence[str], limit: int | None):
+        self.fixed, self.up_tags, self.content, self.limit = tuple(fixed), tuple(up_tags), tuple(content), limit
+        if limit is not None:
+            self.budget = limit - tags_cost(fixed)
+            self.up_costs = {tag: tag_cost(tag) for tag in up_tags}
+            self.cumulative = cumulative_costs(content)
+
+    def draw(self, rng: random.Random, room: int | None, keep_probability: float) -> Line:
+        drawn = [tag for tag in self.up_tags if rng.random() < keep_probability]
+        thinned = room is not None and len(drawn) > room
+        if thinned:
+            drawn = [drawn[i] for i in sorted(rng.sample(range(len(drawn)), room))]
+        if self.limit is None:
+            return Line(self.fixed, (*drawn, *self.content), thinned)
+        kept = kept_count(self.cumulative, self.budget - sum(map(self.up_costs.__getitem__, drawn)))
+        return Line(self.fixed, (*drawn, *self.content[:kept]), thinned)
 
 
 def split_text(text: str) -> tuple[list[str], list[str]]:
@@ -120,7 +137,8 @@ def split_text(text: str) -> tuple[list[str], list[str]]:
 
 @dataclass
 class LineStats:
-    """What the lines of an export hold, per band: content tags a line (a histogram: bounded, whatever the size),
+    """What the lines of an export hold, per band: content tags a line (the style cluster tag not counted; a
+    histogram: bounded, whatever the size),
     lines without content although their caption has some, lines thinned, the most tokens a line costs."""
 
     content_per_line: dict[int, dict[int, int]] = field(default_factory=dict)  # band → {content tags: lines}
@@ -130,6 +148,7 @@ class LineStats:
     most_tokens: int = 0
 
     def add(self, band: int, lines: Sequence[Line], up_tags: Sequence[str], has_content: bool) -> None:
+        """Count ``lines`` of a band-``band`` caption (``has_content``: its content holds more than a style tag)."""
         histogram = self.content_per_line.setdefault(band, {})
         for line in lines:
             count = line.content_tags(up_tags)

@@ -109,7 +109,7 @@ def captions_lines(ctx: PonyContext, variants: int, exact: bool) -> None:
     """What the training lines of the active caption set hold, per band: median content tags a line, lines
     without content, lines that carry fewer score_K_up tags to keep their protected tags, the most tokens a line
     costs — the lines an export writes, without writing them."""
-    from pony_tasks.captions.lines import LineStats
+    from pony_tasks.captions.lines import LineStats, has_content
     from pony_tasks.captions.tokens import count_tokens
     from pony_tasks.export.selection import select_samples
 
@@ -121,7 +121,7 @@ def captions_lines(ctx: PonyContext, variants: int, exact: bool) -> None:
     stats, most_exact = LineStats(), 0
     for sample in samples:
         lines = sample.lines(variants, caption_set.token_limit)
-        stats.add(sample.band, lines, sample.up_tags, bool(sample.content))
+        stats.add(sample.band, lines, sample.up_tags, has_content(sample.content))
         if exact:
             most_exact = max([most_exact, *(count_tokens(line.plain(random.Random(0))) for line in lines)])
     click.echo(f"caption set {caption_set.set_id} ({caption_set.scheme}, ≤ {caption_set.token_limit} tokens): "

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 import psycopg2.extensions
 
-from pony_tasks.captions.lines import Line, LineStats
+from pony_tasks.captions.lines import Line, LineStats, has_content
 from pony_tasks.export.card import dataset_card, prefixes_text, styles_csv
 from pony_tasks.export.imagefolder import write_imagefolder
 from pony_tasks.export.kohya import DEFAULT_VARIANTS, MIN_SIDE, dataset_configs, write_kohya
@@ -113,7 +113,7 @@ def export_dataset(
         def tick(sample: ExportSample, lines: list[Line]) -> None:
             with lock:
                 result.samples += 1
-                result.lines.add(sample.band, lines, sample.up_tags, bool(sample.content))
+                result.lines.add(sample.band, lines, sample.up_tags, has_content(sample.content))
                 bar.update(1)
 
         if fmt == "kohya":

@@ -36,7 +36,7 @@ def test_every_line_of_every_band_fits_and_holds_its_protected_tags(limit) -> No
             assert count_tokens(text) <= tags_cost([*line.fixed, *line.flexible]) <= limit, text
             assert protected <= set(line.flexible), "protected tags are never dropped for score_K_up tags"
             assert line.fixed[0] == f"score_{band}"
-            assert line.content_tags(caption.quality.up_tags) > len(protected), "content beside the style tag"
+            assert line.content_tags(caption.quality.up_tags) >= len(protected) - 1, "the style tag is not content"
 
 
 def test_a_line_that_draws_fewer_up_tags_holds_more_content() -> None:
@@ -106,3 +106,11 @@ def test_line_stats_median() -> None:
     stats.add(2, draw_lines(["score_2"], [], [], 1, "s", limit=75, room=None), [], False)
     assert stats.median([1]) == 2 and stats.median([2]) == 0 and stats.median([3]) is None
     assert stats.median([1, 2]) == 1 and stats.without_content == 0 and stats.lines == 3
+
+
+def test_a_lone_style_tag_keeps_a_content_tag_beside_it_in_every_line() -> None:
+    general = {"general": [f"a_rather_long_general_tag_{k}" for k in range(30)]}
+    caption = _caption(9, groups=general)
+    rng = random.Random(2)
+    for line in (caption.line(rng, keep_probability=1.0) for _ in range(50)):
+        assert "style_cluster_16" in line.flexible and line.content_tags(caption.quality.up_tags) >= 1

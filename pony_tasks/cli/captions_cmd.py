@@ -121,7 +121,7 @@ def captions_lines(ctx: PonyContext, variants: int, exact: bool) -> None:
     stats, most_exact = LineStats(), 0
     for sample in samples:
         lines = sample.lines(variants, caption_set.token_limit)
-        stats.add(sample.band, lines, sample.up_tags, has_content(sample.content))
+        stats.add(sample.band, lines, has_content(sample.content))
         if exact:
             most_exact = max([most_exact, *(count_tokens(line.plain(random.Random(0))) for line in lines)])
     click.echo(f"caption set {caption_set.set_id} ({caption_set.scheme}, ≤ {caption_set.token_limit} tokens): "

@@ -113,7 +113,7 @@ def export_dataset(
         def tick(sample: ExportSample, lines: list[Line]) -> None:
             with lock:
                 result.samples += 1
-                result.lines.add(sample.band, lines, sample.up_tags, has_content(sample.content))
+                result.lines.add(sample.band, lines, has_content(sample.content))
                 bar.update(1)
 
         if fmt == "kohya":

@@ -33,10 +33,10 @@ def test_every_line_of_every_band_fits_and_holds_its_protected_tags(limit) -> No
         assert protected <= set(caption.content)
         for line in pre_sampled_lines(caption, 32, f"sha{band}"):
             text = line.plain(rng)
-            assert count_tokens(text) <= tags_cost([*line.fixed, *line.flexible]) <= limit, text
+            assert count_tokens(text) <= tags_cost([*line.fixed, *line.flexible]) == line.tokens <= limit, text
             assert protected <= set(line.flexible), "protected tags are never dropped for score_K_up tags"
             assert line.fixed[0] == f"score_{band}"
-            assert line.content_tags(caption.quality.up_tags) >= len(protected) - 1, "the style tag is not content"
+            assert line.content_tags() >= len(protected) - 1, "the style tag is not content"
 
 
 def test_a_line_that_draws_fewer_up_tags_holds_more_content() -> None:
@@ -44,14 +44,13 @@ def test_a_line_that_draws_fewer_up_tags_holds_more_content() -> None:
     lines = pre_sampled_lines(caption, 200, "seed")
     by_ups: dict[int, set[int]] = {}
     for line in lines:
-        by_ups.setdefault(len(line.flexible) - line.content_tags(caption.quality.up_tags), set()).add(
-            line.content_tags(caption.quality.up_tags))  # fmt: skip
+        by_ups.setdefault(line.ups, set()).add(line.content_tags())
     counts = sorted(by_ups)
     assert len(counts) >= 5
     assert all(max(by_ups[b]) <= min(by_ups[a]) for a, b in zip(counts, counts[1:], strict=False))
     assert max(by_ups[counts[0]]) > min(by_ups[counts[-1]]) + 4, "the budget follows the draw"
     # and the stored content is what the line with no score_K_up tag holds
-    assert len(caption.content) == max(by_ups.get(0, {len(caption.content)}))
+    assert len(caption.content) - 1 == max(by_ups.get(0, {len(caption.content) - 1})), "content beside the style tag"
 
 
 def test_when_a_draw_leaves_no_room_for_the_protected_tags_it_is_thinned() -> None:
@@ -68,7 +67,7 @@ def test_when_a_draw_leaves_no_room_for_the_protected_tags_it_is_thinned() -> No
         assert tags_cost([*line.fixed, *line.flexible]) <= 75
     assert len({tuple(t for t in line.flexible if t.endswith("_up")) for line in lines}) > 1, "removed at random"
     stats = LineStats()
-    stats.add(9, lines, caption.quality.up_tags, True)
+    stats.add(9, lines, True)
     assert stats.thinned == 20 and stats.without_content == 0
 
 
@@ -101,9 +100,9 @@ def test_without_a_limit_a_line_keeps_all_its_content() -> None:
 def test_line_stats_median() -> None:
     stats = LineStats()
     lines = draw_lines(["score_1"], [], ["a", "b", "c"], 1, "s", limit=75, room=None)
-    stats.add(1, lines, [], True)
-    stats.add(1, draw_lines(["score_1"], [], ["a"], 1, "s", limit=75, room=None), [], True)
-    stats.add(2, draw_lines(["score_2"], [], [], 1, "s", limit=75, room=None), [], False)
+    stats.add(1, lines, True)
+    stats.add(1, draw_lines(["score_1"], [], ["a"], 1, "s", limit=75, room=None), True)
+    stats.add(2, draw_lines(["score_2"], [], [], 1, "s", limit=75, room=None), False)
     assert stats.median([1]) == 2 and stats.median([2]) == 0 and stats.median([3]) is None
     assert stats.median([1, 2]) == 1 and stats.without_content == 0 and stats.lines == 3
 
@@ -113,4 +112,4 @@ def test_a_lone_style_tag_keeps_a_content_tag_beside_it_in_every_line() -> None:
     caption = _caption(9, groups=general)
     rng = random.Random(2)
     for line in (caption.line(rng, keep_probability=1.0) for _ in range(50)):
-        assert "style_cluster_16" in line.flexible and line.content_tags(caption.quality.up_tags) >= 1
+        assert "style_cluster_16" in line.flexible and line.content_tags() >= 1

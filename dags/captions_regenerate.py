@@ -23,7 +23,9 @@ named), logging the superseded ones. A manual trigger may name versions in the `
 fills in the version's scores for images it has not scored yet (a just-promoted version has scored none);
 `assign_styles` puts images embedded since the active style clustering into their nearest cluster;
 `pony captions regenerate` then builds the whole set beside the active one and switches atomically; the **captions**
-gate (exactly one band tag, nothing empty, length limits) then checks it.
+gate (exactly one band tag, nothing empty, length limits) then checks it. When the inputs are those of an existing set
+(the same version, scheme, settings, and every work's tags and score: a replayed event, a re-run) no new set is made
+and `check_captions` skips: no `captions` event, so no fine-tune is started for nothing.
 """
 
 RULES = {
@@ -41,7 +43,7 @@ with DAG(
     @pony_task.short_circuit
     def choose_version(triggering_asset_events=None, ti=None, params=None) -> bool:
         from pony_tasks.orchestration.stages import caption_target
-        from pony_tasks.orchestration.tasks import active_aesthetic_version
+        from pony_tasks.orchestration.tasks import active_aesthetic_version, active_caption_set
 
         events = [event for events in (triggering_asset_events or {}).values() for event in events]
         versions = [int(event.extra["version_id"]) for event in events if "version_id" in (event.extra or {})]
@@ -50,6 +52,7 @@ with DAG(
         target, superseded = caption_target(versions, active_aesthetic_version(), restyled)
         print(f"events name versions {sorted(set(versions))}; captioning {target}; superseded {superseded}")
         ti.xcom_push(key="version", value=target)
+        ti.xcom_push(key="set_before", value=active_caption_set())  # check_captions: did this run change it?
         return target is not None
 
     version = "{{ ti.xcom_pull(task_ids='choose_version', key='version') }}"
@@ -58,11 +61,17 @@ with DAG(
     regenerated = stage_operator("regenerate", regenerate_captions(version))
 
     @pony_task(outlets=[CAPTIONS])
-    def check_captions() -> str:
+    def check_captions(ti=None) -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from pony_airflow.notifiers import quality_gate_task
         from pony_tasks.orchestration.tasks import active_caption_set
 
-        return quality_gate_task("captions", set_id=active_caption_set())
+        set_id = active_caption_set()
+        if set_id is not None and set_id == ti.xcom_pull(task_ids="choose_version", key="set_before"):
+            # `regenerate` made no new set (its inputs were those of the active one): nothing new downstream
+            raise AirflowSkipException(f"caption set {set_id} is unchanged: no new captions event")
+        return quality_gate_task("captions", set_id=set_id)
 
     check_params_task(RULES) >> choose_version() >> scored >> styled >> regenerated >> check_captions()
     fail_run_when_a_task_fails(dag)

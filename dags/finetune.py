@@ -1,4 +1,5 @@
-"""finetune: export → gates → a person's approval → training (GPU) → quality-tag evaluation (GPU)."""
+"""finetune: base-model preflight → gates → a person's approval → export → training (GPU) → quality-tag evaluation
+(GPU)."""
 
 from __future__ import annotations
 
@@ -13,21 +14,24 @@ from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
 from pony_airflow.params import check_params_task, dag_params, with_defaults
 from pony_tasks.config import get_settings
-from pony_tasks.orchestration.stages import export_dataset, finetune_eval, finetune_train
+from pony_tasks.orchestration.stages import export_dataset, finetune_eval, finetune_preflight, finetune_train
 
 DOC = """
 ### Gated fine-tune
 
 Runs when a new caption set passes its gate (asset `captions`) — with the parameters' defaults, which the setting
 `finetune_param_defaults` sets (base model, steps, …) — or by hand with parameters. `check_params` checks the whole
-conf first. The dataset is named `ft-<run_after>` (every run type has one). `export` writes a kohya export of the
-active caption set (bands ≥ `min_band`). `gates` checks, and records in `finetune_gate`, that the
-set's data-quality check passed, that its captions come from the active aesthetic model and that at least
-`min_new_images` images are new since the last completed run; an unmet gate **skips** the rest. `approve` waits for
-a person (Approve / Reject under *Required actions*, 3 days; no answer fails the run); `record_approval` records
-the answer and who gave it, and a rejection skips training. `train` runs
-`pony finetune run` (GPU pool; a GPU pod under Kubernetes), `evaluate` runs `pony finetune eval`: mean aesthetic
-score per quality tag alone and Spearman(tag level, score), plotted under `finetune/run-<id>/eval/`.
+conf first. `preflight` checks the base model where training runs (`pony finetune preflight`: a diffusers model
+directory with every component) and fails at once, naming the setting, when it is missing — before anyone is asked.
+`gates` checks, and records in `finetune_gate`, on what the export would hold (nothing is written yet): the active
+caption set's data-quality check passed, its captions come from the active aesthetic model, and at least
+`min_new_images` works are new since the last completed run; an unmet gate **skips** the rest (the reason is on the
+*Plugins → Pony Pipeline → Pipeline reports* page and in the task's log). `approve` waits for a person (Approve /
+Reject under *Required actions*, 3 days; no answer fails the run); `record_approval` records the answer and who gave
+it, and a rejection skips the rest. Only then does `export` write the kohya export `ft-<run_after>` (every run type
+has a run_after) of the active caption set (bands ≥ `min_band`). `train` runs `pony finetune run` (GPU pool; a GPU
+pod under Kubernetes), `evaluate` runs `pony finetune eval`: mean aesthetic score per quality tag alone and
+Spearman(tag level, score), plotted under `finetune/run-<id>/eval/`.
 """
 DATASET = "ft-{{ dag_run.run_after | ts_nodash }}"  # every run type has run_after (asset runs have no logical date)
 
@@ -51,15 +55,16 @@ RULES = with_defaults(RULES, get_settings().finetune_param_defaults, "finetune_p
 
 with DAG(dag_id="finetune", schedule=[CAPTIONS], params=dag_params(RULES),
          **dag_kwargs(DOC, ["finetune", "gpu"])) as dag:  # fmt: skip
-    exported = stage_operator("export", export_dataset(DATASET, "{{ params.min_band }}"))
+    preflight = stage_operator("preflight", finetune_preflight())
 
     @pony_task
     def gates(dataset: str, params=None, run_id=None) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pony_tasks.finetune.gates import check_gates
+        from pony_tasks.finetune.gates import check_selection_gates
 
-        decisions = check_gates(dataset, min_new_images=params["min_new_images"], context=run_id)
+        decisions = check_selection_gates(dataset, min_band=params["min_band"], min_new_images=params["min_new_images"],
+                                          context=run_id)  # fmt: skip
         unmet = [f"{d.gate}: {d.detail}" for d in decisions if not d.passed]
         if unmet:
             raise AirflowSkipException("fine-tune gates not met — " + "; ".join(unmet))
@@ -94,9 +99,10 @@ with DAG(dag_id="finetune", schedule=[CAPTIONS], params=dag_params(RULES),
             raise AirflowSkipException("a person rejected this fine-tune")
         return decision.detail
 
+    exported = stage_operator("export", export_dataset(DATASET, "{{ params.min_band }}"))
     trained = stage_operator("train", finetune_train(DATASET), pool=GPU_POOL)
     evaluated = stage_operator("evaluate", finetune_eval(DATASET), pool=GPU_POOL, outlets=[FINETUNE])
 
-    check_params_task(RULES) >> exported >> gates(DATASET) >> approve >> record_approval(DATASET) >> trained
-    trained >> evaluated
+    check_params_task(RULES) >> preflight >> gates(DATASET) >> approve >> record_approval(DATASET) >> exported
+    exported >> trained >> evaluated
     fail_run_when_a_task_fails(dag)

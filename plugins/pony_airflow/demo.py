@@ -123,17 +123,26 @@ class Demo:
                  run_conf={"version_ids": events or [version]})  # fmt: skip
         self.dag("nightly_rescore")
         self._finetune(settings)
+        self._clear_asset_queue()
         self._summary(settings, version)
 
-    def _finetune(self, settings) -> None:
-        from pony_tasks.finetune.tiny import build_tiny_pipeline
+    @staticmethod
+    def _clear_asset_queue() -> None:
+        """The demo started every consumer of its asset events itself (dag.test); the events it left queued for
+        them would otherwise start those DAGs again, all at once, the first time a scheduler runs (`make airflow`)."""
+        from airflow.models.asset import AssetDagRunQueue
+        from airflow.utils.session import create_session
 
-        base = settings.resolved_home / "models" / "tiny-sd"
-        if not (base / "model_index.json").exists():
-            build_tiny_pipeline(base)
-        conf = {"base_model": str(base), "method": "lora", "steps": 40, "batch_size": 4, "resolution": 32,
-                "checkpoint_every": 20, "min_band": 1, "min_new_images": 100, "eval_steps": 4,
-                "eval_resolution": 32}  # fmt: skip
+        with create_session() as session:
+            queued = session.query(AssetDagRunQueue).delete()
+        if queued:
+            print(f"[airflow]  {queued} asset event(s) the demo's own runs consumed left Airflow's queue")
+
+    def _finetune(self, settings) -> None:
+        from pony_tasks.orchestration.standalone import TINY_FINETUNE, tiny_base_model
+
+        conf = {"base_model": str(tiny_base_model(settings.resolved_home)), **TINY_FINETUNE, "min_band": 1,
+                "min_new_images": 100}  # fmt: skip
         states = self.dag("finetune", "tiny random-init SD model; approval given by the demo", run_conf=conf,
                           mark_success_pattern="approve")  # fmt: skip
         if states.get("train") != "success":

@@ -63,11 +63,12 @@ def captions_preview(
               help="style_cluster_N tags of the active style clustering: beside the artist tags, instead of them, or "
                    "none (default: the caption_style_tags setting, add). Without an active clustering: none.")
 @click.option("--style-version", type=int, help="Style clustering to tag from (default: the active one).")
+@click.option("--force", is_flag=True, help="Build a new set even when its inputs are those of an existing set.")
 @click.pass_obj
 def captions_regenerate(
     ctx: PonyContext, scheme: str, aesthetic_version: int | None, floor: int, no_artist: bool, no_activate: bool,
     token_limit: int | None, refresh_frequencies: bool, periods: str, style_tags: str | None,
-    style_version: int | None,
+    style_version: int | None, force: bool,
 ) -> None:  # fmt: skip
     """Build a new caption set for every scored image, each caption within the token limit, and switch to it
     atomically."""
@@ -85,9 +86,15 @@ def captions_regenerate(
                                 include_artist=not no_artist, activate=not no_activate, token_limit=limit,
                                 refresh_frequencies=refresh_frequencies, periods=ranges,
                                 style_tags=style_tags or ctx.settings.caption_style_tags,
-                                style_version=style_version, show_progress=None)  # fmt: skip
+                                style_version=style_version, show_progress=None, force=force)  # fmt: skip
         except BudgetTooSmall as exc:
             raise click.BadParameter(str(exc), param_hint="--token-limit") from None
+        if result.unchanged:
+            state = "kept inactive" if no_activate else "active"
+            click.echo(f"caption set {result.set_id} ({result.captions} captions) was made from exactly these inputs "
+                       f"(aesthetic version, scheme, settings, every work's tags and score): no new set; set "
+                       f"{result.set_id} {state} (--force builds one anyway)")  # fmt: skip
+            return
         with conn.cursor() as cur:
             cur.execute("SELECT captions_trimmed, tags_dropped, captions_thinnable, style_mode, style_version "
                         "FROM caption_set WHERE set_id = %s", (result.set_id,))  # fmt: skip

@@ -43,6 +43,16 @@ def finetune_run(ctx: PonyContext, base: Path | None, dataset: str | None, resum
     click.echo(result.summary())
 
 
+@finetune_group.command("preflight")
+@click.option("--base", required=True, help="diffusers model directory the fine-tune will start from.")
+def finetune_preflight(base: str) -> None:
+    """Check the base model before a fine-tune is approved: a diffusers model directory with every component
+    (no weights loaded); exits 3, naming the setting, when it is missing."""
+    from pony_tasks.finetune.base_model import check_base_model
+
+    click.echo(f"base model ready: {check_base_model(base)}")
+
+
 @finetune_group.command("eval")
 @click.option("--run", "run_id", type=int, help="A complete fine-tune run.")
 @click.option("--dataset", help="Instead of --run: the newest complete run on this export.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg2.extensions
@@ -130,3 +131,20 @@ def select_samples(
                    for (sha, text, band, band_tag, ups, independent, key, fmt, width, height, rating, score,
                         percentile, site_list, post_ids, work, content, up_room) in cur.fetchall()]  # fmt: skip
     return info, samples
+
+
+def selected_works(conn: psycopg2.extensions.connection, min_band: int | None) -> Iterator[str]:
+    """The work of every sample an export of the active caption set (bands ≥ ``min_band``) would hold, streamed
+    (a server-side cursor: bounded memory) — what the fine-tune gates count before anything is exported."""
+    set_id = active_set(conn)
+    if set_id is None:
+        return
+    with conn.cursor() as cur:
+        cur.execute("SELECT aesthetic_version_id FROM caption_set WHERE set_id = %s", (set_id,))
+        version = cur.fetchone()[0]
+    with conn.cursor(name="selected_works") as cur:
+        cur.itersize = 10_000
+        cur.execute(f"SELECT work FROM ({SELECTION_QUERY}) s",
+                    {"set": set_id, "version": version, "band": min_band, "ratings": None, "sites": None})
+        for (work,) in cur:
+            yield work

@@ -1,11 +1,15 @@
 """The gates a fine-tune must pass before it starts; every decision is recorded in ``finetune_gate``.
 
-1. ``dataset_quality`` — the export's caption set passed its data-quality check (the newest ``captions`` result for
-   that set has no blocking failure);
-2. ``active_model`` — the export's captions were made with the active aesthetic version;
+1. ``dataset_quality`` — the caption set passed its data-quality check (the newest ``captions`` result for that set
+   has no blocking failure);
+2. ``active_model`` — its captions were made with the active aesthetic version;
 3. ``new_images`` — at least ``min_new_images`` works (images, for exports older than works) the last completed
    run did not train on;
 4. ``human_approval`` — a person approved it in the Airflow UI (recorded by the DAG with :func:`record`).
+
+The DAG decides 1–3 on what an export *would* hold (:func:`check_selection_gates`: the active caption set, the
+works of the selection) before anything is exported, so a skipped run writes nothing; :func:`check_gates` decides
+them on an export already written (``pony finetune gates``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,33 @@ def _image_keys(manifest: dict) -> set[str]:
 def evaluate_gates(
     conn: psycopg2.extensions.connection, export: Export, *, min_new_images: int, previous_manifest: dict | None
 ) -> list[GateDecision]:
-    set_id, version = export.manifest.get("caption_set"), export.manifest.get("aesthetic_version")
+    """The automatic gates on an export already written."""
+    unit = "works" if "works" in export.manifest and "works" in (previous_manifest or {"works": []}) else "images"
+    keys = (lambda m: set(m["works"])) if unit == "works" else _image_keys
+    previous = keys(previous_manifest) if previous_manifest else set()
+    return _decide(conn, export.manifest.get("caption_set"), export.manifest.get("aesthetic_version"),
+                   len(keys(export.manifest) - previous), unit, min_new_images)  # fmt: skip
+
+
+def evaluate_selection_gates(
+    conn: psycopg2.extensions.connection, *, min_band: int | None, min_new_images: int, previous_manifest: dict | None
+) -> list[GateDecision]:
+    """The automatic gates on what an export of the active caption set (bands ≥ ``min_band``) would hold: its works
+    are streamed from the selection, none written."""
+    from pony_tasks.export.selection import selected_works
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT s.set_id, s.aesthetic_version_id FROM caption_set s JOIN active_caption_set USING (set_id)")
+        row = cur.fetchone()
+    if row is None:
+        return [GateDecision("dataset_quality", False, "no active caption set: run `pony captions regenerate`")]
+    previous = set(previous_manifest.get("works", ())) if previous_manifest else set()
+    new = sum(work not in previous for work in selected_works(conn, min_band))
+    return _decide(conn, row[0], row[1], new, "works", min_new_images)
+
+
+def _decide(conn: psycopg2.extensions.connection, set_id: int | None, version: int | None, new: int, unit: str,
+            min_new_images: int) -> list[GateDecision]:  # fmt: skip
     decisions = []
     with conn.cursor() as cur:
         cur.execute("""SELECT blocking_failures, checked_at, outcome FROM dq_result WHERE suite = 'captions'
@@ -50,14 +80,10 @@ def evaluate_gates(
                                       + ("no rows" if check[2] == "no_rows" else
                                          f"{check[0]} blocking failures")))  # fmt: skip
     active_version = active[0] if active else None
-    detail = f"export captions from aesthetic version {version}, active {active_version}"
+    detail = f"captions from aesthetic version {version}, active {active_version}"
     decisions.append(GateDecision("active_model", version is not None and version == active_version, detail))
-    # Works when both exports list them (the same picture re-posted, or a better copy becoming canonical, is not
-    # new), else images (exports written before works were linked).
-    unit = "works" if "works" in export.manifest and "works" in (previous_manifest or {"works": []}) else "images"
-    keys = (lambda m: set(m["works"])) if unit == "works" else _image_keys
-    current = keys(export.manifest)
-    new = len(current - (keys(previous_manifest) if previous_manifest else set()))
+    # Works when both sides list them (the same picture re-posted, or a better copy becoming canonical, is not new),
+    # else images (exports written before works were linked).
     decisions.append(GateDecision("new_images", new >= min_new_images,
                                   f"{new} {unit} not in the last completed run (need {min_new_images})"))  # fmt: skip
     return decisions
@@ -95,6 +121,23 @@ def previous_manifest(conn: psycopg2.extensions.connection, store) -> dict | Non
         return json.loads(store.get_bytes(f"exports/{row[0]}/manifest.json"))
     except (FileNotFoundError, KeyError):
         return None
+
+
+def check_selection_gates(
+    dataset: str, *, min_band: int | None, min_new_images: int, context: str, settings=None  # noqa: ANN001
+) -> list[GateDecision]:
+    """Evaluate the automatic gates before exporting ``dataset`` (the DAG's order) and record every decision."""
+    from pony_tasks.config import get_settings
+    from pony_tasks.db import connect
+    from pony_tasks.storage import open_store
+
+    settings = settings or get_settings()
+    store = open_store(settings=settings)
+    with connect(settings) as conn:
+        decisions = evaluate_selection_gates(conn, min_band=min_band, min_new_images=min_new_images,
+                                             previous_manifest=previous_manifest(conn, store))  # fmt: skip
+        record(conn, context, dataset, decisions)
+    return decisions
 
 
 def check_gates(dataset: str, *, min_new_images: int, context: str, settings=None) -> list[GateDecision]:  # noqa: ANN001

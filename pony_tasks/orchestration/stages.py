@@ -112,6 +112,11 @@ def export_dataset(name: str, min_band: int | str) -> StageCommand:
                         memory="4Gi")  # fmt: skip
 
 
+def finetune_preflight() -> StageCommand:
+    """The base model checked where training runs (the same image and volumes), before a person is asked."""
+    return StageCommand(("finetune", "preflight", "--base", "{{ params.base_model }}"), memory="1Gi")
+
+
 def finetune_train(dataset: str) -> StageCommand:
     """Training with the finetune DAG's Params (Jinja templates, rendered per run)."""
     return StageCommand(

@@ -4,6 +4,7 @@ new DAGs unpaused."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -59,12 +60,29 @@ def airflow_environment(settings: Settings, *, fakes: bool = False, users: str |
     else:  # dev only: every visitor of localhost:8080 is admin ("Anonymous"), no login form
         environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
     if fakes:
-        environment.update(fake_environment(home))
+        environment.update(fake_environment(home, settings.finetune_param_defaults))
     return environment
 
 
-def fake_environment(home: Path) -> dict[str, str]:
-    """``PONY_*`` settings for the fake boorus on :data:`FAKE_PORTS` and the tiny demo CLIP model."""
+# What a fine-tune on the tiny random-init diffusion model runs with (the demo's too): minutes on a CPU, not hours.
+TINY_FINETUNE = {"method": "lora", "steps": 40, "batch_size": 4, "resolution": 32, "checkpoint_every": 20,
+                 "eval_steps": 4, "eval_resolution": 32}  # fmt: skip
+
+
+def tiny_base_model(home: Path) -> Path:
+    """The seeded random-init tiny SD-1.x model under ``PONY_HOME/models/tiny-sd`` (written when missing)."""
+    from pony_tasks.finetune.tiny import build_tiny_pipeline
+
+    base = home / "models" / "tiny-sd"
+    if not (base / "model_index.json").exists():
+        build_tiny_pipeline(base)
+    return base
+
+
+def fake_environment(home: Path, finetune_defaults: dict | None = None) -> dict[str, str]:
+    """``PONY_*`` settings for the fake boorus on :data:`FAKE_PORTS`, the tiny demo CLIP model and the tiny diffusion
+    model as the fine-tune's default base model (with :data:`TINY_FINETUNE`; ``finetune_defaults``, the setting
+    ``finetune_param_defaults`` already made, win)."""
     from pony_tasks.embed.models import DEMO_MODEL, save_random_model
     from pony_tasks.fakes.local_sites import as_environment, fake_site_overrides_for
 
@@ -72,8 +90,10 @@ def fake_environment(home: Path) -> dict[str, str]:
     if not weights.exists():
         save_random_model(weights)
     urls = {site: f"http://127.0.0.1:{port}" for site, port in FAKE_PORTS.items()}
+    finetune = {"base_model": str(tiny_base_model(home)), **TINY_FINETUNE,
+                **(finetune_defaults or {})}  # fmt: skip
     return {**as_environment(fake_site_overrides_for(urls)), "PONY_EMBED_MODEL": DEMO_MODEL,
-            "PONY_EMBED_PRETRAINED": str(weights)}  # fmt: skip
+            "PONY_EMBED_PRETRAINED": str(weights), "PONY_FINETUNE_PARAM_DEFAULTS": json.dumps(finetune)}
 
 
 def shell_exports(environment: dict[str, str]) -> str:

@@ -133,8 +133,14 @@ PLOTS: dict[str, Callable[[], bytes]] = {"normalization": normalization, "aesthe
                                          "finetune": finetune}  # fmt: skip
 
 
+# Suites whose batch is "what arrived since the run started": an hourly scrape or fetch that found nothing new has no
+# rows, and that is normal (it is never a pass either: the reports page shows it as "nothing new").
+EMPTY_IS_NORMAL = frozenset({"scraped_posts", "images"})
+
+
 def latest_quality_results(limit: int = 20) -> list[dict]:
-    """The newest stored checks; ``docs`` is each one's Data Docs page relative to the Data Docs site."""
+    """The newest stored checks; ``docs`` is each one's Data Docs page relative to the Data Docs site; ``normal``:
+    passed, or no rows where an empty batch is expected (:data:`EMPTY_IS_NORMAL`)."""
     from pony_tasks.quality.checks import data_docs_index
 
     site = data_docs_index().parent
@@ -151,8 +157,35 @@ def latest_quality_results(limit: int = 20) -> list[dict]:
 
     return [{"checked_at": at.isoformat(timespec="seconds"), "suite": suite, "batch": batch, "rows": count,
              "outcome": outcome, "blocking": blocking, "warnings": warnings, "docs": relative(docs),
+             "normal": outcome == "passed" or (outcome == "no_rows" and suite in EMPTY_IS_NORMAL),
              "failed": [f"{f['expectation']} on {f.get('column')} ({f['severity']})" for f in failed]}
             for at, suite, batch, count, outcome, blocking, warnings, failed, docs in rows]  # fmt: skip
+
+
+def latest_finetune_gates(limit: int = 20) -> list[dict]:
+    """The newest fine-tune runs (Airflow run id or CLI context) with every gate decision and what came of it:
+    skipped (and why), waiting for approval, rejected, or approved."""
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT context, dataset, max(decided_at) AS at,
+                      json_agg(json_build_object('gate', gate, 'passed', passed, 'detail', detail)
+                               ORDER BY decision_id) AS decisions
+               FROM finetune_gate GROUP BY context, dataset ORDER BY max(decision_id) DESC LIMIT %s""",
+            (limit,),
+        )
+        rows = cur.fetchall()
+    out = []
+    for context, dataset, at, decisions in rows:
+        unmet = [d for d in decisions if not d["passed"]]
+        approval = next((d for d in decisions if d["gate"] == "human_approval"), None)
+        if unmet:
+            outcome = ("rejected by a person" if approval is not None and not approval["passed"] else
+                       "skipped — " + "; ".join(f"{d['gate']}: {d['detail']}" for d in unmet))  # fmt: skip
+        else:
+            outcome = "approved" if approval else "gates passed, waiting for approval"
+        out.append({"context": context, "dataset": dataset, "decided_at": at.isoformat(timespec="seconds"),
+                    "outcome": outcome, "skipped": bool(unmet), "decisions": decisions})  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m pony_tasks.reports.plots OUT_DIR

@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import psycopg2.extras
 import pytest
 import requests
 
@@ -322,3 +323,41 @@ def test_an_operator_reviews_works_and_splits_one_in_a_real_browser(api_server, 
     with connect(get_settings()) as conn, conn.cursor() as cur:
         cur.execute("SELECT sha_a, sha_b, verdict, decided_by, reason FROM work_pair WHERE decided_by = 'operator'")
         assert cur.fetchall() == [(shas[0], shas[1], "distinct", "operator", "a re-drawn version (ana)")]
+
+
+def test_gate_outcomes_and_normal_empty_checks_show_on_the_reports_page(api_server, rating_data, browser) -> None:
+    """Issue 27: a fine-tune its gates skipped says why where people look; an hourly scrape that found nothing reads
+    as normal, a failed check as a failure."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with connect(get_settings()) as conn, conn.cursor() as cur:
+        new = "works not in the last completed run (need 1000)"
+        insert = "INSERT INTO finetune_gate (context, dataset, gate, passed, detail) VALUES %s"
+        psycopg2.extras.execute_values(cur, insert, [
+            ("asset_triggered__1", "ft-1", "dataset_quality", True, "captions check of set 2: 0 blocking"),
+            ("asset_triggered__1", "ft-1", "new_images", False, f"0 {new}"),
+            ("manual__2", "ft-2", "new_images", True, f"1200 {new}"),
+            ("manual__2", "ft-2", "human_approval", True, "approval answer [Approve] by ana")])  # fmt: skip
+        for suite, outcome in (("scraped_posts", "no_rows"), ("captions", "no_rows"), ("images", "failed")):
+            cur.execute("""INSERT INTO dq_result (suite, batch, rows_checked, success, blocking_failures, warnings,
+                               failed, result_key, outcome) VALUES (%s, '{}', 0, false, %s, 0, '[]', 'k', %s)""",
+                        (suite, int(outcome == "failed"), outcome))  # fmt: skip
+    ana = login(api_server, "ana")
+    gates = ana.get(api_server + "/pony/api/report/finetune-gates", timeout=10).json()
+    assert [g["context"] for g in gates] == ["manual__2", "asset_triggered__1"]
+    assert gates[0]["outcome"] == "approved" and not gates[0]["skipped"]
+    assert gates[1]["skipped"] and gates[1]["outcome"] == (
+        "skipped — new_images: 0 works not in the last completed run (need 1000)")
+    browser.get(api_server + "/pony/reports")
+    browser.add_cookie({"name": "_token", "value": ana.cookies["_token"]})
+    browser.get(api_server + "/pony/reports")
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    outcomes = {}
+    for tr in browser.find_elements(By.CSS_SELECTOR, "#quality tr")[1:]:
+        cells = tr.find_elements(By.TAG_NAME, "td")
+        outcomes[cells[1].text] = (cells[3].text, cells[3].get_attribute("class"))
+    assert outcomes["scraped_posts"] == ("nothing new (normal)", "quiet")
+    assert outcomes["captions"] == ("no rows", "bad") and outcomes["images"] == ("failed", "bad")
+    skipped = browser.find_element(By.CSS_SELECTOR, "#gates tr[data-skipped=true]").text
+    assert "asset_triggered__1" in skipped and "need 1000" in skipped

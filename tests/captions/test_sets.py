@@ -249,7 +249,7 @@ def test_a_first_build_on_a_content_cache_analyzed_empty_computes_every_content_
         cur.execute("TRUNCATE caption_content")
         cur.execute("ANALYZE caption_content")
     with connect(scored) as conn:
-        result = regenerate(conn, scheme="v7", chunk_rows=8)
+        result = regenerate(conn, scheme="v7", chunk_rows=8, force=True)
     assert result.captions == COUNT and result.contents_computed == contents == _counts(scored)[1]
 
 
@@ -271,3 +271,31 @@ def test_two_regenerations_at_once_both_finish_and_compute_each_content_once(sco
     assert not errors
     assert sorted(r.captions for r in results) == [COUNT, COUNT]
     assert sum(r.contents_computed for r in results) == _counts(scored)[1] > 0, "the second found the first's"
+
+
+def test_a_regeneration_with_unchanged_inputs_makes_no_new_set(scored) -> None:
+    """Issue 27: a replayed event or a re-run builds nothing; a changed tag, score or setting builds a new set."""
+    with connect(scored) as conn:
+        first = regenerate(conn, scheme="v7")
+        again = regenerate(conn, scheme="v7")
+        assert (again.set_id, again.unchanged, again.captions) == (first.set_id, True, COUNT)
+        other = regenerate(conn, scheme="v7", token_limit=150)
+        assert not other.unchanged and other.set_id != first.set_id and active_set(conn) == other.set_id
+        back = regenerate(conn, scheme="v7")  # the first set's inputs again: it is made active, nothing is built
+        assert back.unchanged and back.set_id == first.set_id and active_set(conn) == first.set_id
+        with conn.cursor() as cur:
+            cur.execute("UPDATE booru_post SET tags = array_append(tags, 'new_tag') WHERE post_id = 7")
+            cur.execute("SELECT count(*) FROM caption_set")
+            sets = cur.fetchone()[0]
+        conn.commit()
+        retagged = regenerate(conn, scheme="v7")
+        assert not retagged.unchanged and retagged.contents_computed == 1
+        with conn.cursor() as cur:
+            cur.execute("UPDATE aesthetic_score SET percentile = 1 - percentile WHERE sha256 = %s", (SHAS[0],))
+        conn.commit()
+        rescored = regenerate(conn, scheme="v7")
+        forced = regenerate(conn, scheme="v7", force=True)
+        assert not rescored.unchanged and not forced.unchanged and forced.set_id != rescored.set_id
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM caption_set")
+            assert cur.fetchone()[0] == sets + 3

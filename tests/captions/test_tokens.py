@@ -147,7 +147,7 @@ def test_content_encoded_column_wise_equals_the_row_encoder(long_posts) -> None:
             by_columns = set(cur.fetchall())
             cur.execute("DELETE FROM caption_content")
         conn.commit()
-        rows = regenerate(conn, scheme="v7", encoder="rows")
+        rows = regenerate(conn, scheme="v7", encoder="rows", force=True)
         with conn.cursor() as cur:
             cur.execute("SELECT sha256, text, tokens, up_room FROM caption WHERE set_id = %s", (rows.set_id,))
             by_rows = set(cur.fetchall())

@@ -214,6 +214,13 @@ def report_quality(user: User) -> list[dict]:
     return latest_quality_results()
 
 
+@app.get("/api/report/finetune-gates")
+def report_finetune_gates(user: User) -> list[dict]:
+    from pony_tasks.reports.plots import latest_finetune_gates
+
+    return latest_finetune_gates()
+
+
 @app.get("/quality-docs/{path:path}")
 async def quality_docs(path: str, request: Request) -> Response:
     """The Great Expectations Data Docs site (``PONY_HOME/gx/uncommitted/data_docs/local_site``), behind the login."""

@@ -12,8 +12,11 @@ ALTER TABLE caption
     ADD COLUMN rating  text,
     ADD COLUMN up_room smallint;
 
--- Captions whose lines draw fewer score_K_up tags when a draw leaves no room for the protected content.
-ALTER TABLE caption_set ADD COLUMN captions_thinnable integer NOT NULL DEFAULT 0;
+-- Captions whose lines draw fewer score_K_up tags when a draw leaves no room for the protected content; and what the
+-- set was made from (captions/sets._inputs_digest): a regeneration with the same inputs makes no new set (issue 27).
+ALTER TABLE caption_set
+    ADD COLUMN captions_thinnable integer NOT NULL DEFAULT 0,
+    ADD COLUMN inputs_digest      text;
 
 -- The view's c.* was expanded when it was made: recreate it so readers see the new columns too.
 CREATE OR REPLACE VIEW active_caption AS

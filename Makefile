@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
 	$(PIP) install --quiet -c constraints.txt -e ".[all]"
+	$(VENV)/bin/pony quality docs-assets   # Data Docs' scripts and styles, served locally (offline clusters)
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -13,5 +13,8 @@ COPY --chown=airflow: pony_tasks ./pony_tasks
 # The Airflow side needs the quality stack and the providers, not torch: local execution of GPU stages is for
 # development; production sets PONY_EXECUTION_TARGET=kubernetes.
 RUN pip install --no-cache-dir -c constraints.txt ".[airflow,quality]"
+# Data Docs' scripts and styles, served by the UI plugin: the pages render on a cluster without internet access.
+ENV PONY_DOCS_ASSETS=/opt/pony/docs-assets
+RUN pony quality docs-assets
 COPY --chown=airflow: dags /opt/airflow/dags
 COPY --chown=airflow: plugins /opt/airflow/plugins

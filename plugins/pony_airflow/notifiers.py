@@ -16,6 +16,23 @@ from pony_tasks.config import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
+def data_docs_url(docs_path: str) -> str:
+    """The page a person opens for a Data Docs file: through the Airflow UI (``[api] base_url``, the plugin's
+    ``/pony/quality-docs/…``, behind the login); the file path itself when it lies outside this PONY_HOME's site."""
+    from pathlib import Path
+
+    from airflow.configuration import conf
+
+    from pony_tasks.quality.checks import data_docs_index
+
+    try:
+        relative = Path(docs_path).resolve().relative_to(data_docs_index().parent.resolve())
+    except ValueError:
+        return docs_path
+    base = (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
+    return f"{base}/pony/quality-docs/{relative.as_posix()}"
+
+
 def alert_from_context(context: Any) -> Alert:
     """An alert naming the DAG, task, run and the error; a data-quality failure lists each failed expectation."""
     ti = context.get("ti") or context.get("task_instance")
@@ -29,7 +46,7 @@ def alert_from_context(context: Any) -> Alert:
         details = [f.describe() for f in report.blocking]
         body = f"blocking data-quality expectations failed in suite {report.suite}; downstream tasks stopped"
         if getattr(report, "docs_path", None):
-            body += f"\nData Docs page: {report.docs_path}"
+            body += f"\nData Docs page: {data_docs_url(report.docs_path)}"
     else:
         body = f"{type(error).__name__}: {error}" if error else "task failed"
     return Alert(subject=f"{dag_id}.{task_id} failed (run {run_id})", body=body, details=details)

@@ -66,3 +66,29 @@ def quality_results(ctx: PonyContext, limit: int) -> None:
     index = data_docs_index(ctx.settings)
     if index.exists():
         click.echo(f"Data Docs (every result, as HTML): {index}")
+
+
+@quality_group.command("docs-assets")
+@click.option("--into", type=click.Path(file_okay=False), help="Folder (default: PONY_DOCS_ASSETS, else "
+              "share/pony/docs-assets in this Python environment).")  # fmt: skip
+@click.option("--check", is_flag=True, help="Only say whether every asset is there (exit 1 if not); fetch nothing.")
+def quality_docs_assets(into: str | None, check: bool) -> None:
+    """Fetch the scripts and styles Data Docs pages load from CDNs (pinned npm packages, integrity-checked) so the
+    pages render offline through the UI (`make` runs this with the install)."""
+    from pathlib import Path
+
+    from pony_tasks.quality.docs_assets import assets_dir, fetch_assets, missing_assets
+
+    directory = Path(into) if into else assets_dir()
+    if not check:
+        try:
+            fetch_assets(directory)
+        except OSError as exc:
+            raise click.ClickException(f"could not fetch the Data Docs assets ({exc}): set PONY_NPM_REGISTRY to a "
+                                       "reachable npm registry or mirror, or copy the folder from a machine that "
+                                       "has it") from None  # fmt: skip
+    missing = missing_assets(directory)
+    if missing:
+        click.echo(f"missing under {directory}: {', '.join(missing)}", err=True)
+        sys.exit(1)
+    click.echo(f"Data Docs assets ready under {directory}")

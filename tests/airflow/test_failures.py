@@ -50,3 +50,20 @@ def test_generator_tasks_are_wrapped_too() -> None:
 
     with pytest.raises(AirflowFailException):
         list(task())
+
+
+def test_an_alert_links_its_data_docs_page_through_the_ui(monkeypatch, tmp_path) -> None:
+    from pony_airflow.notifiers import data_docs_url
+    from pony_tasks.config import get_settings
+    from pony_tasks.quality.checks import data_docs_index
+
+    monkeypatch.setenv("PONY_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org/")
+    get_settings.cache_clear()
+    try:
+        page = data_docs_index().parent / "validations" / "images" / "run" / "batch.html"
+        assert data_docs_url(str(page)) == ("https://airflow.example.org/pony/quality-docs/validations/images/run/"
+                                            "batch.html")  # fmt: skip
+        assert data_docs_url("/elsewhere/page.html") == "/elsewhere/page.html"
+    finally:
+        get_settings.cache_clear()

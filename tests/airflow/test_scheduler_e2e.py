@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pony_tasks.alerts import read_alerts
 from pony_tasks.config import get_settings
 from pony_tasks.orchestration.stages import SITES
 from tests.airflow.conftest import ROOT
@@ -143,17 +144,33 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
     assert _count("SELECT count(*) FROM finetune_gate WHERE gate = 'human_approval' AND passed "
                   "AND detail LIKE %s", "%Approve%by ana%") == 1  # fmt: skip
 
-    # By hand again: nothing new since the last fine-tune, so the gates skip the rest — skipped, and still green.
+    # By hand again: nothing new since the last fine-tune, so the gates skip the rest — skipped, still green, and
+    # nothing exported (the gates decide on the selection, before the export).
+    from pony_tasks.storage import open_store
+
+    store = open_store(settings=get_settings())
+    exports = {key.split("/")[1] for key in store.list("exports/")}
     again = api.trigger("finetune", {})
     run = api.wait_for_run("finetune", again, 300)
     tasks = api.tasks("finetune", again)
     assert run["state"] == "success" and tasks["gates"]["state"] == tasks["train"]["state"] == "skipped", tasks
+    assert tasks["export"]["state"] == "skipped" and {key.split("/")[1] for key in store.list("exports/")} == exports
     assert _count("SELECT count(*) FROM finetune_gate WHERE gate = 'new_images' AND NOT passed") == 1
+    from pony_tasks.reports.plots import latest_finetune_gates
+
+    assert latest_finetune_gates()[0]["context"] == again and "new_images" in latest_finetune_gates()[0]["outcome"]
+
+    # A base model that is not there: the run fails before anyone is asked to approve, naming the setting.
+    missing = api.trigger("finetune", {"base_model": str(Path(get_settings().resolved_home) / "no-such-model")})
+    run = api.wait_for_run("finetune", missing, 300)
+    tasks = api.tasks("finetune", missing)
+    assert run["state"] == "failed" and tasks["preflight"]["state"] == "failed", tasks
+    assert tasks["preflight"]["try_number"] == 1 and tasks["approve"]["state"] == "upstream_failed", tasks
+    alert = next(a for a in reversed(read_alerts(get_settings())) if "preflight" in a.subject)
+    assert "finetune_param_defaults" in alert.body, alert.body
 
     # A shard whose vectors are no longer unit length: the blocking embeddings gate fails at once (no retry), the
     # scores are never written, the run is red and the alert names the failed expectation.
-    from pony_tasks.alerts import read_alerts
-
     _break_an_embedding_shard()
     before = len(read_alerts(get_settings()))
     broken = api.trigger("embed_and_score", {})
@@ -165,8 +182,11 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
     new_alerts = read_alerts(get_settings())[before:]
     alert = next(a for a in new_alerts if "check_embeddings" in a.subject)
     assert any("norm" in d for d in alert.details), alert
-    page = alert.body.split("Data Docs page: ")[1].split()[0]  # the alert names the result's HTML page
-    text = " ".join(re.sub(r"<[^>]+>", " ", Path(page).read_text()).split())
+    page = alert.body.split("Data Docs page: ")[1].split()[0]  # the alert links the result's page through the UI
+    assert page.startswith(f"{api.base_url}/pony/quality-docs/validations/"), page
+    answer = api.client.get(page)
+    assert answer.status_code == 200, answer.text[:500]
+    text = " ".join(re.sub(r"<[^>]+>", " ", answer.text).split())
     assert "Status: Failed" in text and "Expectation Suite: embeddings" in text, text[:2000]
 
     # Bad parameters: the run starts, its first task names every problem and fails at once, without a retry, and

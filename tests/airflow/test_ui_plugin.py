@@ -361,3 +361,49 @@ def test_gate_outcomes_and_normal_empty_checks_show_on_the_reports_page(api_serv
     assert outcomes["captions"] == ("no rows", "bad") and outcomes["images"] == ("failed", "bad")
     skipped = browser.find_element(By.CSS_SELECTOR, "#gates tr[data-skipped=true]").text
     assert "asset_triggered__1" in skipped and "need 1000" in skipped
+
+
+def test_data_docs_render_fully_with_no_network(api_server, rating_data) -> None:
+    """Issue 27: with every host but 127.0.0.1 unreachable, the Data Docs index is styled and its table of
+    validations (built by bootstrap-table's script) lists the stored result, and pages load at once."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pony_tasks.quality.checks import run_check
+    from pony_tasks.quality.docs_assets import missing_assets
+
+    assert not missing_assets(), "`pony quality docs-assets` (make's install step) fetched every asset"
+    run_check("images", settings=get_settings(), since=datetime(2000, 1, 1, tzinfo=UTC))
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,900", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        ana = login(api_server, "ana")
+        driver.get(api_server + "/pony/reports")
+        driver.add_cookie({"name": "_token", "value": ana.cookies["_token"]})
+        started = time.monotonic()
+        driver.get(api_server + "/pony/quality-docs/index.html")
+        WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        loaded = time.monotonic() - started
+        table = WebDriverWait(driver, 20).until(
+            lambda d: [row for row in d.find_elements(By.CSS_SELECTOR, "table tbody tr") if "images" in row.text])
+        assert table, "the index lists the validation"
+        assert driver.execute_script("return typeof jQuery === 'function' && typeof jQuery.fn.bootstrapTable === "
+                                     "'function' && typeof vegaEmbed === 'function'")  # fmt: skip
+        font = driver.execute_script("return getComputedStyle(document.body).fontFamily")
+        assert "-apple-system" in font or "Segoe UI" in font, f"Bootstrap's styles apply ({font})"
+        sources = driver.execute_script("return [...document.querySelectorAll('script[src], link[href]')]"
+                                        ".map(e => e.src || e.href)")  # fmt: skip
+        assert not [s for s in sources if s.startswith("http") and "127.0.0.1" not in s and "stylesheet" not in s
+                    and ("cdn" in s or "unpkg" in s or "jquery.com" in s)], sources  # fmt: skip
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        assert loaded < 5, f"no page waits for a CDN to time out ({loaded:.1f} s)"
+    finally:
+        driver.quit()

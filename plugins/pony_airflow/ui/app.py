@@ -223,10 +223,12 @@ def report_finetune_gates(user: User) -> list[dict]:
 
 @app.get("/quality-docs/{path:path}")
 async def quality_docs(path: str, request: Request) -> Response:
-    """The Great Expectations Data Docs site (``PONY_HOME/gx/uncommitted/data_docs/local_site``), behind the login."""
-    from fastapi.responses import FileResponse
+    """The Great Expectations Data Docs site (``PONY_HOME/gx/uncommitted/data_docs/local_site``), behind the login;
+    pages point at the local copies of the scripts and styles GX loads from CDNs (quality.docs_assets)."""
+    from fastapi.responses import FileResponse, HTMLResponse
 
     from pony_tasks.quality.checks import data_docs_index
+    from pony_tasks.quality.docs_assets import rewrite_html
 
     try:
         await current_user(request)
@@ -236,7 +238,23 @@ async def quality_docs(path: str, request: Request) -> Response:
     target = (site / (path or "index.html")).resolve()
     if not target.is_relative_to(site) or not target.is_file():
         raise HTTPException(status_code=404, detail="no such Data Docs page (run a check: `pony quality check …`)")
+    if target.suffix == ".html":
+        return HTMLResponse(rewrite_html(target.read_text(encoding="utf-8")))
     return FileResponse(target)
+
+
+@app.get("/docs-assets/{path:path}")
+async def docs_assets(path: str) -> Response:
+    """The Data Docs pages' scripts, styles and fonts (public libraries: no login needed)."""
+    from fastapi.responses import FileResponse
+
+    from pony_tasks.quality.docs_assets import assets_dir
+
+    root = assets_dir().resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(status_code=404, detail=f"no Data Docs asset {path!r} (run `pony quality docs-assets`)")
+    return FileResponse(target, headers={"Cache-Control": "max-age=86400"})
 
 
 class BarePrefixRedirect:

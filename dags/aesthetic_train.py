@@ -11,7 +11,7 @@ from pony_airflow.assets import AESTHETIC_MODEL
 from pony_airflow.defaults import dag_kwargs
 from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
 from pony_airflow.operators import stage_operator
-from pony_airflow.params import check_params_task, dag_params
+from pony_airflow.params import CHECKED_PARAMS_JSON, check_params_task, dag_params
 from pony_tasks.orchestration.stages import train_aesthetic
 
 DOC = """
@@ -40,7 +40,7 @@ RULES = {
 
 with DAG(dag_id="aesthetic_train", schedule=None, params=dag_params(RULES),
          **dag_kwargs(DOC, ["aesthetic", "manual"])) as dag:  # fmt: skip
-    trained = stage_operator("train", train_aesthetic())
+    trained = stage_operator("train", train_aesthetic(CHECKED_PARAMS_JSON))
 
     @pony_task(multiple_outputs=False)
     def find_candidate(dag_run=None) -> dict:

@@ -41,13 +41,14 @@ with DAG(
 ) as dag:
 
     @pony_task.short_circuit
-    def choose_version(triggering_asset_events=None, ti=None, params=None) -> bool:
+    def choose_version(triggering_asset_events=None, ti=None) -> bool:
+        from pony_airflow.params import checked_params
         from pony_tasks.orchestration.stages import caption_target
         from pony_tasks.orchestration.tasks import active_aesthetic_version, active_caption_set
 
         events = [event for events in (triggering_asset_events or {}).values() for event in events]
         versions = [int(event.extra["version_id"]) for event in events if "version_id" in (event.extra or {})]
-        versions += [int(v) for v in (params or {}).get("version_ids") or []]  # a manual trigger names them
+        versions += checked_params(ti).get("version_ids") or []  # a manual trigger names them (checked integers)
         restyled = any("style_version" in (event.extra or {}) for event in events)
         target, superseded = caption_target(versions, active_aesthetic_version(), restyled)
         print(f"events name versions {sorted(set(versions))}; captioning {target}; superseded {superseded}")

@@ -5,6 +5,12 @@ form silently clamps a number to the schema's ``minimum``; and it accepts keys n
 given to Airflow carry the type, choices, default and a description that states the allowed range, and the first
 task of the run (``check_params``) checks the run's whole conf against the full rules — unknown keys, ranges,
 types — and fails at once, without retries, listing every problem.
+
+Lists of integers (``rating_sets``, ``version_ids``): Airflow's trigger form shows an array parameter without an
+``items`` type as a text box of one value per line and sends the lines as strings (``["1", "3"]``, its
+``FieldStringArray``). ``check_params`` reads such lines (and ``"1, 3"`` on one line) as integers before checking,
+and hands the checked values to the rest of the run (XCom ``params`` of ``check_params``; :func:`checked_params`),
+so a task gets ``[1, 3]`` whichever way the run was started.
 """
 
 from __future__ import annotations
@@ -57,6 +63,37 @@ def with_defaults(rules: dict[str, dict[str, Any]], defaults: dict[str, Any], se
     return merged
 
 
+def coerce(values: dict[str, Any], rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``values`` with the form's text lines read as what their rule asks: for an array of integers, each string that
+    is an integer (surrounding spaces, several per line with commas) becomes one, blank lines go; anything else is
+    left for the check to name."""
+    out = dict(values)
+    for name, rule in rules.items():
+        items = rule.get("items") if rule.get("type") == "array" else None
+        value = out.get(name)
+        if not (isinstance(items, dict) and items.get("type") == "integer" and isinstance(value, list)):
+            continue
+        read: list[Any] = []
+        for item in value:
+            if isinstance(item, str):
+                for part in item.split(","):
+                    text = part.strip()
+                    if text:
+                        read.append(int(text) if text.lstrip("+-").isdigit() else text)
+            else:
+                read.append(item)
+        out[name] = read
+    return out
+
+
+def checked_params(ti: Any) -> dict[str, Any]:
+    """The parameters ``check_params`` checked (lists of integers read as integers), in a task downstream of it."""
+    return ti.xcom_pull(task_ids="check_params", key="params")
+
+
+CHECKED_PARAMS_JSON = "{{ ti.xcom_pull(task_ids='check_params', key='params') | tojson }}"  # the same, in a template
+
+
 def conf_problems(conf: dict[str, Any] | None, values: dict[str, Any], rules: dict[str, dict[str, Any]]) -> list[str]:
     """Every problem with a run's parameters: keys in ``conf`` that no parameter has, and each value in ``values``
     (the run's resolved params) that breaks its rule."""
@@ -80,12 +117,13 @@ def check_params_task(rules: dict[str, dict[str, Any]]):
     from airflow.sdk.exceptions import AirflowFailException
 
     @task(task_id="check_params", retries=0)
-    def check_params(params=None, dag_run=None) -> str:  # noqa: ANN001 - Airflow context
-        values = {name: params[name] for name in rules if name in params}
+    def check_params(params=None, dag_run=None, ti=None) -> str:  # noqa: ANN001 - Airflow context
+        values = coerce({name: params[name] for name in rules if name in params}, rules)
         problems = conf_problems(dag_run.conf, values, rules)
         if problems:
             raise AirflowFailException(f"{len(problems)} bad parameter(s) — nothing was run:\n"
                                        + "\n".join(f"  - {p}" for p in problems))  # fmt: skip
+        ti.xcom_push(key="params", value=values)  # what the rest of the run uses (checked_params)
         summary = "parameters: " + ", ".join(f"{name}={values[name]!r}" for name in rules if name in values)
         print(summary)
         return summary

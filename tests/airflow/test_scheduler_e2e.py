@@ -114,12 +114,15 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
     with connect(get_settings()) as conn:
         write_synthetic_ratings(conn, SampleCorpus(posts_per_site=POSTS_PER_SITE), ratings, set_id=picked.set_id)
     import_ratings(ratings, settings=get_settings(), source="test")
-    train_run = api.trigger("aesthetic_train", {"epochs": 30, "rating_sets": [picked.set_id]})
+    # rating_sets as Airflow's trigger form sends a list typed one per line: strings (test_ui_plugin types them)
+    train_run = api.trigger("aesthetic_train", {"epochs": 30, "rating_sets": [f" {picked.set_id}"]})
     answer = api.answer("aesthetic_train", train_run, "approve", "Approve")
     assert answer["chosen_options"] == ["Approve"] and answer["responded_by"]["name"] == "ana", answer
     run = api.wait_for_run("aesthetic_train", train_run, 300)
     tasks = api.tasks("aesthetic_train", train_run)
     assert run["state"] == "success" and tasks["promote"]["state"] == "success", tasks
+    checked = api.get(f"/dags/aesthetic_train/dagRuns/{train_run}/taskInstances/check_params/xcomEntries/params")
+    assert checked["value"]["rating_sets"] == [picked.set_id], checked  # the run's tasks got integers
     version = _count("SELECT version_id FROM aesthetic_model WHERE status = 'active'")
 
     # The promotion's asset event starts captions_regenerate, whose captions asset starts finetune (no logical date).

@@ -407,3 +407,47 @@ def test_data_docs_render_fully_with_no_network(api_server, rating_data) -> None
         assert loaded < 5, f"no page waits for a CDN to time out ({loaded:.1f} s)"
     finally:
         driver.quit()
+
+
+def test_a_list_of_integers_is_entered_in_airflows_trigger_form(api_server, rating_data, browser) -> None:
+    """Issue 27: aesthetic_train's rating_sets typed in Airflow's own trigger form (one per line, as the form asks)
+    reaches the run, and check_params reads it as integers."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pony_airflow.params import coerce
+    from tests.airflow.conftest import ROOT
+
+    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], check=True, capture_output=True,
+                   cwd=ROOT, timeout=300)  # fmt: skip
+    ana = login(api_server, "ana")
+    headers = {"Authorization": f"Bearer {ana.cookies['_token']}"}
+    browser.get(api_server + "/pony/reports")
+    browser.add_cookie({"name": "_token", "value": ana.cookies["_token"]})
+    browser.get(api_server + "/dags/aesthetic_train")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda b: [e for e in b.find_elements(By.TAG_NAME, "button") if e.text.strip() == "Trigger"])[0].click()
+    field = wait.until(lambda b: b.find_elements(By.ID, "element_rating_sets"))
+    if not field[0].is_displayed():  # the parameters may sit in a collapsed section
+        [e for e in browser.find_elements(By.TAG_NAME, "button") if "Parameters" in e.text][0].click()
+    field[0].click()
+    field[0].send_keys("1", Keys.ENTER, "3")
+    submit = [e for e in browser.find_elements(By.CSS_SELECTOR, "button") if e.text.strip() == "Trigger"][-1]
+    submit.click()
+
+    def created() -> list[dict]:
+        answer = requests.get(api_server + "/api/v2/dags/aesthetic_train/dagRuns", headers=headers, timeout=10)
+        return answer.json().get("dag_runs", []) if answer.status_code == 200 else []
+
+    runs = WebDriverWait(browser, 30).until(lambda _: created())
+    conf = runs[-1]["conf"]
+    assert conf["rating_sets"] == ["1", "3"], conf  # the form sends lines: the run reads them as integers
+    spec = importlib.util.spec_from_file_location("aesthetic_train_dag", ROOT / "dags" / "aesthetic_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert coerce(conf, module.RULES)["rating_sets"] == [1, 3], "check_params hands the run integers"

@@ -136,7 +136,7 @@ class Demo:
         with create_session() as session:
             queued = session.query(AssetDagRunQueue).delete()
         if queued:
-            print(f"[airflow]  {queued} asset event(s) the demo's own runs consumed left Airflow's queue")
+            print(f"[assets]   {queued} queued asset event(s) removed: the demo's own runs consumed them")
 
     def _finetune(self, settings) -> None:
         from pony_tasks.orchestration.standalone import TINY_FINETUNE, tiny_base_model

@@ -73,8 +73,54 @@ class ImageFacts:
         return self.width / self.height if self.height else 0.0
 
     def canonical_rank(self) -> tuple:
-        """Higher is a better canonical image: more pixels, lossless over lossy, more bytes (less re-encoded)."""
-        return (self.width * self.height, LOSSLESS.get(self.format, 0), self.byte_size, self.sha256)
+        """Higher is a better canonical image, before marks are looked at (:func:`canonical_image`): more pixels,
+        lossless over lossy, then the file size — a lossy file's more bytes are less re-encoded, a lossless file's
+        fewer bytes carry nothing added (a signature, a watermark: the same pixels otherwise)."""
+        lossless = LOSSLESS.get(self.format, 0)
+        return (self.width * self.height, lossless, -self.byte_size if lossless else self.byte_size, self.sha256)
+
+
+MARK_CELL_LEVELS = 6  # of 255: 16×16 detail cells two copies differ in by more than this are where a mark may be
+
+
+def _roughness(detail: bytes, cells: list[int]) -> float:
+    """How far each of ``cells`` (indices into the 16×16 detail) stands out from its four neighbours, summed."""
+    total = 0.0
+    for cell in cells:
+        y, x = divmod(cell, 16)
+        near = [detail[(y + dy) * 16 + x + dx] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))
+                if 0 <= y + dy < 16 and 0 <= x + dx < 16]  # fmt: skip
+        total += abs(detail[cell] - sum(near) / len(near))
+    return total
+
+
+def marked_side(a: ImageFacts, b: ImageFacts) -> ImageFacts | None:
+    """Of two copies of one picture at the same size, the one carrying a mark the other lacks (a signature, a
+    watermark, a stamp): where their 16×16 details differ, a mark stands out from what is around it, the clean copy
+    does not. None when they do not differ or neither stands out more."""
+    cells = [i for i, (p, q) in enumerate(zip(a.signatures.detail, b.signatures.detail, strict=True))
+             if abs(p - q) > MARK_CELL_LEVELS]  # fmt: skip
+    if not cells:
+        return None
+    rough_a, rough_b = _roughness(a.signatures.detail, cells), _roughness(b.signatures.detail, cells)
+    if abs(rough_a - rough_b) <= MARK_CELL_LEVELS * len(cells) / 2:
+        return None
+    return a if rough_a > rough_b else b
+
+
+def canonical_image(images: list[ImageFacts]) -> ImageFacts:
+    """A work's canonical image: the most pixels, lossless first; among copies tied on those, the one marked the
+    fewest times against the others (:func:`marked_side`: the clean copy beats its signed or watermarked re-post),
+    then :meth:`ImageFacts.canonical_rank`."""
+    best = max(image.canonical_rank()[:2] for image in images)
+    tied = [image for image in images if image.canonical_rank()[:2] == best]
+    marks = dict.fromkeys((image.sha256 for image in tied), 0)
+    if len(tied) > 1:
+        for index, a in enumerate(tied):
+            for b in tied[index + 1:]:
+                if (a.width, a.height) == (b.width, b.height) and (marked := marked_side(a, b)) is not None:
+                    marks[marked.sha256] += 1
+    return max(tied, key=lambda image: (-marks[image.sha256], image.canonical_rank()))
 
 
 def credited(artists: frozenset[str]) -> frozenset[str]:

@@ -19,7 +19,7 @@ from pony_tasks.images.validate import Signatures
 from pony_tasks.runs import recorded_run
 from pony_tasks.storage import open_store
 from pony_tasks.works.candidates import candidate_pairs
-from pony_tasks.works.decide import ImageFacts, judge
+from pony_tasks.works.decide import ImageFacts, canonical_image, judge
 from pony_tasks.works.neighbours import median_random_cosine
 from pony_tasks.works.synonyms import common_spelling
 
@@ -179,7 +179,7 @@ def link_works(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts
     with conn.cursor() as cur:
         for group in groups:
             held = Counter(current[s] for s in group if s in current and current[s] not in taken)
-            canonical = max((facts[s] for s in group), key=ImageFacts.canonical_rank).sha256
+            canonical = canonical_image([facts[s] for s in group]).sha256
             if held:
                 work_id = min(held, key=lambda w: (canonical_of.get(w) not in group, -held[w], w))
                 cur.execute("UPDATE work SET canonical_sha256 = %s, updated_at = now() WHERE work_id = %s "

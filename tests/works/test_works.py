@@ -233,3 +233,19 @@ def test_a_copy_credited_to_another_artist_stays_apart_also_on_gelbooru(migrated
         verdict, evidence = cur.fetchone()
     assert verdict == "distinct" and any(r.startswith("credited to other artists") and "sunbeam" in r and "inkwell" in r
                                          for r in evidence["reasons"]), evidence  # fmt: skip
+
+
+def test_the_clean_copy_is_canonical_when_a_signed_copy_has_the_same_size_and_format(migrated) -> None:
+    """Issue 27: a re-post with a signature or watermark at the same size and format (more bytes: the mark adds
+    content) must not become the work's canonical image while the clean copy is there."""
+    clean, signed = set(), set()
+    for picture in range(8):
+        original = _artwork(picture)
+        clean.add(_store(migrated, _save(original, "PNG")))
+        signed.add(_store(migrated, _save(_signed(original), "PNG")))
+    report = run_works(migrated)
+    assert report.multi_image_works == 8, report.summary()
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT canonical_sha256 FROM work")
+        canonical = {row[0] for row in cur.fetchall()}
+    assert canonical == clean and not canonical & signed

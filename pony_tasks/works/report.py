@@ -93,6 +93,12 @@ def review(conn: psycopg2.extensions.connection, works: int = 30, misses: int = 
                            ORDER BY (evidence->>'phash_bits')::int NULLS LAST, sha_a, sha_b LIMIT %s""",
                         (verdict, limit))  # fmt: skip
             found[verdict] = [_pair(row) for row in cur.fetchall()]
+        paired = sorted({sha for pairs in found.values() for pair in pairs for sha in (pair["a"], pair["b"])})
+        cur.execute("""SELECT sha256, array_agg(site || ' ' || post_id ORDER BY site, post_id) FROM booru_post_image
+                       WHERE sha256 = ANY(%s) GROUP BY sha256""", (paired,))  # fmt: skip
+        posts_of = dict(cur.fetchall())
+        for pair in (pair for pairs in found.values() for pair in pairs):  # labelled as merged works' images are
+            pair["a_posts"], pair["b_posts"] = posts_of.get(pair["a"], []), posts_of.get(pair["b"], [])
     return {"summary": summary.text(), "images": summary.images, "works": summary.works,
             "merged_works": summary.multi_image_works, "merged": merged, "variants": found["variant"],
             "near_misses": found["distinct"]}  # fmt: skip

@@ -315,6 +315,12 @@ def test_an_operator_reviews_works_and_splits_one_in_a_real_browser(api_server, 
     figures = work.find_elements(By.TAG_NAME, "figure")
     assert "canonical" in figures[0].get_attribute("class") and "danbooru 2" in figures[1].text
     assert "phash_bits 2" in work.text and "colours differ" in browser.find_element(By.ID, "variants").text
+    # every evidence line names its pair, and every image is named by its posts (issue 27)
+    assert "e621 1 ↔ danbooru 2: duplicate" in work.text
+    variants = browser.find_element(By.ID, "variants")
+    assert "e621 3 ↔ danbooru 4: variant" in variants.text
+    assert [f.text for f in variants.find_elements(By.TAG_NAME, "figure")] == ["e621 3", "danbooru 4"]
+    assert "e621 5 ↔ danbooru 6: distinct" in browser.find_element(By.ID, "misses").text
     figures[1].find_element(By.TAG_NAME, "button").click()
     prompt = wait.until(expected_conditions.alert_is_present())
     prompt.send_keys("a re-drawn version")

@@ -21,10 +21,11 @@ of a sequence (a part of the picture moved). A pair is a ``duplicate`` only when
   alone still merge some frames of a sequence whose moved part hardly shows at 16×16 (the closing note of issue 15
   has the figures), which is why this signal is not left out.
 
-Pairs that fail only on colour or detail and whose posts share an artist are that artist's ``variant`` (an alternate
-version: linked, not merged); every other failing pair is ``distinct``, with the reasons in the evidence. The limits
-below were calibrated on the sample corpus (see the comment above them); on real images they are a starting point,
-to be checked with the works page's near misses."""
+Pairs that fail only on colour or detail, whose posts share an artist, and whose drawing is kept (pHash within
+``MAX_VARIANT_BITS``, at most ``MAX_VARIANT_CHANGED_SHARE`` of the inner detail changed: a shared artist alone is
+not enough) are that artist's ``variant`` (an alternate version: linked, not merged); every other failing pair is
+``distinct``, with the reasons in the evidence. The limits below were calibrated on the sample corpus (see the
+comment above them); on real images they are a starting point, to be checked with the works page's near misses."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ from pony_tasks.images.validate import Signatures, changed_share, hamming, luma_
 MAX_CONFIRM_BITS = 20  # pHash bits for a confirmed pair (signatures on 64-px pictures reach 28; re-drawings ≥ 18)
 MARK_BITS = 8  # past this many bits (of the closest views) only a mark on top explains the move: thumbnails agree
 MAX_MARK_LOOK = 1.2  # luma + chroma allowed past MARK_BITS (the training seeds score 1.2 and 1.5 alike)
-MAX_VARIANT_BITS = 12  # an alternate version keeps the drawing: its pHash stays this close
+MAX_VARIANT_BITS = 12  # an alternate version keeps the drawing: its pHash stays this close …
+MAX_VARIANT_CHANGED_SHARE = 0.25  # … and most of its inner 16×16 detail (demo corpus: the artist's alternate
+# versions ≤ 11 % of cells changed; same-artist pairs judged variants on a shared artist alone 50 % and 100 %)
 MAX_LUMA = 8.0  # of 255, 4×4 brightness: re-encodes ≤ 7.5
 MAX_CHROMA = 3.5  # of 255, 4×4 colour: re-encodes ≤ 3.0, crops and borders ≤ 4.1 (the shift); recolours ≥ 3.5
 DETAIL_MARGIN = 2  # detail cells this close to the edge are not compared (signatures, watermarks, borders sit there)
@@ -175,7 +178,7 @@ def judge(a: ImageFacts, b: ImageFacts, cosine: float | None = None) -> tuple[st
         return "duplicate", evidence
     evidence["reasons"] = shape + looks
     shared = sorted(credits_a & credits_b)
-    if not shape and bits <= MAX_VARIANT_BITS and shared:
+    if not shape and bits <= MAX_VARIANT_BITS and shared and evidence["changed_share"] <= MAX_VARIANT_CHANGED_SHARE:
         evidence["shared_artists"] = shared
         return "variant", evidence
     return "distinct", evidence

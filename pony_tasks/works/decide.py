@@ -40,8 +40,9 @@ MAX_CONFIRM_BITS = 20  # pHash bits for a confirmed pair (signatures on 64-px pi
 MARK_BITS = 8  # past this many bits (of the closest views) only a mark on top explains the move: thumbnails agree
 MAX_MARK_LOOK = 1.2  # luma + chroma allowed past MARK_BITS (the training seeds score 1.2 and 1.5 alike)
 MAX_VARIANT_BITS = 12  # an alternate version keeps the drawing: its pHash stays this close …
-MAX_VARIANT_CHANGED_SHARE = 0.25  # … and most of its inner 16×16 detail (demo corpus: the artist's alternate
-# versions ≤ 11 % of cells changed; same-artist pairs judged variants on a shared artist alone 50 % and 100 %)
+MAX_VARIANT_CHANGED_SHARE = 0.45  # … and most of its inner 16×16 detail (demo corpus: the artist's alternate
+# versions ≤ 11 % of cells changed; same-artist pairs judged variants on a shared artist alone 50 % and 100 %; on six
+# seeds 51 of 58 alternate versions stay variants, 52 with no cap, 49 with a cap of 25 %)
 MAX_LUMA = 8.0  # of 255, 4×4 brightness: re-encodes ≤ 7.5
 MAX_CHROMA = 3.5  # of 255, 4×4 colour: re-encodes ≤ 3.0, crops and borders ≤ 4.1 (the shift); recolours ≥ 3.5
 DETAIL_MARGIN = 2  # detail cells this close to the edge are not compared (signatures, watermarks, borders sit there)

@@ -21,6 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pony_tasks.captions.quality import draw_up_tags
 from pony_tasks.captions.tokens import cumulative_costs, kept_count, tag_cost, tags_cost
 
 KEEP_SEPARATOR = "|||"
@@ -119,7 +120,7 @@ class _Drawer:
             self.cumulative = cumulative_costs(content)
 
     def draw(self, rng: random.Random, room: int | None, keep_probability: float) -> Line:
-        drawn = [tag for tag in self.up_tags if rng.random() < keep_probability]
+        drawn = draw_up_tags(self.up_tags, rng, keep_probability)
         thinned = room is not None and len(drawn) > room
         if thinned:
             drawn = [drawn[i] for i in sorted(rng.sample(range(len(drawn)), room))]

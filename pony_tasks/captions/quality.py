@@ -66,4 +66,10 @@ def sample_quality(tags: QualityTags, rng: random.Random, keep_probability: floa
     kept independently with ``keep_probability``."""
     if not tags.independent:
         return [tags.band_tag, *tags.up_tags]
-    return [tags.band_tag, *(tag for tag in tags.up_tags if rng.random() < keep_probability)]
+    return [tags.band_tag, *draw_up_tags(tags.up_tags, rng, keep_probability)]
+
+
+def draw_up_tags(up_tags: Sequence[str], rng: random.Random, keep_probability: float = 0.5) -> list[str]:
+    """The independent draw of V7: each ``score_K_up`` tag kept with ``keep_probability``, in order (one
+    ``rng.random()`` per tag) — what every sample and every training line (captions.lines) draws."""
+    return [tag for tag in up_tags if rng.random() < keep_probability]

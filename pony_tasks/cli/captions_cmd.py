@@ -118,21 +118,22 @@ def captions_lines(ctx: PonyContext, variants: int, exact: bool) -> None:
     costs — the lines an export writes, without writing them."""
     from pony_tasks.captions.lines import LineStats, has_content
     from pony_tasks.captions.tokens import count_tokens
-    from pony_tasks.export.selection import select_samples
+    from pony_tasks.export.selection import active_set_info, iter_samples
 
+    stats, most_exact, captions = LineStats(), 0, 0
     with connect(ctx.settings) as conn:
         try:
-            caption_set, samples = select_samples(conn, None, None, None)
+            caption_set = active_set_info(conn)
         except LookupError as exc:
             raise click.ClickException(str(exc)) from None
-    stats, most_exact = LineStats(), 0
-    for sample in samples:
-        lines = sample.lines(variants, caption_set.token_limit)
-        stats.add(sample.band, lines, has_content(sample.content))
-        if exact:
-            most_exact = max([most_exact, *(count_tokens(line.plain(random.Random(0))) for line in lines)])
+        for sample in iter_samples(conn, caption_set, None, None, None):  # streamed: any set size
+            lines = sample.lines(variants, caption_set.token_limit)
+            stats.add(sample.band, lines, has_content(sample.content))
+            captions += 1
+            if exact:
+                most_exact = max([most_exact, *(count_tokens(line.plain(random.Random(0))) for line in lines)])
     click.echo(f"caption set {caption_set.set_id} ({caption_set.scheme}, ≤ {caption_set.token_limit} tokens): "
-               f"{len(samples)} captions, {stats.lines} lines")  # fmt: skip
+               f"{captions} captions, {stats.lines} lines")  # fmt: skip
     click.echo("band  lines  median content tags a line")
     for band in sorted(stats.content_per_line, reverse=True):
         click.echo(f"{band:>4}  {sum(stats.content_per_line[band].values()):>5}  {stats.median([band]):g}")

@@ -111,40 +111,48 @@ SELECTION_QUERY = """
     ORDER BY c.sha256"""
 
 
-def select_samples(
-    conn: psycopg2.extensions.connection, min_band: int | None, ratings: list[str] | None, sites: list[str] | None
-) -> tuple[CaptionSetInfo, list[ExportSample]]:
-    """The active caption set and its samples for the selection, by sha256: ``ratings`` — the caption's merged
-    rating (the work's strictest) is one of them; ``sites`` — one of the work's live posts is on one of them."""
+def active_set_info(conn: psycopg2.extensions.connection) -> CaptionSetInfo:
+    """The active caption set (LookupError, saying what to run, when there is none)."""
     set_id = active_set(conn)
     if set_id is None:
         raise LookupError("no active caption set: run `pony captions regenerate` first")
     with conn.cursor() as cur:
         cur.execute("SELECT scheme, aesthetic_version_id, parameters, token_limit FROM caption_set WHERE set_id = %s",
                     (set_id,))  # fmt: skip
-        info = CaptionSetInfo(set_id, *cur.fetchone())
-        cur.execute(SELECTION_QUERY, {"set": set_id, "version": info.aesthetic_version_id, "band": min_band,
+        return CaptionSetInfo(set_id, *cur.fetchone())
+
+
+def iter_samples(
+    conn: psycopg2.extensions.connection, info: CaptionSetInfo, min_band: int | None, ratings: list[str] | None,
+    sites: list[str] | None,
+) -> Iterator[ExportSample]:  # fmt: skip
+    """The samples of caption set ``info`` for the selection, by sha256, streamed from a server-side cursor (bounded
+    memory whatever the set's size): ``ratings`` — the caption's merged rating (the work's strictest) is one of
+    them; ``sites`` — one of the work's live posts is on one of them."""
+    with conn.cursor(name="export_samples") as cur:
+        cur.itersize = 10_000
+        cur.execute(SELECTION_QUERY, {"set": info.set_id, "version": info.aesthetic_version_id, "band": min_band,
                                       "ratings": ratings, "sites": sites})  # fmt: skip
-        samples = [ExportSample(sha, text, band, band_tag, tuple(ups), independent, key, fmt, width, height, rating,
-                                score, percentile, tuple(zip(site_list, post_ids, strict=True)), work,
-                                tuple(content), up_room)
-                   for (sha, text, band, band_tag, ups, independent, key, fmt, width, height, rating, score,
-                        percentile, site_list, post_ids, work, content, up_room) in cur.fetchall()]  # fmt: skip
-    return info, samples
+        for (sha, text, band, band_tag, ups, independent, key, fmt, width, height, rating, score, percentile,
+             site_list, post_ids, work, content, up_room) in cur:  # fmt: skip
+            yield ExportSample(sha, text, band, band_tag, tuple(ups), independent, key, fmt, width, height, rating,
+                               score, percentile, tuple(zip(site_list, post_ids, strict=True)), work, tuple(content),
+                               up_room)  # fmt: skip
+
+
+def select_samples(
+    conn: psycopg2.extensions.connection, min_band: int | None, ratings: list[str] | None, sites: list[str] | None
+) -> tuple[CaptionSetInfo, list[ExportSample]]:
+    """The active caption set and its samples for the selection (:func:`iter_samples`) as one list — what an export
+    holds today for its card and manifest (issue 28 is to stream those too)."""
+    info = active_set_info(conn)
+    return info, list(iter_samples(conn, info, min_band, ratings, sites))
 
 
 def selected_works(conn: psycopg2.extensions.connection, min_band: int | None) -> Iterator[str]:
-    """The work of every sample an export of the active caption set (bands ≥ ``min_band``) would hold, streamed
-    (a server-side cursor: bounded memory) — what the fine-tune gates count before anything is exported."""
-    set_id = active_set(conn)
-    if set_id is None:
+    """The work of every sample an export of the active caption set (bands ≥ ``min_band``) would hold, streamed —
+    what the fine-tune gates count before anything is exported."""
+    if active_set(conn) is None:
         return
-    with conn.cursor() as cur:
-        cur.execute("SELECT aesthetic_version_id FROM caption_set WHERE set_id = %s", (set_id,))
-        version = cur.fetchone()[0]
-    with conn.cursor(name="selected_works") as cur:
-        cur.itersize = 10_000
-        cur.execute(f"SELECT work FROM ({SELECTION_QUERY}) s",
-                    {"set": set_id, "version": version, "band": min_band, "ratings": None, "sites": None})
-        for (work,) in cur:
-            yield work
+    for sample in iter_samples(conn, active_set_info(conn), min_band, None, None):
+        yield sample.work

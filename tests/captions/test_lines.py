@@ -113,3 +113,26 @@ def test_a_lone_style_tag_keeps_a_content_tag_beside_it_in_every_line() -> None:
     rng = random.Random(2)
     for line in (caption.line(rng, keep_probability=1.0) for _ in range(50)):
         assert "style_cluster_16" in line.flexible and line.content_tags() >= 1
+
+
+def test_pony_captions_lines_reports_every_band_from_a_streamed_set(scored, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from pony_tasks.captions.sets import regenerate
+    from pony_tasks.cli import cli
+    from pony_tasks.config import get_settings
+    from pony_tasks.db import connect
+
+    with connect(scored) as conn:
+        regenerate(conn, scheme="v7")
+    monkeypatch.setenv("PONY_HOME", str(scored.resolved_home))
+    monkeypatch.setenv("PONY_DATABASE_URL", scored.database_url.get_secret_value())
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["captions", "lines", "--variants", "4", "--exact"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "300 captions" in result.output and "lines without content (their caption has some): 0" in result.output
+    bands = [line.split()[0] for line in result.output.splitlines() if line[:4].strip().isdigit()]
+    assert bands == [str(b) for b in range(9, 0, -1)], result.output

@@ -59,7 +59,7 @@ def load_head(store: ObjectStore, version: Version):
 
 
 def _heldout_metrics(conn, store: ObjectStore, version: Version, heldout: list[str]) -> dict:
-    ids, matrix = load_embeddings(conn, store, version.embedding_model_id)
+    ids, matrix = load_embeddings(conn, store, version.embedding_model_id, shas=heldout)  # only theirs
     row_of = {sha: i for i, sha in enumerate(ids)}
     targets = rated_targets(conn)
     usable = [s for s in heldout if s in row_of and s in targets]

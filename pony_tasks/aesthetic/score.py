@@ -15,7 +15,7 @@ from pony_tasks.aesthetic.registry import get_version, load_head
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.db.bulk import copy_rows
-from pony_tasks.embed.run import load_embeddings
+from pony_tasks.embed.run import iter_embeddings
 from pony_tasks.storage import open_store
 
 
@@ -43,8 +43,8 @@ def score_all(version_id: int | None = None, *, settings: Settings | None = None
         with conn.cursor() as cur:
             if full:
                 cur.execute("DELETE FROM aesthetic_score WHERE version_id = %s", (version.version_id,))
-            cur.execute("SELECT sha256 FROM aesthetic_score WHERE version_id = %s", (version.version_id,))
-            done = {row[0] for row in cur.fetchall()}
+            cur.execute("SELECT count(*) FROM aesthetic_score WHERE version_id = %s", (version.version_id,))
+            done = cur.fetchone()[0]
             # Exact by the keys (image_embedding holds at most one row per image and model, each an existing image),
             # and immune to the nested-loop plans that stale statistics on freshly filled tables can produce.
             cur.execute(
@@ -52,13 +52,16 @@ def score_all(version_id: int | None = None, *, settings: Settings | None = None
                 (version.embedding_model_id,),
             )
             missing = cur.fetchone()[0]
-        ids, matrix = load_embeddings(conn, store, version.embedding_model_id)
-        todo = [i for i, sha in enumerate(ids) if sha not in done]
-        scores = predict(load_head(store, version), matrix[todo]).numpy().astype(np.float64) if todo else np.zeros(0)
+        head = load_head(store, version)
         cdf = np.asarray(version.score_cdf)
-        percentiles = np.interp(scores, cdf, np.linspace(0, 1, len(cdf)))
-        with conn.cursor() as cur:
-            copy_rows(cur, "aesthetic_score", ("version_id", "sha256", "score", "percentile"),
-                      ((version.version_id, ids[i], float(s), float(p))
-                       for i, s, p in zip(todo, np.clip(scores, 0, 1), percentiles, strict=True)))  # fmt: skip
-    return ScoreResult(version.version_id, len(todo), len(done), missing)
+        scored = 0
+        # a shard at a time (its unscored rows only): memory of one shard whatever the number of images
+        for ids, matrix in iter_embeddings(conn, store, version.embedding_model_id, unscored_by=version.version_id):
+            scores = predict(head, matrix).numpy().astype(np.float64)
+            percentiles = np.interp(scores, cdf, np.linspace(0, 1, len(cdf)))
+            with conn.cursor() as cur:
+                copy_rows(cur, "aesthetic_score", ("version_id", "sha256", "score", "percentile"),
+                          ((version.version_id, sha, float(s), float(p))
+                           for sha, s, p in zip(ids, np.clip(scores, 0, 1), percentiles, strict=True)))  # fmt: skip
+            scored += len(ids)
+    return ScoreResult(version.version_id, scored, done, missing)

@@ -121,16 +121,16 @@ SOURCE_QUERY = """
                     GROUP BY r.work_key, g.key, lower(t.tag)) y
               GROUP BY 1, 2) x
         GROUP BY 1),
+    merged_facts AS (  -- one pass over works of several posts: strictest rating, first date, first site
+        SELECT work_key, (ARRAY['general','sensitive','questionable','explicit'])[max(array_position(
+                   ARRAY['general','sensitive','questionable','explicit'], rating))] AS rating,
+               min(created_at) AS created_at, min(site) AS site  -- post_rank 1: ordered by site first
+        FROM ranked GROUP BY work_key),
     merged AS (
-        SELECT c.sha256, c.percentile, r.site,
-               (SELECT (ARRAY['general','sensitive','questionable','explicit'])[max(array_position(
-                    ARRAY['general','sensitive','questionable','explicit'], o.rating))]
-                FROM ranked o WHERE o.work_key = r.work_key) AS rating,
-               coalesce(t.tags, '{}') AS tags, coalesce(g.tag_groups, '{}'::jsonb) AS tag_groups,
-               (SELECT min(o.created_at) FROM ranked o WHERE o.work_key = r.work_key) AS created_at
-        FROM ranked r JOIN chosen c USING (work_key)
-        LEFT JOIN merged_tags t USING (work_key) LEFT JOIN merged_groups g USING (work_key)
-        WHERE r.post_rank = 1),
+        SELECT c.sha256, c.percentile, f.site, f.rating,
+               coalesce(t.tags, '{}') AS tags, coalesce(g.tag_groups, '{}'::jsonb) AS tag_groups, f.created_at
+        FROM merged_facts f JOIN chosen c USING (work_key)
+        LEFT JOIN merged_tags t USING (work_key) LEFT JOIN merged_groups g USING (work_key)),
     works AS (SELECT * FROM single UNION ALL SELECT * FROM merged)
     SELECT m.sha256, m.percentile, m.site, m.rating, m.tags, m.tag_groups,
            extract(year FROM m.created_at AT TIME ZONE 'UTC')::int AS year, sc.cluster_id AS style_cluster,

@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,22 +187,40 @@ def load_embeddings(
     conn: psycopg2.extensions.connection, store: ObjectStore, model_id: int, shas: list[str] | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Every embedding of a model (or only those of ``shas``, reading only the shards that hold them): image ids
-    and the float16 matrix, in shard order."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT shard_id, storage_key FROM embedding_shard WHERE model_id = %s ORDER BY shard_id",
-                    (model_id,))  # fmt: skip
-        shards = cur.fetchall()
-        cur.execute("SELECT shard_id, row, sha256 FROM image_embedding WHERE model_id = %s "
-                    "AND (%s::text[] IS NULL OR sha256 = ANY(%s::text[]))", (model_id, shas, shas))  # fmt: skip
-        rows: dict[int, dict[int, str]] = {}
-        for shard_id, row, sha in cur.fetchall():
-            rows.setdefault(shard_id, {})[row] = sha
+    and the float16 matrix, in shard order. Memory: the whole result — for a bounded set (``shas``: ratings,
+    held-out images) or a stage that needs every vector at once; a pass over all of them is ``iter_embeddings``."""
     ids, parts = [], []
+    for shard_ids, matrix in iter_embeddings(conn, store, model_id, shas=shas):
+        ids.extend(shard_ids)
+        parts.append(matrix)
+    return ids, (np.concatenate(parts) if parts else np.zeros((0, 0), np.float16))
+
+
+def iter_embeddings(
+    conn: psycopg2.extensions.connection, store: ObjectStore, model_id: int, *, shas: list[str] | None = None,
+    unscored_by: int | None = None,
+) -> Iterator[tuple[list[str], np.ndarray]]:  # fmt: skip
+    """(image ids, float16 rows) one shard at a time, in shard order: memory of one shard (10,000 × 768 × 2 bytes,
+    15 MiB), whatever the number of shards. Only the rows of ``shas`` if given, only images the aesthetic version
+    ``unscored_by`` has not scored if given; a shard with no such row is not read from the object store."""
+    anti_join = ("AND NOT EXISTS (SELECT 1 FROM aesthetic_score s WHERE s.version_id = %(version)s "
+                 "AND s.sha256 = e.sha256)") if unscored_by is not None else ""  # fmt: skip
+    chosen = "AND e.sha256 = ANY(%(shas)s::text[])" if shas is not None else ""
+    params = {"model": model_id, "shas": shas, "version": unscored_by}
+    with conn.cursor() as cur:  # the shards that hold a wanted row (one scan; a few thousand shards at 30M images)
+        cur.execute(f"""SELECT s.shard_id, s.storage_key FROM embedding_shard s
+                        WHERE s.model_id = %(model)s AND EXISTS (
+                            SELECT 1 FROM image_embedding e WHERE e.model_id = %(model)s
+                            AND e.shard_id = s.shard_id {chosen} {anti_join})
+                        ORDER BY s.shard_id""", params)  # fmt: skip
+        shards = cur.fetchall()
     for shard_id, key in shards:
-        if shas is not None and shard_id not in rows:
+        with conn.cursor() as cur:
+            cur.execute(f"""SELECT e.row, e.sha256 FROM image_embedding e
+                            WHERE e.shard_id = %(shard)s AND e.model_id = %(model)s {chosen} {anti_join}
+                            ORDER BY e.row""", {**params, "shard": shard_id})  # fmt: skip
+            rows = cur.fetchall()
+        if not rows:
             continue
         matrix = np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False)
-        keep = sorted(rows.get(shard_id, {}))
-        ids.extend(rows[shard_id][r] for r in keep)
-        parts.append(matrix[keep])
-    return ids, (np.concatenate(parts) if parts else np.zeros((0, 0), np.float16))
+        yield [sha for _, sha in rows], matrix[[row for row, _ in rows]]

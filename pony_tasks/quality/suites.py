@@ -197,15 +197,16 @@ def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInpu
     (a site rarely reposts the same picture under another file: a warning, not an error), plus the merged share —
     in a band, and near the share the previous matcher run left (a sudden jump: the matcher or its input changed)."""
     frame = _frame(
-        """WITH members AS (
-               SELECT i.work_id, i.sha256, p.site FROM work_image i
-               LEFT JOIN booru_post_image p USING (sha256))
-           SELECT work_id, count(DISTINCT sha256) AS images, count(DISTINCT site) AS sites,
-                  (SELECT count(*) FROM (SELECT m2.site FROM members m2 WHERE m2.work_id = m.work_id
-                                         AND m2.site IS NOT NULL GROUP BY m2.site
-                                         HAVING count(DISTINCT m2.sha256) > 1) AS s) AS sites_with_two_files,
-                  (count(DISTINCT sha256) > 1) AS merged
-           FROM members m GROUP BY work_id""",
+        """WITH per_site AS (  -- one pass: the files each site holds of each work (aggregates, no subquery a work)
+               SELECT i.work_id, p.site, count(DISTINCT i.sha256) AS files FROM work_image i
+               JOIN booru_post_image p USING (sha256) GROUP BY 1, 2),
+           sites AS (
+               SELECT work_id, count(*) AS sites, count(*) FILTER (WHERE files > 1) AS sites_with_two_files
+               FROM per_site GROUP BY 1)
+           SELECT w.work_id, w.images, coalesce(s.sites, 0) AS sites,
+                  coalesce(s.sites_with_two_files, 0) AS sites_with_two_files, (w.images > 1) AS merged
+           FROM (SELECT work_id, count(DISTINCT sha256) AS images FROM work_image GROUP BY 1) w
+           LEFT JOIN sites s USING (work_id)""",
         conn, params={},
     )
     gxe = _gxe()

@@ -1,9 +1,8 @@
 """Candidate pairs, cheap first, without comparing every pair:
 
-1. **pHash** (of the whole picture, of its inside when it has a border, of its crop views): multi-index hashing.
-   The 64-bit hash is cut into ``max_bits + 1`` pieces; two hashes within ``max_bits`` differing bits share at
-   least one piece exactly (pigeonhole), so grouping by each piece finds every such pair and compares only hashes
-   that collide somewhere.
+1. **pHash** (of the whole picture, of its inside when it has a border, of its crop views): every pair of hashes
+   within ``max_bits`` differing bits (``hamming_join.close_pairs``: all pairs compared up to 20,000 hashes,
+   bit-sampling LSH tables above — sorts, not pair loops).
 2. **Colour thumbnails** (4×4 RGB of the inside, 48 numbers): each image's nearest few — what finds a re-post whose
    signature moved the pHash past ``max_bits`` but left the picture's colours where they were.
 3. **CLIP embeddings**, when the images have them: every pair above a cosine (``neighbours.similar_pairs``: k-means
@@ -19,7 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pony_tasks.images.validate import hamming
+from pony_tasks.works.hamming_join import JoinStats, close_pairs
 from pony_tasks.works.neighbours import neighbour_pairs, similar_pairs, thumbnail_matrix
 
 MAX_PHASH_BITS = 8  # at most this many differing bits: a candidate (most booru alterations ≤ 8, other pictures ≥ 22)
@@ -29,38 +28,34 @@ MIN_CANDIDATE_COSINE = 0.90
 EMBEDDING_NEIGHBOURS = 8  # at most this many embedding candidates per image and cell
 
 
-def _bands(bits: int) -> list[tuple[int, int]]:
-    """(shift, width) of ``bits`` pieces covering 64 bits."""
-    widths = [64 // bits + (1 if i < 64 % bits else 0) for i in range(bits)]
-    shifts = [sum(widths[:i]) for i in range(bits)]
-    return list(zip(shifts, widths, strict=True))
-
-
 def phash_pairs(hashes: Iterable[tuple[str, int]], max_bits: int = MAX_PHASH_BITS,
-                only_with: set[str] | None = None) -> dict[tuple[str, str], int]:  # fmt: skip
+                only_with: set[str] | None = None,
+                stats: JoinStats | None = None) -> dict[tuple[str, str], int]:  # fmt: skip
     """{(sha_a, sha_b): fewest differing bits} for every pair within ``max_bits`` (sha_a < sha_b). An image may come
     with more than one hash (its views). ``only_with``: only pairs with at least one of these images (incremental
-    matching of new images against everything)."""
-    items = [(sha, value & ((1 << 64) - 1)) for sha, value in hashes]
-    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    bands = _bands(max_bits + 1)
-    for index, (_, value) in enumerate(items):
-        for band, (shift, width) in enumerate(bands):
-            buckets[(band, (value >> shift) & ((1 << width) - 1))].append(index)
-    pairs: dict[tuple[str, str], int] = {}
-    for members in buckets.values():
-        if len(members) < 2:
-            continue
-        for i, first in enumerate(members):
-            for second in members[i + 1:]:
-                a, b = items[first], items[second]
-                if a[0] == b[0] or (only_with is not None and a[0] not in only_with and b[0] not in only_with):
-                    continue
-                key = (a[0], b[0]) if a[0] < b[0] else (b[0], a[0])
-                bits = hamming(a[1], b[1])
-                if bits <= max_bits and bits < pairs.get(key, max_bits + 1):
-                    pairs[key] = bits
-    return pairs
+    matching of new images against everything). Exact up to ``hamming_join.EXACT_LIMIT`` hashes, bit-sampling LSH
+    above (``hamming_join.recall``)."""
+    shas: list[str] = []
+    number: dict[str, int] = {}
+    owners, codes = [], []
+    for sha, value in hashes:
+        if sha not in number:
+            number[sha] = len(shas)
+            shas.append(sha)
+        owners.append(number[sha])
+        codes.append(value & ((1 << 64) - 1))
+    new = None
+    if only_with is not None:
+        new = np.array([sha in only_with for sha in shas], dtype=bool)
+        if not new.any():
+            return {}
+    pairs, bits = close_pairs(np.array(codes, dtype=np.uint64), np.array(owners, dtype=np.int64), max_bits, new=new,
+                              stats=stats)  # fmt: skip
+    found = {}
+    for (a, b), count in zip(pairs.tolist(), bits.tolist(), strict=True):
+        first, second = shas[a], shas[b]
+        found[(first, second) if first < second else (second, first)] = count
+    return found
 
 
 def candidate_pairs(facts: dict, embeddings: tuple[list[str], np.ndarray] | None = None,

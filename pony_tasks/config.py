@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     min_cohort_size: int = Field(
         50, ge=1, description="Consecutive upload months merge until a cohort holds this many matured posts."
     )
+    normalize_keep_runs: int = Field(
+        3, ge=1, description="Normalisation runs whose scores are kept (one partition each, ~130 bytes a post); "
+        "older runs' scores are dropped after each run, their records stay.",
+    )
 
     @field_validator("storage_url")
     @classmethod

@@ -124,7 +124,22 @@ def normalize(
         )
         cur.execute("DROP TABLE norm_base, norm_cohort_of")
     conn.commit()
+    prune_runs(conn, settings.normalize_keep_runs)
     return NormalizeResult(run_id, matured, provisional, excluded, cohorts)
+
+
+def prune_runs(conn: psycopg2.extensions.connection, keep: int) -> list[int]:
+    """Drop the scores (the partition) of complete runs older than the newest ``keep``; their ``normalize_run`` rows
+    stay, marked ``pruned``. Returns the pruned run ids. Storage stays that of ``keep`` runs however many run."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT run_id FROM normalize_run WHERE status = 'complete' ORDER BY run_id DESC OFFSET %s""",
+                    (keep,))  # fmt: skip
+        old = [row[0] for row in cur.fetchall()]
+        for run_id in old:
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {p}").format(p=sql.Identifier(f"normalized_score_run_{run_id}")))
+            cur.execute("UPDATE normalize_run SET status = 'pruned' WHERE run_id = %s", (run_id,))
+    conn.commit()
+    return old
 
 
 def _base(cur: psycopg2.extensions.cursor, settings: Settings) -> None:

@@ -110,6 +110,21 @@ def test_runs_are_versioned_and_earlier_ones_kept(migrated) -> None:
         assert [r[0] for r in cur.fetchall()] == ["favorites", "score"]
 
 
+def test_only_the_newest_runs_keep_their_scores(migrated) -> None:
+    """Retention: the scores of runs older than normalize_keep_runs are dropped, their records stay ('pruned')."""
+    _store(migrated, [_post("e621", i, AS_OF - timedelta(days=50), favorites=i) for i in range(1, 20)])
+    runs = [normalize(migrated.replace(normalize_keep_runs=2), as_of=AS_OF).run_id for _ in range(4)]
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT run_id, count(*) FROM normalized_score GROUP BY 1 ORDER BY 1")
+        assert cur.fetchall() == [(runs[2], 19), (runs[3], 19)]
+        cur.execute("SELECT run_id, status FROM normalize_run ORDER BY run_id")
+        assert cur.fetchall() == [(runs[0], "pruned"), (runs[1], "pruned"), (runs[2], "complete"),
+                                  (runs[3], "complete")]  # fmt: skip
+        cur.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'normalized_score_run_%'")
+        assert cur.fetchone()[0] == 2
+        assert latest_run_id(conn) == runs[3]
+
+
 def test_predictor_check_and_report_on_a_history(migrated, tmp_path: Path) -> None:
     rng = random.Random(9)
     posts, early = [], []

@@ -45,7 +45,9 @@ def sample_rating_set(
         set_id = cur.fetchone()[0]
         cur.execute(
             """INSERT INTO rating_set_item (set_id, position, sha256, site, post_id, stratum)
-               WITH candidates AS (
+               WITH rated_images AS (SELECT DISTINCT sha256 FROM rating_set_item),
+               rated_works AS (SELECT DISTINCT w.work_id FROM rating_set_item r JOIN work_image w USING (sha256)),
+               candidates AS (
                    -- one image per work (its canonical image first; an image in no work is a work of its own):
                    -- people never rate the same picture twice
                    SELECT DISTINCT ON (coalesce('w' || w.work_id, i.sha256)) i.sha256, n.site, n.post_id,
@@ -56,9 +58,10 @@ def sample_rating_set(
                    JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id AND NOT p.deleted
                    LEFT JOIN work_image w ON w.sha256 = i.sha256
                    LEFT JOIN work k ON k.work_id = w.work_id
-                   WHERE %(previous)s OR NOT EXISTS (
-                       SELECT 1 FROM rating_set_item r LEFT JOIN work_image rw ON rw.sha256 = r.sha256
-                       WHERE r.sha256 = i.sha256 OR rw.work_id = w.work_id)
+                   -- two anti-joins (hashed: linear), not one subquery with an OR (a scan of every earlier
+                   -- set's items for each candidate)
+                   WHERE %(previous)s OR (NOT EXISTS (SELECT 1 FROM rated_images x WHERE x.sha256 = i.sha256)
+                                          AND NOT EXISTS (SELECT 1 FROM rated_works x WHERE x.work_id = w.work_id))
                    ORDER BY coalesce('w' || w.work_id, i.sha256), i.sha256 IS DISTINCT FROM k.canonical_sha256,
                             i.sha256, n.site, n.post_id
                ), ordered AS (

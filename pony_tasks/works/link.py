@@ -47,31 +47,35 @@ def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
     of its posts (what tells an artist's alternate version from another artist's edit, and another artist's picture
     from a re-post). A post without tag groups (Gelbooru's API gives no tag types) credits the tags of its own that
     another site's posts file as artists (Gelbooru mirrors Danbooru's tag names)."""
-    with conn.cursor() as cur:
+    with conn.cursor(name="works_facts") as cur:  # server-side: rows arrive in batches, never all at once
+        cur.itersize = 10_000
+        # Set-based (every step a scan, a hash or a sort, linear in posts and tags): the artists each image's posts
+        # credit, aggregated once per image, then joined to the images — no subquery per post, no grouping of the
+        # wide signature rows.
         cur.execute("""WITH known_artist AS MATERIALIZED (
                            SELECT DISTINCT lower(replace(regexp_replace(a.tag, '^artist:', ''), ' ', '_')) AS name
                            FROM booru_post p, jsonb_array_elements_text(p.tag_groups -> 'artist') AS a(tag)
-                           WHERE jsonb_typeof(p.tag_groups -> 'artist') = 'array')
+                           WHERE jsonb_typeof(p.tag_groups -> 'artist') = 'array'),
+                       credits AS (
+                           SELECT b.sha256, g.tag
+                           FROM booru_post_image b JOIN booru_post p ON p.site = b.site AND p.post_id = b.post_id,
+                                jsonb_array_elements_text(p.tag_groups -> 'artist') AS g(tag)
+                           WHERE jsonb_typeof(p.tag_groups -> 'artist') = 'array'
+                           UNION ALL
+                           SELECT b.sha256, t.tag
+                           FROM booru_post_image b JOIN booru_post p ON p.site = b.site AND p.post_id = b.post_id,
+                                unnest(p.tags) AS t(tag)
+                           WHERE p.tag_groups = '{}'::jsonb AND lower(t.tag) IN (SELECT name FROM known_artist)),
+                       artists AS (SELECT sha256, array_agg(DISTINCT tag) AS tags FROM credits GROUP BY sha256)
                        SELECT i.sha256, i.width, i.height, i.format, i.byte_size, i.phash, i.colour_thumb, i.detail,
                               i.inner_phash, i.inner_colour_thumb, i.inner_detail,
                               coalesce(i.crop_phash, '{}'), coalesce(i.crop_colour_thumb, '{}'),
-                              coalesce(i.crop_detail, '{}'),
-                              coalesce(array_agg(DISTINCT a.tag) FILTER (WHERE a.tag IS NOT NULL), '{}')
-                       FROM image i
-                       LEFT JOIN booru_post_image b ON b.sha256 = i.sha256
-                       LEFT JOIN booru_post p ON p.site = b.site AND p.post_id = b.post_id
-                       LEFT JOIN LATERAL (
-                           SELECT g.tag FROM jsonb_array_elements_text(coalesce(p.tag_groups -> 'artist', '[]'))
-                                             AS g(tag)
-                           UNION ALL
-                           SELECT t.tag FROM unnest(p.tags) AS t(tag)
-                           WHERE coalesce(p.tag_groups, '{}'::jsonb) = '{}'::jsonb
-                             AND lower(t.tag) IN (SELECT name FROM known_artist)) AS a(tag) ON true
-                       WHERE i.phash IS NOT NULL AND i.inner_detail IS NOT NULL
-                       GROUP BY i.sha256""")  # fmt: skip
+                              coalesce(i.crop_detail, '{}'), coalesce(a.tags, '{}')
+                       FROM image i LEFT JOIN artists a ON a.sha256 = i.sha256
+                       WHERE i.phash IS NOT NULL AND i.inner_detail IS NOT NULL""")  # fmt: skip
         facts = {}
         for (sha, width, height, fmt, size, phash, thumb, detail, inner_phash, inner_thumb, inner_detail, crop_phash,
-             crop_thumb, crop_detail, artists) in cur.fetchall():  # fmt: skip
+             crop_thumb, crop_detail, artists) in cur:  # fmt: skip
             signatures = Signatures(phash, bytes(thumb), bytes(detail), inner_phash, bytes(inner_thumb),
                                     bytes(inner_detail), tuple(crop_phash), tuple(map(bytes, crop_thumb)),
                                     tuple(map(bytes, crop_detail)))  # fmt: skip

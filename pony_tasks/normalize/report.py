@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import psycopg2.extensions
-from scipy.stats import kstest
 
 from pony_tasks.normalize.evaluate import evaluate_provisional
 from pony_tasks.normalize.run import latest_run_id
@@ -31,17 +30,18 @@ def build_report(conn: psycopg2.extensions.connection, output_dir: Path, run_id:
     if run_id is None:
         raise LookupError("no complete normalisation run yet: run `pony normalize run` first")
     with conn.cursor() as cur:
-        cur.execute("SELECT as_of, parameters, summary FROM normalize_run WHERE run_id = %s", (run_id,))
+        cur.execute("SELECT as_of, parameters, summary, status FROM normalize_run WHERE run_id = %s", (run_id,))
         found = cur.fetchone()
         if found is None:
             raise LookupError(f"normalisation run {run_id} does not exist")
-        as_of, parameters, summary = found
-        cur.execute(
-            """SELECT site, rating, provisional, log_metric, normalized_score, cohort
-               FROM normalized_score WHERE run_id = %s""",
-            (run_id,),
-        )
-        rows = cur.fetchall()
+        as_of, parameters, summary, status = found
+        if status == "pruned":
+            raise LookupError(f"normalisation run {run_id}'s scores were dropped (only the newest normalize_keep_runs "
+                              "runs keep theirs): report on a newer run")  # fmt: skip
+        # aggregates in PostgreSQL, never the run's rows in Python (one row per post: 30M at the real size)
+        per_site = _per_site(cur, run_id)
+        ks = _uniformity(cur, run_id)
+        histograms = _histograms(cur, run_id)
         cur.execute(
             "SELECT site, age_bucket, log_offset, samples, method FROM growth_curve WHERE run_id = %s ORDER BY 1, 2",
             (run_id,),
@@ -58,29 +58,20 @@ def build_report(conn: psycopg2.extensions.connection, output_dir: Path, run_id:
         f"{'site':<11}{'matured':>8}{'provis.':>8}{'cohorts':>8}   log(metric) p10/p50/p90/p99         "
         "normalised p10/p50/p90",
     ]
-    by_site: dict[str, list] = {site: [r for r in rows if r[0] == site] for site in SITES}
-    for site, site_rows in by_site.items():
-        matured = [r for r in site_rows if not r[2]]
-        if not site_rows:
+    for site in SITES:
+        if site not in per_site:
             lines.append(f"{site:<11}{'—':>8}")
             continue
-        logs = np.array([r[3] for r in matured]) if matured else np.array([np.nan])
-        scores = np.array([r[4] for r in matured]) if matured else np.array([np.nan])
-        cohort_count = len({(r[1], r[5]) for r in matured})
+        matured, provisional, cohort_count, logs, scores = per_site[site]
         lines.append(
-            f"{site:<11}{len(matured):>8}{len(site_rows) - len(matured):>8}{cohort_count:>8}   "
-            + "/".join(f"{v:5.2f}" for v in np.quantile(logs, [0.1, 0.5, 0.9, 0.99]))
+            f"{site:<11}{matured:>8}{provisional:>8}{cohort_count:>8}   "
+            + "/".join(f"{v:5.2f}" for v in logs)
             + "          "
-            + "/".join(f"{v:4.2f}" for v in np.quantile(scores, [0.1, 0.5, 0.9]))
+            + "/".join(f"{v:4.2f}" for v in scores)
         )
     lines += ["", f"uniformity of matured normalised scores per (site, rating), groups of ≥ {MIN_GROUP_FOR_KS}:"]
-    ks: dict[tuple[str, str], tuple[int, float]] = {}
-    for site in SITES:
-        for rating in ("general", "sensitive", "questionable", "explicit"):
-            values = [r[4] for r in rows if r[0] == site and r[1] == rating and not r[2]]
-            if len(values) >= MIN_GROUP_FOR_KS:
-                ks[(site, rating)] = (len(values), float(kstest(values, "uniform").statistic))
-                lines.append(f"  {site:<11}{rating:<13} n={len(values):<6} KS distance {ks[(site, rating)][1]:.4f}")
+    for (site, rating), (count, distance) in ks.items():
+        lines.append(f"  {site:<11}{rating:<13} n={count:<6} KS distance {distance:.4f}")
     if not ks:
         lines.append("  (no group is large enough yet)")
     lines += ["", "growth curve (log-growth still to come, by age at observation):"]
@@ -89,29 +80,102 @@ def build_report(conn: psycopg2.extensions.connection, output_dir: Path, run_id:
     lines += ["", check.describe()]
     report = NormalizeReport(run_id, "\n".join(lines), ks)
     output_dir.mkdir(parents=True, exist_ok=True)
-    report.files = _plots(rows, curve, output_dir)
+    report.files = _plots(histograms, curve, output_dir)
     text_path = output_dir / "report.txt"
     text_path.write_text(report.text + "\n", encoding="utf-8")
     report.files.append(text_path)
     return report
 
 
-def _plots(rows: list[tuple], curve: list[tuple], output_dir: Path) -> list[Path]:
+RATINGS = ("general", "sensitive", "questionable", "explicit")
+LOG_BINS, SCORE_BINS = 30, 20
+
+
+def _per_site(cur, run_id: int) -> dict[str, tuple]:
+    """site → (matured, provisional, cohorts, log-metric p10/p50/p90/p99, normalised p10/p50/p90) of matured posts
+    (quantiles interpolated as numpy's default; NaN where a site has no matured post)."""
+    cur.execute(
+        """SELECT site, count(*) FILTER (WHERE NOT provisional), count(*) FILTER (WHERE provisional),
+                  count(DISTINCT (rating, cohort)) FILTER (WHERE NOT provisional),
+                  percentile_cont(ARRAY[0.1, 0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY log_metric)
+                      FILTER (WHERE NOT provisional),
+                  percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY normalized_score)
+                      FILTER (WHERE NOT provisional)
+           FROM normalized_score WHERE run_id = %s GROUP BY site""",
+        (run_id,),
+    )
+    nan = float("nan")
+    return {site: (matured, provisional, cohorts, logs or [nan] * 4, scores or [nan] * 3)
+            for site, matured, provisional, cohorts, logs, scores in cur.fetchall()}  # fmt: skip
+
+
+def _uniformity(cur, run_id: int) -> dict[tuple[str, str], tuple[int, float]]:
+    """(site, rating) → (n, Kolmogorov–Smirnov distance of the matured scores from uniform 0..1) for groups of at
+    least MIN_GROUP_FOR_KS: max over the sorted scores x_i of max(i/n − x_i, x_i − (i − 1)/n), as scipy's kstest."""
+    cur.execute(
+        """SELECT site, rating, max(n), max(greatest(position::float8 / n - normalized_score,
+                                                     normalized_score - (position - 1)::float8 / n))
+           FROM (SELECT site, rating, normalized_score,
+                        row_number() OVER (PARTITION BY site, rating ORDER BY normalized_score) AS position,
+                        count(*) OVER (PARTITION BY site, rating) AS n
+                 FROM normalized_score WHERE run_id = %s AND NOT provisional) x
+           GROUP BY site, rating HAVING count(*) >= %s""",
+        (run_id, MIN_GROUP_FOR_KS),
+    )
+    found = {(site, rating): (int(n), float(distance)) for site, rating, n, distance in cur.fetchall()}
+    return {(site, rating): found[(site, rating)] for site in SITES for rating in RATINGS if (site, rating) in found}
+
+
+def _histograms(cur, run_id: int) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(site, rating) → (log-metric bin edges, counts in them, counts of the normalised score in 20 bins of 0..1),
+    matured posts, binned as matplotlib's hist would (the last bin holds its right edge)."""
+    cur.execute(
+        """WITH m AS (SELECT site, rating, log_metric, normalized_score FROM normalized_score
+                      WHERE run_id = %(run)s AND NOT provisional),
+           span AS (SELECT site, rating,
+                           CASE WHEN max(log_metric) > min(log_metric) THEN min(log_metric)
+                                ELSE min(log_metric) - 0.5 END AS lo,
+                           CASE WHEN max(log_metric) > min(log_metric) THEN max(log_metric)
+                                ELSE max(log_metric) + 0.5 END AS hi
+                    FROM m GROUP BY 1, 2)
+           SELECT site, rating, lo, hi, 'log', least(width_bucket(log_metric, lo, hi, %(log_bins)s), %(log_bins)s),
+                  count(*)
+           FROM m JOIN span USING (site, rating) GROUP BY 1, 2, 3, 4, 5, 6
+           UNION ALL
+           SELECT site, rating, 0, 1, 'score', least(width_bucket(normalized_score, 0, 1, %(score_bins)s),
+                                                     %(score_bins)s), count(*)
+           FROM m GROUP BY 1, 2, 3, 4, 5, 6""",
+        {"run": run_id, "log_bins": LOG_BINS, "score_bins": SCORE_BINS},
+    )
+    found: dict[tuple[str, str], list] = {}
+    for site, rating, lo, hi, kind, bucket, count in cur.fetchall():
+        entry = found.setdefault((site, rating), [None, np.zeros(LOG_BINS), np.zeros(SCORE_BINS)])
+        if kind == "log":
+            entry[0] = np.linspace(lo, hi, LOG_BINS + 1)
+            entry[1][max(bucket, 1) - 1] += count
+        else:
+            entry[2][max(bucket, 1) - 1] += count
+    return {key: tuple(value) for key, value in found.items()}
+
+
+def _plots(histograms: dict, curve: list[tuple], output_dir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ratings = ("general", "sensitive", "questionable", "explicit")
-    colours = dict(zip(ratings, ("#4c9be8", "#f2b33d", "#e8743b", "#c0392b"), strict=True))
+    colours = dict(zip(RATINGS, ("#4c9be8", "#f2b33d", "#e8743b", "#c0392b"), strict=True))
     figure, axes = plt.subplots(2, len(SITES), figsize=(4 * len(SITES), 6.5), squeeze=False)
     for column, site in enumerate(SITES):
-        for rating in ratings:
-            matured = [r for r in rows if r[0] == site and r[1] == rating and not r[2]]
-            if not matured:
+        for rating in RATINGS:
+            if (site, rating) not in histograms:
                 continue
-            axes[0][column].hist([r[3] for r in matured], bins=30, alpha=0.55, color=colours[rating], label=rating)
-            axes[1][column].hist([r[4] for r in matured], bins=20, range=(0, 1), alpha=0.55, color=colours[rating])
+            edges, log_counts, score_counts = histograms[(site, rating)]
+            axes[0][column].hist(edges[:-1], bins=edges, weights=log_counts, alpha=0.55, color=colours[rating],
+                                 label=rating)  # fmt: skip
+            score_edges = np.linspace(0, 1, SCORE_BINS + 1)
+            axes[1][column].hist(score_edges[:-1], bins=score_edges, weights=score_counts, alpha=0.55,
+                                 color=colours[rating])  # fmt: skip
         axes[0][column].set_title(f"{site}: before (log metric)")
         axes[1][column].set_title(f"{site}: after (normalised)")
         axes[1][column].set_xlim(0, 1)

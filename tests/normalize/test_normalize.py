@@ -145,6 +145,12 @@ def test_predictor_check_and_report_on_a_history(migrated, tmp_path: Path) -> No
     assert check.pairs == 800 and check.held_back > 100
     assert check.spearman > 0.6, check
     assert "KS distance" in report.text and "Spearman" in report.text
+    with connect(migrated) as conn, conn.cursor() as cur:  # the report's KS (in SQL) is scipy's on the same scores
+        cur.execute("SELECT normalized_score FROM normalized_score WHERE run_id = %s AND NOT provisional",
+                    (run.run_id,))  # fmt: skip
+        scores = [row[0] for row in cur.fetchall()]
+    count, distance = report.ks[("danbooru", "general")]
+    assert count == len(scores) and distance == pytest.approx(kstest(scores, "uniform").statistic, abs=1e-12)
     assert {p.name for p in report.files} == {"distributions.png", "growth_curve.png", "report.txt"}
     assert (tmp_path / "report" / "distributions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with connect(migrated) as conn, conn.cursor() as cur:

@@ -58,6 +58,16 @@ def kmeans(
     (the threads the consensus runs share; default every core)."""
     import faiss
 
+    vectors = _unit_rows(matrix, clusters)  # validated and normalised once (fit_centroids reuses the same rows)
+    centroids = fit_centroids(vectors, clusters, seed=seed, iterations=iterations, runs=runs, initial=initial,
+                              workers=workers)  # fmt: skip
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(centroids)
+    similarity, labels = index.search(vectors, 1)  # every vector, on every core (per row: deterministic)
+    return Clustering(labels[:, 0].astype(np.int64), centroids, similarity[:, 0].copy(), float(similarity.sum()))
+
+
+def _unit_rows(matrix: np.ndarray, clusters: int) -> np.ndarray:
     if matrix.ndim != 2 or len(matrix) == 0:
         raise ValueError("no embeddings to cluster")
     if clusters < 2:
@@ -65,11 +75,24 @@ def kmeans(
     if len(matrix) < clusters:
         raise ValueError(f"{len(matrix)} embeddings cannot make {clusters} clusters; use --clusters {len(matrix)} or "
                          "fewer, or embed more images first")  # fmt: skip
-    if runs < 1:
-        raise ValueError(f"runs must be at least 1, not {runs}")
     vectors = np.ascontiguousarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors /= np.maximum(norms, 1e-12)
+    return vectors
+
+
+def fit_centroids(
+    matrix: np.ndarray, clusters: int, *, seed: int = 0, iterations: int = 50, runs: int = CONSENSUS_RUNS,
+    initial: np.ndarray | None = None, workers: int | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The ``clusters`` unit centroids :func:`kmeans` finds (float32), without assigning every row: what a caller
+    that assigns its vectors a shard at a time needs (``matrix``: a training sample, at most
+    SAMPLE_PER_CLUSTER × clusters rows are used)."""
+    import faiss
+
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, not {runs}")
+    vectors = _unit_rows(matrix, clusters)
     rng = np.random.default_rng(seed)
     train = vectors[_sample(rng, len(vectors), SAMPLE_PER_CLUSTER * clusters)]
     threads = faiss.omp_get_max_threads()
@@ -87,7 +110,4 @@ def kmeans(
         centroids = _train(train, clusters, seed, iterations, initial=start)
     finally:
         faiss.omp_set_num_threads(threads)
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(centroids)
-    similarity, labels = index.search(vectors, 1)  # every vector, on every core (per row: deterministic)
-    return Clustering(labels[:, 0].astype(np.int64), centroids, similarity[:, 0].copy(), float(similarity.sum()))
+    return centroids

@@ -1,6 +1,7 @@
 """Style clustering versions: cluster an embedding model's vectors, give the clusters stable ids, record, activate.
 
-A version is a k-means of every embedding of one model (``kmeans``), its clusters matched to the previous version's
+A version is a k-means of every embedding of one model (centroids learnt on a sample, every vector then assigned a
+shard at a time: memory of the sample and one shard), its clusters matched to the previous version's
 by shared images (``stable_ids``: the same image set under another seed or another embedding model keeps its ids),
 stored as ``style_clustering`` + ``style_cluster`` + ``style_cluster_member`` rows and a centroids object. The same
 input (model, images, parameters, previous version) returns the existing version: re-running changes nothing. At most
@@ -18,12 +19,18 @@ import numpy as np
 import psycopg2.extensions
 
 from pony_tasks.db.bulk import copy_rows
-from pony_tasks.embed.run import load_embeddings
+from pony_tasks.embed.run import iter_embeddings, load_embeddings
 from pony_tasks.errors import PermanentError
 from pony_tasks.storage import ObjectStore
 from pony_tasks.styles import active_version  # noqa: F401 - re-exported for callers of the registry
-from pony_tasks.styles.kmeans import CONSENSUS_RUNS, RUN_ITERATIONS, RUN_SAMPLE_PER_CLUSTER, kmeans
-from pony_tasks.styles.stable_ids import assign_ids, stability
+from pony_tasks.styles.kmeans import (
+    CONSENSUS_RUNS,
+    RUN_ITERATIONS,
+    RUN_SAMPLE_PER_CLUSTER,
+    SAMPLE_PER_CLUSTER,
+    fit_centroids,
+)
+from pony_tasks.styles.stable_ids import assign_ids_from_counts, stability_from_counts
 
 DEFAULT_CLUSTERS = 32
 
@@ -95,65 +102,128 @@ def run_clustering(
                         "LIMIT 1")  # fmt: skip
             row = cur.fetchone()
         match_to = row[0] if row else None
-    ids, matrix = load_embeddings(conn, store, model_id)
-    if not ids:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT s.shard_id, count(e.sha256) FROM embedding_shard s
+                       JOIN image_embedding e ON e.shard_id = s.shard_id AND e.model_id = s.model_id
+                       WHERE s.model_id = %s GROUP BY 1 ORDER BY 1""", (model_id,))  # fmt: skip
+        shards = cur.fetchall()
+    total = sum(rows for _, rows in shards)
+    if not total:
         raise NothingToCluster(f"embedding model {model_id} has no embeddings: run `pony embed run` first")
-    order = np.argsort(np.array(ids))  # sha256 order: the result does not depend on shard order
-    ids = [ids[i] for i in order]
-    matrix = matrix[order]
     settings = {"runs": runs, "iterations": iterations, "run_iterations": RUN_ITERATIONS,
-                "run_sample_per_cluster": RUN_SAMPLE_PER_CLUSTER,
-                "algorithm": "faiss spherical k-means, consensus of k-means++ runs"}
-    digest = hashlib.sha256(json.dumps([model_id, clusters, seed, settings]).encode())
-    for sha in ids:
-        digest.update(sha.encode())
+                "run_sample_per_cluster": RUN_SAMPLE_PER_CLUSTER, "sample_per_cluster": SAMPLE_PER_CLUSTER,
+                "algorithm": "faiss spherical k-means, consensus of k-means++ runs, on a sha256-hash sample"}
+    # the input: the model's shards (immutable: an image's vector is written once) and their rows
+    digest = hashlib.sha256(json.dumps([model_id, clusters, seed, settings, shards]).encode())
     input_sha256 = digest.hexdigest()
     with conn.cursor() as cur:
         cur.execute("""SELECT version_id FROM style_clustering WHERE input_sha256 = %s""", (input_sha256,))
         row = cur.fetchone()
     if row:  # the same images, model and settings: the same clustering (however its ids would be matched)
         return get_version(conn, row[0], created=False)
+    if total < clusters:
+        raise ValueError(f"{total} embeddings cannot make {clusters} clusters; use --clusters {total} or fewer, or "
+                         "embed more images first")  # fmt: skip
     initial = None if cold or match_to is None else _warm_start(conn, store, match_to, model_id, clusters)
     parameters = settings | {"start": f"warm from v{match_to}" if initial is not None else "cold"}
 
-    result = kmeans(matrix, clusters, seed=seed, iterations=iterations, runs=runs, initial=initial)
-    previous = members(conn, match_to) if match_to else {}
+    # Memory of the training sample and one shard, whatever the number of images: k-means learns its centroids on a
+    # sample (chosen by each image's sha256, so neither shard order nor other images change who is in it), every
+    # vector is then assigned a shard at a time into a temporary table, and ids and stability are counted there.
+    sample = _training_sample(conn, store, model_id, total, SAMPLE_PER_CLUSTER * clusters)
+    centroids = fit_centroids(sample, clusters, seed=seed, iterations=iterations, runs=runs, initial=initial)
+    del sample
+    objective = _assign_all(conn, store, model_id, centroids)
     with conn.cursor() as cur:
+        cur.execute("SELECT label, count(*) FROM style_assignment GROUP BY 1")
+        new_sizes = dict(cur.fetchall())
+        old_sizes, shared = {}, {}
+        if match_to:
+            cur.execute("SELECT cluster_id, count(*) FROM style_cluster_member WHERE version_id = %s GROUP BY 1",
+                        (match_to,))  # fmt: skip
+            old_sizes = dict(cur.fetchall())
+            cur.execute("""SELECT a.label, m.cluster_id, count(*) FROM style_assignment a
+                           JOIN style_cluster_member m ON m.version_id = %s AND m.sha256 = a.sha256
+                           GROUP BY 1, 2""", (match_to,))  # fmt: skip
+            shared = {(label, old): count for label, old, count in cur.fetchall()}
         cur.execute("SELECT coalesce(max(cluster_id) + 1, 0) FROM style_cluster")
         next_id = cur.fetchone()[0]
-    assignment = assign_ids(ids, result.labels, previous, next_id=next_id)
-    stable = np.array([assignment.ids[int(label)] for label in result.labels], np.int64)
-    current = dict(zip(ids, stable.tolist(), strict=True))
-    figures = stability(previous, current) if previous else {}
-    if previous:
+    assignment = assign_ids_from_counts(new_sizes, old_sizes, shared, next_id=next_id)
+    figures = {}
+    if old_sizes:
+        figures = stability_from_counts({(old, assignment.ids[label]): count
+                                         for (label, old), count in shared.items()})  # fmt: skip
         figures |= {"matched_clusters": len(assignment.matched_from),
                     "new_clusters": clusters - len(assignment.matched_from)}  # fmt: skip
     label_of_id = {cluster: label for label, cluster in assignment.ids.items()}
     cluster_ids = sorted(label_of_id)
     buffer = io.BytesIO()
     np.savez(buffer, cluster_ids=np.array(cluster_ids, np.int64),
-             centroids=result.centroids[[label_of_id[c] for c in cluster_ids]].astype(np.float32))  # fmt: skip
-    sizes = np.bincount(stable, minlength=max(cluster_ids) + 1)
+             centroids=centroids[[label_of_id[c] for c in cluster_ids]].astype(np.float32))  # fmt: skip
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO style_clustering (embedding_model_id, clusters, seed, parameters, input_sha256, images,
                    previous_version, stability, centroids_key)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '') RETURNING version_id""",
-            (model_id, clusters, seed, json.dumps(parameters | {"objective": round(result.objective, 3)}),
-             input_sha256, len(ids), match_to, json.dumps(figures)),
+            (model_id, clusters, seed, json.dumps(parameters | {"objective": round(objective, 3)}),
+             input_sha256, total, match_to, json.dumps(figures)),
         )
         version_id = cur.fetchone()[0]
         key = f"styles/v{version_id}/centroids.npz"
         store.put_bytes(key, buffer.getvalue())
         cur.execute("UPDATE style_clustering SET centroids_key = %s WHERE version_id = %s", (key, version_id))
         copy_rows(cur, "style_cluster", ("version_id", "cluster_id", "images", "matched_from", "shared"),
-                  [(version_id, c, int(sizes[c]), assignment.matched_from.get(c), assignment.shared.get(c, 0))
-                   for c in cluster_ids])  # fmt: skip
-        copy_rows(cur, "style_cluster_member", ("version_id", "sha256", "cluster_id", "similarity"),
-                  ((version_id, sha, int(c), round(float(s), 5))
-                   for sha, c, s in zip(ids, stable, result.similarity, strict=True)))  # fmt: skip
+                  [(version_id, c, int(new_sizes.get(label_of_id[c], 0)), assignment.matched_from.get(c),
+                    assignment.shared.get(c, 0)) for c in cluster_ids])  # fmt: skip
+        cur.execute("""INSERT INTO style_cluster_member (version_id, sha256, cluster_id, similarity)
+                       SELECT %s, a.sha256, i.cluster_id, a.similarity
+                       FROM style_assignment a JOIN unnest(%s::int[], %s::int[]) AS i(label, cluster_id)
+                            ON i.label = a.label""",
+                    (version_id, list(assignment.ids), list(assignment.ids.values())))  # fmt: skip
+        cur.execute("DROP TABLE style_assignment")
     conn.commit()
     return get_version(conn, version_id, created=True)
+
+
+def _training_sample(conn, store: ObjectStore, model_id: int, total: int, size: int) -> np.ndarray:
+    """About ``size`` of the model's vectors (all of them up to that many), chosen by their sha256 (the first 13 hex
+    digits below a threshold), in sha256 order: the same images give the same sample in any shard order."""
+    keep = min(1.0, size / total)
+    threshold = int(keep * 16**13)
+    chosen_ids: list[str] = []
+    parts: list[np.ndarray] = []
+    for ids, matrix in iter_embeddings(conn, store, model_id):
+        rows = [i for i, sha in enumerate(ids) if keep >= 1.0 or int(sha[:13], 16) < threshold]
+        chosen_ids.extend(ids[i] for i in rows)
+        parts.append(matrix[rows])  # a copy of those rows: the shard itself is let go
+    order = np.argsort(np.array(chosen_ids))
+    return np.concatenate(parts)[order]
+
+
+def _assign_all(conn, store: ObjectStore, model_id: int, centroids: np.ndarray) -> float:
+    """Every vector's nearest centroid (cosine) into the temporary table ``style_assignment`` (sha256, label,
+    similarity), a shard at a time; returns the sum of the cosines (the clustering's objective)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, np.float32))
+    objective = 0.0
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMPORARY TABLE style_assignment (sha256 text, label int, similarity double precision) "
+                    "ON COMMIT DROP")  # fmt: skip
+    for ids, matrix in iter_embeddings(conn, store, model_id):
+        vectors = np.ascontiguousarray(matrix, dtype=np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        similarity, labels = index.search(vectors, 1)
+        objective += float(similarity.sum())
+        with conn.cursor() as cur:
+            copy_rows(cur, "style_assignment", ("sha256", "label", "similarity"),
+                      ((sha, int(label), round(float(cosine), 5))
+                       for sha, label, cosine in zip(ids, labels[:, 0], similarity[:, 0], strict=True)))  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute("CREATE INDEX ON style_assignment (sha256)")
+        cur.execute("ANALYZE style_assignment")
+    return objective
 
 
 def _warm_start(conn, store: ObjectStore, version_id: int, model_id: int, clusters: int) -> np.ndarray | None:

@@ -14,6 +14,7 @@ import psycopg2.extensions
 
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
+from pony_tasks.db.bulk import copy_rows
 from pony_tasks.embed.run import load_embeddings
 from pony_tasks.images.validate import Signatures
 from pony_tasks.runs import recorded_run
@@ -116,8 +117,9 @@ def judge_candidates(conn: psycopg2.extensions.connection, facts: dict[str, Imag
     pairs = candidate_pairs(facts, embeddings, only_with)
     row_of = {sha: i for i, sha in enumerate(embeddings[0])} if embeddings else {}
     verdicts: Counter = Counter()
-    with conn.cursor() as cur:
-        for (a, b) in sorted(pairs):
+
+    def judged():
+        for a, b in sorted(pairs):
             cosine = None
             if a in row_of and b in row_of:
                 matrix = embeddings[1]  # type: ignore[index]
@@ -125,13 +127,19 @@ def judge_candidates(conn: psycopg2.extensions.connection, facts: dict[str, Imag
             verdict, evidence = judge(facts[a], facts[b], cosine)
             evidence["found_by"] = sorted(pairs[(a, b)])
             verdicts[verdict] += 1
-            cur.execute("""INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence)
-                           VALUES (%s, %s, %s, 'matcher', %s)
-                           ON CONFLICT (sha_a, sha_b) DO UPDATE SET verdict = EXCLUDED.verdict,
-                               evidence = EXCLUDED.evidence, decided_at = now()
-                           WHERE work_pair.decided_by = 'matcher' AND (work_pair.verdict, work_pair.evidence)
-                                 IS DISTINCT FROM (EXCLUDED.verdict, EXCLUDED.evidence)""",
-                        (a, b, verdict, json.dumps(evidence)))  # fmt: skip
+            yield a, b, verdict, json.dumps(evidence)
+
+    with conn.cursor() as cur:  # streamed through COPY, then one upsert (not a statement per pair)
+        cur.execute("CREATE TEMPORARY TABLE works_judged (sha_a text, sha_b text, verdict text, evidence jsonb) "
+                    "ON COMMIT DROP")  # fmt: skip
+        copy_rows(cur, "works_judged", ("sha_a", "sha_b", "verdict", "evidence"), judged())
+        cur.execute("""INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence)
+                       SELECT sha_a, sha_b, verdict, 'matcher', evidence FROM works_judged ORDER BY sha_a, sha_b
+                       ON CONFLICT (sha_a, sha_b) DO UPDATE SET verdict = EXCLUDED.verdict,
+                           evidence = EXCLUDED.evidence, decided_at = now()
+                       WHERE work_pair.decided_by = 'matcher' AND (work_pair.verdict, work_pair.evidence)
+                             IS DISTINCT FROM (EXCLUDED.verdict, EXCLUDED.evidence)""")
+        cur.execute("DROP TABLE works_judged")
     return len(pairs), verdicts
 
 
@@ -180,23 +188,45 @@ def link_works(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts
                     key=lambda g: (-sum(canonical_of.get(current.get(s)) == s for s in g), -len(g), min(g)))
     taken: set[int] = set()
     changed = 0
+    updates: list[tuple[int, str]] = []  # (work id, canonical image) of works that continue
+    fresh: list[tuple[str, list[str]]] = []  # (canonical image, images) of groups that need a new work
+    moves: list[tuple[str, int]] = []  # (image, work id) where an image's work changes
+    for group in groups:
+        held = Counter(current[s] for s in group if s in current and current[s] not in taken)
+        canonical = canonical_image([facts[s] for s in group]).sha256
+        if not held:
+            fresh.append((canonical, sorted(group)))
+            continue
+        work_id = min(held, key=lambda w: (canonical_of.get(w) not in group, -held[w], w))
+        if canonical_of.get(work_id) != canonical:
+            updates.append((work_id, canonical))
+        taken.add(work_id)
+        moved = [s for s in group if current.get(s) != work_id]
+        changed += len(moved)
+        moves.extend((sha, work_id) for sha in moved)
+    # Written set-wise (COPY into temporary tables, one statement each): a first run at the real size moves every
+    # image, and a statement per image would be tens of millions of round trips.
     with conn.cursor() as cur:
-        for group in groups:
-            held = Counter(current[s] for s in group if s in current and current[s] not in taken)
-            canonical = canonical_image([facts[s] for s in group]).sha256
-            if held:
-                work_id = min(held, key=lambda w: (canonical_of.get(w) not in group, -held[w], w))
-                cur.execute("UPDATE work SET canonical_sha256 = %s, updated_at = now() WHERE work_id = %s "
-                            "AND canonical_sha256 <> %s", (canonical, work_id, canonical))  # fmt: skip
-            else:
-                cur.execute("INSERT INTO work (canonical_sha256) VALUES (%s) RETURNING work_id", (canonical,))
-                work_id = cur.fetchone()[0]
-            taken.add(work_id)
-            moved = [s for s in group if current.get(s) != work_id]
-            changed += len(moved)
-            for sha in moved:
-                cur.execute("""INSERT INTO work_image (sha256, work_id) VALUES (%s, %s)
-                               ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""", (sha, work_id))
+        cur.execute("SELECT nextval(pg_get_serial_sequence('work', 'work_id')) FROM generate_series(1, %s)",
+                    (len(fresh),))  # fmt: skip
+        new_ids = [row[0] for row in cur.fetchall()]
+        for work_id, (_, group) in zip(new_ids, fresh, strict=True):
+            changed += len(group)
+            moves.extend((sha, work_id) for sha in group)
+        cur.execute("""CREATE TEMPORARY TABLE works_new (work_id bigint, canonical_sha256 text) ON COMMIT DROP;
+                       CREATE TEMPORARY TABLE works_kept (work_id bigint, canonical_sha256 text) ON COMMIT DROP;
+                       CREATE TEMPORARY TABLE works_moved (sha256 text, work_id bigint) ON COMMIT DROP""")
+        copy_rows(cur, "works_new", ("work_id", "canonical_sha256"),
+                  ((work_id, canonical) for work_id, (canonical, _) in zip(new_ids, fresh, strict=True)))
+        copy_rows(cur, "works_kept", ("work_id", "canonical_sha256"), updates)
+        copy_rows(cur, "works_moved", ("sha256", "work_id"), moves)
+        cur.execute("""INSERT INTO work (work_id, canonical_sha256) OVERRIDING SYSTEM VALUE
+                       SELECT work_id, canonical_sha256 FROM works_new ORDER BY work_id""")
+        cur.execute("""UPDATE work w SET canonical_sha256 = k.canonical_sha256, updated_at = now() FROM works_kept k
+                       WHERE w.work_id = k.work_id AND w.canonical_sha256 <> k.canonical_sha256""")
+        cur.execute("""INSERT INTO work_image (sha256, work_id) SELECT sha256, work_id FROM works_moved ORDER BY sha256
+                       ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""")
+        cur.execute("DROP TABLE works_new, works_kept, works_moved")
         cur.execute("DELETE FROM work w WHERE NOT EXISTS (SELECT 1 FROM work_image i WHERE i.work_id = w.work_id)")
     return len(groups), sum(1 for g in groups if len(g) > 1), changed
 

@@ -44,7 +44,7 @@ SHARD_ROWS = 10_000
 RATINGS = 20_000
 STAND_INS = 2_000
 
-# Every stage: (name, the pony command's arguments, a DAG-like preparation run first when needed). The order is the
+# Every stage: (name, the pony command's arguments; {names} are filled by prepare()). The order is the
 # pipeline's: each needs what the ones before it made.
 STAGES: list[tuple[str, list[str]]] = [
     ("normalize", ["normalize", "run", "--as-of", "2026-11-01"]),

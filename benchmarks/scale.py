@@ -71,6 +71,36 @@ STAGES: list[tuple[str, list[str]]] = [
 ]
 
 
+def _pod_requests() -> dict:
+    """stage → the StageCommand its DAG runs (pony_tasks.orchestration.stages), for the memory it asks a pod for."""
+    from pony_tasks.orchestration import stages
+
+    return {
+        "normalize": stages.normalize_scores,
+        "aesthetic_train": stages.train_aesthetic,
+        "aesthetic_score": stages.score_images,
+        "works_full": stages.link_works,
+        "works_incremental": stages.link_works,
+        "styles_cluster": lambda: stages.cluster_styles(32, 0),
+        "styles_assign": stages.assign_styles,
+        "captions_first": lambda: stages.regenerate_captions(1),
+        "captions_regenerate": lambda: stages.regenerate_captions(1),
+        "export_kohya": lambda: stages.export_dataset("scale", 7),
+    }
+
+
+POD_MEMORY = _pod_requests()
+
+
+def _mib(quantity: str) -> int:
+    """A Kubernetes memory quantity (4Gi, 512Mi) in MiB."""
+    units = {"Gi": 1024, "Mi": 1, "G": 1000**3 / 2**20, "M": 1000**2 / 2**20}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return int(float(quantity[: -len(unit)]) * factor)
+    return int(int(quantity) / 2**20)
+
+
 def site_counts(posts: int) -> dict[str, int]:
     total = sum(SITES.values())
     counts = {site: int(posts * share / total) for site, share in SITES.items()}
@@ -292,6 +322,7 @@ class PeakMemory:
         self.root = psutil.Process(root_pid)
         self.postmaster = psutil.Process(postmaster_pid) if postmaster_pid else None
         self.peak = 0
+        self.stage_peak = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -309,6 +340,7 @@ class PeakMemory:
                 total += process.memory_info().rss
             except self.psutil.Error:
                 pass
+        self.stage_peak = max(self.stage_peak, total)  # what the stage's pod holds (PostgreSQL runs elsewhere)
         if self.postmaster is not None:
             shared = 0
             for process in self._tree(self.postmaster):
@@ -325,10 +357,11 @@ class PeakMemory:
         while not self.done.wait(0.2):
             self.peak = max(self.peak, self._sample())
 
-    def stop(self) -> float:
+    def stop(self) -> tuple[float, float]:
+        """(peak of stage + PostgreSQL, peak of the stage's processes alone), MiB."""
         self.done.set()
         self.thread.join()
-        return self.peak / 2**20
+        return self.peak / 2**20, self.stage_peak / 2**20
 
 
 def postmaster_pid(home: Path) -> int | None:
@@ -378,7 +411,7 @@ def run_stage(stage: str, arguments: list[str], settings, environment: dict, tim
         output, _ = process.communicate()
         status = f"timed out after {timeout:.0f} s"
     seconds = time.perf_counter() - started
-    peak = memory.stop()
+    peak, stage_peak = memory.stop()
     pg_temp = (temp_bytes(settings) - before) / 2**20
     last = [line for line in output.strip().splitlines() if line.strip()][-3:]
     if stage.startswith("export_"):  # the export itself is not kept (a 10M-post corpus has disk for one at a time)
@@ -388,7 +421,13 @@ def run_stage(stage: str, arguments: list[str], settings, environment: dict, tim
     for line in last:
         print(f"{'':24s}{line[:150]}")
     result = {"stage": stage, "seconds": round(seconds, 1), "peak_rss_mib": round(peak),
-              "pg_temp_mib": round(pg_temp), "status": status}  # fmt: skip
+              "pg_temp_mib": round(pg_temp), "status": status, "stage_rss_mib": round(stage_peak)}  # fmt: skip
+    request = POD_MEMORY.get(stage)
+    if request is not None:  # what the DAG's execution plan asks a pod for, against the stage's own peak
+        asked = _mib(request().memory)
+        result |= {"pod_memory_mib": asked, "pod_margin": round(asked / max(stage_peak, 1), 2)}
+        print(f"{'':24s}pod asks {asked:,} MiB for a stage peak of {stage_peak:,.0f} MiB "
+              f"(× {result['pod_margin']}{'' if asked >= 1.25 * stage_peak else ': NOT ENOUGH MARGIN'})")
     if stage.startswith("works_") and status == "ok":
         result.update(planted_reposts(settings))
         print(f"{'':24s}planted re-posts in their source's work: {result['reposts_found']:,} of "

@@ -230,15 +230,14 @@ def generate_embeddings(conn, store, progress: bool) -> int:
     conn.commit()
     reader = conn.cursor(name="bench_images", withhold=True)  # server-side, across the shard commits
     reader.itersize = SHARD_ROWS
-    reader.execute("SELECT j, source FROM bench_image ORDER BY j")
+    reader.execute("SELECT source, sha FROM bench_image ORDER BY j")
     noise = np.random.default_rng(29)
     shards = 0
     while rows := reader.fetchmany(SHARD_ROWS):
-        numbers = np.array(rows, dtype=np.int64)
-        vector = vectors(numbers[:, 1], topics, basis)
+        vector = vectors(np.array([source for source, _ in rows], dtype=np.int64), topics, basis)
         vector += noise.normal(size=vector.shape) * (0.02 / np.sqrt(DIMENSION))
         vector /= np.linalg.norm(vector, axis=1, keepdims=True)
-        ids = [f"{_md5(f'i{j}')}{_md5(f'k{j}')}" for j in numbers[:, 0].tolist()]
+        ids = [sha for _, sha in rows]
         order = np.argsort(ids)  # the embedder writes a shard in sha order
         _write_shard(store, conn, model_id, "ViT-L-14", [ids[i] for i in order], vector[order].astype(np.float16),
                      [])  # fmt: skip
@@ -250,19 +249,13 @@ def generate_embeddings(conn, store, progress: bool) -> int:
     return model_id
 
 
-def _md5(text: str) -> str:
-    import hashlib
-
-    return hashlib.md5(text.encode()).hexdigest()
-
-
 def generate_ratings(cur) -> None:
     """RATINGS human ratings by five raters, 1–5, on random images (the rating set's size at the seed's scale)."""
     cur.execute(
         """INSERT INTO human_rating (sha256, rating, rater, rated_at, source)
-           SELECT md5('i' || j) || md5('k' || j), 1 + (abs(hashtext(j::text)) %% 5),
+           SELECT sha, 1 + (abs(hashtext(j::text)) %% 5),
                   'rater_' || (n %% 5), timestamptz '2026-10-01' + make_interval(secs => n), 'bench'
-           FROM (SELECT j, row_number() OVER () AS n FROM bench_image ORDER BY random() LIMIT %s) r""",
+           FROM (SELECT j, sha, row_number() OVER () AS n FROM bench_image ORDER BY random() LIMIT %s) r""",
         (RATINGS,),
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import logging
 import re
 from collections.abc import Iterator
@@ -201,26 +202,40 @@ def iter_embeddings(
     unscored_by: int | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:  # fmt: skip
     """(image ids, float16 rows) one shard at a time, in shard order: memory of one shard (10,000 × 768 × 2 bytes,
-    15 MiB), whatever the number of shards. Only the rows of ``shas`` if given, only images the aesthetic version
-    ``unscored_by`` has not scored if given; a shard with no such row is not read from the object store."""
+    15 MiB), whatever the number of shards. Either only the rows of ``shas`` (found in one query) or only images the
+    aesthetic version ``unscored_by`` has not scored; a shard with no such row is not read from the object store."""
+    if shas is not None and unscored_by is not None:
+        raise ValueError("give shas or unscored_by, not both")
+    if shas is not None:  # a bounded set (ratings, held-out images): its rows in one query, not one per shard
+        with conn.cursor() as cur:
+            cur.execute("""SELECT s.shard_id, s.storage_key, e.row, e.sha256 FROM image_embedding e
+                           JOIN embedding_shard s ON s.shard_id = e.shard_id
+                           WHERE e.model_id = %s AND e.sha256 = ANY(%s::text[]) ORDER BY 1, 3""",
+                        (model_id, shas))  # fmt: skip
+            wanted = cur.fetchall()
+        for (_, key), rows in itertools.groupby(wanted, key=lambda r: (r[0], r[1])):
+            rows = list(rows)
+            yield [r[3] for r in rows], _shard(store, key)[[r[2] for r in rows]]
+        return
     anti_join = ("AND NOT EXISTS (SELECT 1 FROM aesthetic_score s WHERE s.version_id = %(version)s "
                  "AND s.sha256 = e.sha256)") if unscored_by is not None else ""  # fmt: skip
-    chosen = "AND e.sha256 = ANY(%(shas)s::text[])" if shas is not None else ""
-    params = {"model": model_id, "shas": shas, "version": unscored_by}
+    params = {"model": model_id, "version": unscored_by}
     with conn.cursor() as cur:  # the shards that hold a wanted row (one scan; a few thousand shards at 30M images)
         cur.execute(f"""SELECT s.shard_id, s.storage_key FROM embedding_shard s
                         WHERE s.model_id = %(model)s AND EXISTS (
                             SELECT 1 FROM image_embedding e WHERE e.model_id = %(model)s
-                            AND e.shard_id = s.shard_id {chosen} {anti_join})
+                            AND e.shard_id = s.shard_id {anti_join})
                         ORDER BY s.shard_id""", params)  # fmt: skip
         shards = cur.fetchall()
     for shard_id, key in shards:
-        with conn.cursor() as cur:
+        with conn.cursor() as cur:  # one shard's rows (at most its 10,000)
             cur.execute(f"""SELECT e.row, e.sha256 FROM image_embedding e
-                            WHERE e.shard_id = %(shard)s AND e.model_id = %(model)s {chosen} {anti_join}
+                            WHERE e.shard_id = %(shard)s AND e.model_id = %(model)s {anti_join}
                             ORDER BY e.row""", {**params, "shard": shard_id})  # fmt: skip
             rows = cur.fetchall()
-        if not rows:
-            continue
-        matrix = np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False)
-        yield [sha for _, sha in rows], matrix[[row for row, _ in rows]]
+        if rows:
+            yield [sha for _, sha in rows], _shard(store, key)[[row for row, _ in rows]]
+
+
+def _shard(store: ObjectStore, key: str) -> np.ndarray:
+    return np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False)

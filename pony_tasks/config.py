@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         "artist tags) or replace_artist (instead of them, as Pony V7 does).",
     )
     style_clusters: int = Field(32, ge=2, le=100_000, description="Clusters of a style clustering (`pony styles run`).")
+    memory_budget_mib: int = Field(
+        3072, ge=256,
+        description="Memory one stage's own process may use for its working data (MiB); stages that could hold the "
+        "whole corpus (works linking) work in pieces of this size instead. Keep it below the pod's memory request.",
+    )  # fmt: skip
     embed_task_images: int = Field(
         10_000, ge=10_000, description="Images per mapped embed task in the embed_and_score DAG (at least 10,000)."
     )

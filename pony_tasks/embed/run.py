@@ -215,7 +215,7 @@ def iter_embeddings(
             wanted = cur.fetchall()
         for (_, key), rows in itertools.groupby(wanted, key=lambda r: (r[0], r[1])):
             rows = list(rows)
-            yield [r[3] for r in rows], _shard(store, key)[[r[2] for r in rows]]
+            yield [r[3] for r in rows], read_shard(store, key)[[r[2] for r in rows]]
         return
     anti_join = ("AND NOT EXISTS (SELECT 1 FROM aesthetic_score s WHERE s.version_id = %(version)s "
                  "AND s.sha256 = e.sha256)") if unscored_by is not None else ""  # fmt: skip
@@ -234,8 +234,8 @@ def iter_embeddings(
                             ORDER BY e.row""", {**params, "shard": shard_id})  # fmt: skip
             rows = cur.fetchall()
         if rows:
-            yield [sha for _, sha in rows], _shard(store, key)[[row for row, _ in rows]]
+            yield [sha for _, sha in rows], read_shard(store, key)[[row for row, _ in rows]]
 
 
-def _shard(store: ObjectStore, key: str) -> np.ndarray:
+def read_shard(store: ObjectStore, key: str) -> np.ndarray:
     return np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False)

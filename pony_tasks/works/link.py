@@ -15,14 +15,28 @@ import psycopg2.extensions
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.db.bulk import copy_rows
-from pony_tasks.embed.run import load_embeddings
-from pony_tasks.images.validate import Signatures
 from pony_tasks.runs import recorded_run
 from pony_tasks.storage import open_store
-from pony_tasks.works.candidates import candidate_pairs
-from pony_tasks.works.decide import ImageFacts, canonical_image, judge
-from pony_tasks.works.neighbours import median_random_cosine
-from pony_tasks.works.synonyms import common_spelling
+from pony_tasks.works.candidates import (
+    EMBEDDING,
+    EMBEDDING_NEIGHBOURS,
+    MIN_CANDIDATE_COSINE,
+    Candidates,
+    merge_candidates,
+    signal_candidates,
+)
+from pony_tasks.works.catalogue import (
+    FACT_COLUMNS,
+    FACT_JOINS,
+    FETCH_ROWS,
+    facts_of,
+    image_facts,
+    number_images,
+    search_signals,
+    unlinked,
+)
+from pony_tasks.works.decide import canonical_image, judge
+from pony_tasks.works.embedding_join import embedding_pairs, pair_cosines, usable_model
 
 log = logging.getLogger(__name__)
 
@@ -43,96 +57,60 @@ class WorksReport:
                 f"{self.changed_images} images changed work; {self.embeddings}")  # fmt: skip
 
 
-def _facts(conn: psycopg2.extensions.connection) -> dict[str, ImageFacts]:
-    """Every image with its signatures (images without them — `pony images hash` — are left out) and the artist tags
-    of its posts (what tells an artist's alternate version from another artist's edit, and another artist's picture
-    from a re-post). A post without tag groups (Gelbooru's API gives no tag types) credits the tags of its own that
-    another site's posts file as artists (Gelbooru mirrors Danbooru's tag names)."""
-    with conn.cursor(name="works_facts") as cur:  # server-side: rows arrive in batches, never all at once
-        cur.itersize = 10_000
-        # Set-based (every step a scan, a hash or a sort, linear in posts and tags): the artists each image's posts
-        # credit, aggregated once per image, then joined to the images — no subquery per post, no grouping of the
-        # wide signature rows.
-        cur.execute("""WITH known_artist AS MATERIALIZED (
-                           SELECT DISTINCT lower(replace(regexp_replace(a.tag, '^artist:', ''), ' ', '_')) AS name
-                           FROM booru_post p, jsonb_array_elements_text(p.tag_groups -> 'artist') AS a(tag)
-                           WHERE jsonb_typeof(p.tag_groups -> 'artist') = 'array'),
-                       credits AS (
-                           SELECT b.sha256, g.tag
-                           FROM booru_post_image b JOIN booru_post p ON p.site = b.site AND p.post_id = b.post_id,
-                                jsonb_array_elements_text(p.tag_groups -> 'artist') AS g(tag)
-                           WHERE jsonb_typeof(p.tag_groups -> 'artist') = 'array'
-                           UNION ALL
-                           SELECT b.sha256, t.tag
-                           FROM booru_post_image b JOIN booru_post p ON p.site = b.site AND p.post_id = b.post_id,
-                                unnest(p.tags) AS t(tag)
-                           WHERE p.tag_groups = '{}'::jsonb AND lower(t.tag) IN (SELECT name FROM known_artist)),
-                       artists AS (SELECT sha256, array_agg(DISTINCT tag) AS tags FROM credits GROUP BY sha256)
-                       SELECT i.sha256, i.width, i.height, i.format, i.byte_size, i.phash, i.colour_thumb, i.detail,
-                              i.inner_phash, i.inner_colour_thumb, i.inner_detail,
-                              coalesce(i.crop_phash, '{}'), coalesce(i.crop_colour_thumb, '{}'),
-                              coalesce(i.crop_detail, '{}'), coalesce(a.tags, '{}')
-                       FROM image i LEFT JOIN artists a ON a.sha256 = i.sha256
-                       WHERE i.phash IS NOT NULL AND i.inner_detail IS NOT NULL""")  # fmt: skip
-        facts = {}
-        for (sha, width, height, fmt, size, phash, thumb, detail, inner_phash, inner_thumb, inner_detail, crop_phash,
-             crop_thumb, crop_detail, artists) in cur:  # fmt: skip
-            signatures = Signatures(phash, bytes(thumb), bytes(detail), inner_phash, bytes(inner_thumb),
-                                    bytes(inner_detail), tuple(crop_phash), tuple(map(bytes, crop_thumb)),
-                                    tuple(map(bytes, crop_detail)))  # fmt: skip
-            facts[sha] = ImageFacts(sha, width, height, fmt, size, signatures,
-                                    frozenset(common_spelling(t.removeprefix("artist:")) for t in artists))
-        return facts
-
-
 MAX_UNRELATED_COSINE = 0.8  # median cosine of random pairs above which a model's embeddings are not used
+JUDGE_BATCH_PAIRS = 20_000  # pairs judged per batch: the full facts of at most twice as many images in memory
 
 
-def _embeddings(conn: psycopg2.extensions.connection, settings: Settings, report: WorksReport
-                ) -> tuple[list[str], np.ndarray] | None:  # fmt: skip
-    """The newest embedding model's vectors — None when no image has one, or when the model cannot tell pictures
-    apart (random pairs as close as near-duplicates: an untrained model, such as the demo's seeded one)."""
-    with conn.cursor() as cur:
-        cur.execute("""SELECT model_id, name FROM embedding_model m WHERE EXISTS (SELECT 1 FROM embedding_shard s
-                       WHERE s.model_id = m.model_id) ORDER BY model_id DESC LIMIT 1""")  # fmt: skip
-        row = cur.fetchone()
-    if row is None:
+def find_candidates(conn: psycopg2.extensions.connection, settings: Settings, count: int, new: np.ndarray | None,
+                    report: WorksReport) -> Candidates:  # fmt: skip
+    """pHash and thumbnail candidates, then — when the newest embedding model tells pictures apart — embedding
+    candidates and the cosine of every candidate pair (what the judge's embedding veto reads)."""
+    budget = settings.memory_budget_mib * 2**20
+    signals = search_signals(conn, count)
+    found = signal_candidates(signals, new)
+    del signals
+    store = open_store(settings=settings)
+    model = usable_model(conn, store)
+    if model is None:
         report.embeddings = "no embeddings yet"
-        return None
-    ids, matrix = load_embeddings(conn, open_store(settings=settings), row[0])
-    unrelated = median_random_cosine(matrix)
-    if not ids or unrelated > MAX_UNRELATED_COSINE:
-        report.embeddings = (f"embeddings of model {row[0]} ({row[1]}) not used: random pairs have a median cosine "
-                             f"of {unrelated:.2f} (> {MAX_UNRELATED_COSINE}: the model does not tell pictures apart)")
+        return found
+    if model.vectors < 2 or model.median_cosine > MAX_UNRELATED_COSINE:
+        report.embeddings = (f"embeddings of model {model.model_id} ({model.name}) not used: random pairs have a "
+                             f"median cosine of {model.median_cosine:.2f} (> {MAX_UNRELATED_COSINE}: the model does "
+                             "not tell pictures apart)")  # fmt: skip
         log.warning("works: %s", report.embeddings)
-        return None
-    report.embeddings = f"embeddings of model {row[0]} ({row[1]}) used (random pairs: median cosine {unrelated:.2f})"
-    return ids, matrix
+        return found
+    report.embeddings = (f"embeddings of model {model.model_id} ({model.name}) used (random pairs: median cosine "
+                         f"{model.median_cosine:.2f})")  # fmt: skip
+    if new is not None and not new.any():
+        return found
+    pairs, cosines = embedding_pairs(conn, store, model, MIN_CANDIDATE_COSINE, per_row=EMBEDDING_NEIGHBOURS, new=new,
+                                     budget_bytes=budget)  # fmt: skip
+    found = merge_candidates([(found.pairs, found.sources, None), (pairs, EMBEDDING, cosines)])
+    unknown = np.flatnonzero(np.isnan(found.cosines))
+    if len(unknown):
+        found.cosines[unknown] = pair_cosines(conn, store, model, found.pairs[unknown], budget_bytes=budget)
+    return found
 
 
-def judge_candidates(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts],
-                     only_with: set[str] | None = None,
-                     embeddings: tuple[list[str], np.ndarray] | None = None) -> tuple[int, Counter]:  # fmt: skip
-    """Judge every candidate pair and store the matcher's verdicts (operator decisions are left as they are)."""
-    pairs = candidate_pairs(facts, embeddings, only_with)
-    row_of = {sha: i for i, sha in enumerate(embeddings[0])} if embeddings else {}
+def judge_candidates(conn: psycopg2.extensions.connection, candidates: Candidates) -> Counter:
+    """Judge every candidate pair and store the matcher's verdicts (operator decisions are left as they are), a
+    batch of pairs at a time: the facts of a batch's images are read, judged, and copied out before the next."""
     verdicts: Counter = Counter()
-
-    def judged():
-        for a, b in sorted(pairs):
-            cosine = None
-            if a in row_of and b in row_of:
-                matrix = embeddings[1]  # type: ignore[index]
-                cosine = float(matrix[row_of[a]].astype(np.float32) @ matrix[row_of[b]].astype(np.float32))
-            verdict, evidence = judge(facts[a], facts[b], cosine)
-            evidence["found_by"] = sorted(pairs[(a, b)])
-            verdicts[verdict] += 1
-            yield a, b, verdict, json.dumps(evidence)
-
-    with conn.cursor() as cur:  # streamed through COPY, then one upsert (not a statement per pair)
+    with conn.cursor() as cur:
         cur.execute("CREATE TEMPORARY TABLE works_judged (sha_a text, sha_b text, verdict text, evidence jsonb) "
                     "ON COMMIT DROP")  # fmt: skip
-        copy_rows(cur, "works_judged", ("sha_a", "sha_b", "verdict", "evidence"), judged())
+        for start in range(0, len(candidates.pairs), JUDGE_BATCH_PAIRS):
+            batch = candidates.pairs[start:start + JUDGE_BATCH_PAIRS]
+            facts = facts_of(conn, np.unique(batch).tolist())
+            rows = []
+            for offset, (a, b) in enumerate(batch.tolist()):
+                cosine = float(candidates.cosines[start + offset])
+                verdict, evidence = judge(facts[a], facts[b], None if np.isnan(cosine) else cosine)
+                evidence["found_by"] = candidates.found_by(start + offset)
+                verdicts[verdict] += 1
+                rows.append((facts[a].sha256, facts[b].sha256, verdict, json.dumps(evidence)))
+            copy_rows(cur, "works_judged", ("sha_a", "sha_b", "verdict", "evidence"), rows)
         cur.execute("""INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence)
                        SELECT sha_a, sha_b, verdict, 'matcher', evidence FROM works_judged ORDER BY sha_a, sha_b
                        ON CONFLICT (sha_a, sha_b) DO UPDATE SET verdict = EXCLUDED.verdict,
@@ -140,22 +118,22 @@ def judge_candidates(conn: psycopg2.extensions.connection, facts: dict[str, Imag
                        WHERE work_pair.decided_by = 'matcher' AND (work_pair.verdict, work_pair.evidence)
                              IS DISTINCT FROM (EXCLUDED.verdict, EXCLUDED.evidence)""")
         cur.execute("DROP TABLE works_judged")
-    return len(pairs), verdicts
+    return verdicts
 
 
-def components(shas: list[str], duplicates: list[tuple[str, str]], distinct: set[tuple[str, str]]) -> list[set[str]]:
+def components(shas: list, duplicates: list[tuple], distinct: set[tuple]) -> list[set]:
     """Connected components of the duplicate pairs, never merging two components when that would put a pair an
-    operator called distinct into one work."""
+    operator called distinct into one work (pairs processed in the given order)."""
     parent = {sha: sha for sha in shas}
     members = {sha: {sha} for sha in shas}
 
-    def root(x: str) -> str:
+    def root(x):
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
-    forbidden: dict[str, set[str]] = {}
+    forbidden: dict = {}
     for a, b in distinct:
         forbidden.setdefault(a, set()).add(b)
         forbidden.setdefault(b, set()).add(a)
@@ -171,84 +149,205 @@ def components(shas: list[str], duplicates: list[tuple[str, str]], distinct: set
     return [members[r] for r in {root(s) for s in shas}]
 
 
-def link_works(conn: psycopg2.extensions.connection, facts: dict[str, ImageFacts]) -> tuple[int, int, int]:
-    """Rewrite work membership from the stored pair decisions; returns (works, multi-image works, images that
-    changed work). A component keeps the work id most of its images already had (stable ids)."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT sha_a, sha_b, verdict, decided_by FROM work_pair")
-        pairs = cur.fetchall()
-        cur.execute("SELECT sha256, work_id FROM work_image")
-        current = dict(cur.fetchall())
-        cur.execute("SELECT work_id, canonical_sha256 FROM work")
-        canonical_of = dict(cur.fetchall())
-    duplicates = [(a, b) for a, b, verdict, _ in pairs if verdict == "duplicate" and a in facts and b in facts]
-    distinct = {(a, b) for a, b, verdict, by in pairs if verdict == "distinct" and by == "operator"}
-    # A work's id goes to the group that holds its canonical image, else to the group holding most of its images.
-    groups = sorted(components(sorted(facts), duplicates, distinct),
-                    key=lambda g: (-sum(canonical_of.get(current.get(s)) == s for s in g), -len(g), min(g)))
+def _number_pairs(conn: psycopg2.extensions.connection, where: str) -> np.ndarray:
+    """(m, 2) image numbers of the stored pairs matching ``where`` (both images numbered), sorted."""
+    parts = []
+    with conn.cursor(name="works_pairs") as cur:
+        cur.itersize = FETCH_ROWS
+        cur.execute(f"""SELECT wa.n, wb.n FROM work_pair p JOIN works_image wa ON wa.sha256 = p.sha_a
+                        JOIN works_image wb ON wb.sha256 = p.sha_b WHERE {where}""")  # fmt: skip
+        while rows := cur.fetchmany(FETCH_ROWS):
+            parts.append(np.array(rows, dtype=np.int64).reshape(-1, 2))
+    pairs = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+def component_labels(count: int, duplicates: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """A label 0…g-1 per image: connected components of the duplicate pairs (scipy's, linear), except that a
+    component holding a pair an operator called distinct is split again by :func:`components` (only its images)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if count == 0:
+        return np.zeros(0, np.int64)
+    graph = coo_matrix((np.ones(len(duplicates), np.int8), (duplicates[:, 0], duplicates[:, 1])),
+                       shape=(count, count))  # fmt: skip
+    _, labels = connected_components(graph, directed=False)
+    labels = labels.astype(np.int64)
+    clash = labels[distinct[:, 0]] == labels[distinct[:, 1]] if len(distinct) else np.zeros(0, bool)
+    if clash.any():
+        bad = np.unique(labels[distinct[clash, 0]])
+        inside = np.isin(labels[duplicates[:, 0]], bad)
+        images = np.flatnonzero(np.isin(labels, bad)).tolist()
+        groups = components(images, [tuple(p) for p in duplicates[inside].tolist()],
+                            {tuple(p) for p in distinct.tolist()})  # fmt: skip
+        next_label = int(labels.max()) + 1
+        for group in groups:
+            labels[list(group)] = next_label
+            next_label += 1
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
+
+
+def _current_works(conn: psycopg2.extensions.connection, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(each image's work id or -1, whether it is its work's canonical image)."""
+    current = np.full(count, -1, np.int64)
+    canonical = np.zeros(count, bool)
+    with conn.cursor(name="works_current") as cur:
+        cur.itersize = FETCH_ROWS
+        cur.execute("""SELECT w.n, i.work_id, k.canonical_sha256 = w.sha256 FROM works_image w
+                       JOIN work_image i ON i.sha256 = w.sha256 JOIN work k ON k.work_id = i.work_id""")
+        while rows := cur.fetchmany(FETCH_ROWS):
+            block = np.array(rows, dtype=np.int64).reshape(-1, 3)
+            current[block[:, 0]] = block[:, 1]
+            canonical[block[:, 0]] = block[:, 2] == 1
+    return current, canonical
+
+
+def _choose_works(labels: np.ndarray, current: np.ndarray, canonical: np.ndarray, group_rank: np.ndarray
+                  ) -> np.ndarray:  # fmt: skip
+    """Each group's work id (-1: a new work): groups in ``group_rank`` order each take, of the works their images
+    already belong to and no earlier group took, the one whose canonical image they hold, else the one holding most
+    of their images, else the lowest id. Only groups that share a work with another group need the ordered pass;
+    the rest take their first choice at once."""
+    groups = len(group_rank)
+    chosen = np.full(groups, -1, np.int64)
+    held = np.flatnonzero(current >= 0)
+    if not len(held):
+        return chosen
+    label, work = labels[held], current[held]
+    keys, inverse, counts = np.unique(label * (int(work.max()) + 1) + work, return_inverse=True, return_counts=True)
+    row_label, row_work = keys // (int(work.max()) + 1), keys % (int(work.max()) + 1)
+    row_canonical = np.bincount(inverse, weights=canonical[held], minlength=len(keys)) > 0
+    order = np.lexsort((row_work, -counts, ~row_canonical, row_label))  # each group's rows, best first
+    row_label, row_work = row_label[order], row_work[order]
+    works, groups_per_work = np.unique(row_work, return_counts=True)
+    contested_rows = np.isin(row_work, works[groups_per_work > 1])
+    contested = np.zeros(groups, bool)
+    contested[row_label[contested_rows]] = True
+    first = np.flatnonzero(np.r_[True, row_label[1:] != row_label[:-1]])
+    easy = ~contested[row_label[first]]
+    chosen[row_label[first][easy]] = row_work[first][easy]
+    hard = np.flatnonzero(contested[row_label])
+    rows_of: dict[int, list[int]] = {}
+    for group, work_id in zip(row_label[hard].tolist(), row_work[hard].tolist(), strict=True):
+        rows_of.setdefault(group, []).append(work_id)
     taken: set[int] = set()
-    changed = 0
-    updates: list[tuple[int, str]] = []  # (work id, canonical image) of works that continue
-    fresh: list[tuple[str, list[str]]] = []  # (canonical image, images) of groups that need a new work
-    moves: list[tuple[str, int]] = []  # (image, work id) where an image's work changes
-    for group in groups:
-        held = Counter(current[s] for s in group if s in current and current[s] not in taken)
-        canonical = canonical_image([facts[s] for s in group]).sha256
-        if not held:
-            fresh.append((canonical, sorted(group)))
-            continue
-        work_id = min(held, key=lambda w: (canonical_of.get(w) not in group, -held[w], w))
-        if canonical_of.get(work_id) != canonical:
-            updates.append((work_id, canonical))
-        taken.add(work_id)
-        moved = [s for s in group if current.get(s) != work_id]
-        changed += len(moved)
-        moves.extend((sha, work_id) for sha in moved)
+    for group in sorted(rows_of, key=lambda g: group_rank[g]):
+        for work_id in rows_of[group]:
+            if work_id not in taken:
+                chosen[group] = work_id
+                taken.add(work_id)
+                break
+    return chosen
+
+
+def _canonical_images(conn: psycopg2.extensions.connection, labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Each group's canonical image number (``decide.canonical_image`` over the facts of a group of several, read
+    group by group from a server-side cursor; a group of one is its image)."""
+    canonical = np.full(len(sizes), -1, np.int64)
+    single = sizes[labels] == 1
+    canonical[labels[single]] = np.flatnonzero(single)
+    several = np.flatnonzero(~single)
+    if not len(several):
+        return canonical
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMPORARY TABLE works_group (n int, label bigint) ON COMMIT DROP")
+        copy_rows(cur, "works_group", ("n", "label"), zip(several.tolist(), labels[several].tolist(), strict=True))
+    with conn.cursor(name="works_group_facts") as cur:
+        cur.itersize = FETCH_ROWS
+        cur.execute(f"""SELECT g.label, {FACT_COLUMNS} FROM works_group g JOIN works_image w ON w.n = g.n
+                        {FACT_JOINS} ORDER BY g.label""")  # fmt: skip
+        group, numbers, members = None, [], []
+
+        def close() -> None:
+            best = canonical_image(members)
+            canonical[group] = numbers[next(i for i, facts in enumerate(members) if facts is best)]
+
+        for label, *row in cur:
+            if label != group and members:
+                close()
+                numbers, members = [], []
+            group = label
+            n, facts = image_facts(tuple(row))
+            numbers.append(n)
+            members.append(facts)
+        if members:
+            close()
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE works_group")
+    return canonical
+
+
+def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, int, int]:
+    """Rewrite work membership from the stored pair decisions; returns (works, multi-image works, images that
+    changed work). A group keeps the work id most of its images already had (stable ids). Memory: a few numpy
+    numbers per image and per duplicate pair; the facts of one group at a time."""
+    duplicates = _number_pairs(conn, "p.verdict = 'duplicate'")
+    distinct = _number_pairs(conn, "p.verdict = 'distinct' AND p.decided_by = 'operator'")
+    labels = component_labels(count, duplicates, distinct)
+    del duplicates
+    groups = int(labels.max()) + 1 if count else 0
+    sizes = np.bincount(labels, minlength=groups)
+    current, is_canonical = _current_works(conn, count)
+    # A work's id goes to the group that holds its canonical image, else to the group holding most of its images.
+    canonical_held = np.bincount(labels[is_canonical], minlength=groups)
+    first = np.full(groups, count, np.int64)
+    np.minimum.at(first, labels, np.arange(count))  # numbers follow sha256: the group's smallest sha256
+    group_rank = np.empty(groups, np.int64)
+    group_rank[np.lexsort((first, -sizes, -canonical_held))] = np.arange(groups)
+    chosen = _choose_works(labels, current, is_canonical, group_rank)
+    canonical = _canonical_images(conn, labels, sizes)
+    kept = np.flatnonzero(chosen >= 0)
+    unchanged = is_canonical[canonical[kept]] & (current[canonical[kept]] == chosen[kept])
+    updates = kept[~unchanged]  # works that continue with another canonical image
+    fresh = np.flatnonzero(chosen < 0)
+    fresh = fresh[np.argsort(group_rank[fresh])]
     # Written set-wise (COPY into temporary tables, one statement each): a first run at the real size moves every
     # image, and a statement per image would be tens of millions of round trips.
     with conn.cursor() as cur:
         cur.execute("SELECT nextval(pg_get_serial_sequence('work', 'work_id')) FROM generate_series(1, %s)",
                     (len(fresh),))  # fmt: skip
-        new_ids = [row[0] for row in cur.fetchall()]
-        for work_id, (_, group) in zip(new_ids, fresh, strict=True):
-            changed += len(group)
-            moves.extend((sha, work_id) for sha in group)
-        cur.execute("""CREATE TEMPORARY TABLE works_new (work_id bigint, canonical_sha256 text) ON COMMIT DROP;
-                       CREATE TEMPORARY TABLE works_kept (work_id bigint, canonical_sha256 text) ON COMMIT DROP;
-                       CREATE TEMPORARY TABLE works_moved (sha256 text, work_id bigint) ON COMMIT DROP""")
-        copy_rows(cur, "works_new", ("work_id", "canonical_sha256"),
-                  ((work_id, canonical) for work_id, (canonical, _) in zip(new_ids, fresh, strict=True)))
-        copy_rows(cur, "works_kept", ("work_id", "canonical_sha256"), updates)
-        copy_rows(cur, "works_moved", ("sha256", "work_id"), moves)
+        chosen[fresh] = [row[0] for row in cur.fetchall()]
+        moved = np.flatnonzero(current != chosen[labels])
+        cur.execute("""CREATE TEMPORARY TABLE works_new (work_id bigint, n int) ON COMMIT DROP;
+                       CREATE TEMPORARY TABLE works_kept (work_id bigint, n int) ON COMMIT DROP;
+                       CREATE TEMPORARY TABLE works_moved (n int, work_id bigint) ON COMMIT DROP""")
+        copy_rows(cur, "works_new", ("work_id", "n"),
+                  zip(chosen[fresh].tolist(), canonical[fresh].tolist(), strict=True))  # fmt: skip
+        copy_rows(cur, "works_kept", ("work_id", "n"),
+                  zip(chosen[updates].tolist(), canonical[updates].tolist(), strict=True))  # fmt: skip
+        copy_rows(cur, "works_moved", ("n", "work_id"),
+                  zip(moved.tolist(), chosen[labels[moved]].tolist(), strict=True))  # fmt: skip
         cur.execute("""INSERT INTO work (work_id, canonical_sha256) OVERRIDING SYSTEM VALUE
-                       SELECT work_id, canonical_sha256 FROM works_new ORDER BY work_id""")
-        cur.execute("""UPDATE work w SET canonical_sha256 = k.canonical_sha256, updated_at = now() FROM works_kept k
-                       WHERE w.work_id = k.work_id AND w.canonical_sha256 <> k.canonical_sha256""")
-        cur.execute("""INSERT INTO work_image (sha256, work_id) SELECT sha256, work_id FROM works_moved ORDER BY sha256
-                       ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""")
+                       SELECT k.work_id, w.sha256 FROM works_new k JOIN works_image w ON w.n = k.n
+                       ORDER BY k.work_id""")  # fmt: skip
+        cur.execute("""UPDATE work k SET canonical_sha256 = w.sha256, updated_at = now()
+                       FROM works_kept c JOIN works_image w ON w.n = c.n
+                       WHERE k.work_id = c.work_id AND k.canonical_sha256 <> w.sha256""")  # fmt: skip
+        cur.execute("""INSERT INTO work_image (sha256, work_id)
+                       SELECT w.sha256, m.work_id FROM works_moved m JOIN works_image w ON w.n = m.n ORDER BY 1
+                       ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""")  # fmt: skip
         cur.execute("DROP TABLE works_new, works_kept, works_moved")
         cur.execute("DELETE FROM work w WHERE NOT EXISTS (SELECT 1 FROM work_image i WHERE i.work_id = w.work_id)")
-    return len(groups), sum(1 for g in groups if len(g) > 1), changed
+    return groups, int((sizes > 1).sum()), len(moved)
 
 
 def run_works(settings: Settings | None = None, *, only_new: bool = False) -> WorksReport:
     """Judge candidates (``only_new``: pairs with an image not yet in a work — incremental) and relink; recorded as
-    a ``works`` pipeline run whose summary holds the merged share the works suite compares the next run with."""
+    a ``works`` pipeline run whose summary holds the merged share the works suite compares the next run with.
+    Memory stays within ``settings.memory_budget_mib`` plus a few numbers per image (no image's full facts are
+    held beyond one batch)."""
     settings = settings or get_settings()
     report = WorksReport()
     with connect(settings) as conn, recorded_run(conn, "works", {"only_new": only_new}) as run:
-        facts = _facts(conn)
-        report.images = len(facts)
-        only_with = None
-        if only_new:
-            with conn.cursor() as cur:
-                cur.execute("SELECT sha256 FROM work_image")
-                linked = {row[0] for row in cur.fetchall()}
-            only_with = set(facts) - linked
-        embeddings = _embeddings(conn, settings, report)
-        report.candidates, verdicts = judge_candidates(conn, facts, only_with, embeddings)
-        report.verdicts = dict(verdicts)
-        report.works, report.multi_image_works, report.changed_images = link_works(conn, facts)
+        count = number_images(conn)
+        report.images = count
+        new = unlinked(conn, count) if only_new else None
+        candidates = find_candidates(conn, settings, count, new, report)
+        report.candidates = len(candidates.pairs)
+        report.verdicts = dict(judge_candidates(conn, candidates))
+        del candidates
+        report.works, report.multi_image_works, report.changed_images = link_works(conn, count)
         run.summary = {"images": report.images, "works": report.works, "multi_image_works": report.multi_image_works,
                        "merged_share": report.multi_image_works / report.works if report.works else 0.0,
                        "candidates": report.candidates, "verdicts": report.verdicts,

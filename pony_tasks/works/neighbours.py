@@ -5,7 +5,7 @@
   members of each cell — with each vector in its ``assignments`` nearest cells (SemDeDup uses one; two recover the
   pairs that straddle a cell boundary). New vectors are matched against the cells they fall in, so 10,000 new images
   cost a few matrix products against 1M, not a rebuild. Below ``EXACT_LIMIT`` vectors the join is exact (all pairs).
-- **Colour thumbnails** (:func:`neighbour_pairs`): each row's ``k`` nearest rows with a faiss index (flat up to
+- **Colour thumbnails** (:func:`thumbnail_pairs`): each row's ``k`` nearest rows with a faiss index (flat up to
   ``FLAT_KNN_LIMIT`` rows, an inverted file above).
 
 ``benchmarks/works.py`` measures the join on 1M 768-d fp16 embeddings against faiss's own inverted-file search and
@@ -156,33 +156,6 @@ class ClusterJoin:
         return _unique(np.concatenate(found), np.concatenate(cosines))
 
 
-def similar_pairs(ids: list[str], vectors: np.ndarray, min_cosine: float, only_with: set[str] | None = None,
-                  per_row: int | None = None) -> dict[tuple[str, str], float]:  # fmt: skip
-    """{(id_a, id_b): cosine} for every pair of rows with cosine ≥ ``min_cosine`` (id_a < id_b; ``per_row``: each
-    row's best that many per cell); ``only_with``: only pairs with one of these ids (the rest are joined as the
-    existing set, the new ones matched against it)."""
-    if len(ids) < 2:
-        return {}
-    if only_with is None:
-        join = ClusterJoin.build(vectors, per_row=per_row)
-        pairs, cosines = join.pairs(min_cosine)
-    else:
-        old = np.array([i for i, sha in enumerate(ids) if sha not in only_with], dtype=np.int64)
-        new = np.array([i for i, sha in enumerate(ids) if sha in only_with], dtype=np.int64)
-        if not len(new):
-            return {}
-        join = (ClusterJoin.build(vectors[old], per_row=per_row) if len(old)
-                else ClusterJoin(vectors[:0], per_row=per_row, members=[np.arange(0)]))  # fmt: skip
-        pairs, cosines = join.add(vectors[new], min_cosine)
-        order = np.concatenate([old, new])  # join rows → original rows
-        pairs = order[pairs] if len(pairs) else pairs
-    result = {}
-    for (a, b), cosine in zip(pairs.tolist(), cosines.tolist(), strict=True):
-        first, second = ids[a], ids[b]
-        result[(first, second) if first < second else (second, first)] = float(cosine)
-    return result
-
-
 def build_index(vectors: np.ndarray, metric: str = "ip", *, exact: bool | None = None, seed: int = 0,
                 nprobe: int = 8):  # fmt: skip
     """A faiss kNN index over ``vectors`` (float32 rows). ``metric``: ``ip`` (cosine for L2-normalised rows) or
@@ -208,30 +181,44 @@ def build_index(vectors: np.ndarray, metric: str = "ip", *, exact: bool | None =
     return index
 
 
-def neighbour_pairs(ids: list[str], vectors: np.ndarray, *, k: int, metric: str = "ip", bound: float,
-                    only_with: set[str] | None = None) -> dict[tuple[str, str], float]:  # fmt: skip
-    """{(id_a, id_b): score} for every row's ``k`` nearest other rows within ``bound`` (inner product ≥ bound, or
-    squared L2 distance ≤ bound), id_a < id_b. ``only_with``: only query these ids (incremental matching)."""
-    rows = list(range(len(ids))) if only_with is None else [i for i, sha in enumerate(ids) if sha in only_with]
-    if not rows or len(ids) < 2:
-        return {}
-    index = build_index(vectors, metric)
-    pairs: dict[tuple[str, str], float] = {}
+def thumbnail_pairs(thumbs: np.ndarray, *, k: int, bound: float, query: np.ndarray | None = None,
+                    exact: bool | None = None, seed: int = 0, nprobe: int = 8
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(row pairs a < b, squared L2 distances) of every row's ``k`` nearest other rows within ``bound``, over uint8
+    thumbnails (one row of 48 numbers per image); ``query``: only these rows look for neighbours (incremental
+    matching). Memory: the thumbnails once more — up to ``FLAT_KNN_LIMIT`` rows an exact flat index, above an
+    inverted file that stores the uint8 values themselves (``QT_8bit_direct``: exact distances, 48 bytes a row,
+    not a float32 copy of every row); ``exact`` chooses."""
+    import faiss
+
+    count, dim = thumbs.shape
+    rows = np.arange(count) if query is None else np.asarray(query, dtype=np.int64)
+    if count < 2 or not len(rows):
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    if exact or (exact is None and count <= FLAT_KNN_LIMIT):
+        index = faiss.IndexFlatL2(dim)
+    else:
+        cells = max(2, int(CELLS_PER_ROOT * math.sqrt(count)))
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(dim), dim, cells,
+                                              faiss.ScalarQuantizer.QT_8bit_direct, faiss.METRIC_L2,
+                                              False)  # fmt: skip (rows as they are, not residuals: uint8 values)
+        index.cp.niter = TRAIN_ITERATIONS
+        index.cp.seed = seed
+        sample = np.sort(np.random.default_rng(seed).choice(count, size=min(count, cells * TRAIN_SAMPLE),
+                                                            replace=False))  # fmt: skip
+        index.train(thumbs[sample].astype(np.float32))
+        index.nprobe = nprobe
+    for start in range(0, count, 65536):
+        index.add(thumbs[start:start + 65536].astype(np.float32))
+    found, distances = [], []
     for start in range(0, len(rows), 8192):
         chunk = rows[start:start + 8192]
-        scores, found = index.search(np.ascontiguousarray(vectors[chunk], dtype=np.float32), min(k + 1, len(ids)))
-        for row, row_scores, row_found in zip(chunk, scores, found, strict=True):
-            for score, other in zip(row_scores.tolist(), row_found.tolist(), strict=True):
-                if other < 0 or other == row or ((score < bound) if metric == "ip" else (score > bound)):
-                    continue
-                a, b = ids[row], ids[other]
-                pairs[(a, b) if a < b else (b, a)] = float(score)
-    return pairs
-
-
-def thumbnail_matrix(thumbnails: Iterable[bytes]) -> np.ndarray:
-    """Colour thumbnails (48 bytes each) as a float32 matrix, one row each."""
-    return np.stack([np.frombuffer(t, dtype=np.uint8) for t in thumbnails]).astype(np.float32)
+        scores, others = index.search(thumbs[chunk].astype(np.float32), min(k + 1, count))
+        keep = (others >= 0) & (others != chunk[:, None]) & (scores <= bound)
+        left, right = np.broadcast_to(chunk[:, None], others.shape)[keep], others[keep]
+        found.append(np.stack([np.minimum(left, right), np.maximum(left, right)], 1))
+        distances.append(scores[keep])
+    return _unique(np.concatenate(found), np.concatenate(distances))
 
 
 def median_random_cosine(vectors: np.ndarray, *, sample: int = 2000, seed: int = 0) -> float:

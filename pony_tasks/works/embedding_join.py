@@ -1,0 +1,232 @@
+"""CLIP-embedding candidates and cosines for works, in memory bounded by a budget, never every vector at once.
+
+- :func:`usable_model`: the newest model with shards, and whether its embeddings tell pictures apart (median cosine
+  of random pairs of a sample read from a few shards spread over the model).
+- :func:`embedding_pairs`: :class:`~pony_tasks.works.neighbours.ClusterJoin`'s k-means cells, trained on a sample;
+  every vector is assigned to its nearest cells a shard at a time and spilled, with its image number and cell, to
+  the file of its cell's group (cell mod groups); then each group's file is read alone and each of its cells joined
+  exactly (one matrix product per cell, as SemDeDup does). There are as many groups as keep one group's vectors
+  within the budget — the unit a mapped task over cell ranges takes when one machine is not enough.
+- :func:`pair_cosines`: the exact cosine of given pairs (pHash and thumbnail candidates, for the judge's embedding
+  veto): the vectors of as many of their images as the budget holds, gathered in one pass over the shards that
+  hold them, per pass.
+
+Images are the numbers of ``works_image`` (:mod:`pony_tasks.works.catalogue`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg2.extensions
+
+from pony_tasks.embed.run import read_shard
+from pony_tasks.progress import progress_bar
+from pony_tasks.storage import ObjectStore
+from pony_tasks.works.neighbours import (
+    ASSIGNMENTS,
+    CELLS_PER_ROOT,
+    EXACT_LIMIT,
+    TRAIN_ITERATIONS,
+    TRAIN_SAMPLE,
+    ClusterJoin,
+    _pairs_above,
+    _unique,
+    median_random_cosine,
+)
+
+log = logging.getLogger(__name__)
+
+CHECK_SAMPLE = 4000  # vectors the median-cosine check looks at
+
+
+@dataclass
+class EmbeddingModel:
+    model_id: int
+    name: str
+    shards: list[tuple[int, str]]  # (shard id, storage key), in shard order
+    vectors: int  # vectors of numbered images
+    dim: int
+    median_cosine: float
+
+
+def _numbered_shard(conn, store: ObjectStore, model_id: int, shard_id: int, key: str
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(image numbers, float16 rows) of one shard's numbered images."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT e.row, w.n FROM image_embedding e JOIN works_image w ON w.sha256 = e.sha256
+                       WHERE e.shard_id = %s AND e.model_id = %s ORDER BY e.row""", (shard_id, model_id))  # fmt: skip
+        rows = cur.fetchall()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float16)
+    return np.array([n for _, n in rows], np.int64), read_shard(store, key)[[row for row, _ in rows]]
+
+
+def _spread_sample(conn, store: ObjectStore, model: EmbeddingModel, size: int) -> np.ndarray:
+    """About ``size`` vectors from shards spread evenly over the model (all of them when it has fewer)."""
+    per_shard = max(1, model.vectors // max(1, len(model.shards)))
+    wanted = min(len(model.shards), math.ceil(size / per_shard))
+    picks = np.unique(np.linspace(0, len(model.shards) - 1, wanted).round().astype(int)) if wanted else []
+    parts = [_numbered_shard(conn, store, model.model_id, *model.shards[i])[1] for i in picks]
+    parts = [p for p in parts if len(p)]
+    return np.concatenate(parts)[:size] if parts else np.zeros((0, model.dim), np.float16)
+
+
+def usable_model(conn: psycopg2.extensions.connection, store: ObjectStore) -> EmbeddingModel | None:
+    """The newest embedding model with shards (None when there is none), with its median random-pair cosine."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT model_id, name FROM embedding_model m WHERE EXISTS (SELECT 1 FROM embedding_shard s
+                       WHERE s.model_id = m.model_id) ORDER BY model_id DESC LIMIT 1""")  # fmt: skip
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute("SELECT shard_id, storage_key FROM embedding_shard WHERE model_id = %s ORDER BY shard_id",
+                    (row[0],))  # fmt: skip
+        shards = cur.fetchall()
+        cur.execute("""SELECT count(*) FROM image_embedding e JOIN works_image w ON w.sha256 = e.sha256
+                       WHERE e.model_id = %s""", (row[0],))  # fmt: skip
+        vectors = cur.fetchone()[0]
+    model = EmbeddingModel(row[0], row[1], shards, vectors, 0, 0.0)
+    sample = _spread_sample(conn, store, model, CHECK_SAMPLE)
+    model.dim = sample.shape[1] if len(sample) else 0
+    model.median_cosine = median_random_cosine(sample)
+    return model
+
+
+def _cells(count: int) -> int:
+    return 1 if count <= EXACT_LIMIT else max(2, int(CELLS_PER_ROOT * math.sqrt(count)))
+
+
+def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel,
+                    min_cosine: float, *, per_row: int | None, new: np.ndarray | None, budget_bytes: int,
+                    seed: int = 0, show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(image pairs a < b, cosines) of every pair in a common cell with cosine ≥ ``min_cosine`` (``per_row``: each
+    vector's best that many per cell); ``new``: a bool per image — only pairs with a new image."""
+    cells = _cells(model.vectors)
+    join = ClusterJoin(np.zeros((0, model.dim), np.float16), seed=seed)
+    if cells > 1:
+        import faiss
+
+        sample = _spread_sample(conn, store, model, cells * TRAIN_SAMPLE)
+        kmeans = faiss.Kmeans(model.dim, cells, niter=TRAIN_ITERATIONS, seed=seed, spherical=True,
+                              min_points_per_centroid=1, max_points_per_centroid=TRAIN_SAMPLE,
+                              verbose=False)  # fmt: skip
+        kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
+        join.centroids = kmeans.centroids
+    assignments = ASSIGNMENTS if cells > 1 else 1
+    # A group's vectors (float16) plus one cell's float32 copy and products must fit the budget: a third for the group.
+    groups = min(cells, max(1, math.ceil(model.vectors * assignments * model.dim * 2 / max(1, budget_bytes // 3))))
+    found, cosines = [], []
+    with tempfile.TemporaryDirectory(prefix="pony-works-cells-") as spill:
+        files = [{part: open(Path(spill) / f"{g}.{part}", "wb") for part in ("n", "cell", "vec")}
+                 for g in range(groups)]  # fmt: skip
+        try:
+            with progress_bar(show_progress, total=len(model.shards), desc="works: embedding cells",
+                              unit="shard") as bar:  # fmt: skip
+                for shard_id, key in model.shards:
+                    numbers, matrix = _numbered_shard(conn, store, model.model_id, shard_id, key)
+                    bar.update(1)
+                    if not len(numbers):
+                        continue
+                    assigned = join._assign(matrix) if cells > 1 else np.zeros((len(numbers), 1), np.int64)
+                    for column in range(assigned.shape[1]):
+                        group_of = assigned[:, column] % groups
+                        for g in np.unique(group_of):
+                            rows = group_of == g
+                            numbers[rows].astype(np.int32).tofile(files[g]["n"])
+                            assigned[rows, column].astype(np.int32).tofile(files[g]["cell"])
+                            np.ascontiguousarray(matrix[rows], dtype=np.float16).tofile(files[g]["vec"])
+        finally:
+            for group_files in files:
+                for handle in group_files.values():
+                    handle.close()
+        for g in range(groups):
+            pairs, values = _join_group(Path(spill), g, model.dim, min_cosine, per_row, new)
+            found.append(pairs)
+            cosines.append(values)
+    if not found:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    return _unique(np.concatenate(found), np.concatenate(cosines))
+
+
+def _join_group(spill: Path, group: int, dim: int, min_cosine: float, per_row: int | None,
+                new: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    numbers = np.fromfile(spill / f"{group}.n", dtype=np.int32).astype(np.int64)
+    cells = np.fromfile(spill / f"{group}.cell", dtype=np.int32)
+    vectors = np.fromfile(spill / f"{group}.vec", dtype=np.float16).reshape(-1, dim)
+    order = np.argsort(cells, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(cells[order]) != 0]) if len(order) else np.zeros(0, np.int64)
+    found, cosines = [], []
+    for start, stop in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        members = order[start:stop]
+        if len(members) < 2:
+            continue
+        member_numbers = numbers[members]
+        rows = np.asarray(vectors[members], dtype=np.float32)
+        if new is None:
+            pairs, values = _pairs_above(rows, rows, min_cosine, member_numbers, member_numbers, True, per_row)
+        else:
+            fresh = new[member_numbers]
+            if not fresh.any():
+                continue
+            pairs, values = _pairs_above(rows[fresh], rows, min_cosine, member_numbers[fresh], member_numbers, False,
+                                         per_row)  # fmt: skip
+        found.append(pairs)
+        cosines.append(values)
+    if not found:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    return np.concatenate(found), np.concatenate(cosines)
+
+
+def _gather(conn, store: ObjectStore, model_id: int, images: np.ndarray, dim: int
+            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(float16 rows aligned with ``images`` (sorted numbers), a bool per image: it has a vector), reading each shard
+    that holds one of them once."""
+    vectors = np.zeros((len(images), dim), np.float16)
+    have = np.zeros(len(images), bool)
+    with conn.cursor(name="works_gather") as cur:
+        cur.itersize = 50_000
+        cur.execute("""SELECT s.storage_key, e.row, w.n FROM unnest(%s::int[]) AS q(n)
+                       JOIN works_image w ON w.n = q.n
+                       JOIN image_embedding e ON e.sha256 = w.sha256 AND e.model_id = %s
+                       JOIN embedding_shard s ON s.shard_id = e.shard_id ORDER BY e.shard_id, e.row""",
+                    (images.tolist(), model_id))  # fmt: skip
+        key, rows, numbers = None, [], []
+
+        def flush() -> None:
+            if rows:
+                position = np.searchsorted(images, numbers)
+                vectors[position] = read_shard(store, key)[rows]
+                have[position] = True
+
+        for storage_key, row, n in cur:
+            if storage_key != key:
+                flush()
+                key, rows, numbers = storage_key, [], []
+            rows.append(row)
+            numbers.append(n)
+        flush()
+    return vectors, have
+
+
+def pair_cosines(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel, pairs: np.ndarray,
+                 *, budget_bytes: int) -> np.ndarray:  # fmt: skip
+    """Cosine of each pair (NaN where an image has no vector of the model), gathering at most the budget's worth of
+    vectors at once (a pass over the shards per that many images)."""
+    cosines = np.full(len(pairs), np.nan, np.float32)
+    per_pass = max(2, budget_bytes // 2 // max(1, model.dim * 2))  # images whose vectors fit half the budget
+    for start in range(0, len(pairs), per_pass // 2):
+        batch = pairs[start:start + per_pass // 2]
+        images = np.unique(batch)
+        vectors, have = _gather(conn, store, model.model_id, images, model.dim)
+        a, b = np.searchsorted(images, batch[:, 0]), np.searchsorted(images, batch[:, 1])
+        both = have[a] & have[b]
+        left = vectors[a[both]].astype(np.float32)
+        right = vectors[b[both]].astype(np.float32)
+        cosines[start:start + len(batch)][both] = np.einsum("ij,ij->i", left, right)
+    return cosines
+

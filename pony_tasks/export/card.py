@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from dataclasses import dataclass, field
 
 import psycopg2.extensions
 
@@ -88,16 +89,30 @@ def _lines_table(lines: LineStats) -> str:
     return "| band | caption lines | median content tags a line |\n|---|---|---|\n" + "\n".join(rows)
 
 
+@dataclass
+class SampleStats:
+    """What the card counts, added up one sample at a time (an export streams its samples, never holding them)."""
+
+    samples: int = 0
+    bands: Counter = field(default_factory=Counter)
+    ratings: Counter = field(default_factory=Counter)
+    sites: Counter = field(default_factory=Counter)
+
+    def add(self, sample: ExportSample) -> None:
+        self.samples += 1
+        self.bands[sample.band] += 1
+        self.ratings[sample.rating] += 1
+        self.sites.update({site for site, _ in sample.posts})
+
+
 def dataset_card(
     conn: psycopg2.extensions.connection, name: str, fmt: str, caption_set: CaptionSetInfo,
-    samples: list[ExportSample], selection: dict, *, lines: LineStats | None = None,
+    stats: SampleStats, selection: dict, *, lines: LineStats | None = None,
     too_small: tuple[int, int] | None = None,
 ) -> str:  # fmt: skip
     floor = int(caption_set.parameters.get("floor", 1))
     thresholds = caption_set.parameters.get("thresholds", list(DEFAULT_THRESHOLDS))
-    bands = Counter(s.band for s in samples)
-    ratings = Counter(s.rating for s in samples)
-    sites = Counter(site for s in samples for site in {site for site, _ in s.posts})
+    bands, ratings, sites = stats.bands, stats.ratings, stats.sites
     data_files = {"parquet": "data/train-*.parquet", "webdataset": "shard-*.tar"}.get(fmt)
     front = ["---", f"pretty_name: {name}", "task_categories:", "- text-to-image"]
     if data_files:
@@ -130,7 +145,7 @@ def dataset_card(
                  "no bucket (`bucket_no_upscale`) and training would fail on them.")  # fmt: skip
     return "\n".join([
         *front, "---", "", f"# {name}", "",
-        f"{len(samples)} samples, one per work (the same picture posted on several sites is one sample), exported as "
+        f"{stats.samples} samples, one per work (the same picture posted on several sites is one sample), exported as "
         f"**{fmt}** from caption set {caption_set.set_id} (aesthetic model version "
         f"{caption_set.aesthetic_version_id}) by Pony Pipeline. Selection: {selection}.", "",
         "## Quality tags", "", scheme_text, "",

@@ -25,18 +25,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg2.extensions
 
 from pony_tasks.captions.lines import Line, LineStats, has_content
-from pony_tasks.export.card import dataset_card, prefixes_text, styles_csv
+from pony_tasks.export.card import SampleStats, dataset_card, prefixes_text, styles_csv
 from pony_tasks.export.imagefolder import write_imagefolder
 from pony_tasks.export.kohya import DEFAULT_VARIANTS, MIN_SIDE, dataset_configs, write_kohya
 from pony_tasks.export.parquet import write_parquet
-from pony_tasks.export.selection import ExportSample, select_samples
+from pony_tasks.export.selection import ExportSample, active_set_info, iter_samples
 from pony_tasks.export.webdataset import image_key, write_shards
 from pony_tasks.progress import progress_bar
 from pony_tasks.storage import LocalObjectStore, ObjectStore
@@ -55,6 +58,14 @@ class ExportResult:
     files: dict[str, str] = field(default_factory=dict)  # key -> sha256
     lines: LineStats = field(default_factory=LineStats)
     too_small: int = 0  # images left out: smaller than min_side on a side (kohya)
+
+    def large_enough(self, samples: Iterable[ExportSample], min_side: int) -> Iterator[ExportSample]:
+        """The samples at least ``min_side`` on both sides; the others counted in ``too_small``."""
+        for sample in samples:
+            if min(sample.width, sample.height) >= min_side:
+                yield sample
+            else:
+                self.too_small += 1
 
     def summary(self) -> str:
         small = f"; {self.too_small} images under the smallest bucket left out" if self.too_small else ""
@@ -79,12 +90,16 @@ def export_dataset(
     if min_side < 1:
         raise ValueError(f"min_side must be ≥ 1 pixel, got {min_side}")
     prefix = f"exports/{validate_key(name)}"
-    caption_set, samples = select_samples(conn, min_band, ratings, sites)
+    caption_set = active_set_info(conn)
     result = ExportResult(name, fmt)
+    # webdataset's one image key: a first pass over the selection that keeps only the extensions
+    key = (image_key(iter_samples(conn, caption_set, min_band, ratings, sites), image_format)
+           if fmt == "webdataset" else None)  # fmt: skip
+    samples = iter_samples(conn, caption_set, min_band, ratings, sites)  # streamed: never every sample at once
     if fmt == "kohya":
-        kept = [sample for sample in samples if min(sample.width, sample.height) >= min_side]
-        result.too_small, samples = len(samples) - len(kept), kept
-    key = image_key(samples, image_format) if fmt == "webdataset" else None
+        samples = result.large_enough(samples, min_side)
+    stats = SampleStats()
+    works: list[str] = []
     lock = threading.Lock()
 
     def put(object_key: str, data: bytes) -> None:
@@ -93,6 +108,18 @@ def export_dataset(
         with lock:
             result.files[object_key] = digest
             result.bytes += len(data)
+
+    def put_path(object_key: str, path: Path) -> None:
+        """A file written on disk first (shards, meta.json, metadata.jsonl), stored and hashed a chunk at a time."""
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        store.put_file(object_key, path)
+        with lock:
+            result.files[object_key] = digest.hexdigest()
+            result.bytes += size
 
     def copy(object_key: str, source_key: str, sha256: str) -> None:
         """A stored image copied inside the store (no bytes through Python); content-addressed: its sha256 is its
@@ -106,31 +133,32 @@ def export_dataset(
     # export complete
     with (
         store.deferred_sync(),
-        progress_bar(show_progress, total=len(samples), desc=f"export {name}", unit="img") as bar,
+        progress_bar(show_progress, desc=f"export {name}", unit="img") as bar,
     ):  # fmt: skip
-
 
         def tick(sample: ExportSample, lines: list[Line]) -> None:
             with lock:
                 result.samples += 1
                 result.lines.add(sample.band, lines, has_content(sample.content))
+                stats.add(sample)
+                works.append(sample.work)
                 bar.update(1)
 
         if fmt == "kohya":
             write_kohya(prefix, samples, put, copy, tick, token_limit=caption_set.token_limit, variants=variants,
-                        writers=store.parallel_writes())  # fmt: skip
+                        put_path=put_path, writers=store.parallel_writes())  # fmt: skip
             image_dir = str(store.root / prefix) if isinstance(store, LocalObjectStore) else "."
             for file_name, text in dataset_configs(image_dir, caption_set).items():
                 put(f"{prefix}/{file_name}", text.encode())
         elif fmt == "webdataset":
-            write_shards(store, prefix, samples, put, tick, caption_set, shard_bytes, key, variants)
+            write_shards(store, prefix, samples, put_path, tick, caption_set, shard_bytes, key, variants)
         elif fmt == "parquet":
             write_parquet(store, prefix, samples, put, tick, caption_set, shard_bytes, variants)
         else:
-            write_imagefolder(prefix, samples, put, copy, tick, caption_set, variants)
+            write_imagefolder(prefix, samples, put_path, copy, tick, caption_set, variants)
     selection = {"min_band": min_band, "ratings": ratings, "sites": sites}
     floor = int(caption_set.parameters.get("floor", 1))
-    card = dataset_card(conn, name, fmt, caption_set, samples, selection, lines=result.lines,
+    card = dataset_card(conn, name, fmt, caption_set, stats, selection, lines=result.lines,
                         too_small=(result.too_small, min_side) if fmt == "kohya" else None)  # fmt: skip
     put(f"{prefix}/README.md", card.encode())
     put(f"{prefix}/styles.csv", styles_csv(caption_set.scheme, floor).encode())
@@ -143,7 +171,11 @@ def export_dataset(
         "kohya_caption_variants": variants if fmt == "kohya" else None, "caption_lines": result.lines.as_dict(),
         "left_out_too_small": {"images": result.too_small, "min_side": min_side} if fmt == "kohya" else None,
         "files": dict(sorted(result.files.items())),
-        "works": sorted(sample.work for sample in samples),  # each sample's work: what fine-tune gates count
+        "works": sorted(works),  # each sample's work: what fine-tune gates count
     }  # fmt: skip
-    store.put_bytes(f"{prefix}/manifest.json", json.dumps(manifest, indent=1).encode())
+    with tempfile.TemporaryDirectory(prefix="pony-export-") as workdir:  # dumped to a file, not one huge string
+        path = Path(workdir) / "manifest.json"
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=1)
+        store.put_file(f"{prefix}/manifest.json", path)
     return result

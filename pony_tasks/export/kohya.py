@@ -29,9 +29,12 @@ Keys and behaviour read from sd-scripts at commit 48d368f (2026-02-16), ``librar
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from pony_tasks.captions.lines import KEEP_SEPARATOR, Line
 from pony_tasks.export.selection import CaptionSetInfo, ExportSample
@@ -40,6 +43,7 @@ DEFAULT_VARIANTS = 8  # V7 lines per caption file
 RESOLUTION = 1024  # the base resolution written into dataset.toml (SDXL's; 512 for SD 1.5)
 BUCKET_RESO_STEPS = 64  # dataset.toml's bucket_reso_steps
 MIN_SIDE = BUCKET_RESO_STEPS  # images smaller on a side get no bucket: left out of kohya exports
+WINDOW = 1024  # samples handed to the writer threads at once
 TOKEN_LENGTHS = (150, 225)  # sd-scripts' --max_token_length choices besides none (75)
 
 
@@ -66,35 +70,55 @@ def trainer_command(token_limit: int | None, config: str = "dataset.toml") -> st
     return command
 
 
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of ``size`` items (the last shorter): itertools.batched, which Python 3.11 lacks."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
 def write_kohya(
     prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
     copy: Callable[[str, str, str], None], tick: Callable[[ExportSample, list[Line]], None], *, token_limit: int | None,
-    variants: int = DEFAULT_VARIANTS, writers: int = 1,
-) -> dict:  # fmt: skip
+    put_path: Callable[[str, Path], None], variants: int = DEFAULT_VARIANTS, writers: int = 1,
+) -> int:  # fmt: skip
     """Write every sample's image (``copy``: inside the store, key → key) and caption file (``writers`` samples at
-    once: ObjectStore.parallel_writes), then ``meta.json``; returns the metadata. ``tick`` gets each sample's
-    lines."""
-    meta = {}
+    once: ObjectStore.parallel_writes, a bounded window of samples in flight), then ``meta.json``, written entry by
+    entry to a temporary file in the samples' order (sha256: sorted keys) and stored from it (``put_path``) — never
+    the whole of it in memory. ``tick`` gets each sample's lines; returns the number of samples."""
 
-    def write(sample: ExportSample) -> None:
+    def write(sample: ExportSample) -> tuple[str, str]:
         image = f"{sample.sha256}.{sample.extension}"
         copy(f"{prefix}/{image}", sample.storage_key, sample.sha256)
         lines = sample.lines(variants, token_limit)
         caption = caption_file(lines)
         put(f"{prefix}/{sample.sha256}.txt", caption.encode())
-        meta[image] = {"caption": caption, "image_size": [sample.width, sample.height]}
         tick(sample, lines)
+        entry = {"caption": caption, "image_size": [sample.width, sample.height]}
+        return image, json.dumps(entry, ensure_ascii=False)
 
-    if writers > 1:
-        with ThreadPoolExecutor(writers) as pool:
-            for _ in pool.map(write, samples):
-                pass
-    else:  # no pool: handing each sample to a thread costs more than its few system calls (ObjectStore.parallel_writes)
-        for sample in samples:
-            write(sample)
-    meta = dict(sorted(meta.items()))
-    put(f"{prefix}/meta.json", json.dumps(meta, ensure_ascii=False, indent=1).encode())
-    return meta
+    count = 0
+    with tempfile.TemporaryDirectory(prefix="pony-kohya-") as workdir:
+        meta_path = Path(workdir) / "meta.json"
+        with open(meta_path, "w", encoding="utf-8") as meta:
+            meta.write("{")
+
+            def record(image: str, entry: str) -> None:
+                nonlocal count
+                meta.write(f"{',' if count else ''}\n {json.dumps(image)}: {entry}")
+                count += 1
+
+            if writers > 1:
+                with ThreadPoolExecutor(writers) as pool:
+                    for window in batched(samples, WINDOW):  # Executor.map would take every sample at once
+                        for image, entry in pool.map(write, window):
+                            record(image, entry)
+            else:  # no pool: handing each sample to a thread costs more than its few system calls
+                for sample in samples:
+                    record(*write(sample))
+            meta.write("\n}\n")
+        put_path(f"{prefix}/meta.json", meta_path)
+    return count
 
 
 def dataset_configs(image_dir: str, caption_set: CaptionSetInfo, *, resolution: int = RESOLUTION) -> dict[str, str]:

@@ -140,15 +140,6 @@ def iter_samples(
                                up_room)  # fmt: skip
 
 
-def select_samples(
-    conn: psycopg2.extensions.connection, min_band: int | None, ratings: list[str] | None, sites: list[str] | None
-) -> tuple[CaptionSetInfo, list[ExportSample]]:
-    """The active caption set and its samples for the selection (:func:`iter_samples`) as one list — what an export
-    holds today for its card and manifest (issue 28 is to stream those too)."""
-    info = active_set_info(conn)
-    return info, list(iter_samples(conn, info, min_band, ratings, sites))
-
-
 def selected_works(conn: psycopg2.extensions.connection, min_band: int | None) -> Iterator[str]:
     """The work of every sample an export of the active caption set (bands ≥ ``min_band``) would hold, streamed —
     what the fine-tune gates count before anything is exported."""

@@ -37,8 +37,9 @@ _PILLOW = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG"}
 _EXTENSIONS = {"PNG": "png", "WEBP": "webp", "JPEG": "jpg"}
 
 
-def image_key(samples: list[ExportSample], image_format: str) -> str | None:
-    """The extension every sample's image gets (None: each its own, ``native``)."""
+def image_key(samples: Iterable[ExportSample], image_format: str) -> str | None:
+    """The extension every sample's image gets (None: each its own, ``native``); ``samples`` are read only for
+    ``auto`` (one pass, keeping only the extensions)."""
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
     if image_format == "native":
@@ -69,7 +70,7 @@ def encode_as(data: bytes, stored_format: str, key: str) -> bytes:
 
 
 def write_shards(
-    store: ObjectStore, prefix: str, samples: Iterable[ExportSample], put: Callable[[str, bytes], None],
+    store: ObjectStore, prefix: str, samples: Iterable[ExportSample], put_path: Callable[[str, Path], None],
     tick: Callable[[ExportSample, list[Line]], None], caption_set: CaptionSetInfo, shard_bytes: int, key: str | None,
     variants: int,
 ) -> int:  # fmt: skip
@@ -82,7 +83,7 @@ def write_shards(
         if tar is not None:
             tar.close()
             handle.close()
-            put(f"{prefix}/shard-{shard_index:06d}.tar", path.read_bytes())
+            put_path(f"{prefix}/shard-{shard_index:06d}.tar", path)  # stored from the file, not read into memory
             path.unlink()
             tar = None
 

@@ -15,7 +15,7 @@ an exact brute-force search in the same run (recall of the exact pairs on a samp
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from pony_tasks.config import Settings, get_settings
-from pony_tasks.db import connect
+from pony_tasks.db import connect, database_url
 from pony_tasks.errors import PermanentError
 from pony_tasks.quality.suites import SUITES, SuiteInput
 from pony_tasks.storage import open_store
@@ -128,6 +129,35 @@ def _run_name(suite_input: SuiteInput) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join([suite_input.name, *parts]))[:120]
 
 
+GX_DATABASE_URL = "PONY_GX_DATABASE_URL"  # the context's PostgreSQL datasource reads its URL from here: never stored
+
+
+def _dataframe_batch(context: Any, name: str) -> Any:
+    """The whole-dataframe batch definition of the suite's pandas datasource."""
+    source = context.data_sources.add_or_update_pandas(f"pony_{name}")
+    try:
+        asset = source.get_asset("batch")
+    except LookupError:
+        asset = source.add_dataframe_asset("batch")
+    try:
+        return asset.get_batch_definition("whole")
+    except (KeyError, LookupError):
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _query_batch(context: Any, name: str, query: str, settings: Settings) -> Any:
+    """The whole-query batch definition of the suite's PostgreSQL datasource, its query asset made anew for this
+    batch (GX's query assets take no parameters). The URL is an environment variable the context file names, so
+    credentials of an external database are never written into it."""
+    url = database_url(settings)
+    os.environ[GX_DATABASE_URL] = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", url)
+    source = context.data_sources.add_or_update_postgres(f"pony_{name}_sql",
+                                                         connection_string=f"${{{GX_DATABASE_URL}}}")  # fmt: skip
+    if "batch" in source.get_asset_names():
+        source.delete_asset("batch")
+    return source.add_query_asset("batch", query=query).add_batch_definition_whole_table("whole")
+
+
 def validate(suite_input: SuiteInput, settings: Settings | None = None) -> tuple[QualityReport, dict]:
     """Validate one batch through the suite's checkpoint (which updates the Data Docs); returns the report (not yet
     stored, ``docs_path`` set) and the full GX result as a JSON-able dict."""
@@ -138,15 +168,12 @@ def validate(suite_input: SuiteInput, settings: Settings | None = None) -> tuple
     settings = settings or get_settings()
     name = suite_input.name
     with _gx_context(settings) as context:
-        source = context.data_sources.add_or_update_pandas(f"pony_{name}")
-        try:
-            asset = source.get_asset("batch")
-        except LookupError:
-            asset = source.add_dataframe_asset("batch")
-        try:
-            definition = asset.get_batch_definition("whole")
-        except (KeyError, LookupError):
-            definition = asset.add_batch_definition_whole_dataframe("whole")
+        if suite_input.query is not None:
+            definition = _query_batch(context, name, suite_input.query, settings)
+            batch_parameters = None
+        else:
+            definition = _dataframe_batch(context, name)
+            batch_parameters = {"dataframe": suite_input.frame}
         suite = gx.ExpectationSuite(name=name)
         for expectation in suite_input.expectations:
             suite.add_expectation(expectation)
@@ -156,7 +183,7 @@ def validate(suite_input: SuiteInput, settings: Settings | None = None) -> tuple
         checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
             name=name, validation_definitions=[validation], actions=[UpdateDataDocsAction(name="update_data_docs")],
             result_format="SUMMARY"))  # fmt: skip
-        outcome = checkpoint.run(batch_parameters={"dataframe": suite_input.frame},
+        outcome = checkpoint.run(batch_parameters=batch_parameters,
                                  run_id=RunIdentifier(run_name=_run_name(suite_input)))  # fmt: skip
         identifier, result = next(iter(outcome.run_results.items()))
         urls = context.get_docs_sites_urls(resource_identifier=identifier)
@@ -172,7 +199,7 @@ def validate(suite_input: SuiteInput, settings: Settings | None = None) -> tuple
                         f"{item.result.get('partial_unexpected_list', [])[:5]}")  # fmt: skip
         failed.append(FailedExpectation(config.type, config.kwargs.get("column"), str(config.severity.value),
                                         _plain(observed)))  # fmt: skip
-    report = QualityReport(name, suite_input.batch, len(suite_input.frame), len(result.results), failed,
+    report = QualityReport(name, suite_input.batch, suite_input.row_count, len(result.results), failed,
                            docs_path=docs_path)  # fmt: skip
     return report, result.to_json_dict()
 

@@ -1,8 +1,10 @@
 """The expectation suites: what each pipeline stage's output must satisfy.
 
-Each suite is a function returning ``(suite, dataframe)`` for one batch. Severity ``critical`` = blocking (the task
-fails, downstream tasks do not run); ``warning`` = alert only. Great Expectations is imported here, never at DAG
-parse time (it costs ~5 s).
+Each suite is a function returning a :class:`SuiteInput` for one batch: a SQL query that Great Expectations runs in
+PostgreSQL (its SQL datasource: every expectation an aggregate query there — memory bounded whatever the table's
+size, 28M captions included), or, for what is not a table (a sample of embedding vectors) or is small by nature
+(one row per style cluster), a pandas frame. Severity ``critical`` = blocking (the task fails, downstream tasks do
+not run); ``warning`` = alert only. Great Expectations is imported here, never at DAG parse time (it costs ~5 s).
 """
 
 from __future__ import annotations
@@ -29,9 +31,24 @@ SCORE_DRIFT_LIMIT = 0.15  # mean aesthetic score may move this much between vers
 @dataclass(frozen=True)
 class SuiteInput:
     name: str
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None  # a batch small by nature, validated in pandas …
     expectations: list  # great_expectations Expectation objects
     batch: dict
+    query: str | None = None  # … or the batch as SQL (parameters inlined), validated inside PostgreSQL
+    rows: int | None = None  # rows of the query
+
+    @property
+    def row_count(self) -> int:
+        return len(self.frame) if self.frame is not None else int(self.rows or 0)
+
+
+def _query(query: str, conn: psycopg2.extensions.connection, params: dict) -> tuple[str, int]:
+    """(the query with its parameters inlined — GX's query asset takes plain SQL starting with SELECT —, how many
+    rows it gives)."""
+    with conn.cursor() as cur:
+        literal = f"SELECT * FROM ({cur.mogrify(query, params).decode()}) AS batch"
+        cur.execute(f"SELECT count(*) FROM ({literal}) AS batch")
+        return literal, cur.fetchone()[0]
 
 
 def _frame(query: str, conn: psycopg2.extensions.connection, params: dict) -> pd.DataFrame:
@@ -51,15 +68,14 @@ def scraped_posts(
     conn: psycopg2.extensions.connection, store: ObjectStore, *, site: str, since: datetime
 ) -> SuiteInput:
     """Posts of ``site`` observed since ``since`` (one scrape batch)."""
-    frame = _frame(
-        """SELECT p.site, p.post_id, p.rating, p.deleted, p.created_at, coalesce(array_length(p.tags, 1), 0) AS tags,
+    query, rows = _query(
+        """SELECT p.site, p.post_id, p.rating, p.created_at, coalesce(array_length(p.tags, 1), 0) AS tags,
                   p.created_at > now() + interval '1 day' AS created_in_future
            FROM booru_post p
-           WHERE p.site = %(site)s AND EXISTS (SELECT 1 FROM booru_score_snapshot s WHERE s.site = p.site
-                 AND s.post_id = p.post_id AND s.observed_at >= %(since)s)""",
+           WHERE p.site = %(site)s AND NOT p.deleted AND EXISTS (SELECT 1 FROM booru_score_snapshot s
+                 WHERE s.site = p.site AND s.post_id = p.post_id AND s.observed_at >= %(since)s)""",
         conn, params={"site": site, "since": since},
     )  # fmt: skip
-    live = frame[~frame["deleted"]] if len(frame) else frame
     gxe = _gxe()
     expectations = [
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["site", "post_id"], severity="critical"),
@@ -67,11 +83,11 @@ def scraped_posts(
         gxe.ExpectColumnValuesToBeInSet(column="created_in_future", value_set=[False], severity="critical"),
         gxe.ExpectColumnValuesToBeBetween(column="tags", min_value=1, mostly=0.95, severity="warning"),
     ]
-    return SuiteInput("scraped_posts", live, expectations, {"site": site, "since": since.isoformat()})
+    return SuiteInput("scraped_posts", None, expectations, {"site": site, "since": since.isoformat()}, query, rows)
 
 
 def images(conn: psycopg2.extensions.connection, store: ObjectStore, *, since: datetime) -> SuiteInput:
-    frame = _frame(
+    query, rows = _query(
         "SELECT sha256, byte_size, width, height, format FROM image WHERE stored_at >= %(since)s",
         conn, params={"since": since},
     )  # fmt: skip
@@ -84,7 +100,7 @@ def images(conn: psycopg2.extensions.connection, store: ObjectStore, *, since: d
         gxe.ExpectColumnValuesToBeBetween(column="height", min_value=1, severity="critical"),
         gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(IMAGE_FORMATS), severity="warning"),
     ]
-    return SuiteInput("images", frame, expectations, {"since": since.isoformat()})
+    return SuiteInput("images", None, expectations, {"since": since.isoformat()}, query, rows)
 
 
 def embeddings(conn: psycopg2.extensions.connection, store: ObjectStore, *, model_id: int) -> SuiteInput:
@@ -125,8 +141,8 @@ def embeddings(conn: psycopg2.extensions.connection, store: ObjectStore, *, mode
 
 def aesthetic_scores(conn: psycopg2.extensions.connection, store: ObjectStore, *, version_id: int) -> SuiteInput:
     """Range, spread (a collapsed model gives every image the same score) and drift against the previous version."""
-    frame = _frame("SELECT score, percentile FROM aesthetic_score WHERE version_id = %(v)s", conn,
-                              params={"v": version_id})  # fmt: skip
+    query, rows = _query("SELECT score, percentile FROM aesthetic_score WHERE version_id = %(v)s", conn,
+                         params={"v": version_id})  # fmt: skip
     with conn.cursor() as cur:
         cur.execute(
             """SELECT avg(s.score) FROM aesthetic_score s
@@ -146,14 +162,14 @@ def aesthetic_scores(conn: psycopg2.extensions.connection, store: ObjectStore, *
         expectations.append(gxe.ExpectColumnMeanToBeBetween(
             column="score", min_value=max(0.0, previous_mean - SCORE_DRIFT_LIMIT),
             max_value=min(1.0, previous_mean + SCORE_DRIFT_LIMIT), severity="warning"))  # fmt: skip
-    return SuiteInput("aesthetic_scores", frame, expectations,
-                      {"version_id": version_id, "previous_mean": previous_mean})  # fmt: skip
+    return SuiteInput("aesthetic_scores", None, expectations,
+                      {"version_id": version_id, "previous_mean": previous_mean}, query, rows)  # fmt: skip
 
 
 def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id: int) -> SuiteInput:
     """Exactly one band tag (``score_N``, not ``_up``), nothing empty, length limits, and every caption within the
     set's token limit (captions.tokens: the cost bounds any training sample's CLIP token count)."""
-    frame = _frame(
+    query, rows = _query(
         r"""SELECT band, rating_tag, length(text) AS chars,
                    cardinality(regexp_split_to_array(text, ',| \|\|\| ')) AS tags,
                    (SELECT count(*) FROM regexp_matches(text, '(^|, )score_[1-9](,| |$)', 'g')) AS band_tags,
@@ -185,7 +201,7 @@ def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id
             gxe.ExpectColumnValuesToBeBetween(column="tokens", min_value=1, max_value=token_limit,
                                               severity="critical"),  # fmt: skip
         ]
-    return SuiteInput("captions", frame, expectations, {"set_id": set_id, "token_limit": token_limit})
+    return SuiteInput("captions", None, expectations, {"set_id": set_id, "token_limit": token_limit}, query, rows)
 
 
 MAX_MERGED_SHARE = 0.5  # share of works with more than one image: above this the matcher is suspect
@@ -196,7 +212,13 @@ def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInpu
     """Every work (one row each): its images, how many sites, and how many sites hold more than one of its images
     (a site rarely reposts the same picture under another file: a warning, not an error), plus the merged share —
     in a band, and near the share the previous matcher run left (a sudden jump: the matcher or its input changed)."""
-    frame = _frame(
+    with conn.cursor() as cur:  # the run before the newest one: the newest made what is checked here
+        cur.execute("""SELECT (summary ->> 'merged_share')::float FROM pipeline_run
+                       WHERE stage = 'works' AND status = 'succeeded' AND summary ? 'merged_share'
+                       ORDER BY run_id DESC OFFSET 1 LIMIT 1""")  # fmt: skip
+        row = cur.fetchone()
+    previous = row[0] if row else None
+    query, rows = _query(
         """WITH per_site AS (  -- one pass: the files each site holds of each work (aggregates, no subquery a work)
                SELECT i.work_id, p.site, count(DISTINCT i.sha256) AS files FROM work_image i
                JOIN booru_post_image p USING (sha256) GROUP BY 1, 2),
@@ -204,10 +226,13 @@ def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInpu
                SELECT work_id, count(*) AS sites, count(*) FILTER (WHERE files > 1) AS sites_with_two_files
                FROM per_site GROUP BY 1)
            SELECT w.work_id, w.images, coalesce(s.sites, 0) AS sites,
-                  coalesce(s.sites_with_two_files, 0) AS sites_with_two_files, (w.images > 1) AS merged
+                  coalesce(s.sites_with_two_files, 0) AS sites_with_two_files,
+                  (w.images > 1)::int::float AS merged,
+                  -- its mean: the change of the merged share since the previous run
+                  (w.images > 1)::int::float - %(previous)s::float AS merged_share_change
            FROM (SELECT work_id, count(DISTINCT sha256) AS images FROM work_image GROUP BY 1) w
            LEFT JOIN sites s USING (work_id)""",
-        conn, params={},
+        conn, params={"previous": previous},
     )
     gxe = _gxe()
     expectations = [
@@ -218,20 +243,11 @@ def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInpu
         gxe.ExpectColumnMeanToBeBetween(column="merged", min_value=0, max_value=MAX_MERGED_SHARE,
                                         severity="warning"),  # fmt: skip
     ]
-    with conn.cursor() as cur:  # the run before the newest one: the newest made what is checked here
-        cur.execute("""SELECT (summary ->> 'merged_share')::float FROM pipeline_run
-                       WHERE stage = 'works' AND status = 'succeeded' AND summary ? 'merged_share'
-                       ORDER BY run_id DESC OFFSET 1 LIMIT 1""")  # fmt: skip
-        row = cur.fetchone()
-    previous = row[0] if row else None
-    if not frame.empty:
-        frame["merged"] = frame["merged"].astype(float)
-        if previous is not None:
-            frame["merged_share_change"] = frame["merged"] - previous  # its mean: the change since that run
-            expectations.append(gxe.ExpectColumnMeanToBeBetween(
-                column="merged_share_change", min_value=-MAX_MERGE_JUMP, max_value=MAX_MERGE_JUMP,
-                severity="warning"))  # fmt: skip
-    return SuiteInput("works", frame, expectations, {"previous_merged_share": previous})
+    if rows and previous is not None:
+        expectations.append(gxe.ExpectColumnMeanToBeBetween(
+            column="merged_share_change", min_value=-MAX_MERGE_JUMP, max_value=MAX_MERGE_JUMP,
+            severity="warning"))  # fmt: skip
+    return SuiteInput("works", None, expectations, {"previous_merged_share": previous}, query, rows)
 
 
 MAX_STYLE_CLUSTER_SHARE = 0.5  # one cluster holding more of the images: the embeddings have collapsed

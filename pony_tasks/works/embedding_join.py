@@ -2,10 +2,11 @@
 
 - :func:`usable_model`: the newest model with shards, and whether its embeddings tell pictures apart (median cosine
   of random pairs of a sample read from a few shards spread over the model).
-- :func:`embedding_pairs`: :class:`~pony_tasks.works.neighbours.ClusterJoin`'s k-means cells, trained on a sample;
-  every vector is assigned to its nearest cells a shard at a time and spilled, with its image number and cell, to
-  the file of its cell's group (cell mod groups); then each group's file is read alone and each of its cells joined
-  exactly (one matrix product per cell, as SemDeDup does). There are as many groups as keep one group's vectors
+- :func:`embedding_pairs`: k-means cells of about ``CELL_SIZE`` vectors (:class:`~pony_tasks.works.neighbours.
+  TwoLevelCells`, trained on a sample); every vector is assigned to its two nearest cells a shard at a time and
+  spilled, with its image number and cell, to the file of its cell's group (cell mod groups); then each group's file
+  is read alone and each of its cells joined exactly (one matrix product per cell, as SemDeDup does). Cells of a
+  fixed size keep the work per vector the same at any size. There are as many groups as keep one group's vectors
   within the budget — the unit a mapped task over cell ranges takes when one machine is not enough.
 - :func:`pair_cosines`: the exact cosine of given pairs (pHash and thumbnail candidates, for the judge's embedding
   veto): the vectors of as many of their images as the budget holds, gathered in one pass over the shards that
@@ -29,13 +30,12 @@ from pony_tasks.progress import progress_bar
 from pony_tasks.storage import ObjectStore
 from pony_tasks.works.neighbours import (
     ASSIGNMENTS,
-    CELLS_PER_ROOT,
-    EXACT_LIMIT,
-    TRAIN_ITERATIONS,
+    MAX_TRAIN_VECTORS,
     TRAIN_SAMPLE,
-    ClusterJoin,
+    TwoLevelCells,
     _pairs_above,
     _unique,
+    cell_count,
     median_random_cosine,
 )
 
@@ -97,29 +97,20 @@ def usable_model(conn: psycopg2.extensions.connection, store: ObjectStore) -> Em
     return model
 
 
-def _cells(count: int) -> int:
-    return 1 if count <= EXACT_LIMIT else max(2, int(CELLS_PER_ROOT * math.sqrt(count)))
-
-
 def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel,
                     min_cosine: float, *, per_row: int | None, new: np.ndarray | None, budget_bytes: int,
                     seed: int = 0, show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(image pairs a < b, cosines) of every pair in a common cell with cosine ≥ ``min_cosine`` (``per_row``: each
     vector's best that many per cell); ``new``: a bool per image — only pairs with a new image."""
-    cells = _cells(model.vectors)
-    join = ClusterJoin(np.zeros((0, model.dim), np.float16), seed=seed)
-    if cells > 1:
-        import faiss
-
-        sample = _spread_sample(conn, store, model, cells * TRAIN_SAMPLE)
-        kmeans = faiss.Kmeans(model.dim, cells, niter=TRAIN_ITERATIONS, seed=seed, spherical=True,
-                              min_points_per_centroid=1, max_points_per_centroid=TRAIN_SAMPLE,
-                              verbose=False)  # fmt: skip
-        kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
-        join.centroids = kmeans.centroids
-    assignments = ASSIGNMENTS if cells > 1 else 1
+    count = cell_count(model.vectors)
+    cells = None
+    if count > 1:
+        sample = _spread_sample(conn, store, model, min(MAX_TRAIN_VECTORS, count * TRAIN_SAMPLE))
+        cells = TwoLevelCells.train(sample, count, metric="ip", seed=seed)
+        del sample
+        count = cells.cells
     # A group's vectors (float16) plus one cell's float32 copy and products must fit the budget: a third for the group.
-    groups = min(cells, max(1, math.ceil(model.vectors * assignments * model.dim * 2 / max(1, budget_bytes // 3))))
+    groups = min(count, max(1, math.ceil(model.vectors * ASSIGNMENTS * model.dim * 2 / max(1, budget_bytes // 3))))
     found, cosines = [], []
     with tempfile.TemporaryDirectory(prefix="pony-works-cells-") as spill:
         files = [{part: open(Path(spill) / f"{g}.{part}", "wb") for part in ("n", "cell", "vec")}
@@ -132,7 +123,7 @@ def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, mo
                     bar.update(1)
                     if not len(numbers):
                         continue
-                    assigned = join._assign(matrix) if cells > 1 else np.zeros((len(numbers), 1), np.int64)
+                    assigned = cells.assign(matrix) if cells else np.zeros((len(numbers), 1), np.int64)
                     for column in range(assigned.shape[1]):
                         group_of = assigned[:, column] % groups
                         for g in np.unique(group_of):

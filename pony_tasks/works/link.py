@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +53,15 @@ class WorksReport:
     multi_image_works: int = 0
     changed_images: int = 0
     embeddings: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time one phase of the run (logged, and kept in the run's summary)."""
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 1)
+        log.info("works: %s in %.1f s", name, self.seconds[name])
 
     def summary(self) -> str:
         return (f"works: {self.images} images in {self.works} works ({self.multi_image_works} with more than one "
@@ -66,8 +78,10 @@ def find_candidates(conn: psycopg2.extensions.connection, settings: Settings, co
     """pHash and thumbnail candidates, then — when the newest embedding model tells pictures apart — embedding
     candidates and the cosine of every candidate pair (what the judge's embedding veto reads)."""
     budget = settings.memory_budget_mib * 2**20
-    signals = search_signals(conn, count)
-    found = signal_candidates(signals, new)
+    with report.phase("signals read"):
+        signals = search_signals(conn, count)
+    with report.phase("pHash and thumbnail candidates"):
+        found = signal_candidates(signals, new)
     del signals
     store = open_store(settings=settings)
     model = usable_model(conn, store)
@@ -84,12 +98,14 @@ def find_candidates(conn: psycopg2.extensions.connection, settings: Settings, co
                          f"{model.median_cosine:.2f})")  # fmt: skip
     if new is not None and not new.any():
         return found
-    pairs, cosines = embedding_pairs(conn, store, model, MIN_CANDIDATE_COSINE, per_row=EMBEDDING_NEIGHBOURS, new=new,
-                                     budget_bytes=budget)  # fmt: skip
+    with report.phase("embedding candidates"):
+        pairs, cosines = embedding_pairs(conn, store, model, MIN_CANDIDATE_COSINE, per_row=EMBEDDING_NEIGHBOURS,
+                                         new=new, budget_bytes=budget)  # fmt: skip
     found = merge_candidates([(found.pairs, found.sources, None), (pairs, EMBEDDING, cosines)])
     unknown = np.flatnonzero(np.isnan(found.cosines))
     if len(unknown):
-        found.cosines[unknown] = pair_cosines(conn, store, model, found.pairs[unknown], budget_bytes=budget)
+        with report.phase(f"cosines of {len(unknown)} other pairs"):
+            found.cosines[unknown] = pair_cosines(conn, store, model, found.pairs[unknown], budget_bytes=budget)
     return found
 
 
@@ -340,18 +356,21 @@ def run_works(settings: Settings | None = None, *, only_new: bool = False) -> Wo
     settings = settings or get_settings()
     report = WorksReport()
     with connect(settings) as conn, recorded_run(conn, "works", {"only_new": only_new}) as run:
-        count = number_images(conn)
+        with report.phase("images numbered"):
+            count = number_images(conn)
+            new = unlinked(conn, count) if only_new else None
         report.images = count
-        new = unlinked(conn, count) if only_new else None
         candidates = find_candidates(conn, settings, count, new, report)
         report.candidates = len(candidates.pairs)
-        report.verdicts = dict(judge_candidates(conn, candidates))
+        with report.phase("judged"):
+            report.verdicts = dict(judge_candidates(conn, candidates))
         del candidates
-        report.works, report.multi_image_works, report.changed_images = link_works(conn, count)
+        with report.phase("linked"):
+            report.works, report.multi_image_works, report.changed_images = link_works(conn, count)
         run.summary = {"images": report.images, "works": report.works, "multi_image_works": report.multi_image_works,
                        "merged_share": report.multi_image_works / report.works if report.works else 0.0,
                        "candidates": report.candidates, "verdicts": report.verdicts,
-                       "changed_images": report.changed_images}  # fmt: skip
+                       "changed_images": report.changed_images, "seconds": report.seconds}  # fmt: skip
     return report
 
 

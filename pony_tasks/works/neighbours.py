@@ -29,13 +29,24 @@ ASSIGNMENTS = 2  # cells each vector joins
 BLOCK = 4096  # rows per matrix product
 
 
+def _scores(left: np.ndarray, right: np.ndarray, metric: str, right_norms: np.ndarray | None = None) -> np.ndarray:
+    """Inner products (``ip``) or negative squared L2 distances (``l2``): higher is closer either way."""
+    products = left @ right.T
+    if metric == "ip":
+        return products
+    right_norms = (right * right).sum(axis=1) if right_norms is None else right_norms
+    return 2 * products - (left * left).sum(axis=1)[:, None] - right_norms[None, :]
+
+
 def _pairs_above(left, right, min_cosine: float, left_rows: np.ndarray, right_rows: np.ndarray, same: bool,
-                 per_row: int | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Row pairs (a < b) of ``left`` × ``right`` (float32 matrices) with cosine ≥ ``min_cosine``; ``per_row``: only
-    each left row's that many best."""
+                 per_row: int | None = None, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Row pairs (a < b) of ``left`` × ``right`` (float32 matrices) scoring ≥ ``min_cosine`` (``metric`` ``ip``:
+    cosines of unit rows; ``l2``: negative squared distances, so a bound of -d² keeps pairs within d); ``per_row``:
+    only each left row's that many best."""
     found, cosines = [], []
+    right_norms = (right * right).sum(axis=1) if metric == "l2" else None
     for start in range(0, left.shape[0], BLOCK):
-        scores = left[start:start + BLOCK] @ right.T
+        scores = _scores(left[start:start + BLOCK], right, metric, right_norms)
         if same:  # a row is not its own neighbour
             block = np.arange(scores.shape[0])
             scores[block, start + block] = -np.inf
@@ -59,6 +70,92 @@ def _unique(pairs: np.ndarray, cosines: np.ndarray) -> tuple[np.ndarray, np.ndar
         return pairs, cosines
     _, first = np.unique(pairs[:, 0] * (1 << 32) + pairs[:, 1], return_index=True)
     return pairs[first], cosines[first]
+
+
+CELL_SIZE = 500  # vectors per cell of TwoLevelCells (each vector sits in ASSIGNMENTS cells: ~1,000 per cell)
+MAX_TRAIN_VECTORS = 200_000  # training sample of TwoLevelCells, whatever the number of cells
+
+
+def cell_count(count: int) -> int:
+    """Cells for ``count`` vectors: one (an exact join) up to EXACT_LIMIT, else about CELL_SIZE vectors each — a
+    join's work per vector stays the same at any size (cells of √n vectors would make it grow with √n)."""
+    return 1 if count <= EXACT_LIMIT else max(2, count // CELL_SIZE)
+
+
+def _kmeans(vectors: np.ndarray, clusters: int, metric: str, seed: int) -> np.ndarray:
+    import faiss
+
+    clusters = max(1, min(clusters, len(vectors)))
+    if clusters == 1:
+        centre = vectors.mean(axis=0, keepdims=True)
+        return centre / max(float(np.linalg.norm(centre)), 1e-12) if metric == "ip" else centre
+    kmeans = faiss.Kmeans(vectors.shape[1], clusters, niter=TRAIN_ITERATIONS, seed=seed, spherical=metric == "ip",
+                          min_points_per_centroid=1, max_points_per_centroid=TRAIN_SAMPLE, verbose=False)  # fmt: skip
+    kmeans.train(np.ascontiguousarray(vectors, dtype=np.float32))
+    return kmeans.centroids
+
+
+def _best(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, scores) of each row's ``count`` highest scores."""
+    count = min(count, scores.shape[1])
+    columns = np.argpartition(-scores, count - 1, axis=1)[:, :count]
+    return columns, np.take_along_axis(scores, columns, axis=1)
+
+
+@dataclass
+class TwoLevelCells:
+    """k-means cells of about CELL_SIZE vectors, found in two levels — √cells coarse centroids, then √cells fine
+    centroids inside each coarse cell, trained on at most MAX_TRAIN_VECTORS vectors — so that assigning a vector
+    costs about 2·√cells products, not one per cell (faiss's two-level quantizers do the same). A vector's cells are
+    its ``assignments`` nearest fine centroids within its two nearest coarse cells."""
+
+    coarse: np.ndarray  # (coarse cells, d) float32
+    fine: list[np.ndarray]  # per coarse cell, its fine centroids
+    offsets: np.ndarray  # the global number of coarse cell i's first fine cell
+    metric: str = "ip"
+
+    @property
+    def cells(self) -> int:
+        return int(self.offsets[-1])
+
+    @classmethod
+    def train(cls, sample: np.ndarray, cells: int, *, metric: str = "ip", seed: int = 0) -> TwoLevelCells:
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        if len(sample) > MAX_TRAIN_VECTORS:
+            sample = sample[np.sort(np.random.default_rng(seed).choice(len(sample), MAX_TRAIN_VECTORS, replace=False))]
+        top = max(1, int(round(math.sqrt(cells))))
+        coarse = _kmeans(sample, top, metric, seed)
+        nearest = _best(_scores(sample, coarse, metric), 1)[0][:, 0]
+        fine = []
+        for cell in range(len(coarse)):
+            members = sample[nearest == cell]
+            share = max(1, int(round(cells * len(members) / max(1, len(sample)))))
+            fine.append(_kmeans(members, share, metric, seed + cell + 1) if len(members) else coarse[cell:cell + 1])
+        offsets = np.concatenate([[0], np.cumsum([len(f) for f in fine])]).astype(np.int64)
+        return cls(coarse, fine, offsets, metric)
+
+    def assign(self, vectors: np.ndarray, assignments: int = ASSIGNMENTS) -> np.ndarray:
+        """Each row's ``assignments`` nearest cells (global numbers), (rows, assignments) int64."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        probes = min(2, len(self.coarse))
+        result = np.empty((len(vectors), assignments), np.int64)
+        for start in range(0, len(vectors), 65536):
+            block = vectors[start:start + 65536]
+            near = _best(_scores(block, self.coarse, self.metric), probes)[0]
+            ids = np.full((len(block), probes * assignments), -1, np.int64)
+            scores = np.full((len(block), probes * assignments), -np.inf, np.float32)
+            for probe in range(probes):
+                for cell in np.unique(near[:, probe]):
+                    rows = np.flatnonzero(near[:, probe] == cell)
+                    columns, best = _best(_scores(block[rows], self.fine[cell], self.metric), assignments)
+                    slots = slice(probe * assignments, probe * assignments + columns.shape[1])
+                    ids[rows, slots] = self.offsets[cell] + columns
+                    scores[rows, slots] = best
+            order = np.argsort(-scores, axis=1)[:, :assignments]
+            chosen = np.take_along_axis(ids, order, axis=1)
+            chosen[chosen < 0] = chosen[:, :1].repeat(assignments, axis=1)[chosen < 0]  # fewer cells than asked
+            result[start:start + len(block)] = chosen
+        return result
 
 
 @dataclass
@@ -182,43 +279,50 @@ def build_index(vectors: np.ndarray, metric: str = "ip", *, exact: bool | None =
 
 
 def thumbnail_pairs(thumbs: np.ndarray, *, k: int, bound: float, query: np.ndarray | None = None,
-                    exact: bool | None = None, seed: int = 0, nprobe: int = 8
-                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                    exact: bool | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(row pairs a < b, squared L2 distances) of every row's ``k`` nearest other rows within ``bound``, over uint8
     thumbnails (one row of 48 numbers per image); ``query``: only these rows look for neighbours (incremental
-    matching). Memory: the thumbnails once more — up to ``FLAT_KNN_LIMIT`` rows an exact flat index, above an
-    inverted file that stores the uint8 values themselves (``QT_8bit_direct``: exact distances, 48 bytes a row,
-    not a float32 copy of every row); ``exact`` chooses."""
-    import faiss
-
-    count, dim = thumbs.shape
+    matching). Up to ``FLAT_KNN_LIMIT`` rows (or ``exact``) a flat faiss index; above, :class:`TwoLevelCells` over
+    the thumbnails and each row's nearest within its cells, exactly — work per row that does not grow with the
+    number of rows (an inverted file's cells of √n rows would)."""
+    count = len(thumbs)
     rows = np.arange(count) if query is None else np.asarray(query, dtype=np.int64)
     if count < 2 or not len(rows):
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
     if exact or (exact is None and count <= FLAT_KNN_LIMIT):
-        index = faiss.IndexFlatL2(dim)
-    else:
-        cells = max(2, int(CELLS_PER_ROOT * math.sqrt(count)))
-        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(dim), dim, cells,
-                                              faiss.ScalarQuantizer.QT_8bit_direct, faiss.METRIC_L2,
-                                              False)  # fmt: skip (rows as they are, not residuals: uint8 values)
-        index.cp.niter = TRAIN_ITERATIONS
-        index.cp.seed = seed
-        sample = np.sort(np.random.default_rng(seed).choice(count, size=min(count, cells * TRAIN_SAMPLE),
-                                                            replace=False))  # fmt: skip
-        index.train(thumbs[sample].astype(np.float32))
-        index.nprobe = nprobe
-    for start in range(0, count, 65536):
-        index.add(thumbs[start:start + 65536].astype(np.float32))
+        import faiss
+
+        index = faiss.IndexFlatL2(thumbs.shape[1])
+        index.add(thumbs.astype(np.float32))
+        found, distances = [], []
+        for start in range(0, len(rows), 8192):
+            chunk = rows[start:start + 8192]
+            scores, others = index.search(thumbs[chunk].astype(np.float32), min(k + 1, count))
+            keep = (others >= 0) & (others != chunk[:, None]) & (scores <= bound)
+            left, right = np.broadcast_to(chunk[:, None], others.shape)[keep], others[keep]
+            found.append(np.stack([np.minimum(left, right), np.maximum(left, right)], 1))
+            distances.append(scores[keep])
+        return _unique(np.concatenate(found), np.concatenate(distances))
+    sample = thumbs[np.sort(np.random.default_rng(seed).choice(count, min(count, MAX_TRAIN_VECTORS), replace=False))]
+    cells = TwoLevelCells.train(sample.astype(np.float32), cell_count(count), metric="l2", seed=seed)
+    assigned = np.concatenate([cells.assign(thumbs[start:start + 65536].astype(np.float32))
+                               for start in range(0, count, 65536)])  # fmt: skip
+    querying = np.zeros(count, bool)
+    querying[rows] = True
+    members = ClusterJoin._group(assigned, np.arange(count), cells.cells)
     found, distances = [], []
-    for start in range(0, len(rows), 8192):
-        chunk = rows[start:start + 8192]
-        scores, others = index.search(thumbs[chunk].astype(np.float32), min(k + 1, count))
-        keep = (others >= 0) & (others != chunk[:, None]) & (scores <= bound)
-        left, right = np.broadcast_to(chunk[:, None], others.shape)[keep], others[keep]
-        found.append(np.stack([np.minimum(left, right), np.maximum(left, right)], 1))
-        distances.append(scores[keep])
-    return _unique(np.concatenate(found), np.concatenate(distances))
+    for cell_rows in members:
+        asking = cell_rows[querying[cell_rows]]
+        if len(cell_rows) < 2 or not len(asking):
+            continue
+        right = thumbs[cell_rows].astype(np.float32)
+        pairs, scores = _pairs_above(thumbs[asking].astype(np.float32), right, -bound, asking, cell_rows, False,
+                                     k + 1, metric="l2")  # fmt: skip (k + 1: a row finds itself, dropped)
+        found.append(pairs)
+        distances.append(-scores)
+    if not found:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    return _unique(np.concatenate(found), np.concatenate(distances).astype(np.float32))
 
 
 def median_random_cosine(vectors: np.ndarray, *, sample: int = 2000, seed: int = 0) -> float:

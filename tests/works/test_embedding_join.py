@@ -1,8 +1,7 @@
 """Works' embedding signals in bounded memory, on shards written by the embedder's own shard writer: the cell join
 finds what an exact search finds whatever the number of spill groups the budget makes, matches only new images in
 an incremental run, and the cosines of other candidate pairs are exact, also when the budget splits them into
-several passes. The thumbnail index above the flat limit (uint8 values, exact distances) finds the flat index's
-pairs."""
+several passes. The thumbnail cells above the flat limit find the flat index's pairs, with exact distances."""
 
 from __future__ import annotations
 
@@ -102,17 +101,18 @@ def test_pair_cosines_are_exact_across_passes_and_missing_vectors_are_nan(embedd
     np.testing.assert_allclose(cosines[:-1], direct, atol=1e-4)
 
 
-def test_the_inverted_thumbnail_index_finds_the_flat_indexs_pairs() -> None:
+def test_the_thumbnail_cells_find_the_flat_indexs_pairs() -> None:
     rng = np.random.default_rng(7)
-    centres = rng.integers(0, 256, (300, 48))
-    thumbs = np.clip(centres[rng.integers(0, 300, 6_000)] + rng.integers(-6, 7, (6_000, 48)), 0, 255).astype(np.uint8)
+    centres = rng.integers(0, 256, (3_000, 48))
+    thumbs = np.clip(centres[rng.integers(0, 3_000, 30_000)] + rng.integers(-6, 7, (30_000, 48)), 0, 255)
+    thumbs = thumbs.astype(np.uint8)
     bound = 48 * 12**2
-    flat, flat_distances = thumbnail_pairs(thumbs, k=8, bound=bound, exact=True)
-    inverted, distances = thumbnail_pairs(thumbs, k=8, bound=bound, exact=False)
-    assert len(flat) > 5_000
+    flat, _ = thumbnail_pairs(thumbs, k=8, bound=bound, exact=True)
+    inverted, distances = thumbnail_pairs(thumbs, k=8, bound=bound, exact=False)  # cells of ~500 thumbnails
+    assert len(flat) > 25_000
     flat_set, inverted_set = set(map(tuple, flat.tolist())), set(map(tuple, inverted.tolist()))
     assert len(inverted_set & flat_set) >= 0.95 * len(flat_set)
     direct = ((thumbs[inverted[:, 0]].astype(np.int64) - thumbs[inverted[:, 1]]) ** 2).sum(axis=1)
-    np.testing.assert_array_equal(distances, direct)  # uint8 values stored as they are: exact distances
+    np.testing.assert_array_equal(distances, direct)  # integer thumbnails: float32 distances are exact
     queried, _ = thumbnail_pairs(thumbs, k=8, bound=bound, exact=True, query=np.arange(10))
     assert queried.size and all(a < 10 or b < 10 for a, b in queried.tolist())

@@ -37,6 +37,10 @@ class PredictorCheck:
         )
 
 
+MAX_CHECKED_POSTS = 200_000  # posts the check reads at most (a hash sample of the run's posts beyond that)
+COHORT_QUANTILES = 1000  # a cohort's distribution, as this many quantiles (ranks to ±0.05 %)
+
+
 def _bucket(age: float) -> float:
     return max(edge for edge in AGE_BUCKETS if edge <= age)
 
@@ -50,6 +54,10 @@ def evaluate_provisional(
 ) -> PredictorCheck:
     snapshot_metric = metric_expression(metrics, "s")
     with conn.cursor() as cur:
+        # Memory bounded at any corpus size: at most about MAX_CHECKED_POSTS posts (those whose post id hashes into
+        # the sampled share), and each cohort as its quantiles rather than every member's value.
+        cur.execute("SELECT count(*) FROM normalized_score WHERE run_id = %s AND NOT provisional", (run_id,))
+        share = min(1.0, MAX_CHECKED_POSTS / max(1, cur.fetchone()[0]))
         cur.execute(
             f"""SELECT DISTINCT ON (n.site, n.post_id)
                        n.site, n.post_id, n.rating, n.cohort, n.log_metric, n.normalized_score,
@@ -58,17 +66,18 @@ def evaluate_provisional(
                 JOIN booru_post p USING (site, post_id)
                 JOIN booru_score_snapshot s USING (site, post_id)
                 WHERE n.run_id = %s AND NOT n.provisional
+                  AND (n.post_id * 2654435761 + 12345) %% 1000003 < %s * 1000003
                   AND s.observed_at >= p.created_at
                   AND s.observed_at < p.created_at + make_interval(secs => %s * 86400)
                 ORDER BY n.site, n.post_id, s.observed_at""",
-            (run_id, maturity_days),
+            (run_id, share, maturity_days),
         )
         rows = [r for r in cur.fetchall() if r[7] is not None]
         groups = {(r[0], r[2], r[3]) for r in rows}
         cur.execute(
-            """SELECT site, rating, cohort, array_agg(log_metric ORDER BY log_metric)
+            """SELECT site, rating, cohort, percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY log_metric)
                FROM normalized_score WHERE run_id = %s AND NOT provisional GROUP BY 1, 2, 3""",
-            (run_id,),
+            ([i / COHORT_QUANTILES for i in range(COHORT_QUANTILES + 1)], run_id),
         )
         cohorts = {(site, rating, cohort): np.array(values) for site, rating, cohort, values in cur.fetchall()
                    if (site, rating, cohort) in groups}  # fmt: skip

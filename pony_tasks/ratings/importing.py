@@ -106,10 +106,18 @@ def _parse_rating(value: Any) -> int:
 def validate_rows(
     conn: psycopg2.extensions.connection, rows: list[tuple[int, dict[str, Any]]]
 ) -> tuple[list[ValidRating], list[str]]:
+    # Only the images and posts the file names are looked up (one query each), never every stored image: at the
+    # real size that would be tens of millions of rows for a file of a few thousand ratings.
+    shas = sorted({str(f.get("sha256") or "").strip().lower() for _, f in rows} - {""})
+    posts = sorted({(str(f.get("site") or "").strip(), int(str(f.get("post_id")).strip())) for _, f in rows
+                    if str(f.get("post_id") or "").strip().isdigit() and int(str(f.get("post_id")).strip()) < 2**63})
     with conn.cursor() as cur:
-        cur.execute("SELECT sha256 FROM image")
+        cur.execute("SELECT sha256 FROM image WHERE sha256 = ANY(%s::text[])", (shas,))
         known = {row[0] for row in cur.fetchall()}
-        cur.execute("SELECT site, post_id, sha256 FROM booru_post_image")
+        cur.execute("""SELECT i.site, i.post_id, i.sha256 FROM booru_post_image i
+                       JOIN unnest(%s::text[], %s::bigint[]) AS q(site, post_id)
+                         ON q.site = i.site AND q.post_id = i.post_id""",
+                    ([site for site, _ in posts], [post_id for _, post_id in posts]))  # fmt: skip
         by_post = {(site, post_id): sha for site, post_id, sha in cur.fetchall()}
     valid, problems = [], []
     for line, fields in rows:

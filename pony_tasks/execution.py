@@ -47,6 +47,21 @@ class ExecutionPlan:
     def shell_command(self) -> str:
         return shlex.join(self.argv)
 
+    @property
+    def memory_budget_mib(self) -> int:
+        """PONY_MEMORY_BUDGET_MIB for a pod of this plan: half its memory request (the rest: the interpreter, the
+        libraries, numbers kept per image beside the budgeted pieces)."""
+        return max(256, memory_mib(self.memory) // 2)
+
+
+def memory_mib(quantity: str) -> int:
+    """A Kubernetes memory quantity (``8Gi``, ``512Mi``, ``2G``, bytes) in MiB."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix in sorted(units, key=len, reverse=True):
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * units[suffix]) // 2**20
+    return int(float(quantity)) // 2**20
+
 
 def plan_execution(command: StageCommand, settings: Settings | None = None) -> ExecutionPlan:
     settings = settings or get_settings()

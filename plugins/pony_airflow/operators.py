@@ -89,6 +89,8 @@ def pod_arguments(task_id: str, plan: ExecutionPlan) -> dict[str, Any]:
         "tolerations": [k8s.V1Toleration(**t) for t in plan.tolerations] or None,
         "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=plan.env_secret))]
         if plan.env_secret else None,
+        # the stage works in pieces that fit its pod (an explicit env var wins over the Secret's)
+        "env_vars": [k8s.V1EnvVar(name="PONY_MEMORY_BUDGET_MIB", value=str(plan.memory_budget_mib))],
         "labels": {"app.kubernetes.io/name": "pony-pipeline", "pony/stage": plan.argv[1] if len(plan.argv) > 1 else ""},
         "get_logs": True,
         "on_finish_action": "delete_succeeded_pod",

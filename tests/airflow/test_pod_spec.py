@@ -34,6 +34,7 @@ def test_gpu_stage_pod_requests_gpus_with_selector_and_tolerations(airflow_db) -
     assert pod.spec.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
     assert [(t.key, t.operator, t.effect) for t in pod.spec.tolerations] == [("nvidia.com/gpu", "Exists", "NoSchedule")]
     assert container.env_from[0].secret_ref.name == "pony-settings"
+    assert {e.name: e.value for e in container.env}["PONY_MEMORY_BUDGET_MIB"] == "8192"  # half of 16Gi
 
 
 def test_cpu_stage_pod_has_no_gpu_and_no_gpu_placement(airflow_db) -> None:
@@ -43,6 +44,13 @@ def test_cpu_stage_pod_has_no_gpu_and_no_gpu_placement(airflow_db) -> None:
     assert "nvidia.com/gpu" not in (container.resources.limits or {})
     assert not pod.spec.node_selector and not pod.spec.tolerations
     assert container.args == ["images", "fetch"]
+    assert {e.name: e.value for e in container.env}["PONY_MEMORY_BUDGET_MIB"] == "1024"  # half of 2Gi
+
+
+def test_memory_quantities_become_mib() -> None:
+    from pony_tasks.execution import memory_mib
+
+    assert [memory_mib(q) for q in ("8Gi", "512Mi", "2G", str(3 * 2**20))] == [8192, 512, 1907, 3]
 
 
 def test_local_target_runs_the_same_command_in_the_worker(airflow_db) -> None:

@@ -4,6 +4,7 @@ runs. Operator decisions are never overwritten by the matcher; a re-run with not
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -231,8 +232,9 @@ def _choose_works(labels: np.ndarray, current: np.ndarray, canonical: np.ndarray
     if not len(held):
         return chosen
     label, work = labels[held], current[held]
-    keys, inverse, counts = np.unique(label * (int(work.max()) + 1) + work, return_inverse=True, return_counts=True)
-    row_label, row_work = keys // (int(work.max()) + 1), keys % (int(work.max()) + 1)
+    span = int(work.max()) + 1  # (group, work) pairs as one integer key
+    keys, inverse, counts = np.unique(label * span + work, return_inverse=True, return_counts=True)
+    row_label, row_work = keys // span, keys % span
     row_canonical = np.bincount(inverse, weights=canonical[held], minlength=len(keys)) > 0
     order = np.lexsort((row_work, -counts, ~row_canonical, row_label))  # each group's rows, best first
     row_label, row_work = row_label[order], row_work[order]
@@ -268,7 +270,7 @@ def _canonical_images(conn: psycopg2.extensions.connection, labels: np.ndarray, 
         return canonical
     with conn.cursor() as cur:
         cur.execute("CREATE TEMPORARY TABLE works_group (n int, label bigint) ON COMMIT DROP")
-        copy_rows(cur, "works_group", ("n", "label"), zip(several.tolist(), labels[several].tolist(), strict=True))
+        copy_rows(cur, "works_group", ("n", "label"), _rows(several, labels[several]))
     with conn.cursor(name="works_group_facts") as cur:
         cur.itersize = FETCH_ROWS
         cur.execute(f"""SELECT g.label, {FACT_COLUMNS} FROM works_group g JOIN works_image w ON w.n = g.n
@@ -292,6 +294,12 @@ def _canonical_images(conn: psycopg2.extensions.connection, labels: np.ndarray, 
     with conn.cursor() as cur:
         cur.execute("DROP TABLE works_group")
     return canonical
+
+
+def _rows(*columns: np.ndarray) -> Iterator[tuple[int, ...]]:
+    """Rows of equal-length numpy columns as Python ints, a page at a time (never every row as a Python list)."""
+    for start in range(0, len(columns[0]), FETCH_ROWS):
+        yield from zip(*(column[start:start + FETCH_ROWS].tolist() for column in columns), strict=True)
 
 
 def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, int, int]:
@@ -323,17 +331,19 @@ def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, i
     with conn.cursor() as cur:
         cur.execute("SELECT nextval(pg_get_serial_sequence('work', 'work_id')) FROM generate_series(1, %s)",
                     (len(fresh),))  # fmt: skip
-        chosen[fresh] = [row[0] for row in cur.fetchall()]
+        new_ids = np.empty(len(fresh), np.int64)  # a first run reserves one per image: read in pages, not a list
+        for start in itertools.count(0, FETCH_ROWS):
+            if not (page := cur.fetchmany(FETCH_ROWS)):
+                break
+            new_ids[start:start + len(page)] = [row[0] for row in page]
+        chosen[fresh] = new_ids
         moved = np.flatnonzero(current != chosen[labels])
         cur.execute("""CREATE TEMPORARY TABLE works_new (work_id bigint, n int) ON COMMIT DROP;
                        CREATE TEMPORARY TABLE works_kept (work_id bigint, n int) ON COMMIT DROP;
                        CREATE TEMPORARY TABLE works_moved (n int, work_id bigint) ON COMMIT DROP""")
-        copy_rows(cur, "works_new", ("work_id", "n"),
-                  zip(chosen[fresh].tolist(), canonical[fresh].tolist(), strict=True))  # fmt: skip
-        copy_rows(cur, "works_kept", ("work_id", "n"),
-                  zip(chosen[updates].tolist(), canonical[updates].tolist(), strict=True))  # fmt: skip
-        copy_rows(cur, "works_moved", ("n", "work_id"),
-                  zip(moved.tolist(), chosen[labels[moved]].tolist(), strict=True))  # fmt: skip
+        copy_rows(cur, "works_new", ("work_id", "n"), _rows(chosen[fresh], canonical[fresh]))
+        copy_rows(cur, "works_kept", ("work_id", "n"), _rows(chosen[updates], canonical[updates]))
+        copy_rows(cur, "works_moved", ("n", "work_id"), _rows(moved, chosen[labels[moved]]))
         cur.execute("""INSERT INTO work (work_id, canonical_sha256) OVERRIDING SYSTEM VALUE
                        SELECT k.work_id, w.sha256 FROM works_new k JOIN works_image w ON w.n = k.n
                        ORDER BY k.work_id""")  # fmt: skip

@@ -40,6 +40,10 @@ from pony_tasks.progress import progress_bar
 from pony_tasks.styles import active_version, style_tag
 
 STYLE_MODES = ("off", "add", "replace_artist")
+# Posts per chunk of the content fill. Three chunks are in flight (fetched, encoded by polars, copied) and polars'
+# intermediate frames for one chunk take ~7 KB a post: measured on 1M posts (benchmarks/scale.py), 50,000 peaked at
+# 2.6 GiB and 10,000 at 1.6 GiB for 5 % more time.
+CONTENT_CHUNK_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,8 @@ SOURCE_QUERY = """
     LEFT JOIN style_cluster_member sc ON sc.version_id = %(style_version)s::int AND sc.sha256 = m.sha256"""
 
 # One JSON object per row (parsed by polars in the columnar encoder, by json.loads in the row encoder), beside its
-# digest: the fill skips a digest already seen (two works of identical content) instead of the server sorting every
-# row for DISTINCT ON. Planned with no nested loop (_fill_missing_content): the anti-join must read caption_content
+# digest: the fill skips a digest already seen (two works of identical content; only the digests
+# REPEATED_DIGESTS_QUERY finds are remembered) instead of the server sorting every row for DISTINCT ON. Planned with no nested loop (_fill_missing_content): the anti-join must read caption_content
 # once, before the fill grows it — a nested loop over its scan, the plan when it was analysed empty, would rescan
 # every row copied so far for each post.
 MISSING_CONTENT_QUERY = """
@@ -150,6 +154,10 @@ MISSING_CONTENT_QUERY = """
                                         'y', cs.year, 'c', cs.style_cluster)::text
     FROM caption_source cs
     WHERE NOT EXISTS (SELECT 1 FROM caption_content c WHERE c.digest = cs.digest)"""
+
+# Digests that several rows of caption_source share (works of identical content): a hash aggregate over 33-byte keys.
+REPEATED_DIGESTS_QUERY = """
+    SELECT digest FROM caption_source GROUP BY digest HAVING count(*) > 1"""
 
 # Every key the tag groups of caption_source have: the columnar encoder reads the JSON with this schema.
 GROUP_KEYS_QUERY = """
@@ -211,7 +219,7 @@ def _rolled_back_on_error(function: Callable) -> Callable:
 @_rolled_back_on_error
 def regenerate(
     conn: psycopg2.extensions.connection, *, scheme: str = "v7", aesthetic_version_id: int | None = None,
-    floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = 50_000,
+    floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = CONTENT_CHUNK_ROWS,
     token_limit: int = DEFAULT_TOKEN_LIMIT, refresh_frequencies: bool = False, periods: Periods = DEFAULT_PERIODS,
     encoder: str = "columnar", style_tags: str = "off", style_version: int | None = None,
     show_progress: bool | None = False, force: bool = False,
@@ -425,8 +433,8 @@ def _fill_missing_content(
     the server parses and indexes one chunk while it builds the next. The sibling commits when every chunk is in
     (before the set is inserted, which reads the content): a failure before then leaves nothing; one after leaves
     the content cached, valid for its digest whatever becomes of the set."""
-    seen: set[str] = set()
     group_keys: list[str] | None = None
+    computed = 0
     with (
         conn.cursor(name="caption_missing_content") as source, conn.cursor() as cur,
         sibling_connection(conn) as sibling, sibling.cursor() as sink,
@@ -438,6 +446,11 @@ def _fill_missing_content(
         cur.execute("SET LOCAL enable_nestloop = off")  # see MISSING_CONTENT_QUERY
         source.execute(MISSING_CONTENT_QUERY)  # no count first: when all is cached, this finds nothing just as fast
         cur.execute("SET LOCAL enable_nestloop TO DEFAULT")  # the cursor's plan is made: the rest plans as it would
+        # the digests several works share (identical content: a few): the only ones the fill must remember, so its
+        # memory does not grow with the corpus (a set of every digest: ~100 bytes a work, 3 GB at 30M)
+        cur.execute(REPEATED_DIGESTS_QUERY)
+        repeated = {digest for (digest,) in cur.fetchall()}
+        seen: set[str] = set()
         in_flight: deque[Future] = deque()
 
         def copy(count: int, encoded: Future) -> None:
@@ -445,9 +458,11 @@ def _fill_missing_content(
             bar.update(count)
 
         for rows in iter(lambda: source.fetchmany(chunk_rows), []):
-            fresh = [line for digest, line in rows if digest not in seen and not seen.add(digest)]
+            fresh = [line for digest, line in rows
+                     if digest not in repeated or (digest not in seen and not seen.add(digest))]  # fmt: skip
             if not fresh:
                 continue
+            computed += len(fresh)
             if group_keys is None:  # asked once, when there is something to compute
                 cur.execute(GROUP_KEYS_QUERY)
                 group_keys = [key for (key,) in cur.fetchall()]
@@ -457,7 +472,7 @@ def _fill_missing_content(
                 in_flight.popleft().result()  # an encoding or copy error surfaces here
         while in_flight:
             in_flight.popleft().result()
-    return len(seen)
+    return computed
 
 
 def _encode_chunk(lines: list[str], group_keys: list[str], columnar: ColumnarContentEncoder | None,

@@ -146,9 +146,9 @@ SOURCE_QUERY = """
 
 # One JSON object per row (parsed by polars in the columnar encoder, by json.loads in the row encoder), beside its
 # digest: the fill skips a digest already seen (two works of identical content; only the digests
-# REPEATED_DIGESTS_QUERY finds are remembered) instead of the server sorting every row for DISTINCT ON. Planned with no nested loop (_fill_missing_content): the anti-join must read caption_content
-# once, before the fill grows it — a nested loop over its scan, the plan when it was analysed empty, would rescan
-# every row copied so far for each post.
+# REPEATED_DIGESTS_QUERY finds are remembered) instead of the server sorting every row for DISTINCT ON. Planned with
+# no nested loop (_fill_missing_content): the anti-join must read caption_content once, before the fill grows it — a
+# nested loop over its scan, the plan when it was analysed empty, would rescan every row copied so far for each post.
 MISSING_CONTENT_QUERY = """
     SELECT cs.digest, json_build_object('d', cs.digest, 's', cs.site, 'r', cs.rating, 't', cs.tags, 'g', cs.tag_groups,
                                         'y', cs.year, 'c', cs.style_cluster)::text

@@ -69,17 +69,17 @@ def _table(counts: Counter, heading: str) -> str:
 
 CAPTION_USE = {
     "kohya": "Each `<sha256>.txt` holds several lines (V7): kohya's `enable_wildcard` picks one per step and its "
-             "`shuffle_caption` shuffles the part after `|||` (`dataset.toml` sets both; keep them).",
+    "`shuffle_caption` shuffles the part after `|||` (`dataset.toml` sets both; keep them).",
     "webdataset": "`<sha256>.txt` is one training line, its tags already shuffled and without `|||`: use it as it "
-                  "is. `<sha256>.json`'s `captions` holds every pre-sampled line in the same form: pick one per "
-                  "epoch (e.g. `random.choice(sample['json']['captions'])`) to see every draw of the quality tags.",
+    "is. `<sha256>.json`'s `captions` holds every pre-sampled line in the same form: pick one per "
+    "epoch (e.g. `random.choice(sample['json']['captions'])`) to see every draw of the quality tags.",
     "parquet": "`text` is one training line, its tags already shuffled and without `|||`: use it as it is. "
-               "`captions` holds every pre-sampled line in the same form: pick one per epoch (e.g. with "
-               "`dataset.map(lambda r: {'text': random.choice(r['captions'])})`) to see every draw of the quality "
-               "tags.",
+    "`captions` holds every pre-sampled line in the same form: pick one per epoch (e.g. with "
+    "`dataset.map(lambda r: {'text': random.choice(r['captions'])})`) to see every draw of the quality "
+    "tags.",
     "imagefolder": "`metadata.jsonl`'s `text` is one training line, its tags already shuffled and without `|||`: "
-                   "use it as it is (`load_dataset('imagefolder', data_dir=…)`). `captions` holds every pre-sampled "
-                   "line in the same form: pick one per epoch to see every draw of the quality tags.",
+    "use it as it is (`load_dataset('imagefolder', data_dir=…)`). `captions` holds every pre-sampled "
+    "line in the same form: pick one per epoch to see every draw of the quality tags.",
 }
 
 
@@ -134,7 +134,8 @@ def dataset_card(
         "the most common. The budget goes to the `score_K_up` tags a line really carries, so a line that draws "
         "fewer of them holds more content. The protected tags (characters, copyrights, artists, style) are never "
         "left out for a `score_K_up` tag: where a line cannot hold both, it carries fewer `score_K_up` tags"
-        + (f" ({lines.thinned} of {lines.lines} lines here)" if lines else "") + ". Only a work whose protected "
+        + (f" ({lines.thinned} of {lines.lines} lines here)" if lines else "")
+        + ". Only a work whose protected "
         "tags alone exceed the limit loses some of them (the last artists first)."
     )
     if lines:

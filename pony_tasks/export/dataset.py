@@ -39,7 +39,13 @@ from pony_tasks.export.card import SampleStats, dataset_card, prefixes_text, sty
 from pony_tasks.export.imagefolder import write_imagefolder
 from pony_tasks.export.kohya import DEFAULT_VARIANTS, MIN_SIDE, dataset_configs, write_kohya
 from pony_tasks.export.parquet import write_parquet
-from pony_tasks.export.selection import ExportSample, active_set_info, iter_samples
+from pony_tasks.export.selection import (
+    CaptionSetInfo,
+    ExportSample,
+    active_set_info,
+    chosen_extensions,
+    iter_samples,
+)
 from pony_tasks.export.webdataset import image_key, write_shards
 from pony_tasks.progress import progress_bar
 from pony_tasks.storage import LocalObjectStore, ObjectStore
@@ -75,6 +81,25 @@ class ExportResult:
         )
 
 
+def _selection_extensions(
+    conn: psycopg2.extensions.connection, caption_set: CaptionSetInfo, min_band: int | None,
+    ratings: list[str] | None, sites: list[str] | None,
+) -> Iterator[str]:  # fmt: skip
+    """The selection's image extensions, as cheaply as they are known: the band's images' when they all share one (a
+    superset of the selection: one query, no pass over the samples), else each sample's in turn (the reader stops at
+    the second distinct one: on mixed real data, after a few samples)."""
+    candidates = chosen_extensions(conn, caption_set, min_band)
+    if len(candidates) <= 1:
+        yield from candidates
+        return
+    samples = iter_samples(conn, caption_set, min_band, ratings, sites)
+    try:
+        for sample in samples:
+            yield sample.extension
+    finally:
+        samples.close()  # its named cursor, before the export opens its own
+
+
 def export_dataset(
     conn: psycopg2.extensions.connection, store: ObjectStore, name: str, fmt: str, *, min_band: int | None = None,
     ratings: list[str] | None = None, sites: list[str] | None = None, shard_bytes: int = DEFAULT_SHARD_BYTES,
@@ -92,9 +117,13 @@ def export_dataset(
     prefix = f"exports/{validate_key(name)}"
     caption_set = active_set_info(conn)
     result = ExportResult(name, fmt)
-    # webdataset's one image key: a first pass over the selection that keeps only the extensions
-    key = (image_key(iter_samples(conn, caption_set, min_band, ratings, sites), image_format)
-           if fmt == "webdataset" else None)  # fmt: skip
+    key = None
+    if fmt == "webdataset":  # one image key for every sample
+        extensions = _selection_extensions(conn, caption_set, min_band, ratings, sites)
+        try:
+            key = image_key(extensions, image_format)
+        finally:
+            extensions.close()  # its cursor, when image_key stopped at a second extension
     samples = iter_samples(conn, caption_set, min_band, ratings, sites)  # streamed: never every sample at once
     if fmt == "kohya":
         samples = result.large_enough(samples, min_side)

@@ -34,8 +34,13 @@ def write_imagefolder(
                 copy(f"{prefix}/{file_name}", sample.storage_key, sample.sha256)
                 lines = sample.lines(variants, caption_set.token_limit)
                 caption, captions = sample.plain_captions(lines)
-                metadata.write(json.dumps({"file_name": file_name, "text": caption,
-                                           **sample.metadata(caption_set, captions)}, ensure_ascii=False) + "\n")
+                metadata.write(
+                    json.dumps(
+                        {"file_name": file_name, "text": caption, **sample.metadata(caption_set, captions)},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
                 tick(sample, lines)
                 count += 1
         put_path(f"{prefix}/metadata.jsonl", path)

@@ -154,6 +154,7 @@ def dataset_configs(image_dir: str, caption_set: CaptionSetInfo, *, resolution: 
     )
     return {
         "dataset.toml": header("dataset.toml") + general + '  caption_extension = ".txt"\n',
-        "dataset-finetune.toml": header("dataset-finetune.toml") + general
+        "dataset-finetune.toml": header("dataset-finetune.toml")
+        + general
         + f"  metadata_file = {json.dumps(f'{image_dir}/meta.json')}\n",
     }

@@ -140,6 +140,17 @@ def iter_samples(
                                up_room)  # fmt: skip
 
 
+def chosen_extensions(conn: psycopg2.extensions.connection, info: CaptionSetInfo, min_band: int | None) -> list[str]:
+    """The file extensions of the images of caption set ``info``'s captions in bands ≥ ``min_band``: a superset of
+    any selection's (no work, post, site or rating filter), found without the selection's joins and grouping."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT DISTINCT regexp_replace(i.storage_key, '^.*[.]', '') FROM caption c
+                       JOIN image i ON i.sha256 = c.sha256
+                       WHERE c.set_id = %s AND (%s::int IS NULL OR c.band >= %s) ORDER BY 1""",
+                    (info.set_id, min_band, min_band))  # fmt: skip
+        return [extension for (extension,) in cur.fetchall()]
+
+
 def selected_works(conn: psycopg2.extensions.connection, min_band: int | None) -> Iterator[str]:
     """The work of every sample an export of the active caption set (bands ≥ ``min_band``) would hold, streamed —
     what the fine-tune gates count before anything is exported."""

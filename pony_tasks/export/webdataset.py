@@ -37,16 +37,21 @@ _PILLOW = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG"}
 _EXTENSIONS = {"PNG": "png", "WEBP": "webp", "JPEG": "jpg"}
 
 
-def image_key(samples: Iterable[ExportSample], image_format: str) -> str | None:
-    """The extension every sample's image gets (None: each its own, ``native``); ``samples`` are read only for
-    ``auto`` (one pass, keeping only the extensions)."""
+def image_key(extensions: Iterable[str], image_format: str) -> str | None:
+    """The extension every sample's image gets (None: each its own, ``native``); ``extensions`` (the selection's
+    image extensions) are read only for ``auto``, up to the second distinct one."""
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
     if image_format == "native":
         return None
     if image_format == "auto":
-        extensions = {sample.extension for sample in samples}
-        return extensions.pop() if len(extensions) == 1 else "png"
+        first = None
+        for extension in extensions:
+            if first is None:
+                first = extension
+            elif extension != first:
+                return "png"
+        return first or "png"
     return image_format
 
 
@@ -98,9 +103,11 @@ def write_shards(
             extension = key or sample.extension
             lines = sample.lines(variants, caption_set.token_limit)
             caption, captions = sample.plain_captions(lines)
-            members = [member(f"{sample.sha256}.{extension}", encode_as(image, sample.format, extension)),
-                       member(f"{sample.sha256}.txt", caption.encode()),
-                       member(f"{sample.sha256}.json", json.dumps(sample.metadata(caption_set, captions)).encode())]
+            members = [
+                member(f"{sample.sha256}.{extension}", encode_as(image, sample.format, extension)),
+                member(f"{sample.sha256}.txt", caption.encode()),
+                member(f"{sample.sha256}.json", json.dumps(sample.metadata(caption_set, captions)).encode()),
+            ]
             size = sum(512 + -(-len(data) // 512) * 512 for _, data in members)  # header + padded data
             # the archive ends in two zero blocks and is padded to tarfile's 10 KiB records
             closed_size = -(-(handle.tell() + size + 1024) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE if tar else 0

@@ -171,3 +171,44 @@ def test_filters_and_metadata_use_the_merged_values_the_caption_was_written_from
                     if meta["sha256"] == general:
                         assert name == "all" and meta["rating"] == "explicit"
                         assert [p["post_id"] for p in meta["posts"]] == [1, 2], "the work's posts"
+
+
+def test_webdataset_auto_key_is_the_selections_own_format(captioned) -> None:
+    """``auto``: the band's images sharing one extension give it at once; mixed, the key is the selection's own (the
+    e621 posts' files are JPEG keys here, Danbooru's PNG) — PNG only when the selection itself mixes them."""
+    from PIL import Image
+
+    settings, store = captioned
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 40, 90)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    with connect(settings) as conn:
+        with conn.cursor() as cur:
+            cur.execute("""SELECT i.sha256, i.storage_key FROM image i JOIN booru_post_image b USING (sha256)
+                           WHERE b.site = 'e621'""")  # fmt: skip
+            for sha, key in cur.fetchall():
+                store.put_bytes(key.rsplit(".", 1)[0] + ".jpg", jpeg)  # decoded when the key is PNG
+                cur.execute(
+                    "UPDATE image SET storage_key = %s, format = 'JPEG' WHERE sha256 = %s",
+                    (key.rsplit(".", 1)[0] + ".jpg", sha),
+                )
+        conn.commit()
+        keys = {}
+        for name, sites in (("mixed", None), ("e621", ["e621"]), ("danbooru", ["danbooru"])):
+            export_dataset(conn, store, f"wk-{name}", "webdataset", sites=sites)
+            keys[name] = json.loads(store.get_bytes(f"exports/wk-{name}/manifest.json"))["image_format"]
+            members = [n for k in store.list(f"exports/wk-{name}/") if k.endswith(".tar")
+                       for n in tarfile.open(fileobj=io.BytesIO(store.get_bytes(k))).getnames()]  # fmt: skip
+            assert {n.rsplit(".", 1)[1] for n in members} == {keys[name], "txt", "json"}
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE image SET storage_key = regexp_replace(storage_key, '[.]png$', '.jpg'), format = 'JPEG'"
+            )
+            cur.execute("SELECT storage_key FROM image")
+            for (key,) in cur.fetchall():
+                if not store.exists(key):
+                    store.put_bytes(key, store.get_bytes(key.rsplit(".", 1)[0] + ".png"))
+        conn.commit()
+        export_dataset(conn, store, "wk-all", "webdataset")
+        keys["all"] = json.loads(store.get_bytes("exports/wk-all/manifest.json"))["image_format"]
+    assert keys == {"mixed": "png", "e621": "jpg", "danbooru": "png", "all": "jpg"}

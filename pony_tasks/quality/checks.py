@@ -26,7 +26,7 @@ from urllib.parse import unquote
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect, database_url
 from pony_tasks.errors import PermanentError
-from pony_tasks.quality.suites import SUITES, SuiteInput
+from pony_tasks.quality.suites import SUITES, SuiteInput, drop_batch_table
 from pony_tasks.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -160,12 +160,22 @@ def _query_batch(context: Any, name: str, query: str, settings: Settings) -> Any
 
 def validate(suite_input: SuiteInput, settings: Settings | None = None) -> tuple[QualityReport, dict]:
     """Validate one batch through the suite's checkpoint (which updates the Data Docs); returns the report (not yet
-    stored, ``docs_path`` set) and the full GX result as a JSON-able dict."""
+    stored, ``docs_path`` set) and the full GX result as a JSON-able dict. A query batch's table is dropped after."""
+
+    settings = settings or get_settings()
+    try:
+        return _validate(suite_input, settings)
+    finally:
+        if suite_input.table is not None:
+            with connect(settings) as conn:
+                drop_batch_table(conn, suite_input.table)
+
+
+def _validate(suite_input: SuiteInput, settings: Settings) -> tuple[QualityReport, dict]:
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
 
-    settings = settings or get_settings()
     name = suite_input.name
     with _gx_context(settings) as context:
         if suite_input.query is not None:

@@ -88,3 +88,28 @@ def test_an_empty_batch_is_no_rows_not_a_pass(migrated) -> None:
     with connect(migrated) as conn, conn.cursor() as cur:
         cur.execute("SELECT outcome, success FROM dq_result")
         assert cur.fetchone() == ("no_rows", False)
+
+
+def _batch_tables(settings) -> list[str]:
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'quality\\_batch\\_%' ORDER BY 1")
+        return [name for (name,) in cur.fetchall()]
+
+
+def test_a_query_batch_is_computed_once_into_a_table_dropped_after_the_check(migrated) -> None:
+    """The batch's rows are materialised once (each expectation then scans them, not the query) and the table goes
+    when the check ends, passed or failed; one a dead check left behind goes with the next check after a day."""
+    from pony_tasks.quality.suites import images
+
+    _images(migrated, [("a" * 64, 10, "PNG"), ("b" * 64, 0, "JPEG")])
+    with connect(migrated) as conn:
+        left = images(conn, open_store(settings=migrated), since=SINCE)  # built, never validated: a dead check
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {left.table}")
+            assert cur.fetchone()[0] == left.rows == 2
+            old = f"quality_batch_{int(datetime(2020, 1, 1, tzinfo=UTC).timestamp())}_1_abcdef"
+            cur.execute(f"ALTER TABLE {left.table} RENAME TO {old}")
+    assert _batch_tables(migrated) == [old]
+    report = run_check("images", settings=migrated, since=SINCE)
+    assert report.rows_checked == 2 and report.blocking, "the zero-byte file fails the check"
+    assert _batch_tables(migrated) == [], "the stale table and the check's own are gone"

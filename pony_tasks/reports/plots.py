@@ -8,8 +8,12 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pony_tasks.db import connect
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _figure(rows: int = 1, cols: int = 1, size=(11, 4)):  # noqa: ANN001
@@ -36,22 +40,50 @@ def _empty(message: str) -> bytes:
     return _png(plt, figure)
 
 
+# Histograms of the latest complete normalisation run, counted by the server (one row per site and bin, whatever the
+# run's size: 30M posts are never read into the web server): each site's log metric in RAW_BINS bins between its own
+# minimum and maximum, the normalised percentile in NORMALIZED_BINS bins over 0..1.
+RAW_BINS, NORMALIZED_BINS = 40, 20
+NORMALIZATION_HISTOGRAMS = """
+    WITH s AS (SELECT site, log_metric, normalized_score FROM normalized_score
+               WHERE run_id = (SELECT max(run_id) FROM normalize_run WHERE status = 'complete') AND NOT provisional),
+    span AS (SELECT site, min(log_metric) AS lo, max(log_metric) AS hi FROM s GROUP BY site)
+    SELECT s.site, 'raw', span.lo, span.hi,
+           CASE WHEN span.hi > span.lo THEN least(width_bucket(s.log_metric, span.lo, span.hi, %(raw)s), %(raw)s)
+                ELSE 1 END, count(*)
+    FROM s JOIN span USING (site) GROUP BY 1, 2, 3, 4, 5
+    UNION ALL
+    SELECT site, 'normalized', 0, 1, least(width_bucket(normalized_score, 0, 1, %(normalized)s), %(normalized)s),
+           count(*)
+    FROM s GROUP BY 1, 2, 3, 4, 5"""
+
+
+def normalization_histograms(conn) -> dict[tuple[str, str], tuple[float, float, np.ndarray]]:  # noqa: ANN001
+    """(``raw`` or ``normalized``, site) → (lower edge, upper edge, counts per bin) of the latest complete run."""
+    import numpy as np
+
+    with conn.cursor() as cur:
+        cur.execute(NORMALIZATION_HISTOGRAMS, {"raw": RAW_BINS, "normalized": NORMALIZED_BINS})
+        rows = cur.fetchall()  # one row per site, kind and bin
+    histograms: dict[tuple[str, str], tuple[float, float, np.ndarray]] = {}
+    for site, kind, lo, hi, bucket, count in rows:
+        bins = RAW_BINS if kind == "raw" else NORMALIZED_BINS
+        counts = histograms.setdefault((kind, site), (float(lo), float(hi), np.zeros(bins, np.int64)))[2]
+        counts[min(max(int(bucket), 1), bins) - 1] += count
+    return histograms
+
+
 def normalization() -> bytes:
-    with connect() as conn, conn.cursor() as cur:
-        cur.execute("""SELECT s.site, s.log_metric, s.normalized_score FROM normalized_score s
-                       WHERE s.run_id = (SELECT max(run_id) FROM normalize_run WHERE status = 'complete')
-                         AND NOT s.provisional""")  # fmt: skip
-        rows = cur.fetchall()
-    if not rows:
+    import numpy as np
+
+    with connect() as conn:
+        histograms = normalization_histograms(conn)
+    if not histograms:
         return _empty("no normalisation run yet: `pony normalize run`")
     plt, figure, axes = _figure(1, 2)
-    by_site: dict[str, tuple[list, list]] = {}
-    for site, raw, normalized in rows:
-        by_site.setdefault(site, ([], []))[0].append(raw)
-        by_site[site][1].append(normalized)
-    for site, (raw, normalized) in sorted(by_site.items()):
-        axes[0][0].hist(raw, bins=40, histtype="step", label=site)
-        axes[0][1].hist(normalized, bins=20, histtype="step", label=site)
+    for (kind, site), (lo, hi, counts) in sorted(histograms.items()):
+        axis = axes[0][0] if kind == "raw" else axes[0][1]
+        axis.stairs(counts, np.linspace(lo, hi if hi > lo else lo + 1, len(counts) + 1), label=site)
     axes[0][0].set_title("before: log of each site's metric")
     axes[0][1].set_title("after: normalised percentile (flat = comparable)")
     for axis in axes[0]:

@@ -266,31 +266,41 @@ def activate(conn: psycopg2.extensions.connection, version_id: int) -> StyleVers
     return get_version(conn, version.version_id)
 
 
+ASSIGN_PAGE = 100_000  # new images assigned per page (their vectors: ~150 MiB of float16 at 768-d)
+
+
 def assign_new_images(conn: psycopg2.extensions.connection, store: ObjectStore, version_id: int) -> int:
     """Give images embedded after ``version_id`` was clustered their nearest cluster (by centroid cosine), so new
-    posts get a style tag without a re-clustering; returns how many were added."""
+    posts get a style tag without a re-clustering; returns how many were added. The new images are read a page at a
+    time in shard order (each page's vectors from its own shards): memory bounded however many arrived."""
     version = get_version(conn, version_id)
-    with conn.cursor() as cur:
-        cur.execute("""SELECT e.sha256 FROM image_embedding e WHERE e.model_id = %(model)s AND NOT EXISTS (
-                           SELECT 1 FROM style_cluster_member m WHERE m.version_id = %(v)s AND m.sha256 = e.sha256)""",
+    saved = None
+    added = 0
+    with conn.cursor(name="styles_new_images") as new, conn.cursor() as cur:
+        new.itersize = ASSIGN_PAGE
+        new.execute("""SELECT e.sha256 FROM image_embedding e WHERE e.model_id = %(model)s AND NOT EXISTS (
+                           SELECT 1 FROM style_cluster_member m WHERE m.version_id = %(v)s AND m.sha256 = e.sha256)
+                       ORDER BY e.shard_id, e.row""",
                     {"model": version.embedding_model_id, "v": version_id})  # fmt: skip
-        new = [row[0] for row in cur.fetchall()]
-        if not new:
-            return 0
-        cur.execute("SELECT centroids_key FROM style_clustering WHERE version_id = %s", (version_id,))
-        saved = np.load(io.BytesIO(store.get_bytes(cur.fetchone()[0])))
-    ids, matrix = load_embeddings(conn, store, version.embedding_model_id, shas=new)  # only their shards
-    vectors = matrix.astype(np.float32)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    cosines = vectors @ saved["centroids"].T
-    nearest = cosines.argmax(axis=1)
+        while page := [row[0] for row in new.fetchmany(ASSIGN_PAGE)]:
+            if saved is None:
+                cur.execute("SELECT centroids_key FROM style_clustering WHERE version_id = %s", (version_id,))
+                saved = np.load(io.BytesIO(store.get_bytes(cur.fetchone()[0])))
+            ids, matrix = load_embeddings(conn, store, version.embedding_model_id, shas=page)  # only their shards
+            vectors = matrix.astype(np.float32)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            cosines = vectors @ saved["centroids"].T
+            nearest = cosines.argmax(axis=1)
+            copy_rows(cur, "style_cluster_member", ("version_id", "sha256", "cluster_id", "similarity"),
+                      ((version_id, sha, int(saved["cluster_ids"][n]), round(float(cosines[i, n]), 5))
+                       for i, (sha, n) in enumerate(zip(ids, nearest, strict=True))))  # fmt: skip
+            added += len(ids)
+    if not added:
+        return 0
     with conn.cursor() as cur:
-        copy_rows(cur, "style_cluster_member", ("version_id", "sha256", "cluster_id", "similarity"),
-                  ((version_id, sha, int(saved["cluster_ids"][n]), round(float(cosines[i, n]), 5))
-                   for i, (sha, n) in enumerate(zip(ids, nearest, strict=True))))  # fmt: skip
         cur.execute("""UPDATE style_cluster c SET images = m.n FROM (
                            SELECT cluster_id, count(*) AS n FROM style_cluster_member WHERE version_id = %(v)s
                            GROUP BY 1) m
                        WHERE c.version_id = %(v)s AND c.cluster_id = m.cluster_id""", {"v": version_id})  # fmt: skip
     conn.commit()
-    return len(ids)
+    return added

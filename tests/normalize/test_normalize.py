@@ -161,3 +161,37 @@ def test_predictor_check_and_report_on_a_history(migrated, tmp_path: Path) -> No
 def test_report_without_runs_says_what_to_do(migrated, tmp_path: Path) -> None:
     with connect(migrated) as conn, pytest.raises(LookupError, match="pony normalize run"):
         build_report(conn, tmp_path)
+
+
+def test_the_reports_histograms_are_counted_by_the_server(migrated) -> None:
+    """The reports page's before/after plot: per site, the latest run's log metric and normalised score binned in
+    SQL (no row read into the web server) — the same counts numpy's histogram gives on every row."""
+    import numpy as np
+
+    from pony_tasks.reports.plots import NORMALIZED_BINS, RAW_BINS, normalization_histograms
+
+    rng = random.Random(8)
+    posts = [_post(site, index + 1, AS_OF - timedelta(days=40 + index), favorites=rng.randint(0, 900))
+             for site in ("danbooru", "e621") for index in range(300)]  # fmt: skip
+    _store(migrated, posts)
+    with connect(migrated) as conn:
+        assert normalization_histograms(conn) == {}, "no run yet"
+    run = normalize(migrated, as_of=AS_OF).run_id
+    with connect(migrated) as conn:
+        histograms = normalization_histograms(conn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT site, log_metric, normalized_score FROM normalized_score WHERE run_id = %s "
+                        "AND NOT provisional", (run,))  # fmt: skip
+            rows = cur.fetchall()
+    assert sorted(histograms) == [(kind, site) for kind in ("normalized", "raw") for site in ("danbooru", "e621")]
+    for site in ("danbooru", "e621"):
+        raw = np.array([r for s, r, _ in rows if s == site])
+        normalized = np.array([n for s, _, n in rows if s == site])
+        lo, hi, counts = histograms[("raw", site)]
+        assert (lo, hi) == pytest.approx((raw.min(), raw.max()))
+        for values, (low, high, got), bins in ((raw, (lo, hi, counts), RAW_BINS),
+                                               (normalized, histograms[("normalized", site)], NORMALIZED_BINS)):
+            position = (values - low) / (high - low) * bins
+            expected = np.bincount(np.minimum(position.astype(int), bins - 1), minlength=bins)
+            on_an_edge = int((np.abs(position - position.round()) < 1e-9).sum())  # either bin is right
+            assert got.sum() == len(values) and np.abs(got - expected).sum() <= 2 * on_an_edge, (got, expected)

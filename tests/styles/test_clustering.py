@@ -100,7 +100,11 @@ def test_ids_are_kept_across_reseeds_and_another_embedding_model(embedded, tmp_p
         assert get_version(conn).version_id == first.version_id  # runs are candidates until activated
 
 
-def test_new_images_join_their_nearest_cluster_and_sheets_show_each_cluster(embedded, tiny_weights) -> None:
+def test_new_images_join_their_nearest_cluster_and_sheets_show_each_cluster(embedded, tiny_weights,
+                                                                            monkeypatch) -> None:  # fmt: skip
+    from pony_tasks.styles import registry
+
+    monkeypatch.setattr(registry, "ASSIGN_PAGE", 5)  # 12 new images: three pages
     settings, model_id = embedded
     store = open_store(settings=settings)
     with connect(settings) as conn:

@@ -422,6 +422,7 @@ def test_a_list_of_integers_is_entered_in_airflows_trigger_form(api_server, rati
     import subprocess
     import sys
 
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -436,7 +437,8 @@ def test_a_list_of_integers_is_entered_in_airflows_trigger_form(api_server, rati
     browser.get(api_server + "/pony/reports")
     browser.add_cookie({"name": "_token", "value": ana.cookies["_token"]})
     browser.get(api_server + "/dags/aesthetic_train")
-    wait = WebDriverWait(browser, 60)
+    # the React page re-renders while it loads: an element found a moment ago may be gone (stale) — look again
+    wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(lambda b: [e for e in b.find_elements(By.TAG_NAME, "button") if e.text.strip() == "Trigger"])[0].click()
     field = wait.until(lambda b: b.find_elements(By.ID, "element_rating_sets"))
     if not field[0].is_displayed():  # the parameters may sit in a collapsed section

@@ -410,7 +410,8 @@ def run_stage(stage: str, arguments: list[str], settings, environment: dict, tim
     if stage.startswith("export_"):  # the export itself is not kept (a 10M-post corpus has disk for one at a time)
         shutil.rmtree(settings.home / "objects" / "exports" / arguments[arguments.index("--name") + 1],
                       ignore_errors=True)  # fmt: skip
-    print(f"{stage:22s} {seconds:9.1f} s  peak {peak:8.0f} MiB  pg temp {pg_temp:8.0f} MiB  {status}")
+    print(f"{stage:22s} {seconds:9.1f} s  peak {peak:8.0f} MiB ({stage_peak:,.0f} the stage's own)  "
+          f"pg temp {pg_temp:8.0f} MiB  {status}", flush=True)  # a killed run keeps every finished stage's line
     for line in last:
         print(f"{'':24s}{line[:150]}")
     result = {"stage": stage, "seconds": round(seconds, 1), "peak_rss_mib": round(peak),

@@ -4,7 +4,6 @@ runs. Operator decisions are never overwritten by the matcher; a re-run with not
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
@@ -328,15 +327,14 @@ def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, i
     fresh = fresh[np.argsort(group_rank[fresh])]
     # Written set-wise (COPY into temporary tables, one statement each): a first run at the real size moves every
     # image, and a statement per image would be tens of millions of round trips.
-    with conn.cursor() as cur:
-        cur.execute("SELECT nextval(pg_get_serial_sequence('work', 'work_id')) FROM generate_series(1, %s)",
+    # a first run reserves one id per image: read from a server-side cursor a page at a time straight into numpy
+    # (a client-side cursor would hold the whole result in libpq's memory however it is fetched)
+    with conn.cursor(name="works_new_ids") as ids:
+        ids.itersize = FETCH_ROWS
+        ids.execute("SELECT nextval(pg_get_serial_sequence('work', 'work_id')) FROM generate_series(1, %s)",
                     (len(fresh),))  # fmt: skip
-        new_ids = np.empty(len(fresh), np.int64)  # a first run reserves one per image: read in pages, not a list
-        for start in itertools.count(0, FETCH_ROWS):
-            if not (page := cur.fetchmany(FETCH_ROWS)):
-                break
-            new_ids[start:start + len(page)] = [row[0] for row in page]
-        chosen[fresh] = new_ids
+        chosen[fresh] = np.fromiter((row[0] for row in ids), np.int64, count=len(fresh))
+    with conn.cursor() as cur:
         moved = np.flatnonzero(current != chosen[labels])
         cur.execute("""CREATE TEMPORARY TABLE works_new (work_id bigint, n int) ON COMMIT DROP;
                        CREATE TEMPORARY TABLE works_kept (work_id bigint, n int) ON COMMIT DROP;

@@ -161,7 +161,6 @@ def _query_batch(context: Any, name: str, query: str, settings: Settings) -> Any
 def validate(suite_input: SuiteInput, settings: Settings | None = None) -> tuple[QualityReport, dict]:
     """Validate one batch through the suite's checkpoint (which updates the Data Docs); returns the report (not yet
     stored, ``docs_path`` set) and the full GX result as a JSON-able dict. A query batch's table is dropped after."""
-
     settings = settings or get_settings()
     try:
         return _validate(suite_input, settings)

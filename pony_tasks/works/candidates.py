@@ -102,7 +102,7 @@ def signal_candidates(signals: SearchSignals, new: np.ndarray | None = None) -> 
     if new is not None and not new.any():
         return merge_candidates([])
     owner_new = None if new is None else new
-    phash, _ = close_pairs(signals.codes, signals.owners.astype(np.int64), MAX_PHASH_BITS, new=owner_new)
+    phash, _ = close_pairs(signals.codes, signals.owners, MAX_PHASH_BITS, new=owner_new)
     found: list[tuple[np.ndarray, int | np.ndarray, np.ndarray | None]] = [(phash, PHASH, None)]
     if len(signals.thumbs) > 1:
         thumbs, _ = thumbnail_pairs(signals.thumbs, k=THUMB_NEIGHBOURS, bound=MAX_THUMB_SQUARED,

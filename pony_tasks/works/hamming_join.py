@@ -7,9 +7,9 @@
   work is ``tables`` sorts: O(n log n). Memory besides the codes: 12 bytes a code for the table in hand (its keys,
   packed with each code's number and sorted in place, and that order as int32; measured 101 bytes an image of four
   views at 1M images, against 256 with an argsort and int64 owners). Two codes ``d`` bits apart share a table's key
-  with probability C(64 − d, key_bits) / C(64, key_bits); over ``tables`` tables that is ``recall(d)`` (at 4M codes, 32 tables:
-  d = 2 → 1.000, d = 4 → 0.996, d = 8 → 0.50). Pairs that many views of the same two images give have several
-  chances.
+  with probability C(64 − d, key_bits) / C(64, key_bits); over ``tables`` tables that is ``recall(d)`` (at 4M
+  codes, 32 tables: d = 2 → 1.000, d = 4 → 0.996, d = 8 → 0.50). Pairs that many views of the same two images give
+  have several chances.
 - Multi-index hashing (cut the code into ``radius + 1`` pieces, pigeonhole) is exact but its buckets hold
   n / 2^(64 / (radius + 1)) codes: for a radius of 8 that is n / 128 codes a bucket — quadratic (measured: 10k
   images 8.7 s, 40k 156 s, about a day at 1M). faiss's ``IndexBinaryMultiHash`` (3 × 21 bits, 2 flips, exact) costs

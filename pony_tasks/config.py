@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         description="Memory one stage's own process may use for its working data (MiB); stages that could hold the "
         "whole corpus (works linking) work in pieces of this size instead. Keep it below the pod's memory request.",
     )  # fmt: skip
+    scratch_budget_mib: int = Field(
+        16384, ge=64,
+        description="Local disk one stage's own process may fill with scratch files at once (MiB): works linking's "
+        "embedding cells (every vector twice: ~30 GB at 10M images) are spilled and joined in passes that fit it.",
+    )  # fmt: skip
     embed_task_images: int = Field(
         10_000, ge=10_000, description="Images per mapped embed task in the embed_and_score DAG (at least 10,000)."
     )

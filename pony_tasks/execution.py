@@ -24,6 +24,7 @@ class StageCommand:
     needs_gpu: bool = False
     cpu: str = "1"
     memory: str = "4Gi"
+    scratch: str | None = None  # local disk for scratch files (a pod's ephemeral storage); None: a little
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -42,6 +43,7 @@ class ExecutionPlan:
     gpus: int = 0
     cpu: str = "1"
     memory: str = "4Gi"
+    scratch: str | None = None
 
     @property
     def shell_command(self) -> str:
@@ -52,6 +54,11 @@ class ExecutionPlan:
         """PONY_MEMORY_BUDGET_MIB for a pod of this plan: half its memory request (the rest: the interpreter, the
         libraries, numbers kept per image beside the budgeted pieces)."""
         return max(256, memory_mib(self.memory) // 2)
+
+    @property
+    def scratch_budget_mib(self) -> int | None:
+        """PONY_SCRATCH_BUDGET_MIB for a pod of this plan: three quarters of its scratch request (None: none asked)."""
+        return None if self.scratch is None else max(64, memory_mib(self.scratch) * 3 // 4)
 
 
 def memory_mib(quantity: str) -> int:
@@ -71,6 +78,7 @@ def plan_execution(command: StageCommand, settings: Settings | None = None) -> E
             argv=(sys.executable, "-m", "pony_tasks", *command.argv),
             cpu=command.cpu,
             memory=command.memory,
+            scratch=command.scratch,
         )
     gpus = settings.gpu_per_pod if command.needs_gpu else 0
     return ExecutionPlan(
@@ -84,6 +92,7 @@ def plan_execution(command: StageCommand, settings: Settings | None = None) -> E
         gpus=gpus,
         cpu=command.cpu,
         memory=command.memory,
+        scratch=command.scratch,
     )
 
 

@@ -76,6 +76,10 @@ def pod_arguments(task_id: str, plan: ExecutionPlan) -> dict[str, Any]:
     if plan.target is not ExecutionTarget.kubernetes:
         raise ValueError(f"plan targets {plan.target.value}, not kubernetes")
     gpu = {"nvidia.com/gpu": str(plan.gpus)} if plan.gpus else {}
+    scratch = {"ephemeral-storage": plan.scratch} if plan.scratch else {}
+    budgets = [k8s.V1EnvVar(name="PONY_MEMORY_BUDGET_MIB", value=str(plan.memory_budget_mib))]
+    if plan.scratch_budget_mib is not None:
+        budgets.append(k8s.V1EnvVar(name="PONY_SCRATCH_BUDGET_MIB", value=str(plan.scratch_budget_mib)))
     return {
         "task_id": task_id,
         "name": f"pony-{task_id.replace('_', '-')}",
@@ -83,14 +87,15 @@ def pod_arguments(task_id: str, plan: ExecutionPlan) -> dict[str, Any]:
         "image": plan.image,
         "cmds": [plan.argv[0]],
         "container_resources": k8s.V1ResourceRequirements(
-            requests={"cpu": plan.cpu, "memory": plan.memory, **gpu}, limits={"memory": plan.memory, **gpu}
+            requests={"cpu": plan.cpu, "memory": plan.memory, **gpu, **scratch},
+            limits={"memory": plan.memory, **gpu, **scratch},
         ),
         "node_selector": plan.node_selector or None,
         "tolerations": [k8s.V1Toleration(**t) for t in plan.tolerations] or None,
         "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=plan.env_secret))]
         if plan.env_secret else None,
         # the stage works in pieces that fit its pod (an explicit env var wins over the Secret's)
-        "env_vars": [k8s.V1EnvVar(name="PONY_MEMORY_BUDGET_MIB", value=str(plan.memory_budget_mib))],
+        "env_vars": budgets,
         "labels": {"app.kubernetes.io/name": "pony-pipeline", "pony/stage": plan.argv[1] if len(plan.argv) > 1 else ""},
         "get_logs": True,
         "on_finish_action": "delete_succeeded_pod",

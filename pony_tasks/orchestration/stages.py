@@ -49,8 +49,9 @@ def train_aesthetic(params_json: str = "{{ params | tojson }}") -> StageCommand:
 
 
 def link_works() -> StageCommand:
-    """New images matched against the existing works (incremental); CPU only (1M embeddings: ~3.5 GiB joined)."""
-    return StageCommand(("works", "run", "--only-new"), cpu="2", memory="8Gi")
+    """New images matched against the existing works (incremental); CPU only. Its embedding cells spill every vector
+    twice to local disk (~30 GB at 10M images), in passes that fit three quarters of the scratch it asks for."""
+    return StageCommand(("works", "run", "--only-new"), cpu="2", memory="8Gi", scratch="32Gi")
 
 
 def cluster_styles(clusters: int | str, seed: int | str, start: str = "warm") -> StageCommand:

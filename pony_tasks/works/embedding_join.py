@@ -7,7 +7,10 @@
   spilled, with its image number and cell, to the file of its cell's group (cell mod groups); then each group's file
   is read alone and each of its cells joined exactly (one matrix product per cell, as SemDeDup does). Cells of a
   fixed size keep the work per vector the same at any size. There are as many groups as keep one group's vectors
-  within the budget — the unit a mapped task over cell ranges takes when one machine is not enough.
+  within the budget — the unit a mapped task over cell ranges takes when one machine is not enough. The spill is
+  every vector twice (30 GB at 10M 768-d vectors): under a scratch-disk budget the groups are taken in passes, a
+  range of groups each, every pass reading the shards again (their cells are computed once and kept, 8 bytes a
+  vector).
 - :func:`pair_cosines`: the exact cosine of given pairs (pHash and thumbnail candidates, for the judge's embedding
   veto): the vectors of as many of their images as the budget holds, gathered in one pass over the shards that
   hold them, per pass.
@@ -99,9 +102,12 @@ def usable_model(conn: psycopg2.extensions.connection, store: ObjectStore) -> Em
 
 def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel,
                     min_cosine: float, *, per_row: int | None, new: np.ndarray | None, budget_bytes: int,
-                    seed: int = 0, show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                    scratch_bytes: int | None = None, seed: int = 0,
+                    show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(image pairs a < b, cosines) of every pair in a common cell with cosine ≥ ``min_cosine`` (``per_row``: each
-    vector's best that many per cell); ``new``: a bool per image — only pairs with a new image."""
+    vector's best that many per cell); ``new``: a bool per image — only pairs with a new image. ``scratch_bytes``:
+    the local disk the spilled cells may take at once (None: no limit); when every vector's copies would take more,
+    the groups are spilled and joined in passes over a range of groups each, every pass reading the shards again."""
     count = cell_count(model.vectors)
     cells = None
     if count > 1:
@@ -110,35 +116,46 @@ def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, mo
         del sample
         count = cells.cells
     # A group's vectors (float16) plus one cell's float32 copy and products must fit the budget: a third for the group.
-    groups = min(count, max(1, math.ceil(model.vectors * ASSIGNMENTS * model.dim * 2 / max(1, budget_bytes // 3))))
+    spilled = model.vectors * ASSIGNMENTS * (model.dim * 2 + 8)  # bytes on disk: each copy's vector, number and cell
+    groups = min(count, max(1, math.ceil(spilled / max(1, budget_bytes // 3))))
+    passes = min(groups, max(1, math.ceil(spilled / scratch_bytes))) if scratch_bytes else 1
+    if passes > 1:
+        log.info("works: embedding cells spill %.1f GiB: %d passes over the shards (scratch budget %.1f GiB)",
+                 spilled / 2**30, passes, scratch_bytes / 2**30)  # fmt: skip
+    assignments: dict[int, np.ndarray] = {}  # shard → its rows' cells (8 bytes a vector), computed on the first pass
     found, cosines = [], []
-    with tempfile.TemporaryDirectory(prefix="pony-works-cells-") as spill:
-        files = [{part: open(Path(spill) / f"{g}.{part}", "wb") for part in ("n", "cell", "vec")}
-                 for g in range(groups)]  # fmt: skip
-        try:
-            with progress_bar(show_progress, total=len(model.shards), desc="works: embedding cells",
-                              unit="shard") as bar:  # fmt: skip
-                for shard_id, key in model.shards:
-                    numbers, matrix = _numbered_shard(conn, store, model.model_id, shard_id, key)
-                    bar.update(1)
-                    if not len(numbers):
-                        continue
-                    assigned = cells.assign(matrix) if cells else np.zeros((len(numbers), 1), np.int64)
-                    for column in range(assigned.shape[1]):
-                        group_of = assigned[:, column] % groups
-                        for g in np.unique(group_of):
-                            rows = group_of == g
-                            numbers[rows].astype(np.int32).tofile(files[g]["n"])
-                            assigned[rows, column].astype(np.int32).tofile(files[g]["cell"])
-                            np.ascontiguousarray(matrix[rows], dtype=np.float16).tofile(files[g]["vec"])
-        finally:
-            for group_files in files:
-                for handle in group_files.values():
-                    handle.close()
-        for g in range(groups):
-            pairs, values = _join_group(Path(spill), g, model.dim, min_cosine, per_row, new)
-            found.append(pairs)
-            cosines.append(values)
+    for number in range(passes):
+        first, last = number * groups // passes, (number + 1) * groups // passes  # this pass's groups
+        with tempfile.TemporaryDirectory(prefix="pony-works-cells-") as spill:
+            files = {g: {part: open(Path(spill) / f"{g}.{part}", "wb") for part in ("n", "cell", "vec")}
+                     for g in range(first, last)}  # fmt: skip
+            try:
+                label = "works: embedding cells" + (f" (pass {number + 1} of {passes})" if passes > 1 else "")
+                with progress_bar(show_progress, total=len(model.shards), desc=label, unit="shard") as bar:
+                    for shard_id, key in model.shards:
+                        numbers, matrix = _numbered_shard(conn, store, model.model_id, shard_id, key)
+                        bar.update(1)
+                        if not len(numbers):
+                            continue
+                        if shard_id not in assignments:
+                            assignments[shard_id] = (cells.assign(matrix).astype(np.int32) if cells
+                                                     else np.zeros((len(numbers), 1), np.int32))  # fmt: skip
+                        assigned = assignments[shard_id]
+                        for column in range(assigned.shape[1]):
+                            group_of = assigned[:, column] % groups
+                            for g in np.unique(group_of[(group_of >= first) & (group_of < last)]):
+                                rows = group_of == g
+                                numbers[rows].astype(np.int32).tofile(files[g]["n"])
+                                assigned[rows, column].tofile(files[g]["cell"])
+                                np.ascontiguousarray(matrix[rows], dtype=np.float16).tofile(files[g]["vec"])
+            finally:
+                for group_files in files.values():
+                    for handle in group_files.values():
+                        handle.close()
+            for g in range(first, last):
+                pairs, values = _join_group(Path(spill), g, model.dim, min_cosine, per_row, new)
+                found.append(pairs)
+                cosines.append(values)
     if not found:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
     return _unique(np.concatenate(found), np.concatenate(cosines))

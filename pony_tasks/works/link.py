@@ -100,7 +100,8 @@ def find_candidates(conn: psycopg2.extensions.connection, settings: Settings, co
         return found
     with report.phase("embedding candidates"):
         pairs, cosines = embedding_pairs(conn, store, model, MIN_CANDIDATE_COSINE, per_row=EMBEDDING_NEIGHBOURS,
-                                         new=new, budget_bytes=budget)  # fmt: skip
+                                         new=new, budget_bytes=budget,
+                                         scratch_bytes=settings.scratch_budget_mib * 2**20)  # fmt: skip
     found = merge_candidates([(found.pairs, found.sources, None), (pairs, EMBEDDING, cosines)])
     unknown = np.flatnonzero(np.isnan(found.cosines))
     if len(unknown):

@@ -45,6 +45,19 @@ def test_cpu_stage_pod_has_no_gpu_and_no_gpu_placement(airflow_db) -> None:
     assert not pod.spec.node_selector and not pod.spec.tolerations
     assert container.args == ["images", "fetch"]
     assert {e.name: e.value for e in container.env}["PONY_MEMORY_BUDGET_MIB"] == "1024"  # half of 2Gi
+    assert "PONY_SCRATCH_BUDGET_MIB" not in {e.name for e in container.env}
+    assert "ephemeral-storage" not in container.resources.requests
+
+
+def test_the_works_pod_asks_for_scratch_disk_and_gets_a_scratch_budget(airflow_db) -> None:
+    from pony_tasks.orchestration.stages import link_works
+
+    container = stage_operator("works", link_works(), settings=_settings()).build_pod_request_obj(
+        dry_run=True).spec.containers[0]  # fmt: skip
+    assert container.resources.requests["ephemeral-storage"] == "32Gi"
+    assert container.resources.limits["ephemeral-storage"] == "32Gi"
+    env = {e.name: e.value for e in container.env}
+    assert env["PONY_SCRATCH_BUDGET_MIB"] == str(32 * 1024 * 3 // 4) and env["PONY_MEMORY_BUDGET_MIB"] == "4096"
 
 
 def test_memory_quantities_become_mib() -> None:

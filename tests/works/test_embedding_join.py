@@ -6,6 +6,7 @@ several passes. The thumbnail cells above the flat limit find the flat index's p
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import numpy as np
 import pytest
@@ -68,6 +69,22 @@ def test_the_bounded_cell_join_finds_what_the_exact_search_finds(embedded, budge
     assert len(planted - found) <= 3
     direct = np.einsum("ij,ij->i", vectors[pairs[:, 0]].astype(np.float32), vectors[pairs[:, 1]].astype(np.float32))
     np.testing.assert_allclose(cosines, direct, atol=1e-4)
+
+
+def test_a_join_in_passes_under_a_scratch_budget_finds_the_same_pairs(embedded, caplog) -> None:
+    settings, _, _, _ = embedded
+    caplog.set_level(logging.INFO, logger="pony_tasks.works.embedding_join")
+    with connect(settings) as conn:
+        number_images(conn)
+        store = open_store(settings=settings)
+        model = usable_model(conn, store)
+        whole = embedding_pairs(conn, store, model, 0.9, per_row=4, new=None, budget_bytes=2**20)
+        passes = embedding_pairs(conn, store, model, 0.9, per_row=4, new=None, budget_bytes=2**20,
+                                 scratch_bytes=model.vectors * 2 * (model.dim * 2 + 8) // 3)  # three passes
+    assert ": 3 passes over the shards" in caplog.text
+    assert len(whole[0]) > 100
+    np.testing.assert_array_equal(passes[0], whole[0])
+    np.testing.assert_array_equal(passes[1], whole[1])
 
 
 def test_an_incremental_join_pairs_only_new_images(embedded) -> None:

@@ -493,7 +493,8 @@ def main() -> None:
             marker.write_text(json.dumps({"posts": args.posts, "generated_seconds": round(seconds)}))
             print(f"  generated in {seconds:.0f} s", flush=True)
         disk = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 2**30
-        print(f"corpus on disk: {disk:.1f} GiB\n")
+        print(f"corpus on disk: {disk:.1f} GiB; a stage's budgets: memory {settings.memory_budget_mib:,} MiB, "
+              f"scratch disk {settings.scratch_budget_mib:,} MiB (PONY_MEMORY_BUDGET_MIB, PONY_SCRATCH_BUDGET_MIB)\n")
         print(f"{'stage':22s} {'wall':>11s}  {'peak memory':>17s}  {'PostgreSQL temp':>20s}")
         for name, arguments in STAGES:
             if name in chosen:

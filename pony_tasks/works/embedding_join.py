@@ -137,10 +137,12 @@ def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, mo
                         bar.update(1)
                         if not len(numbers):
                             continue
-                        if shard_id not in assignments:
-                            assignments[shard_id] = (cells.assign(matrix).astype(np.int32) if cells
-                                                     else np.zeros((len(numbers), 1), np.int32))  # fmt: skip
-                        assigned = assignments[shard_id]
+                        assigned = assignments.get(shard_id)
+                        if assigned is None:
+                            assigned = (cells.assign(matrix).astype(np.int32) if cells
+                                        else np.zeros((len(numbers), 1), np.int32))  # fmt: skip
+                            if passes > 1:  # kept for the later passes only
+                                assignments[shard_id] = assigned
                         for column in range(assigned.shape[1]):
                             group_of = assigned[:, column] % groups
                             for g in np.unique(group_of[(group_of >= first) & (group_of < last)]):

@@ -324,7 +324,8 @@ def thumbnail_pairs(thumbs: np.ndarray, *, k: int, bound: float, query: np.ndarr
     for start in range(0, count, 65536):
         assigned[start:start + 65536] = cells.assign(thumbs[start:start + 65536].astype(np.float32))
     querying = np.ones(count, bool) if rows is None else np.zeros(count, bool)
-    querying[rows if rows is not None else slice(0)] = True
+    if rows is not None:
+        querying[rows] = True
     members = ClusterJoin._group(assigned, None, cells.cells)
     del assigned
     found, distances = [], []

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pony_tasks.works.packed_sort import sort_with_order
+
 EXACT_LIMIT = 20_000  # codes: up to here every pair is compared (20k² / 2 popcounts, well under a second)
 TABLES = 32  # LSH tables above EXACT_LIMIT
 WINDOW = 64  # codes ahead compared inside one bucket (a bucket is usually one or two codes)
 BLOCK = 2048  # rows per block of the exact comparison
-SORT_CHUNK = 1 << 20  # codes per step of a table's packing and unpacking
+SORT_CHUNK = 1 << 20  # codes per step of building a table's keys
 
 
 @dataclass
@@ -117,27 +119,6 @@ def _table_keys(codes: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _sorted_table(keys: np.ndarray, key_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(each position's key, the code at each position) of the codes sorted by key, ties in code order — what a
-    stable argsort gives, from one in-place sort of ``key << index bits | index`` (``keys`` is overwritten): 4 bytes a
-    code besides the keys, where argsort's int64 order plus the sorted keys took 16."""
-    index_bits = max(1, int(len(keys) - 1).bit_length())
-    if key_bits + index_bits > 64 or index_bits > 31:  # beyond 2^31 codes: argsort
-        order = np.argsort(keys, kind="stable")
-        return keys[order], order
-    keys <<= np.uint64(index_bits)
-    order = np.empty(len(keys), np.int32)
-    for start in range(0, len(keys), SORT_CHUNK):  # in chunks: no temporary as long as every code
-        stop = min(start + SORT_CHUNK, len(keys))
-        keys[start:stop] |= np.arange(start, stop, dtype=np.uint64)
-    keys.sort()
-    mask = np.uint64((1 << index_bits) - 1)
-    for start in range(0, len(keys), SORT_CHUNK):
-        order[start:start + SORT_CHUNK] = keys[start:start + SORT_CHUNK] & mask
-    keys >>= np.uint64(index_bits)
-    return keys, order
-
-
 def _lsh(codes: np.ndarray, owners: np.ndarray, max_bits: int, new: np.ndarray | None, tables: int, seed: int,
          stats: JoinStats) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     rng = np.random.default_rng(seed)
@@ -145,7 +126,7 @@ def _lsh(codes: np.ndarray, owners: np.ndarray, max_bits: int, new: np.ndarray |
     found_keys, found_bits = np.zeros(0, np.int64), np.zeros(0, np.uint8)
     position_type = np.int32 if len(codes) < 2**31 - WINDOW else np.int64
     for _ in range(tables):
-        sorted_keys, order = _sorted_table(_table_keys(codes, rng.choice(64, size=key_bits, replace=False)), key_bits)
+        sorted_keys, order = sort_with_order(_table_keys(codes, rng.choice(64, size=key_bits, replace=False)), key_bits)
         table_keys, table_bits = [], []
         positions = np.zeros(0, position_type)
         for ahead in range(1, WINDOW + 1):

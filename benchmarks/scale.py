@@ -16,7 +16,8 @@ object ``{"posts": N, "stages": [{"stage": …, "seconds": …, "peak_rss_mib": 
     .venv/bin/python benchmarks/scale.py --posts 1000000 [--stages normalize,captions_first] [--keep DIR]
 
 ``--keep DIR`` keeps the corpus (database and objects) in DIR and reuses it when DIR already holds one of the same
-size, so one stage can be worked on without regenerating it. Stages that change the corpus (works, captions) leave
+size, so one stage can be worked on without regenerating it, and each stage's whole output in
+``DIR/stage-logs/STAGE.log`` (the works phases' breakdown). Stages that change the corpus (works, captions) leave
 their results behind: run them again on a kept corpus and they measure the re-run.
 """
 
@@ -407,6 +408,9 @@ def run_stage(stage: str, arguments: list[str], settings, environment: dict, tim
     peak, stage_peak = memory.stop()
     pg_temp = (temp_bytes(settings) - before) / 2**20
     last = [line for line in output.strip().splitlines() if line.strip()][-3:]
+    logs = settings.home.parent / "stage-logs"  # the whole output (the works phases' breakdown, progress)
+    logs.mkdir(exist_ok=True)
+    (logs / f"{stage}.log").write_text(output)
     if stage.startswith("export_"):  # the export itself is not kept (a 10M-post corpus has disk for one at a time)
         shutil.rmtree(settings.home / "objects" / "exports" / arguments[arguments.index("--name") + 1],
                       ignore_errors=True)  # fmt: skip

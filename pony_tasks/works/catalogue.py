@@ -19,13 +19,15 @@ FETCH_ROWS = 20_000  # rows per round trip of the server-side cursors
 
 
 def number_images(conn: psycopg2.extensions.connection) -> int:
-    """Create ``works_image`` (n, sha256) for every image with signatures (``pony images hash``; images without them
-    are left out) and ``works_artists`` (sha256, tags): the artist tags each image's posts credit — a post without
-    tag groups (Gelbooru's API gives no tag types) credits the tags of its own that other sites' posts file as
-    artists (Gelbooru mirrors Danbooru's tag names). Both dropped at commit; returns the number of images."""
+    """Create ``works_image`` (n, sha256, heap: the image row's place in its table, what writes that check
+    foreign keys into ``image`` are ordered by) for every image with signatures (``pony images hash``; images
+    without them are left out) and ``works_artists`` (sha256, tags): the artist tags each image's posts credit —
+    a post without tag groups (Gelbooru's API gives no tag types) credits the tags of its own that other sites'
+    posts file as artists (Gelbooru mirrors Danbooru's tag names).
+    Both dropped at commit; returns the number of images."""
     with conn.cursor() as cur:
         cur.execute("""CREATE TEMPORARY TABLE works_image ON COMMIT DROP AS
-                       SELECT (row_number() OVER (ORDER BY sha256) - 1)::int AS n, sha256 FROM image
+                       SELECT (row_number() OVER (ORDER BY sha256) - 1)::int AS n, sha256, ctid AS heap FROM image
                        WHERE phash IS NOT NULL AND inner_detail IS NOT NULL""")
         count = cur.rowcount
         cur.execute("CREATE UNIQUE INDEX ON works_image (n) INCLUDE (sha256)")

@@ -296,6 +296,30 @@ def _canonical_images(conn: psycopg2.extensions.connection, labels: np.ndarray, 
     return canonical
 
 
+@contextmanager
+def _step(name: str) -> Iterator[None]:
+    """Log one step of linking with its wall time (the linking phase's own breakdown)."""
+    started = time.perf_counter()
+    yield
+    log.info("works: linking: %s in %.1f s", name, time.perf_counter() - started)
+
+
+def _heap_order(conn: psycopg2.extensions.connection, numbers: np.ndarray) -> np.ndarray:
+    """The permutation that puts image ``numbers`` in the order of their rows in the ``image`` table."""
+    if len(numbers) < 2:
+        return np.arange(len(numbers))
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMPORARY TABLE works_order (i int, n int) ON COMMIT DROP")
+        copy_rows(cur, "works_order", ("i", "n"), _rows(np.arange(len(numbers)), numbers))
+    with conn.cursor(name="works_heap_order") as cur:
+        cur.itersize = FETCH_ROWS
+        cur.execute("SELECT o.i FROM works_order o JOIN works_image w ON w.n = o.n ORDER BY w.heap")
+        order = np.fromiter((row[0] for row in cur), np.int64, count=len(numbers))
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE works_order")
+    return order
+
+
 def _rows(*columns: np.ndarray) -> Iterator[tuple[int, ...]]:
     """Rows of equal-length numpy columns as Python ints, a page at a time (never every row as a Python list)."""
     for start in range(0, len(columns[0]), FETCH_ROWS):
@@ -306,13 +330,15 @@ def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, i
     """Rewrite work membership from the stored pair decisions; returns (works, multi-image works, images that
     changed work). A group keeps the work id most of its images already had (stable ids). Memory: a few numpy
     numbers per image and per duplicate pair; the facts of one group at a time."""
-    duplicates = _number_pairs(conn, "p.verdict = 'duplicate'")
-    distinct = _number_pairs(conn, "p.verdict = 'distinct' AND p.decided_by = 'operator'")
-    labels = component_labels(count, duplicates, distinct)
+    with _step("pairs read, components"):
+        duplicates = _number_pairs(conn, "p.verdict = 'duplicate'")
+        distinct = _number_pairs(conn, "p.verdict = 'distinct' AND p.decided_by = 'operator'")
+        labels = component_labels(count, duplicates, distinct)
     del duplicates
     groups = int(labels.max()) + 1 if count else 0
     sizes = np.bincount(labels, minlength=groups)
-    current, is_canonical = _current_works(conn, count)
+    with _step("current works read"):
+        current, is_canonical = _current_works(conn, count)
     # A work's id goes to the group that holds its canonical image, else to the group holding most of its images.
     canonical_held = np.bincount(labels[is_canonical], minlength=groups)
     first = np.full(groups, count, np.int64)
@@ -320,14 +346,18 @@ def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, i
     group_rank = np.empty(groups, np.int64)
     group_rank[np.lexsort((first, -sizes, -canonical_held))] = np.arange(groups)
     chosen = _choose_works(labels, current, is_canonical, group_rank)
-    canonical = _canonical_images(conn, labels, sizes)
+    with _step("canonical images chosen"):
+        canonical = _canonical_images(conn, labels, sizes)
     kept = np.flatnonzero(chosen >= 0)
     unchanged = is_canonical[canonical[kept]] & (current[canonical[kept]] == chosen[kept])
     updates = kept[~unchanged]  # works that continue with another canonical image
     fresh = np.flatnonzero(chosen < 0)
-    fresh = fresh[np.argsort(group_rank[fresh])]
+    with _step(f"{len(fresh)} new works put in image-row order"):
+        fresh = fresh[_heap_order(conn, canonical[fresh])]  # new ids follow their canonical image rows' places
     # Written set-wise (COPY into temporary tables, one statement each): a first run at the real size moves every
-    # image, and a statement per image would be tens of millions of round trips.
+    # image, and a statement per image would be tens of millions of round trips. Rows are written in the order of
+    # the image rows they reference: each foreign-key check locks its image row, and in sha256 order every check
+    # visits a random page of a table larger than memory (the 10M first build's linking took 30× its 1M time).
     # a first run reserves one id per image: read from a server-side cursor a page at a time straight into numpy
     # (a client-side cursor would hold the whole result in libpq's memory however it is fetched)
     with conn.cursor(name="works_new_ids") as ids:
@@ -343,17 +373,23 @@ def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, i
         copy_rows(cur, "works_new", ("work_id", "n"), _rows(chosen[fresh], canonical[fresh]))
         copy_rows(cur, "works_kept", ("work_id", "n"), _rows(chosen[updates], canonical[updates]))
         copy_rows(cur, "works_moved", ("n", "work_id"), _rows(moved, chosen[labels[moved]]))
-        cur.execute("""INSERT INTO work (work_id, canonical_sha256) OVERRIDING SYSTEM VALUE
-                       SELECT k.work_id, w.sha256 FROM works_new k JOIN works_image w ON w.n = k.n
-                       ORDER BY k.work_id""")  # fmt: skip
-        cur.execute("""UPDATE work k SET canonical_sha256 = w.sha256, updated_at = now()
-                       FROM works_kept c JOIN works_image w ON w.n = c.n
-                       WHERE k.work_id = c.work_id AND k.canonical_sha256 <> w.sha256""")  # fmt: skip
-        cur.execute("""INSERT INTO work_image (sha256, work_id)
-                       SELECT w.sha256, m.work_id FROM works_moved m JOIN works_image w ON w.n = m.n ORDER BY 1
-                       ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""")  # fmt: skip
+        with _step(f"{len(fresh)} works inserted"):
+            cur.execute("""INSERT INTO work (work_id, canonical_sha256) OVERRIDING SYSTEM VALUE
+                           SELECT k.work_id, w.sha256 FROM works_new k JOIN works_image w ON w.n = k.n
+                           ORDER BY k.work_id""")  # fmt: skip
+        with _step(f"{len(updates)} works' canonical images updated"):
+            cur.execute("""UPDATE work k SET canonical_sha256 = w.sha256, updated_at = now()
+                           FROM works_kept c JOIN works_image w ON w.n = c.n
+                           WHERE k.work_id = c.work_id AND k.canonical_sha256 <> w.sha256""")  # fmt: skip
+        with _step(f"{len(moved)} memberships written"):
+            cur.execute("""INSERT INTO work_image (sha256, work_id)
+                           SELECT w.sha256, m.work_id FROM works_moved m JOIN works_image w ON w.n = m.n
+                           ORDER BY w.heap
+                           ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""")  # fmt: skip
         cur.execute("DROP TABLE works_new, works_kept, works_moved")
-        cur.execute("DELETE FROM work w WHERE NOT EXISTS (SELECT 1 FROM work_image i WHERE i.work_id = w.work_id)")
+        with _step("empty works deleted"):
+            cur.execute("DELETE FROM work w WHERE NOT EXISTS "
+                        "(SELECT 1 FROM work_image i WHERE i.work_id = w.work_id)")  # fmt: skip
     return groups, int((sizes > 1).sum()), len(moved)
 
 

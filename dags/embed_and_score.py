@@ -14,19 +14,24 @@ DOC = """
 ### Embed new images and score them
 
 Runs when the `images` asset is updated. `plan_batches` splits the images that still lack an embedding into
-non-overlapping sha256 ranges of `embed_task_images` (≥ 10,000) images; one mapped task per range runs
-`pony embed --from-sha … --to-sha …` in the **gpu** pool (a GPU pod when `execution_target = kubernetes`).
-Then the active aesthetic model scores the new embeddings (skipped while no model is active), and the
-**embeddings** (dimension, finite, unit norm) and **aesthetic_scores** (range, spread, drift) gates run.
+non-overlapping sha256 ranges of `embed_task_images` (≥ 10,000) images — larger when that would make more tasks
+than Airflow's `max_map_length` (1,024: 28M pending images plan as 1,024 ranges of 27,344) —; one mapped task
+per range runs `pony embed --from-sha … --to-sha …` in the **gpu** pool (a GPU pod when
+`execution_target = kubernetes`). Then the active aesthetic model scores the new embeddings (skipped while no
+model is active), and the **embeddings** (dimension, finite, unit norm) and **aesthetic_scores** (range,
+spread, drift) gates run.
 """
 
 with DAG(dag_id="embed_and_score", schedule=[IMAGES], **dag_kwargs(DOC, ["embed", "aesthetic", "gpu"])) as dag:
 
     @pony_task
     def plan_batches() -> list[list[str]]:
+        from airflow.configuration import conf
+
         from pony_tasks.orchestration.stages import plan_embed_ranges
 
-        return [list(embed_range(first, last).argv) for first, last in plan_embed_ranges()]
+        limit = conf.getint("core", "max_map_length", fallback=1024)  # a longer mapping fails this task
+        return [list(embed_range(first, last).argv) for first, last in plan_embed_ranges(max_tasks=limit)]
 
     embedded = mapped_stage_operator("embed", embed_range("0", "f"), plan_batches(), pool=GPU_POOL)
 

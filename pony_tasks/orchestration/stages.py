@@ -74,23 +74,38 @@ def regenerate_captions(version_id: int | str, scheme: str = "v7") -> StageComma
                         memory="8Gi")  # fmt: skip
 
 
-def plan_embed_ranges(model: str | None = None, settings: Settings | None = None) -> list[tuple[str, str]]:
+MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length: a mapped task of more entries fails at planning
+
+
+def embed_task_size(pending: int, task_images: int, max_tasks: int = MAX_MAP_LENGTH) -> int:
+    """Images per mapped embed task: ``task_images``, or more when that would make more than ``max_tasks`` tasks
+    (28M pending images at 10,000 a task is 2,800 tasks; Airflow fails a mapping longer than its
+    ``max_map_length``)."""
+    if max_tasks < 1:
+        raise ValueError(f"max_tasks must be at least 1, not {max_tasks}")
+    return max(task_images, -(-pending // max_tasks))
+
+
+def plan_embed_ranges(model: str | None = None, settings: Settings | None = None, *,
+                      max_tasks: int = MAX_MAP_LENGTH) -> list[tuple[str, str]]:  # fmt: skip
     """Inclusive sha256 ranges of stored images that still need an embedding, ``embed_task_images`` per range (the
-    unit of one mapped task; never one task per image). Ranges do not overlap, so mapped tasks never embed the same
-    image twice."""
+    unit of one mapped task; never one task per image) or more, so that there are at most ``max_tasks`` ranges
+    (pass Airflow's ``[core] max_map_length``). Ranges do not overlap, so mapped tasks never embed the same image
+    twice."""
     from pony_tasks.db import connect
 
     settings = settings or get_settings()
-    size = settings.embed_task_images
+    pending = """SELECT i.sha256 FROM image i
+                 WHERE NOT EXISTS (SELECT 1 FROM image_embedding e JOIN embedding_model m USING (model_id)
+                                   WHERE m.name = %(model)s AND e.sha256 = i.sha256)"""
+    model = model or settings.embed_model
     with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute(
-            """WITH pending AS (
-                   SELECT i.sha256, (row_number() OVER (ORDER BY i.sha256) - 1) / %(size)s AS part FROM image i
-                   WHERE NOT EXISTS (SELECT 1 FROM image_embedding e JOIN embedding_model m USING (model_id)
-                                     WHERE m.name = %(model)s AND e.sha256 = i.sha256))
-               SELECT min(sha256), max(sha256) FROM pending GROUP BY part ORDER BY part""",
-            {"size": size, "model": model or settings.embed_model},
-        )
+        cur.execute(f"SELECT count(*) FROM ({pending}) p", {"model": model})
+        size = embed_task_size(cur.fetchone()[0], settings.embed_task_images, max_tasks)
+        cur.execute(f"""SELECT min(sha256), max(sha256)
+                        FROM (SELECT sha256, (row_number() OVER (ORDER BY sha256) - 1) / %(size)s AS part
+                              FROM ({pending}) p) numbered
+                        GROUP BY part ORDER BY part""", {"size": size, "model": model})  # fmt: skip
         return [tuple(row) for row in cur.fetchall()]
 
 

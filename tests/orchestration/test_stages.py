@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from pony_tasks.db import connect
-from pony_tasks.orchestration.stages import caption_target, plan_embed_ranges, scrape_refresh, train_aesthetic
+from pony_tasks.orchestration.stages import (
+    caption_target,
+    embed_task_size,
+    plan_embed_ranges,
+    scrape_refresh,
+    train_aesthetic,
+)
 
 
 def test_caption_target_takes_every_collapsed_event_into_account() -> None:
@@ -37,6 +43,19 @@ def test_embed_plan_is_non_overlapping_ranges_of_at_least_the_task_size(migrated
             cur.execute("SELECT count(*) FROM image WHERE sha256 BETWEEN %s AND %s", (first, last))
             counts.append(cur.fetchone()[0])
     assert counts == [10_000, 10_000, 5_000]
+    # Airflow's max_map_length caps the tasks: the same images in at most two ranges, every image in one
+    capped = plan_embed_ranges(settings=settings, max_tasks=2)
+    assert len(capped) == 2 and capped[0][0] == ranges[0][0] and capped[-1][1] == ranges[-1][1]
+    assert capped[0][1] < capped[1][0]
+
+
+def test_embed_plan_of_the_real_size_fits_airflows_mapping_limit() -> None:
+    # 28M pending images (the four sites) at 10,000 a task would be 2,800 mapped tasks: over the 1,024 Airflow allows
+    for pending in (28_000_000, 30_000_000, 1_024 * 10_000 + 1):
+        size = embed_task_size(pending, 10_000, 1_024)
+        assert -(-pending // size) <= 1_024 and size < pending
+    assert embed_task_size(25_000, 10_000, 1_024) == 10_000  # small runs keep the configured size
+    assert embed_task_size(30_000_000, 10_000, 1_024) == 29_297
 
 
 def test_templated_arguments_stay_single_arguments() -> None:

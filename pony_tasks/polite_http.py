@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
 from pony_tasks import __version__
 from pony_tasks.errors import PermanentError
+
+if TYPE_CHECKING:
+    from pony_tasks.shared_rate import DatabaseSlots
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +70,18 @@ class RateLimiter:
 
     It also carries what a site's defences ask of every thread using it: after a challenge, a quiet period and then
     one probing request at a time (:meth:`hold`), until a normal answer comes back (:meth:`settled`); after a block,
-    no request at all (:meth:`refuse`)."""
+    no request at all (:meth:`refuse`).
 
-    def __init__(self, requests_per_second: float, margin: float = 1.02) -> None:
+    With ``slots`` (:class:`pony_tasks.shared_rate.DatabaseSlots`) every start is also a slot reserved on the
+    database, so every process, task and pod using the same limit stays within it together; the quiet period and
+    a recorded site block reach them too (the one-probe-at-a-time rule stays per process)."""
+
+    def __init__(self, requests_per_second: float, margin: float = 1.02, slots: DatabaseSlots | None = None) -> None:
         if requests_per_second <= 0:
             raise ValueError(f"rate must be positive, got {requests_per_second}")
         self.rate = requests_per_second
         self.interval = margin / requests_per_second
+        self.slots = slots
         self._next = 0.0
         self._cond = threading.Condition()
         self._refusal: tuple[float, Exception] | None = None
@@ -96,6 +104,13 @@ class RateLimiter:
                 self._prober = me
             now = time.monotonic()
             start = max(now, self._next)
+            if self.slots is not None:  # the slot every process shares; the local spacing never comes later
+                slot = self.slots.reserve(self.interval)
+                if slot.blocked_until is not None:
+                    raise SiteBlocked(f"the site is blocking us — recorded by another process: {slot.block_reason}; "
+                                      f"no request before {slot.blocked_until:%Y-%m-%d %H:%M:%S %Z}", None,
+                                      slot.blocked_until)  # fmt: skip
+                start = max(start, time.monotonic() + slot.delay)
             self._next = start + self.interval
         if start > now:
             time.sleep(start - now)
@@ -108,6 +123,8 @@ class RateLimiter:
         with self._cond:
             self._next = max(self._next, time.monotonic() + seconds)
             self._quiet = True
+            if self.slots is not None:
+                self.slots.hold(seconds)
 
     def settled(self) -> None:
         """A normal answer came back: requests may overlap again."""
@@ -134,13 +151,20 @@ _SHARED_LIMITERS: dict[str, RateLimiter] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_limiter(name: str, requests_per_second: float) -> RateLimiter:
+def shared_limiter(name: str, requests_per_second: float, database: str | None = None,
+                   site: tuple[str, str] | None = None) -> RateLimiter:  # fmt: skip
     """One limiter per name (a site's API, an image host) for the whole process, so back-to-back scrapes and
-    concurrent workers together stay under the rate. A changed rate replaces the limiter."""
+    concurrent workers together stay under the rate; with ``database`` (a PostgreSQL URL) its slots are shared with
+    every other process using the same name there, and ``site`` (site, base URL) is refused while that site's
+    recorded block lasts. A changed rate or database replaces the limiter."""
+    from pony_tasks.shared_rate import DatabaseSlots
+
     with _SHARED_LOCK:
         limiter = _SHARED_LIMITERS.get(name)
-        if limiter is None or limiter.rate != requests_per_second:
-            limiter = _SHARED_LIMITERS[name] = RateLimiter(requests_per_second)
+        current = limiter.slots.url if limiter is not None and limiter.slots is not None else None
+        if limiter is None or limiter.rate != requests_per_second or current != database:
+            slots = DatabaseSlots(database, name, site) if database else None
+            limiter = _SHARED_LIMITERS[name] = RateLimiter(requests_per_second, slots=slots)
         return limiter
 
 

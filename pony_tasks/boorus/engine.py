@@ -59,7 +59,7 @@ from pony_tasks.boorus.store import (
     upsert_posts,
 )
 from pony_tasks.config import ConfigError, Settings, get_settings
-from pony_tasks.db import connect
+from pony_tasks.db import connect, database_url
 from pony_tasks.errors import PermanentError
 from pony_tasks.polite_http import HTTPFailure, MalformedBody, PoliteClient, SiteBlocked, redact_url, shared_limiter
 from pony_tasks.progress import progress_bar
@@ -123,12 +123,13 @@ class ScrapeReport:
 
 
 def make_client(adapter: SiteAdapter, settings: Settings) -> PoliteClient:
-    """A client for the site's API: its rate limit (shared by every client of the site in this process), its
-    defences, and every URL and redirect hop checked against the site's host rules."""
+    """A client for the site's API: its rate limit (shared by every client of the site in every process that uses
+    this database), its defences, and every URL and redirect hop checked against the site's host rules."""
     rate = settings.booru_rate_limits.get(adapter.site, adapter.default_rate_per_second)
     return PoliteClient.from_settings(
         settings,
-        shared_limiter(f"api:{adapter.site}:{adapter.base_url}", rate),
+        shared_limiter(f"api:{adapter.site}:{adapter.base_url}", rate, database=database_url(settings),
+                       site=(adapter.site, adapter.base_url)),
         secret_params=adapter.secret_params,
         credential_hint=adapter.credential_hint,
         defences=adapter.defences,

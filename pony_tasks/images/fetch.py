@@ -28,7 +28,7 @@ import psycopg2.extensions
 
 from pony_tasks.boorus.hosts import HostRules
 from pony_tasks.config import Settings, get_settings
-from pony_tasks.db import connect
+from pony_tasks.db import connect, database_url
 from pony_tasks.images.validate import SIGNATURE_COLUMNS, DecodedImage, ImageRejected, check_hashes, decode
 from pony_tasks.polite_http import BodyTooLarge, HTTPFailure, PoliteClient, SiteBlocked, UnsafeURL, shared_limiter
 from pony_tasks.progress import progress_bar
@@ -92,7 +92,8 @@ class _Downloader:
     def _client(self, site: str, host: str) -> PoliteClient:
         clients = self._local.__dict__.setdefault("clients", {})
         if (site, host) not in clients:
-            limiter = shared_limiter(f"files:{host}", self.settings.image_host_rate_limit)
+            limiter = shared_limiter(f"files:{host}", self.settings.image_host_rate_limit,
+                                     database=database_url(self.settings))  # fmt: skip
             clients[site, host] = PoliteClient.from_settings(self.settings, limiter, url_guard=self.hosts.guard(site))
         return clients[site, host]
 

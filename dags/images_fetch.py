@@ -14,7 +14,9 @@ DOC = """
 ### Fetch images
 
 Runs when any `booru_posts_*` asset is updated: `pony images fetch` downloads, verifies (size, hash, decode,
-pixel limit) and stores images content-addressed; bad files are quarantined with a reason, never stored. The
+pixel limit) and stores images content-addressed; bad files are quarantined with a reason, never stored. Every
+site at once, each host within its rate limit; one run downloads for at most 50 minutes and the next carries on
+from where it stopped (a backlog of millions takes many runs, each handed on as a batch). The
 **images** quality gate checks what this run stored before the `images` asset is updated (embed_and_score
 listens to it).
 """

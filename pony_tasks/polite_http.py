@@ -140,6 +140,12 @@ class RateLimiter:
                 self._prober = None
                 self._cond.notify_all()
 
+    def disconnect(self) -> None:
+        """Close the shared slots' database connection (opened again by the next request): a run that has finished
+        holds no connection open (a database with open sessions cannot be copied, dropped or renamed)."""
+        if self.slots is not None:
+            self.slots.close()
+
     def refuse(self, seconds: float, error: Exception) -> None:
         """Every request through this limiter raises ``error`` for ``seconds`` (the site blocked us)."""
         with self._cond:
@@ -163,6 +169,8 @@ def shared_limiter(name: str, requests_per_second: float, database: str | None =
         limiter = _SHARED_LIMITERS.get(name)
         current = limiter.slots.url if limiter is not None and limiter.slots is not None else None
         if limiter is None or limiter.rate != requests_per_second or current != database:
+            if limiter is not None:
+                limiter.disconnect()
             slots = DatabaseSlots(database, name, site) if database else None
             limiter = _SHARED_LIMITERS[name] = RateLimiter(requests_per_second, slots=slots)
         return limiter

@@ -373,6 +373,7 @@ def scrape(
         finally:
             bar.close()
             report.retries = client.retries + pages.side_client.retries
+            client.limiter.disconnect()
         run.summary = {k: v for k, v in asdict(report).items() if k != "refresh_ranges"}
     return report
 

@@ -16,10 +16,15 @@ def images_group() -> None:
 @click.option("--site", type=click.Choice(sorted(ADAPTERS)), help="Only this site.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many posts this run.")
 @click.option("--retry-failed", is_flag=True, help="Also retry posts quarantined as permanently bad.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Start no new download after this many minutes; the next run carries on where this one stopped.")
 @click.pass_obj
-def images_fetch(ctx: PonyContext, site: str | None, limit: int | None, retry_failed: bool) -> None:
-    """Download, verify and store images for posts that have none yet (resumable; bad files are quarantined)."""
-    report = fetch_images(settings=ctx.settings, site=site, limit=limit, retry_failed=retry_failed)
+def images_fetch(ctx: PonyContext, site: str | None, limit: int | None, retry_failed: bool,
+                 max_minutes: float | None) -> None:  # fmt: skip
+    """Download, verify and store images for posts that have none yet: every site at once, each host within its
+    rate limit, listed in pages (memory stays flat at any backlog). Resumable; bad files are quarantined."""
+    report = fetch_images(settings=ctx.settings, site=site, limit=limit, retry_failed=retry_failed,
+                          max_minutes=max_minutes)
     click.echo(report.summary())
 
 

@@ -7,9 +7,14 @@ private-address rule, so an allowed host cannot redirect us into a foreign or in
 against the site's md5/sha512 (e621's md5 also for URLs rebuilt from it),
 fully decoded under a decompression-bomb limit, and stored content-addressed (``images/ab/cd/<sha256>.<ext>``).
 A post whose site md5/sha512 names a file already stored (another post's, on any site) is linked to it and not
-downloaded again (``link_known_files``; at most one download per hash in a batch). Failures go to
-``image_quarantine`` with a reason and never stop the batch. Results are committed in small batches,
-so a killed fetch resumes where it stopped; permanent failures are not retried unless asked.
+downloaded again (``link_known_files``; at most one download per hash at a time). Failures go to
+``image_quarantine`` with a reason and never stop the batch. Permanent failures are not retried unless asked.
+
+Every site is fetched at once, each from its own hosts at their rate (shared by every process through
+``rate_limit``). A site's posts without a file are listed in keyset pages of ``PAGE_POSTS`` post ids — memory stays
+flat whatever the backlog (28M images at the real size) — and results are committed in small batches with each
+site's cursor (``image_fetch_cursor``), so a fetch that is killed or stops at ``max_minutes`` resumes where it stood
+without listing again what it recorded.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from collections import Counter
-from collections.abc import Iterator
+import time
+from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -70,13 +75,14 @@ class FetchReport:
     deduplicated: int = 0  # same bytes already in the store (another post, or an earlier run)
     linked_by_hash: int = 0  # posts whose site md5/sha512 named a stored file: linked, not downloaded
     failed: Counter = field(default_factory=Counter)
+    left: int = 0  # posts still without a file when the run stopped (its limit or time was reached)
 
     def summary(self) -> str:
         failures = ", ".join(f"{n} {reason}" for reason, n in sorted(self.failed.items())) or "none"
         return (
             f"images: {self.candidates} to fetch, {self.stored} stored, {self.deduplicated} already stored, "
             f"{self.linked_by_hash} linked to a stored file by the site's hash (not downloaded), "
-            f"quarantined: {failures}"
+            f"quarantined: {failures}" + (f"; {self.left} left for the next run" if self.left else "")
         )
 
 
@@ -88,14 +94,21 @@ class _Downloader:
     def __init__(self, settings: Settings, store: ObjectStore, hosts: HostRules) -> None:
         self.settings, self.store, self.hosts = settings, store, hosts
         self._local = threading.local()
+        self._limiters: dict = {}  # every host's limiter this run used
 
     def _client(self, site: str, host: str) -> PoliteClient:
         clients = self._local.__dict__.setdefault("clients", {})
         if (site, host) not in clients:
             limiter = shared_limiter(f"files:{host}", self.settings.image_host_rate_limit,
                                      database=database_url(self.settings))  # fmt: skip
+            self._limiters[host] = limiter
             clients[site, host] = PoliteClient.from_settings(self.settings, limiter, url_guard=self.hosts.guard(site))
         return clients[site, host]
+
+    def disconnect(self) -> None:
+        """The run is over: its limiters' shared-slot connections are closed."""
+        for limiter in list(self._limiters.values()):
+            limiter.disconnect()
 
     def __call__(self, task: FetchTask) -> FetchOutcome:
         refusal = self.hosts.refusal(task.site, task.url)
@@ -136,57 +149,26 @@ class _Downloader:
         return FetchOutcome(task, reason=last.reason, detail=str(last), permanent=len(seen_digests) == 1)
 
 
-def _candidates(
-    conn: psycopg2.extensions.connection, site: str | None, limit: int | None, retry_failed: bool
-) -> tuple[list[FetchTask], dict[FetchTask, list[FetchTask]]]:
-    """(posts to download, the posts each stands for): at most one download per site hash (md5 or sha512); the
-    others with that hash are linked to the stored file once it is there (:func:`link_known_files`), or share its
-    failure."""
+PENDING = """NOT p.deleted AND p.file_url IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM booru_post_image i WHERE i.site = p.site AND i.post_id = p.post_id)
+             AND NOT EXISTS (SELECT 1 FROM image_quarantine q WHERE q.site = p.site AND q.post_id = p.post_id
+                             AND q.permanent AND NOT %(retry)s)"""  # a post still without a file
+
+
+def _pending_by_site(conn: psycopg2.extensions.connection, site: str | None, retry_failed: bool) -> dict[str, int]:
     with conn.cursor() as cur:
-        cur.execute(
-            """SELECT p.site, p.post_id, p.file_url, p.md5, p.sha512
-               FROM booru_post p
-               LEFT JOIN booru_post_image i USING (site, post_id)
-               LEFT JOIN image_quarantine q USING (site, post_id)
-               WHERE i.post_id IS NULL AND p.file_url IS NOT NULL AND NOT p.deleted
-                 AND (%(site)s::text IS NULL OR p.site = %(site)s)
-                 AND (q.post_id IS NULL OR NOT q.permanent OR %(retry)s)
-               ORDER BY p.site, p.post_id
-               LIMIT %(limit)s""",
-            {"site": site, "limit": limit, "retry": retry_failed},
-        )
-        tasks: list[FetchTask] = []
-        first_with: dict[str, FetchTask] = {}
-        same_file: dict[FetchTask, list[FetchTask]] = {}
-        for task in (FetchTask(*row) for row in cur.fetchall()):
-            hashes = [h for h in (f"md5:{(task.md5 or '').lower()}", f"sha512:{(task.sha512 or '').lower()}")
-                      if not h.endswith(":")]  # fmt: skip
-            earlier = next((first_with[h] for h in hashes if h in first_with), None)
-            if earlier is not None:  # the same file as an earlier task: it follows that one
-                same_file.setdefault(earlier, []).append(task)
-                continue
-            first_with.update((h, task) for h in hashes)
-            tasks.append(task)
-        return tasks, same_file
+        cur.execute(f"""SELECT p.site, count(*) FROM booru_post p
+                        WHERE {PENDING} AND (%(site)s::text IS NULL OR p.site = %(site)s)
+                        GROUP BY p.site ORDER BY p.site""", {"site": site, "retry": retry_failed})  # fmt: skip
+        return dict(cur.fetchall())
 
 
-def _still_without_file(conn: psycopg2.extensions.connection, tasks: list[FetchTask], bar,  # noqa: ANN001 - tqdm
-                        same_file: dict[FetchTask, list[FetchTask]]) -> list[FetchTask]:  # fmt: skip
-    """``tasks`` less those whose post was just linked to a stored file (counted as done on ``bar``)."""
-    with conn.cursor() as cur:
-        cur.execute("""SELECT site, post_id FROM booru_post_image
-                       WHERE (site, post_id) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))""",
-                    ([t.site for t in tasks], [t.post_id for t in tasks]))  # fmt: skip
-        done = set(cur.fetchall())
-    left = [t for t in tasks if (t.site, t.post_id) not in done]
-    bar.update(sum(1 + len(same_file.get(t, [])) for t in tasks if (t.site, t.post_id) in done))
-    return left
-
-
-def link_known_files(conn: psycopg2.extensions.connection, site: str | None = None) -> int:
+def link_known_files(conn: psycopg2.extensions.connection, site: str | None = None,
+                     post_ids: list[int] | None = None) -> set[tuple[str, int]]:  # fmt: skip
     """Link posts without a file to a stored image whose bytes have the md5 or sha512 the site gives for the post
     (the same file re-posted, or a post whose file another post already brought in): no download. The stored
-    image's hashes are of its bytes, so a site's wrong hash links nothing. Returns how many posts were linked."""
+    image's hashes are of its bytes, so a site's wrong hash links nothing. ``post_ids``: only these posts of
+    ``site`` (one listed page). Returns the (site, post_id) linked."""
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO booru_post_image (site, post_id, sha256)
@@ -195,14 +177,20 @@ def link_known_files(conn: psycopg2.extensions.connection, site: str | None = No
                JOIN image im ON (p.md5 IS NOT NULL AND im.md5 = lower(p.md5))
                              OR (p.sha512 IS NOT NULL AND im.sha512 = lower(p.sha512))
                WHERE NOT p.deleted AND (%(site)s::text IS NULL OR p.site = %(site)s)
+                 AND (%(ids)s::bigint[] IS NULL OR p.post_id = ANY(%(ids)s::bigint[]))
                  AND NOT EXISTS (SELECT 1 FROM booru_post_image i WHERE i.site = p.site AND i.post_id = p.post_id)
                ORDER BY p.site, p.post_id, im.sha256
-               ON CONFLICT (site, post_id) DO NOTHING""",
-            {"site": site},
+               ON CONFLICT (site, post_id) DO NOTHING
+               RETURNING site, post_id""",
+            {"site": site, "ids": post_ids},
         )
-        linked = cur.rowcount
-        cur.execute("""DELETE FROM image_quarantine q USING booru_post_image i
-                       WHERE i.site = q.site AND i.post_id = q.post_id""")  # fmt: skip
+        linked = set(cur.fetchall())
+        if linked:
+            cur.execute("""DELETE FROM image_quarantine q USING booru_post_image i
+                           WHERE i.site = q.site AND i.post_id = q.post_id
+                             AND (%(site)s::text IS NULL OR q.site = %(site)s)
+                             AND (%(ids)s::bigint[] IS NULL OR q.post_id = ANY(%(ids)s::bigint[]))""",
+                        {"site": site, "ids": post_ids})  # fmt: skip
     return linked
 
 
@@ -252,18 +240,133 @@ def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report:
             logger.info("%s %s quarantined: %s", task.site, task.post_id, outcome.detail)
 
 
-def _bounded(executor: ThreadPoolExecutor, worker, tasks: list[FetchTask], window: int) -> Iterator[FetchOutcome]:
-    """Results as they finish, with at most ``window`` downloads queued at once."""
-    pending = set()
-    queue = iter(tasks)
-    for task in queue:
-        pending.add(executor.submit(worker, task))
-        if len(pending) >= window:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from (future.result() for future in done)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        yield from (future.result() for future in done)
+PAGE_POSTS = 1_000  # posts listed per site at a time (keyset on post_id): memory stays flat at any backlog
+
+
+@dataclass
+class _Page:
+    last: int  # the page's highest post id
+    outstanding: int  # its posts not yet recorded
+
+
+@dataclass
+class _Lane:
+    """One site's walk through its posts without a file: keyset pages, a queue of listed posts, its downloads in
+    flight, and the cursor — the post id below which every listed post is recorded (``image_fetch_cursor``)."""
+
+    site: str
+    after: int  # listed up to here
+    queue: deque = field(default_factory=deque)
+    pages: deque = field(default_factory=deque)
+    futures: set = field(default_factory=set)
+    exhausted: bool = False
+
+
+class _Fetch:
+    """One run: every site's lane at once (each host keeps its own rate limit, shared across processes), outcomes
+    recorded on one connection and committed every ``COMMIT_EVERY`` posts with each site's cursor, so a killed run
+    loses at most those and resumes where the cursor stands without listing anything twice."""
+
+    def __init__(self, conn, settings: Settings, downloader, report: FetchReport, bar, retry_failed: bool) -> None:
+        self.conn, self.settings, self.downloader, self.report, self.bar = conn, settings, downloader, report, bar
+        self.retry_failed = retry_failed
+        self.page_of: dict[FetchTask, _Page] = {}
+        self.lane_of: dict[FetchTask, _Lane] = {}
+        self.leader_of: dict[str, FetchTask] = {}  # site hash → the task downloading that file now
+        self.followers: dict[FetchTask, list[FetchTask]] = {}
+        self.recorded = 0  # posts recorded after a download (with the posts that followed it)
+        self.linked_on_listing = 0  # posts linked to a file already stored when their page was listed
+
+    def lanes(self, sites: list[str]) -> list[_Lane]:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT site, after_post_id FROM image_fetch_cursor WHERE site = ANY(%s)", (sites,))
+            cursors = dict(cur.fetchall())
+        return [_Lane(site, cursors.get(site, 0)) for site in sites]
+
+    def list_page(self, lane: _Lane) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(f"""SELECT p.site, p.post_id, p.file_url, p.md5, p.sha512 FROM booru_post p
+                            WHERE p.site = %(site)s AND p.post_id > %(after)s AND {PENDING}
+                            ORDER BY p.post_id LIMIT %(page)s""",
+                        {"site": lane.site, "after": lane.after, "retry": self.retry_failed, "page": PAGE_POSTS})
+            tasks = [FetchTask(*row) for row in cur.fetchall()]  # fmt: skip
+        if not tasks:
+            lane.exhausted = True
+            self._advance(lane)
+            return
+        lane.after = tasks[-1].post_id
+        linked = link_known_files(self.conn, lane.site, [t.post_id for t in tasks])  # a file stored already
+        self.report.linked_by_hash += len(linked)
+        self.linked_on_listing += len(linked)
+        self.bar.update(len(linked))
+        page = _Page(lane.after, 0)
+        lane.pages.append(page)
+        for task in tasks:
+            if (task.site, task.post_id) not in linked:
+                page.outstanding += 1
+                self.page_of[task], self.lane_of[task] = page, lane
+                lane.queue.append(task)
+        self._advance(lane)
+
+    def next_task(self, lane: _Lane) -> FetchTask | None:
+        """The lane's next post to download; a post whose file another download in flight brings follows that
+        one (linked, or failed the same way, when it finishes)."""
+        while lane.queue:
+            task = lane.queue.popleft()
+            hashes = _hashes(task)
+            leader = next((self.leader_of[h] for h in hashes if h in self.leader_of), None)
+            if leader is None:
+                self.leader_of.update((h, task) for h in hashes)
+                return task
+            self.followers.setdefault(leader, []).append(task)
+        return None
+
+    def record(self, outcome: FetchOutcome) -> None:
+        task = outcome.task
+        for h in _hashes(task):
+            if self.leader_of.get(h) is task:
+                del self.leader_of[h]
+        _record(self.conn, outcome, self.report)
+        followers = self.followers.pop(task, [])
+        for other in followers:
+            if outcome.image is not None:  # the same site hash, checked against these bytes: the same file
+                with self.conn.cursor() as cur:
+                    cur.execute("""INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)
+                                   ON CONFLICT (site, post_id) DO NOTHING""",
+                                (other.site, other.post_id, outcome.image.sha256))  # fmt: skip
+                    cur.execute("DELETE FROM image_quarantine WHERE site = %s AND post_id = %s",
+                                (other.site, other.post_id))  # fmt: skip
+                self.report.linked_by_hash += 1
+            else:  # the posts with the same file fail the same way, not downloaded
+                _record(self.conn, dataclasses.replace(outcome, task=other, detail=(
+                    f"the same file as {task.site} post {task.post_id}: {outcome.detail}")), self.report)  # fmt: skip
+        for done in (task, *followers):
+            self.page_of.pop(done).outstanding -= 1
+            self._advance(self.lane_of.pop(done))
+        self.recorded += 1 + len(followers)
+        self.bar.update(1 + len(followers))
+        if self.recorded % COMMIT_EVERY < 1 + len(followers):
+            self.conn.commit()
+
+    def _advance(self, lane: _Lane) -> None:
+        """Move the lane's cursor past its fully recorded pages; a finished walk starts again from 0 next run (for
+        posts that failed transiently, and older posts a backfill adds)."""
+        moved = False
+        while lane.pages and lane.pages[0].outstanding == 0:
+            after = lane.pages.popleft().last
+            moved = True
+        if lane.exhausted and not lane.pages:
+            after, moved = 0, True
+        if moved:
+            with self.conn.cursor() as cur:
+                cur.execute("""INSERT INTO image_fetch_cursor (site, after_post_id) VALUES (%s, %s)
+                               ON CONFLICT (site) DO UPDATE SET after_post_id = EXCLUDED.after_post_id,
+                                   updated_at = now()""", (lane.site, after))  # fmt: skip
+
+
+def _hashes(task: FetchTask) -> list[str]:
+    return [h for h in (f"md5:{(task.md5 or '').lower()}", f"sha512:{(task.sha512 or '').lower()}")
+            if not h.endswith(":")]  # fmt: skip
 
 
 def fetch_images(
@@ -273,51 +376,71 @@ def fetch_images(
     limit: int | None = None,
     retry_failed: bool = False,
     show_progress: bool | None = None,
+    max_minutes: float | None = None,
 ) -> FetchReport:
-    """Download, verify and store images for posts that have none; returns counts by outcome."""
+    """Download, verify and store images for posts that have none; returns counts by outcome. Every site at
+    once, each host within its rate limit; ``limit`` posts at most, and no new download after ``max_minutes``
+    (the downloads in flight finish): the rest is left for the next run, which starts where this one stopped."""
     settings = settings or get_settings()
     store = open_store(settings=settings)
     report = FetchReport()
-    parameters = {"site": site, "limit": limit, "retry_failed": retry_failed}
+    parameters = {"site": site, "limit": limit, "retry_failed": retry_failed, "max_minutes": max_minutes}
+    deadline = time.monotonic() + max_minutes * 60 if max_minutes is not None else None
     with connect(settings) as conn, recorded_run(conn, "images_fetch", parameters) as run:
-        report.linked_by_hash = link_known_files(conn, site)
-        tasks, same_file = _candidates(conn, site, limit, retry_failed)
+        pending = _pending_by_site(conn, site, retry_failed)
+        report.candidates = min(sum(pending.values()), limit if limit is not None else sum(pending.values()))
         downloader = _Downloader(settings, store, _host_rules(conn, settings))
         conn.commit()
-        report.candidates = len(tasks) + sum(map(len, same_file.values()))
-        workers = settings.image_fetch_workers
-        by_site: dict[str, list[FetchTask]] = {}
-        for task in tasks:
-            by_site.setdefault(task.site, []).append(task)
-        count = 0
-        with (
-            ThreadPoolExecutor(workers, thread_name_prefix="image-fetch") as executor,
-            progress_bar(show_progress, total=report.candidates, desc="fetch images", unit="img") as bar,
-        ):
-            for index, (task_site, site_tasks) in enumerate(by_site.items()):
-                if index:  # a file an earlier site's post brought in (md5 here, sha512 there) is not fetched again
-                    conn.commit()
-                    linked = link_known_files(conn, task_site)
-                    if linked:
-                        report.linked_by_hash += linked
-                        site_tasks = _still_without_file(conn, site_tasks, bar, same_file)
-                for outcome in _bounded(executor, downloader, site_tasks, workers * 4):
-                    count += 1
-                    _record(conn, outcome, report)
-                    if outcome.image is None:  # the posts with the same file fail the same way, not downloaded
-                        for other in same_file.get(outcome.task, []):
-                            _record(conn, dataclasses.replace(outcome, task=other, detail=(
-                                f"the same file as {outcome.task.site} post {outcome.task.post_id}: "
-                                f"{outcome.detail}")), report)  # fmt: skip
-                    if count % COMMIT_EVERY == 0:
-                        conn.commit()
-                    bar.update(1 + len(same_file.get(outcome.task, [])))
-        report.linked_by_hash += link_known_files(conn, site)  # posts that share a file with one just stored
+        try:
+            _run(conn, settings, downloader, report, pending, retry_failed, limit, deadline, show_progress)
+        finally:
+            downloader.disconnect()
         run.summary = {
             "candidates": report.candidates,
             "stored": report.stored,
             "deduplicated": report.deduplicated,
             "linked_by_hash": report.linked_by_hash,
             "failed": dict(report.failed),
+            "left": report.left,
         }
     return report
+
+
+def _run(conn: psycopg2.extensions.connection, settings: Settings, downloader: _Downloader, report: FetchReport,
+         pending: dict[str, int], retry_failed: bool, limit: int | None, deadline: float | None,
+         show_progress: bool | None) -> None:  # fmt: skip
+    """Every site's lane at once until each is walked, ``limit`` posts are taken or the deadline passes."""
+    workers = settings.image_fetch_workers
+    taken = 0  # posts taken from the lanes' queues (downloads and the posts that follow them)
+    with (
+        ThreadPoolExecutor(workers * max(1, len(pending)), thread_name_prefix="image-fetch") as executor,
+        progress_bar(show_progress, total=report.candidates, desc="fetch images", unit="img") as bar,
+    ):
+        fetch = _Fetch(conn, settings, downloader, report, bar, retry_failed)
+        lanes = fetch.lanes(sorted(pending))
+        future_of: dict = {}
+        while True:
+            stopping = (deadline is not None and time.monotonic() > deadline) or (
+                limit is not None and taken >= limit)  # fmt: skip
+            for lane in lanes if not stopping else []:
+                while len(lane.futures) < workers * 2 and (limit is None or taken < limit):
+                    if not lane.queue:
+                        if lane.exhausted:
+                            break
+                        fetch.list_page(lane)
+                        continue
+                    before = len(lane.queue)
+                    task = fetch.next_task(lane)
+                    taken += before - len(lane.queue)
+                    if task is not None:
+                        future = executor.submit(downloader, task)
+                        future_of[future] = lane
+                        lane.futures.add(future)
+            running = set(future_of)
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                future_of.pop(future).futures.discard(future)
+                fetch.record(future.result())
+        report.left = sum(pending.values()) - fetch.recorded - fetch.linked_on_listing

@@ -20,8 +20,13 @@ def scrape_refresh(site: str, due_as_of: str) -> StageCommand:
     return StageCommand(("scrape", site, "--mode", "refresh", "--due-as-of", due_as_of))
 
 
-def fetch_images() -> StageCommand:
-    return StageCommand(("images", "fetch"), memory="2Gi")
+FETCH_MINUTES = 50  # one run's downloads: the images asset (and so embedding) follows in batches of about an hour
+
+
+def fetch_images(max_minutes: int = FETCH_MINUTES) -> StageCommand:
+    """New posts' images, for at most ``max_minutes``: at the real size a backlog takes days, and each run's batch
+    is checked and handed on (the images asset) while the next run carries on from the same place."""
+    return StageCommand(("images", "fetch", "--max-minutes", str(max_minutes)), memory="2Gi")
 
 
 def normalize_scores() -> StageCommand:

@@ -43,7 +43,7 @@ def test_cpu_stage_pod_has_no_gpu_and_no_gpu_placement(airflow_db) -> None:
     container = pod.spec.containers[0]
     assert "nvidia.com/gpu" not in (container.resources.limits or {})
     assert not pod.spec.node_selector and not pod.spec.tolerations
-    assert container.args == ["images", "fetch"]
+    assert container.args == ["images", "fetch", "--max-minutes", "50"]
     assert {e.name: e.value for e in container.env}["PONY_MEMORY_BUDGET_MIB"] == "1024"  # half of 2Gi
     assert "PONY_SCRATCH_BUDGET_MIB" not in {e.name for e in container.env}
     assert "ephemeral-storage" not in container.resources.requests
@@ -71,4 +71,4 @@ def test_local_target_runs_the_same_command_in_the_worker(airflow_db) -> None:
 
     op = stage_operator("fetch", fetch_images(), settings=load_settings())
     assert isinstance(op, PythonOperator)
-    assert op.op_args[0][-2:] == ["images", "fetch"] and op.op_args[0][1:3] == ["-m", "pony_tasks"]
+    assert op.op_args[0][-4:-2] == ["images", "fetch"] and op.op_args[0][1:3] == ["-m", "pony_tasks"]

@@ -127,3 +127,46 @@ def test_a_file_the_site_hash_names_is_never_downloaded_twice(corpus, scraped) -
     assert fetched <= danbooru_left * 4, "no download for the linked posts (retries only for hash mismatches)"
     assert _rows(settings, "SELECT split_part(reason, ':', 1) FROM image_quarantine WHERE post_id = 900003") == [
         ("hash_mismatch",)], "the wrong md5 was downloaded, checked and refused: never linked to the file"
+
+
+def test_a_fetch_stopped_by_its_time_limit_carries_on_from_its_cursor(corpus, scraped, monkeypatch) -> None:
+    """Listed in pages; the run stops starting downloads at ``max_minutes``; each site's cursor stands below every
+    post it has not recorded, and the next run carries on from there and finishes (the cursor back at 0)."""
+    import pony_tasks.images.fetch as fetch_module
+
+    monkeypatch.setattr(fetch_module, "PAGE_POSTS", 10)
+    settings, server = scraped
+    slow = settings.replace(image_host_rate_limit=25.0, image_fetch_workers=2)
+    first = fetch_images(settings=slow, max_minutes=0.02, show_progress=False)  # ~1.2 s of downloads
+    assert 0 < first.left < first.candidates
+    ((cursor,),) = _rows(settings, "SELECT after_post_id FROM image_fetch_cursor WHERE site = %s", SITE)
+    assert cursor > 0
+    unrecorded_below = _rows(settings, """SELECT p.post_id FROM booru_post p WHERE p.site = %s AND p.post_id <= %s
+                                          AND NOT p.deleted AND p.file_url IS NOT NULL
+                                          AND NOT EXISTS (SELECT 1 FROM booru_post_image i
+                                                          WHERE (i.site, i.post_id) = (p.site, p.post_id))
+                                          AND NOT EXISTS (SELECT 1 FROM image_quarantine q
+                                                          WHERE (q.site, q.post_id) = (p.site, p.post_id))""",
+                             SITE, cursor)  # fmt: skip
+    assert unrecorded_below == [], "the cursor never passes a post that is not recorded"
+    rest = fetch_images(settings=settings, show_progress=False)
+    assert rest.left == 0 and rest.candidates == first.left
+    assert _rows(settings, "SELECT after_post_id FROM image_fetch_cursor") == [(0,)], "a finished walk starts over"
+    clean = sum(1 for p in corpus.by_site(SITE) if not p.bad_file and not p.broken_record and not p.deleted)
+    assert first.stored + rest.stored == clean
+    assert _rows(settings, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pony-rate-limit' "
+                 "AND datname = current_database()") == [(0,)], "a finished run holds no connection open"  # fmt: skip
+
+
+def test_every_site_is_fetched_at_once(corpus, migrated) -> None:
+    """Each site's files come from its own hosts at their own rate, so one site's backlog never waits for
+    another's: the second site's downloads start before the first site's end."""
+    with FakeBooru("danbooru", corpus) as danbooru, FakeBooru("gelbooru", corpus) as gelbooru:
+        settings = fast_settings(migrated, {"danbooru": danbooru, "gelbooru": gelbooru}, image_max_bytes=MAX_BYTES)
+        for site in ("danbooru", "gelbooru"):
+            scrape(site, settings=settings, show_progress=False)
+        report = fetch_images(settings=settings.replace(image_host_rate_limit=100.0), show_progress=False)
+        files = {name: [e.at for e in server.log if server._is_file_path(e.path)]
+                 for name, server in (("danbooru", danbooru), ("gelbooru", gelbooru))}  # fmt: skip
+    assert report.left == 0 and min(map(len, files.values())) > 20
+    assert min(files["gelbooru"]) < max(files["danbooru"]) and min(files["danbooru"]) < max(files["gelbooru"])

@@ -145,9 +145,13 @@ class Settings(BaseSettings):
     http_backoff_seconds: float = Field(
         1.0, gt=0, description="First retry delay; doubles per attempt (with jitter), capped at 120 s."
     )
+    refresh_sweep_days: float = Field(
+        30.0, ge=0, description="Every stored post is checked again (deletion, score) within this many days: each "
+        "daily refresh also walks stored posts ÷ page size ÷ this many pages over ALL stored posts, from where the "
+        "last refresh's sweep stopped, so deletions outside the ranges due for a score refresh are found too (0: off).",
+    )
     refresh_sweep_pages: int = Field(
-        5, ge=0, description="Pages each refresh also walks over ALL stored posts, from where the last refresh's "
-        "sweep stopped, so deletions outside the ranges due for a score refresh are found too (0: off).",
+        5, ge=0, description="The fewest pages a refresh's sweep walks (small sites are swept within a few runs).",
     )
     http_challenge_wait_seconds: float = Field(
         5.0, ge=5.0, description="Silence after an anti-bot challenge page (Derpibooru's 501) before one more try; "

@@ -9,8 +9,9 @@ a retried page never doubles anything. Modes:
   last observed, because votes change scores without touching ``updated_at``. Refresh also finds deletions: it
   asks for deleted posts where the site can show them (Danbooru/e621 ``status:any``), looks up one by one the stored
   posts a complete range no longer shows (Derpibooru answers a deleted image with a stub; a 404 means gone), and
-  walks Gelbooru's separate deletion list. Besides the due ranges it sweeps ``refresh_sweep_pages`` pages over all
-  stored posts from where the last sweep stopped, so deletions anywhere are found within a few runs. Deleted posts
+  walks Gelbooru's separate deletion list. Besides the due ranges it sweeps pages over all stored posts from where
+  the last sweep stopped — enough (``sweep_pages``) that every stored post is seen within ``refresh_sweep_days``
+  (30 days at 30M posts: 521 pages a day on e621 to 3,667 on Gelbooru) —, so deletions anywhere are found. Deleted posts
   keep their row and history, marked ``deleted``.
 
 Before any request: the adapter's refusal (missing credentials, e621's placeholder contact) is a ``ConfigError``,
@@ -26,6 +27,7 @@ it, so a later run retries it.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable
@@ -56,6 +58,7 @@ from pony_tasks.boorus.store import (
     stamp_deleted,
     store_tag_categories,
     stored_id_bounds,
+    stored_posts,
     upsert_posts,
 )
 from pony_tasks.config import ConfigError, Settings, get_settings
@@ -447,10 +450,22 @@ def _refresh(
         if not pages.cut_short:
             _confirm_missing(conn, pages, report, sorted(live_ids_between(conn, adapter.site, first, last) - seen))
     room = None if max_pages is None else max_pages - report.pages
-    if settings.refresh_sweep_pages and (room is None or room > 0):
-        _sweep(conn, pages, report, min(settings.refresh_sweep_pages, room or settings.refresh_sweep_pages), bar)
+    count = sweep_pages(stored_posts(conn, adapter.site), adapter.page_limit, settings)
+    if count and (room is None or room > 0):
+        logger.info("%s: sweeping %d pages over all stored posts (every post within %g days)", adapter.site, count,
+                    settings.refresh_sweep_days)  # fmt: skip
+        _sweep(conn, pages, report, min(count, room or count), bar)
     if adapter.deleted_feed(0) is not None and (max_pages is None or report.pages < max_pages):
         _walk_deleted_feed(conn, pages, report, max_pages)
+
+
+def sweep_pages(stored: int, page_limit: int, settings: Settings, runs_per_day: float = 1.0) -> int:
+    """Pages each refresh run sweeps so that ``stored`` posts are all checked within ``refresh_sweep_days`` (the
+    refresh runs daily), at least ``refresh_sweep_pages``; 0 when the sweep is off."""
+    if not settings.refresh_sweep_days:
+        return 0
+    return max(settings.refresh_sweep_pages, math.ceil(stored / page_limit / (settings.refresh_sweep_days
+                                                                                * runs_per_day)))
 
 
 def _sweep(conn: psycopg2.extensions.connection, pages: _PageScraper, report: ScrapeReport, count: int,

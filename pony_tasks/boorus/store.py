@@ -184,6 +184,13 @@ def stored_id_bounds(conn: psycopg2.extensions.connection, site: str) -> tuple[i
         return cur.fetchone()
 
 
+def stored_posts(conn: psycopg2.extensions.connection, site: str) -> int:
+    """How many posts of ``site`` are stored (deleted ones included: the sweep walks them too)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM booru_post WHERE site = %s", (site,))
+        return cur.fetchone()[0]
+
+
 def live_ids_between(conn: psycopg2.extensions.connection, site: str, first: int, last: int) -> set[int]:
     with conn.cursor() as cur:
         cur.execute(

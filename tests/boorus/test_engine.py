@@ -159,3 +159,22 @@ def test_refresh_refetches_posts_that_reached_an_age_and_keeps_history(corpus, m
         )
         history = [row[0] for row in cur.fetchall()]
     assert len(history) == 2 and history[1] > history[0], history
+
+
+def test_the_deletion_sweep_covers_every_stored_post_within_the_period() -> None:
+    """Pages per daily refresh from the stored posts, the site's page size and ``refresh_sweep_days``: at the real
+    size every site is covered in 30 days, within a fraction of a day's requests at its rate."""
+    from pony_tasks.boorus.adapters import ADAPTERS
+    from pony_tasks.boorus.engine import sweep_pages
+    from pony_tasks.config import load_settings
+
+    settings = load_settings()
+    real = {"danbooru": 9_000_000, "gelbooru": 11_000_000, "e621": 5_000_000, "derpibooru": 3_500_000}
+    for site, stored in real.items():
+        adapter = ADAPTERS[site]
+        pages = sweep_pages(stored, adapter.page_limit, settings)
+        assert pages * adapter.page_limit * settings.refresh_sweep_days >= stored  # covered within the period
+        assert pages / adapter.default_rate_per_second < 86_400 / 8, "under 3 hours of the site's rate a day"
+    assert sweep_pages(11_000_000, 100, settings) == 3_667
+    assert sweep_pages(300, 200, settings) == settings.refresh_sweep_pages  # a small site: the floor
+    assert sweep_pages(11_000_000, 100, settings.replace(refresh_sweep_days=0)) == 0  # off

@@ -197,13 +197,13 @@ def main() -> None:
         before = pending(settings)
         first = fetch(environment, log, minutes)
         results["batch_half"] = batch_line("1: half the posts pending", first, hosts, args.rate, before,
-                                           after := pending(settings))  # fmt: skip
+                                           pending(settings))  # fmt: skip
         results["first_batch_ended_s"] = first["seconds"]
         add_posts(settings, hosts, half + 1, args.posts // len(SITES) - half)
         before = pending(settings)
         second = fetch(environment, log, minutes)
         results["batch_all"] = batch_line("2: all the posts pending", second, hosts, args.rate, before,
-                                          after := pending(settings))  # fmt: skip
+                                          pending(settings))  # fmt: skip
         results["peak_rss_ratio_all_to_half"] = round(second["peak_rss_mib"] / first["peak_rss_mib"], 3)
 
         downloaded_before = {site: Counter(p for _, p in host.arrivals) for site, host in hosts.items()}
@@ -211,9 +211,10 @@ def main() -> None:
         during_kill = {site: Counter(p for _, p in host.arrivals) - downloaded_before[site]
                        for site, host in hosts.items()}  # fmt: skip
         kept = recorded(settings)
+        before = pending(settings)
         resumed = fetch(environment, log, minutes / 2)
         kept_after = recorded(settings)
-        results["resumed"] = batch_line("3: resumed after a SIGKILL", resumed, hosts, args.rate, after,
+        results["resumed"] = batch_line("3: resumed after a SIGKILL", resumed, hosts, args.rate, before,
                                         pending(settings))  # fmt: skip
         fetched_by_killed = {(site, p) for site, counts in during_kill.items() for p in counts}
         lost = len(fetched_by_killed - kept_after)

@@ -21,6 +21,7 @@ COMMANDS = {
     "scrape": "pony_tasks.cli.scrape_cmd:scrape_command",
     "posts": "pony_tasks.cli.posts_cmd:posts_group",
     "images": "pony_tasks.cli.images_cmd:images_group",
+    "plan": "pony_tasks.cli.plan_cmd:plan_command",
     "normalize": "pony_tasks.cli.normalize_cmd:normalize_group",
     "ratings": "pony_tasks.cli.ratings_cmd:ratings_group",
     "embed": "pony_tasks.cli.embed_cmd:embed_command",

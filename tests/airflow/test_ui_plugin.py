@@ -367,6 +367,8 @@ def test_gate_outcomes_and_normal_empty_checks_show_on_the_reports_page(api_serv
     assert outcomes["captions"] == ("no rows", "bad") and outcomes["images"] == ("failed", "bad")
     skipped = browser.find_element(By.CSS_SELECTOR, "#gates tr[data-skipped=true]").text
     assert "asset_triggered__1" in skipped and "need 1000" in skipped
+    plan = browser.find_element(By.ID, "plan").text  # the first run's plan, read-only
+    assert "gelbooru" in plan and "GPU hours" in plan and "assumptions:" in plan
 
 
 def test_data_docs_render_fully_with_no_network(api_server, rating_data) -> None:

@@ -221,6 +221,16 @@ def report_finetune_gates(user: User) -> list[dict]:
     return latest_finetune_gates()
 
 
+@app.get("/api/report/plan")
+def report_plan(user: User) -> dict:
+    """``pony plan`` on the deployment's settings (published site sizes, no request to any site): read-only."""
+    from pony_tasks.config import get_settings
+    from pony_tasks.plan import make_plan
+
+    plan = make_plan(get_settings())
+    return {**plan.as_dict(), "table": plan.table()}
+
+
 @app.get("/quality-docs/{path:path}")
 async def quality_docs(path: str, request: Request) -> Response:
     """The Great Expectations Data Docs site (``PONY_HOME/gx/uncommitted/data_docs/local_site``), behind the login;

@@ -16,20 +16,23 @@ from pony_tasks.config import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def data_docs_url(docs_path: str) -> str:
-    """The page a person opens for a Data Docs file: through the Airflow UI (``[api] base_url``, the plugin's
-    ``/pony/quality-docs/…``, behind the login); the file path itself when it lies outside this PONY_HOME's site."""
+def data_docs_url(docs_path: str, docs_page: str | None = None) -> str:
+    """The page a person opens for a Data Docs result: through the Airflow UI (``[api] base_url``, the plugin's
+    ``/pony/quality-docs/…``, behind the login), which serves it from the object store (``docs_page``, published by
+    the check wherever it ran) or this PONY_HOME's site; the file path itself when it is neither."""
     from pathlib import Path
 
     from airflow.configuration import conf
 
     from pony_tasks.quality.checks import data_docs_index
 
+    base = (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
+    if docs_page:
+        return f"{base}/pony/quality-docs/{docs_page}"
     try:
         relative = Path(docs_path).resolve().relative_to(data_docs_index().parent.resolve())
     except ValueError:
         return docs_path
-    base = (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
     return f"{base}/pony/quality-docs/{relative.as_posix()}"
 
 
@@ -46,7 +49,7 @@ def alert_from_context(context: Any) -> Alert:
         details = [f.describe() for f in report.blocking]
         body = f"blocking data-quality expectations failed in suite {report.suite}; downstream tasks stopped"
         if getattr(report, "docs_path", None):
-            body += f"\nData Docs page: {data_docs_url(report.docs_path)}"
+            body += f"\nData Docs page: {data_docs_url(report.docs_path, getattr(report, 'docs_page', None))}"
     else:
         body = f"{type(error).__name__}: {error}" if error else "task failed"
     return Alert(subject=f"{dag_id}.{task_id} failed (run {run_id})", body=body, details=details)

@@ -3,8 +3,11 @@
 ``run_check`` validates with Great Expectations 1.x the way GX users expect to find it: a file-backed context in
 ``PONY_HOME/gx`` holding each suite, its validation definition and a checkpoint whose ``UpdateDataDocsAction``
 renders the result into the **Data Docs** site (``PONY_HOME/gx/uncommitted/data_docs/local_site/index.html``, one
-HTML page per result). The full result JSON also goes to object storage (``quality/<suite>/…json``) and a summary
-row to ``dq_result`` (outcome, counts, the page's path), and a :class:`QualityReport` is returned.
+HTML page per result). Each page is also published to the object store (``quality/data-docs/…``,
+:func:`publish_data_docs`): in a Kubernetes deployment every pod's ``PONY_HOME`` is its own, and the Airflow UI
+serves the pages from the store, so an alert's link opens. The full result JSON also goes to object storage
+(``quality/<suite>/…json``) and a summary row to ``dq_result`` (outcome, counts, the page's path), and a
+:class:`QualityReport` is returned.
 ``report.raise_for_blocking()`` raises :class:`DataQualityError` naming every failed critical expectation; failed
 warnings never raise (the caller alerts). An empty batch is the outcome ``no_rows``: not a pass, not a failure.
 """
@@ -61,7 +64,8 @@ class QualityReport:
     failed: list[FailedExpectation] = field(default_factory=list)
     result_id: int | None = None
     result_key: str | None = None
-    docs_path: str | None = None  # the Data Docs HTML page of this result
+    docs_path: str | None = None  # the Data Docs HTML page of this result (a file on the machine that ran it)
+    docs_page: str | None = None  # that page's path within the site, published under DOCS_PREFIX on the store
 
     @property
     def blocking(self) -> list[FailedExpectation]:
@@ -99,6 +103,28 @@ class QualityReport:
 def data_docs_index(settings: Settings | None = None) -> Path:
     """The Data Docs site's front page (every stored result, newest first)."""
     return (settings or get_settings()).resolved_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+DOCS_PREFIX = "quality/data-docs/"  # the Data Docs pages on the object store, as the site lays them out
+
+
+def publish_data_docs(store: Any, settings: Settings, docs_path: str | None) -> str | None:
+    """Copy a result's Data Docs page (and the site's own static files, once) to the object store, where the Airflow
+    UI serves it whatever pod or machine ran the check; returns the page's path within the site."""
+    if not docs_path:
+        return None
+    site = data_docs_index(settings).parent.resolve()
+    try:
+        page = Path(docs_path).resolve().relative_to(site)
+    except ValueError:
+        return None
+    store.put_bytes(DOCS_PREFIX + page.as_posix(), (site / page).read_bytes())
+    static = site / "static"
+    for path in sorted(static.rglob("*")) if static.is_dir() else []:
+        key = DOCS_PREFIX + path.relative_to(site).as_posix()
+        if path.is_file() and not store.exists(key):
+            store.put_bytes(key, path.read_bytes())
+    return page.as_posix()
 
 
 @contextmanager
@@ -231,17 +257,19 @@ def run_check(suite: str, *, settings: Settings | None = None, **batch: Any) -> 
         report, full = validate(suite_input, settings)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         report.result_key = f"quality/{suite}/{stamp}.json"
+        report.docs_page = publish_data_docs(store, settings, report.docs_path)
         store.put_bytes(report.result_key, json.dumps(
             {"suite": suite, "batch": report.batch, "result": full}, default=str, indent=1).encode())  # fmt: skip
         with conn.cursor() as cur:
             cur.execute(
                 """INSERT INTO dq_result (suite, batch, rows_checked, success, blocking_failures, warnings, failed,
-                       result_key, outcome, docs_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       result_key, outcome, docs_path, docs_page)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    RETURNING result_id""",
                 (suite, json.dumps(report.batch, default=str), report.rows_checked, report.outcome == "passed",
                  len(report.blocking), len(report.warnings),
                  json.dumps([f.__dict__ for f in report.failed], default=str), report.result_key, report.outcome,
-                 report.docs_path),
+                 report.docs_path, report.docs_page),
             )  # fmt: skip
             report.result_id = cur.fetchone()[0]
     (log.warning if report.outcome != "passed" else log.info)(report.describe())

@@ -178,10 +178,13 @@ def latest_quality_results(limit: int = 20) -> list[dict]:
     site = data_docs_index().parent
     with connect() as conn, conn.cursor() as cur:
         cur.execute("""SELECT checked_at, suite, batch, rows_checked, outcome, blocking_failures, warnings, failed,
-                              docs_path FROM dq_result ORDER BY result_id DESC LIMIT %s""", (limit,))  # fmt: skip
+                              coalesce(docs_page, docs_path) FROM dq_result ORDER BY result_id DESC LIMIT %s""",
+                    (limit,))  # fmt: skip
         rows = cur.fetchall()
 
     def relative(path: str | None) -> str | None:
+        if path and not Path(path).is_absolute():  # the page's path within the site (published on the store)
+            return path
         try:
             return str(Path(path).relative_to(site)) if path else None
         except ValueError:  # a page of another PONY_HOME

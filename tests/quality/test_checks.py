@@ -75,8 +75,18 @@ def test_every_check_gets_a_data_docs_page_that_names_what_failed(migrated) -> N
     index = data_docs_index(migrated).read_text()
     assert all(Path(r.docs_path).name in index for r in (passed, failed))
     with connect(migrated) as conn, conn.cursor() as cur:
-        cur.execute("SELECT outcome, docs_path FROM dq_result ORDER BY result_id")
-        assert cur.fetchall() == [("passed", passed.docs_path), ("failed", failed.docs_path)]
+        cur.execute("SELECT outcome, docs_path, docs_page FROM dq_result ORDER BY result_id")
+        assert cur.fetchall() == [("passed", passed.docs_path, passed.docs_page),
+                                  ("failed", failed.docs_path, failed.docs_page)]  # fmt: skip
+    # published on the object store, where the UI serves it whatever machine or pod ran the check
+    from pony_tasks.quality.checks import DOCS_PREFIX
+    from pony_tasks.storage import open_store
+
+    store = open_store(settings=migrated)
+    for report in (passed, failed):
+        assert report.docs_page and Path(report.docs_path).as_posix().endswith(report.docs_page)
+        assert store.get_bytes(DOCS_PREFIX + report.docs_page) == Path(report.docs_path).read_bytes()
+    assert any(key.endswith(".css") for key in store.list(DOCS_PREFIX + "static/")), "the site's own styles too"
     home = migrated.resolved_home / "gx"  # what a GX user expects to find: suite, validation definition, checkpoint
     assert all((home / kind / "images.json").is_file() for kind in ("expectations", "validation_definitions",
                                                                     "checkpoints"))  # fmt: skip

@@ -233,24 +233,44 @@ def report_plan(user: User) -> dict:
 
 @app.get("/quality-docs/{path:path}")
 async def quality_docs(path: str, request: Request) -> Response:
-    """The Great Expectations Data Docs site (``PONY_HOME/gx/uncommitted/data_docs/local_site``), behind the login;
-    pages point at the local copies of the scripts and styles GX loads from CDNs (quality.docs_assets)."""
+    """The Great Expectations Data Docs, behind the login: each check's page from the object store
+    (``quality/data-docs/…``, published by the check wherever it ran), else from this machine's site
+    (``PONY_HOME/gx/uncommitted/data_docs/local_site``); pages point at the local copies of the scripts and styles
+    GX loads from CDNs (quality.docs_assets). The index lists what this machine's site holds; where it has none (a
+    deployment whose checks run in pods), the reports page lists every result with its page."""
+    import mimetypes
+    from posixpath import normpath
+
     from fastapi.responses import FileResponse, HTMLResponse
 
-    from pony_tasks.quality.checks import data_docs_index
+    from pony_tasks.quality.checks import DOCS_PREFIX, data_docs_index
     from pony_tasks.quality.docs_assets import rewrite_html
+    from pony_tasks.storage import open_store
 
     try:
         await current_user(request)
     except HTTPException:
         return RedirectResponse(login_url(str(request.url.path)), status_code=302)
+    path = path or "index.html"
+    clean = normpath(path)
+    if clean.startswith(("..", "/")) or clean != path:
+        raise HTTPException(status_code=404, detail="no such Data Docs page")
+    kind = mimetypes.guess_type(clean)[0] or "application/octet-stream"
+    store = open_store()
+    if await asyncio.to_thread(store.exists, DOCS_PREFIX + clean):
+        data = await asyncio.to_thread(store.get_bytes, DOCS_PREFIX + clean)
+        if clean.endswith(".html"):
+            return HTMLResponse(rewrite_html(data.decode("utf-8")))
+        return Response(data, media_type=kind)
     site = data_docs_index().parent.resolve()
-    target = (site / (path or "index.html")).resolve()
-    if not target.is_relative_to(site) or not target.is_file():
-        raise HTTPException(status_code=404, detail="no such Data Docs page (run a check: `pony quality check …`)")
-    if target.suffix == ".html":
-        return HTMLResponse(rewrite_html(target.read_text(encoding="utf-8")))
-    return FileResponse(target)
+    target = (site / clean).resolve()
+    if target.is_relative_to(site) and target.is_file():
+        if target.suffix == ".html":
+            return HTMLResponse(rewrite_html(target.read_text(encoding="utf-8")))
+        return FileResponse(target)
+    if clean == "index.html":
+        return RedirectResponse(str(request.url_for("reports_page")), status_code=302)
+    raise HTTPException(status_code=404, detail="no such Data Docs page (run a check: `pony quality check …`)")
 
 
 @app.get("/docs-assets/{path:path}")

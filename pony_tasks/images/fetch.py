@@ -205,7 +205,8 @@ STORE_IMAGE = f"""
     INSERT INTO image (sha256, storage_key, byte_size, width, height, format, md5, sha512,
                        {", ".join(SIGNATURE_COLUMNS)})
     VALUES ({", ".join(["%s"] * (8 + len(SIGNATURE_COLUMNS)))}) ON CONFLICT (sha256) DO UPDATE
-    SET {", ".join(f"{c} = coalesce(image.{c}, EXCLUDED.{c})" for c in ("md5", "sha512", *SIGNATURE_COLUMNS))}"""
+    SET {", ".join(f"{c} = coalesce(image.{c}, EXCLUDED.{c})" for c in ("md5", "sha512", *SIGNATURE_COLUMNS))}
+    RETURNING (xmax = 0)"""  # true: a new image row (the row decides "stored", not the store's race-prone exists())
 
 
 def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report: FetchReport) -> None:
@@ -216,16 +217,19 @@ def _record(conn: psycopg2.extensions.connection, outcome: FetchOutcome, report:
             signatures = image.signatures.columns() if image.signatures else (None,) * len(SIGNATURE_COLUMNS)
             cur.execute(STORE_IMAGE, (image.sha256, outcome.storage_key, outcome.byte_size, image.width, image.height,
                                       image.format, outcome.md5, outcome.sha512, *signatures))  # fmt: skip
+            (new_row,) = cur.fetchone()
             cur.execute(
                 """INSERT INTO booru_post_image (site, post_id, sha256) VALUES (%s, %s, %s)
                    ON CONFLICT (site, post_id) DO UPDATE SET sha256 = EXCLUDED.sha256, fetched_at = now()""",
                 (task.site, task.post_id, image.sha256),
             )
             cur.execute("DELETE FROM image_quarantine WHERE site = %s AND post_id = %s", (task.site, task.post_id))
-            if outcome.already_stored:
-                report.deduplicated += 1
-            else:
+            # Two sites' posts of one file, downloaded at once (their site hashes differ), both find the store
+            # without it: the image row, written here one outcome at a time, says which one stored it.
+            if new_row:
                 report.stored += 1
+            else:
+                report.deduplicated += 1
         else:
             cur.execute(
                 """INSERT INTO image_quarantine (site, post_id, url, reason, permanent)

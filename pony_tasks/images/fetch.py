@@ -62,7 +62,6 @@ class FetchOutcome:
     reason: str | None = None
     detail: str = ""
     permanent: bool = True  # for failures: do not retry without --retry-failed
-    already_stored: bool = False  # for successes: the same bytes were in the store already
     md5: str | None = None  # for successes: of the bytes
     sha512: str | None = None
 
@@ -137,10 +136,9 @@ class _Downloader:
                     continue
                 return FetchOutcome(task, reason=exc.reason, detail=str(exc))
             key = image_key(image)
-            existed = self.store.exists(key)
-            if not existed:
+            if not self.store.exists(key):  # whether it counts as stored is decided by its image row (_record)
                 self.store.put_bytes(key, data)
-            return FetchOutcome(task, image=image, storage_key=key, byte_size=len(data), already_stored=existed,
+            return FetchOutcome(task, image=image, storage_key=key, byte_size=len(data),
                                 md5=hashlib.md5(data).hexdigest(), sha512=hashlib.sha512(data).hexdigest())
         assert last is not None
         # The same wrong bytes every time: the site's hash or file is wrong. Different bytes each time: damage in
@@ -162,12 +160,12 @@ def _pending_by_site(conn: psycopg2.extensions.connection, site: str | None, ret
         return dict(cur.fetchall())
 
 
-def link_known_files(conn: psycopg2.extensions.connection, site: str | None = None,
-                     post_ids: list[int] | None = None) -> set[tuple[str, int]]:  # fmt: skip
+def link_known_files(conn: psycopg2.extensions.connection, site: str,
+                     post_ids: list[int]) -> set[tuple[str, int]]:  # fmt: skip
     """Link posts without a file to a stored image whose bytes have the md5 or sha512 the site gives for the post
     (the same file re-posted, or a post whose file another post already brought in): no download. The stored
-    image's hashes are of its bytes, so a site's wrong hash links nothing. ``post_ids``: only these posts of
-    ``site`` (one listed page). Returns the (site, post_id) linked."""
+    image's hashes are of its bytes, so a site's wrong hash links nothing. Only ``post_ids`` of ``site`` (one listed
+    page: the returned set is bounded by it). Returns the (site, post_id) linked."""
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO booru_post_image (site, post_id, sha256)
@@ -175,8 +173,7 @@ def link_known_files(conn: psycopg2.extensions.connection, site: str | None = No
                FROM booru_post p
                JOIN image im ON (p.md5 IS NOT NULL AND im.md5 = lower(p.md5))
                              OR (p.sha512 IS NOT NULL AND im.sha512 = lower(p.sha512))
-               WHERE NOT p.deleted AND (%(site)s::text IS NULL OR p.site = %(site)s)
-                 AND (%(ids)s::bigint[] IS NULL OR p.post_id = ANY(%(ids)s::bigint[]))
+               WHERE NOT p.deleted AND p.site = %(site)s AND p.post_id = ANY(%(ids)s::bigint[])
                  AND NOT EXISTS (SELECT 1 FROM booru_post_image i WHERE i.site = p.site AND i.post_id = p.post_id)
                ORDER BY p.site, p.post_id, im.sha256
                ON CONFLICT (site, post_id) DO NOTHING
@@ -187,8 +184,7 @@ def link_known_files(conn: psycopg2.extensions.connection, site: str | None = No
         if linked:
             cur.execute("""DELETE FROM image_quarantine q USING booru_post_image i
                            WHERE i.site = q.site AND i.post_id = q.post_id
-                             AND (%(site)s::text IS NULL OR q.site = %(site)s)
-                             AND (%(ids)s::bigint[] IS NULL OR q.post_id = ANY(%(ids)s::bigint[]))""",
+                             AND q.site = %(site)s AND q.post_id = ANY(%(ids)s::bigint[])""",
                         {"site": site, "ids": post_ids})  # fmt: skip
     return linked
 
@@ -272,8 +268,8 @@ class _Fetch:
     a killed run re-downloads only what was in flight and resumes where the cursor stands without listing anything
     twice."""
 
-    def __init__(self, conn, settings: Settings, downloader, report: FetchReport, bar, retry_failed: bool) -> None:
-        self.conn, self.settings, self.downloader, self.report, self.bar = conn, settings, downloader, report, bar
+    def __init__(self, conn: psycopg2.extensions.connection, report: FetchReport, bar, retry_failed: bool) -> None:  # noqa: ANN001
+        self.conn, self.report, self.bar = conn, report, bar
         self.retry_failed = retry_failed
         self.page_of: dict[FetchTask, _Page] = {}
         self.lane_of: dict[FetchTask, _Lane] = {}
@@ -424,7 +420,7 @@ def _run(conn: psycopg2.extensions.connection, settings: Settings, downloader: _
         ThreadPoolExecutor(workers * max(1, len(pending)), thread_name_prefix="image-fetch") as executor,
         progress_bar(show_progress, total=report.candidates, desc="fetch images", unit="img") as bar,
     ):
-        fetch = _Fetch(conn, settings, downloader, report, bar, retry_failed)
+        fetch = _Fetch(conn, report, bar, retry_failed)
         lanes = fetch.lanes(sorted(pending))
         future_of: dict = {}
         while True:

@@ -132,7 +132,8 @@ def _e621(
         },
         "rating": E621_RATING[post.rating],
         "fav_count": favorites,
-        "sources": [f"https://example.art/{post.artist}/{post.post_id}"],
+        "sources": [f"https://example.art/{post.artist}/{post.post_id}"]
+        + ([f"https://twitter.example/{post.artist}/status/{post.post_id}"] if post.post_id % 5 == 0 else []),
         "flags": {"pending": False, "flagged": False, "note_locked": False, "deleted": deleted},
         "change_seq": post.post_id * 7,
         "relationships": {"parent_id": None, "has_children": False, "children": []},

@@ -1,0 +1,524 @@
+"""e621's database export (``https://e621.net/db_export/``): ``posts``, ``tags``, ``tag_aliases`` and
+``tag_implications`` as gzipped CSV with a header row (PostgreSQL ``COPY … TO STDOUT WITH CSV HEADER``).
+
+Facts the reader relies on (e621ng's export and the tools that read it):
+
+- Columns are read by header name; extra columns are accepted (the in-app export of 2026 appends ``bg_color,
+  last_noted_at,last_commented_at`` to the 29 long-standing posts columns; newer tags and relation files add columns).
+- Booleans are ``t``/``f``, NULL is an empty field, timestamps carry no zone (UTC), ``tag_string`` is
+  space-separated, ``source`` holds several URLs separated by newlines inside the quoted field, ``down_score`` is
+  ≤ 0 (as the API's ``score.down``), ``rating`` is ``s``/``q``/``e``. Deleted posts are in the file with
+  ``is_deleted = t``.
+- There is no file URL: it is rebuilt from md5 + ext as the adapter does for hidden URLs (``file_url_derived``).
+- Tag categories are not in the posts file: they come from ``tags`` (0 general, 1 artist, 2 contributor,
+  3 copyright, 4 character, 5 species, 6 invalid, 7 meta, 8 lore), so import tags first.
+
+Each post row is written as the API's post JSON (``/posts.json``) and goes through the e621 adapter's
+``to_unified``: an import stores exactly what a scrape of the same posts stores (the tests compare every field),
+with one score snapshot observed at the export's date.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2.extensions
+
+from pony_tasks.boorus.adapters import adapter_for
+from pony_tasks.boorus.imports import progress
+from pony_tasks.boorus.imports.csv_files import CsvRows, ExportFormatError, date_in_name, open_text, parse_naive_utc
+from pony_tasks.boorus.records import RecordError, UnifiedPost, iso_z
+from pony_tasks.boorus.store import (
+    QuarantinedRecord,
+    append_snapshots,
+    load_cursor,
+    quarantine,
+    save_cursor,
+    stamp_deleted,
+    upsert_posts,
+)
+from pony_tasks.config import ConfigError, Settings, get_settings
+from pony_tasks.db import connect
+from pony_tasks.db.bulk import copy_rows
+from pony_tasks.progress import progress_bar
+from pony_tasks.runs import recorded_run
+
+logger = logging.getLogger(__name__)
+
+SITE = "e621"
+CHUNK_ROWS = 20_000  # rows per transaction: the unit a killed import repeats at most
+CATEGORIES = {0: "general", 1: "artist", 2: "contributor", 3: "copyright", 4: "character", 5: "species",
+              6: "invalid", 7: "meta", 8: "lore"}  # fmt: skip
+API_GROUPS = tuple(CATEGORIES.values())
+POSTS_REQUIRED = ("id", "created_at", "md5", "source", "rating", "image_width", "image_height", "tag_string",
+                  "fav_count", "file_ext", "is_deleted", "score", "up_score", "down_score")  # fmt: skip
+TAGS_REQUIRED = ("id", "name", "category")
+RELATIONS_REQUIRED = ("id", "antecedent_name", "consequent_name", "status")
+KINDS = ("posts", "tags", "aliases", "implications")
+
+
+@dataclass
+class ImportReport:
+    site: str
+    kind: str
+    file: str
+    rows: int = 0  # data rows read in this run
+    stored: int = 0  # posts inserted or changed, tags or relations written
+    unchanged: int = 0
+    quarantined: int = 0
+    kept_newer: int = 0  # posts observed after the export's date: left as they were
+    skipped_rows: int = 0  # rows committed by an earlier, interrupted run of the same file
+    already_imported: bool = False
+    exported_at: str | None = None
+    newest_post_id: int | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.already_imported:
+            return f"{self.site} {self.kind}: {self.file} was imported before (same SHA-256); nothing to do"
+        text = (f"{self.site} {self.kind}: {self.rows:,} rows read, {self.stored:,} stored, {self.unchanged:,} "
+                f"unchanged, {self.quarantined:,} quarantined")  # fmt: skip
+        if self.kept_newer:
+            text += f", {self.kept_newer:,} kept (observed after the export)"
+        if self.skipped_rows:
+            text += f"; resumed after {self.skipped_rows:,} rows committed before"
+        return text + f" in {self.seconds:.1f} s"
+
+
+# Posts ------------------------------------------------------------------------------------------------------------
+class PostRows:
+    """Turns rows of the posts file into e621 API post records (``/posts.json`` shape)."""
+
+    def __init__(self, rows: CsvRows, groups_by_name: dict[str, str]) -> None:
+        self.groups = groups_by_name  # tag → category name, for every tag that is not general
+        get = rows.positions.__getitem__
+        self.i_id, self.i_created, self.i_md5, self.i_source = get("id"), get("created_at"), get("md5"), get("source")
+        self.i_rating, self.i_width, self.i_height = get("rating"), get("image_width"), get("image_height")
+        self.i_tags, self.i_favs, self.i_ext = get("tag_string"), get("fav_count"), get("file_ext")
+        self.i_deleted, self.i_score = get("is_deleted"), get("score")
+        self.i_up, self.i_down = get("up_score"), get("down_score")
+        self.width = rows.width
+
+    def record(self, row: list[str]) -> dict[str, Any]:
+        """The API record for one row; raises :class:`RecordError` for a row that cannot be one."""
+        if len(row) < self.width:
+            raise RecordError(f"{len(row)} fields where the header has {self.width}")
+        groups: dict[str, list[str]] = {name: [] for name in API_GROUPS}
+        lookup = self.groups.get
+        for tag in row[self.i_tags].split():
+            groups[lookup(tag, "general")].append(tag)
+        try:
+            created = iso_z(parse_naive_utc(row[self.i_created]))
+        except ValueError as exc:
+            raise RecordError(f"created_at {row[self.i_created]!r} is not a timestamp ({exc})") from None
+        return {
+            "id": _int(row[self.i_id], "id"),
+            "created_at": created,
+            "file": {
+                "width": _int(row[self.i_width], "image_width"),
+                "height": _int(row[self.i_height], "image_height"),
+                "ext": row[self.i_ext] or None,
+                "md5": row[self.i_md5] or None,
+                "url": None,  # not in the export: rebuilt from md5 + ext by the adapter
+            },
+            "score": {"up": _int(row[self.i_up], "up_score"), "down": _int(row[self.i_down], "down_score"),
+                      "total": _int(row[self.i_score], "score")},  # fmt: skip
+            "tags": groups,
+            "rating": row[self.i_rating],
+            "fav_count": _int(row[self.i_favs], "fav_count"),
+            "sources": [s.strip() for s in row[self.i_source].splitlines() if s.strip()],
+            "flags": {"deleted": _bool(row[self.i_deleted], "is_deleted")},
+        }
+
+
+def _int(text: str, name: str) -> int | None:
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise RecordError(f"{name} {text!r} is not an integer") from None
+
+
+def _bool(text: str, name: str) -> bool:
+    if text in ("t", "f"):
+        return text == "t"
+    if text in ("true", "false"):
+        return text == "true"
+    raise RecordError(f"{name} {text!r} is not t or f")
+
+
+def export_time(path: Path, given: datetime | None) -> datetime:
+    """When the site wrote the export: given, else the date in a dated name, else the file's modification time."""
+    if given is not None:
+        return given if given.tzinfo else given.replace(tzinfo=UTC)
+    dated = date_in_name(path)
+    if dated is not None:
+        return dated
+    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    logger.info("%s has no date in its name; taking its modification time %s as the export's time (or pass "
+                "--exported-at)", path.name, iso_z(modified))  # fmt: skip
+    return modified
+
+
+def tag_groups_by_name(conn: psycopg2.extensions.connection) -> dict[str, str]:
+    """e621 tag → category for every categorised tag that is not general (general is the default)."""
+    with conn.cursor(name="pony_e621_categories") as cur:
+        cur.itersize = 50_000
+        cur.execute("SELECT name, category FROM booru_tag_category WHERE site = %s AND category IS DISTINCT FROM "
+                    "'general'", (SITE,))  # fmt: skip
+        return {name: category for name, category in cur if category}
+
+
+def _has_categories(conn: psycopg2.extensions.connection) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM booru_tag_category WHERE site = %s)", (SITE,))
+        return cur.fetchone()[0]
+
+
+def _observed_later(conn: psycopg2.extensions.connection, post_ids: list[int], exported_at: datetime) -> set[int]:
+    """Posts with a score observation after the export's time: their stored row is newer than the file's."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT DISTINCT post_id FROM booru_score_snapshot
+               WHERE site = %s AND post_id = ANY(%s) AND observed_at > %s""",
+            (SITE, post_ids, exported_at),
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+def import_posts(
+    path: Path,
+    *,
+    settings: Settings | None = None,
+    exported_at: datetime | None = None,
+    show_progress: bool | None = None,
+    stop_after_rows: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ImportReport:
+    """Import e621's posts export; safe to re-run and to kill. ``stop_after_rows`` ends the run after that many rows
+    of this run were committed (tests and ``--max-rows``: the next run continues)."""
+    settings = settings or get_settings()
+    adapter = adapter_for(SITE, settings)
+    when = export_time(path, exported_at)
+    report = ImportReport(SITE, "posts", path.name, exported_at=iso_z(when))
+    started = datetime.now(UTC)
+    digest = progress.file_sha256(path)
+    with connect(settings) as conn, recorded_run(conn, "import", {"site": SITE, "kind": "posts", "file": path.name,
+                                                                  "sha256": digest}) as run:  # fmt: skip
+        state = progress.begin(conn, SITE, "posts", digest, path.name, when)
+        when = state.exported_at or when
+        if state.finished:
+            report.already_imported = True
+            run.summary = {"already_imported": True}
+            return report
+        if not _has_categories(conn):
+            raise ConfigError("e621's tag categories are not imported yet: import the tags export first "
+                              "(pony import e621-export --tags tags-….csv.gz, or give --tags and --posts together) — "
+                              "without it every tag would be filed as general")  # fmt: skip
+        groups = tag_groups_by_name(conn)
+        newest = oldest = None
+        with open_text(path) as handle:
+            rows = CsvRows(handle, POSTS_REQUIRED, f"{path.name} (e621 posts export)")
+            builder = PostRows(rows, groups)
+            bar = progress_bar(show_progress, desc=f"import {path.name}", unit="post", unit_scale=True)
+            posts: list[UnifiedPost] = []
+            broken: list[QuarantinedRecord] = []
+            seen = 0
+
+            def flush() -> None:
+                nonlocal newest, oldest
+                ids = [p.post_id for p in posts]
+                if ids:
+                    newest = max(ids + ([newest] if newest else []))
+                    oldest = min(ids + ([oldest] if oldest else []))
+                _store_chunk(conn, posts, broken, when, report, state, path.name)
+                state.rows_done += len(posts) + len(broken)
+                progress.save(conn, state)
+                conn.commit()
+                bar.update(len(posts) + len(broken))
+                posts.clear()
+                broken.clear()
+
+            for item in rows:
+                seen += 1
+                if seen <= state.rows_done:
+                    report.skipped_rows += 1
+                    continue
+                if isinstance(item, Exception):
+                    broken.append(QuarantinedRecord(f"line {rows.line}: unreadable CSV", f"line {rows.line}: {item}",
+                                                    None))  # fmt: skip
+                else:
+                    try:
+                        posts.append(adapter.to_unified(builder.record(item)))
+                    except RecordError as exc:
+                        raw = ",".join(item)[:10_000]
+                        broken.append(QuarantinedRecord(raw, f"line {rows.line}: row breaks the e621 export "
+                                                             f"schema: {exc}", _row_id(item, builder.i_id)))  # fmt: skip
+                report.rows += 1
+                if len(posts) + len(broken) >= chunk_rows:
+                    flush()
+                    if stop_after_rows is not None and report.rows >= stop_after_rows:
+                        break
+            else:
+                flush()
+                _advance_cursor(conn, newest_in_file(conn, state), oldest)
+                progress.save(conn, state, finished=True)
+                conn.commit()
+            bar.close()
+        report.newest_post_id = newest
+        report.seconds = (datetime.now(UTC) - started).total_seconds()
+        run.summary = {k: v for k, v in report.__dict__.items() if k != "notes"}
+    return report
+
+
+def _row_id(row: list[str], position: int) -> int | None:
+    try:
+        value = int(row[position])
+    except (ValueError, IndexError):
+        return None
+    return value if value > 0 else None
+
+
+def _store_chunk(
+    conn: psycopg2.extensions.connection, posts: list[UnifiedPost], broken: list[QuarantinedRecord],
+    when: datetime, report: ImportReport, state: progress.ImportState, file_name: str,
+) -> None:  # fmt: skip
+    """One chunk as a scrape stores a page: posts (unless observed after the export), a snapshot at the export's
+    time, deletions stamped, broken rows quarantined."""
+    if posts:
+        later = _observed_later(conn, [p.post_id for p in posts], when)
+        fresh = [p for p in posts if p.post_id not in later]
+        if fresh:
+            result = upsert_posts(conn, fresh)
+            report.stored += result.inserted + result.updated
+            report.unchanged += result.unchanged
+            state.stored += result.inserted + result.updated
+            stamp_deleted(conn, SITE, [p.post_id for p in fresh if p.deleted], when)
+        report.kept_newer += len(later)
+        state.kept_newer += len(later)
+        append_snapshots(conn, posts, when)
+    if broken:
+        quarantine(conn, SITE, f"file:{file_name}", broken)
+        report.quarantined += len(broken)
+        state.quarantined += len(broken)
+        logger.warning("e621 export %s: %d rows quarantined (%s)", file_name, len(broken), broken[0].reason)
+
+
+def newest_in_file(conn: psycopg2.extensions.connection, state: progress.ImportState) -> int | None:
+    """The newest stored e621 post id once the whole file is in (a resumed run saw only part of the file)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT max(post_id) FROM booru_post WHERE site = %s", (SITE,))
+        return cur.fetchone()[0]
+
+
+def _advance_cursor(conn: psycopg2.extensions.connection, newest: int | None, oldest: int | None) -> None:
+    """After a whole export: ``scrape --mode new`` continues above its newest id, and nothing older is left for the
+    backfill (the export holds every post, deleted ones included)."""
+    if newest is None:
+        return
+    cursor = load_cursor(conn, SITE)
+    cursor.newest_post_id = max(newest, cursor.newest_post_id or 0)
+    cursor.oldest_post_id = min(x for x in (oldest, cursor.oldest_post_id, newest) if x)
+    cursor.backfill_done = True
+    save_cursor(conn, cursor)
+
+
+# Tags, aliases, implications --------------------------------------------------------------------------------------
+def import_tags(path: Path, *, settings: Settings | None = None, show_progress: bool | None = None) -> ImportReport:
+    """Tag categories from the tags export into ``booru_tag_category`` (by e621's tag id)."""
+
+    def rows_of(rows: CsvRows) -> Callable[[list[str]], tuple[Any, ...]]:
+        i_id, i_name, i_category = rows.positions["id"], rows.positions["name"], rows.positions["category"]
+
+        def convert(row: list[str]) -> tuple[Any, ...]:
+            category = _int(row[i_category], "category")
+            if category not in CATEGORIES:
+                raise RecordError(f"category {row[i_category]!r} is not one of 0–8")
+            if not row[i_name]:
+                raise RecordError("empty tag name")
+            return (SITE, _int(row[i_id], "id"), row[i_name], CATEGORIES[category])
+
+        return convert
+
+    return _import_table(path, "tags", TAGS_REQUIRED, rows_of, _write_tags, settings, show_progress)
+
+
+def import_relations(
+    path: Path, kind: str, *, settings: Settings | None = None, show_progress: bool | None = None
+) -> ImportReport:
+    """``tag_aliases`` (kind ``aliases``) or ``tag_implications`` (``implications``) into ``booru_tag_relation``."""
+    relation = {"aliases": "alias", "implications": "implication"}[kind]
+
+    def rows_of(rows: CsvRows) -> Callable[[list[str]], tuple[Any, ...]]:
+        pos = rows.positions
+        i_created = pos.get("created_at")
+
+        def convert(row: list[str]) -> tuple[Any, ...]:
+            antecedent, consequent = row[pos["antecedent_name"]], row[pos["consequent_name"]]
+            if not antecedent or not consequent:
+                raise RecordError("empty antecedent or consequent")
+            created = None
+            if i_created is not None and row[i_created]:
+                try:
+                    created = parse_naive_utc(row[i_created])
+                except ValueError:
+                    raise RecordError(f"created_at {row[i_created]!r} is not a timestamp") from None
+            return (SITE, relation, antecedent, consequent, row[pos["status"]] or "unknown",
+                    _int(row[pos["id"]], "id"), created)  # fmt: skip
+
+        return convert
+
+    return _import_table(path, kind, RELATIONS_REQUIRED, rows_of, _write_relations, settings, show_progress)
+
+
+def _import_table(
+    path: Path, kind: str, required: Sequence[str],
+    converter: Callable[[CsvRows], Callable[[list[str]], tuple[Any, ...]]],
+    write: Callable[[psycopg2.extensions.connection, list[tuple[Any, ...]]], int],
+    settings: Settings | None, show_progress: bool | None,
+) -> ImportReport:  # fmt: skip
+    settings = settings or get_settings()
+    report = ImportReport(SITE, kind, path.name)
+    started = datetime.now(UTC)
+    digest = progress.file_sha256(path)
+    with connect(settings) as conn:
+        state = progress.begin(conn, SITE, kind, digest, path.name, date_in_name(path))
+        if state.finished:
+            report.already_imported = True
+            return report
+        with open_text(path) as handle:
+            rows = CsvRows(handle, required, f"{path.name} (e621 {kind} export)")
+            convert = converter(rows)
+            bar = progress_bar(show_progress, desc=f"import {path.name}", unit="row", unit_scale=True)
+            good: list[tuple[Any, ...]] = []
+            broken: list[QuarantinedRecord] = []
+            seen = 0
+
+            def flush() -> None:
+                written = write(conn, good)
+                report.stored += written
+                state.stored += written
+                if broken:
+                    quarantine(conn, SITE, f"file:{path.name}", broken)
+                    report.quarantined += len(broken)
+                    state.quarantined += len(broken)
+                state.rows_done += len(good) + len(broken)
+                progress.save(conn, state)
+                conn.commit()
+                bar.update(len(good) + len(broken))
+                good.clear()
+                broken.clear()
+
+            for item in rows:
+                seen += 1
+                if seen <= state.rows_done:
+                    report.skipped_rows += 1
+                    continue
+                report.rows += 1
+                try:
+                    if isinstance(item, Exception):
+                        raise RecordError(f"unreadable CSV ({item})")
+                    if len(item) < rows.width:
+                        raise RecordError(f"{len(item)} fields where the header has {rows.width}")
+                    good.append(convert(item))
+                except RecordError as exc:
+                    raw = ",".join(item) if isinstance(item, list) else str(item)
+                    broken.append(QuarantinedRecord(raw[:10_000], f"line {rows.line}: {kind} row: {exc}", None))
+                if len(good) + len(broken) >= 50_000:
+                    flush()
+            flush()
+            progress.save(conn, state, finished=True)
+            conn.commit()
+            bar.close()
+    report.seconds = (datetime.now(UTC) - started).total_seconds()
+    return report
+
+
+def _write_tags(conn: psycopg2.extensions.connection, rows: list[tuple[Any, ...]]) -> int:
+    if not rows:
+        return 0
+    latest = {row[1]: row for row in rows}
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE pony_tag_stage (LIKE booru_tag_category INCLUDING DEFAULTS) ON COMMIT DROP")
+        copy_rows(cur, "pony_tag_stage", ("site", "tag_id", "name", "category"), latest.values())
+        cur.execute(
+            """INSERT INTO booru_tag_category (site, tag_id, name, category)
+               SELECT site, tag_id, name, category FROM pony_tag_stage
+               ON CONFLICT (site, tag_id) DO UPDATE SET name = EXCLUDED.name, category = EXCLUDED.category,
+                   fetched_at = now()
+               WHERE (booru_tag_category.name, booru_tag_category.category)
+                     IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.category)"""
+        )
+        written = cur.rowcount
+        cur.execute("DROP TABLE pony_tag_stage")
+    return written
+
+
+def _write_relations(conn: psycopg2.extensions.connection, rows: list[tuple[Any, ...]]) -> int:
+    """A pair listed twice (removed, then requested again) keeps its newest row (the highest id)."""
+    if not rows:
+        return 0
+    latest: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+    for row in rows:
+        key = row[:4]
+        if key not in latest or (row[5] or 0) >= (latest[key][5] or 0):
+            latest[key] = row
+    columns = ("site", "kind", "antecedent", "consequent", "status", "relation_id", "created_at")
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE pony_relation_stage (LIKE booru_tag_relation INCLUDING DEFAULTS) "
+                    "ON COMMIT DROP")  # fmt: skip
+        copy_rows(cur, "pony_relation_stage", columns, latest.values())
+        cur.execute(
+            """INSERT INTO booru_tag_relation (site, kind, antecedent, consequent, status, relation_id, created_at)
+               SELECT site, kind, antecedent, consequent, status, relation_id, created_at FROM pony_relation_stage
+               ON CONFLICT (site, kind, antecedent, consequent) DO UPDATE SET status = EXCLUDED.status,
+                   relation_id = EXCLUDED.relation_id, created_at = EXCLUDED.created_at, imported_at = now()
+               WHERE coalesce(EXCLUDED.relation_id, 0) >= coalesce(booru_tag_relation.relation_id, 0)
+                 AND (booru_tag_relation.status, booru_tag_relation.relation_id)
+                     IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.relation_id)"""
+        )
+        written = cur.rowcount
+        cur.execute("DROP TABLE pony_relation_stage")
+    return written
+
+
+def import_export(
+    files: dict[str, Path], *, settings: Settings | None = None, exported_at: datetime | None = None,
+    show_progress: bool | None = None, max_rows: int | None = None,
+) -> list[ImportReport]:  # fmt: skip
+    """Import the given files in the order that makes posts right: tags, aliases, implications, then posts."""
+    unknown = set(files) - set(KINDS)
+    if unknown:
+        raise ExportFormatError(f"unknown export kind(s) {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    reports = []
+    if "tags" in files:
+        reports.append(import_tags(files["tags"], settings=settings, show_progress=show_progress))
+    for kind in ("aliases", "implications"):
+        if kind in files:
+            reports.append(import_relations(files[kind], kind, settings=settings, show_progress=show_progress))
+    if "posts" in files:
+        reports.append(import_posts(files["posts"], settings=settings, exported_at=exported_at,
+                                    show_progress=show_progress, stop_after_rows=max_rows))  # fmt: skip
+    return reports
+
+
+def active_aliases(conn: psycopg2.extensions.connection, site: str) -> dict[str, str]:
+    """antecedent → consequent of the site's active aliases (a chain a → b → c resolved to c)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT antecedent, consequent FROM booru_tag_relation WHERE site = %s AND kind = 'alias' "
+                    "AND status = 'active'", (site,))  # fmt: skip
+        mapping = dict(cur.fetchall())
+    for start in list(mapping):
+        target, hops = mapping[start], 0
+        while target in mapping and hops < 10:
+            target, hops = mapping[target], hops + 1
+        mapping[start] = target
+    return mapping
+

@@ -74,6 +74,11 @@ def append_snapshots(conn: psycopg2.extensions.connection, posts: Sequence[Unifi
     the COPY fast path runs in a savepoint and, only if it collides, the rows go in with ON CONFLICT DO NOTHING."""
     seen: dict[tuple[str, int], UnifiedPost] = {(p.site, p.post_id): p for p in posts}
     rows = [(p.site, p.post_id, observed_at, p.score, p.up_votes, p.down_votes, p.favorites) for p in seen.values()]
+    return append_snapshot_rows(conn, rows)
+
+
+def append_snapshot_rows(conn: psycopg2.extensions.connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """:func:`append_snapshots` for rows in SNAPSHOT_COLUMNS order, one per (site, post_id)."""
     with conn.cursor() as cur:
         cur.execute("SAVEPOINT pony_snapshots")
         try:

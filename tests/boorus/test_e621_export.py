@@ -171,3 +171,36 @@ def test_upsert_of_a_scraped_page_after_an_import_keeps_one_row(corpus, migrated
         upsert_posts(conn, [adapter.to_unified(render("e621", post, corpus.file(post), "https://e621.net",
                                                       corpus.reference_time))])  # fmt: skip
     assert counts(migrated)[0] == len(stored(migrated))
+
+
+@pytest.mark.parametrize("layout", ["classic", "app"])
+def test_the_fast_encoder_writes_what_the_adapter_path_writes(layout, corpus, migrated, tmp_path):
+    """``PostRows.encoded`` (the import's hot path) gives, for every row, the line the API-shaped record gives through
+    the adapter and ``encode_post_line`` — and refuses the same rows."""
+    from pony_tasks.boorus.imports.csv_files import CsvRows, open_text
+    from pony_tasks.boorus.records import RecordError
+    from pony_tasks.boorus.store import encode_post_line
+
+    files = write_e621_export(tmp_path, corpus, layout=layout, malformed_row=True)
+    e621_export.import_tags(files["tags"], settings=migrated, show_progress=False)
+    with connect(migrated) as conn:
+        groups = e621_export.tag_groups_by_name(conn)
+    adapter = adapter_for("e621", migrated)
+    compared = refused = 0
+    with open_text(files["posts"]) as handle:
+        rows = CsvRows(handle, e621_export.POSTS_REQUIRED, "posts")
+        builder = e621_export.PostRows(rows, groups, adapter)
+        extra = [["&amp;_entity&#39;s_tag", "tag&lt;3"], ["", ""]]  # entities decoded, as the adapter does
+        for index, row in enumerate(rows):
+            if index < len(extra) and len(row) == rows.width:
+                row[builder.i_tags] += " " + " ".join(extra[index])
+            try:
+                expected = encode_post_line(adapter.to_unified(builder.record(row)))
+            except RecordError:
+                with pytest.raises(RecordError):
+                    builder.encoded(row)
+                refused += 1
+                continue
+            assert builder.encoded(row)[2] == expected
+            compared += 1
+    assert compared > 500 and refused == 4

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class PostRows:
 
     def __init__(self, rows: CsvRows, groups_by_name: dict[str, str], adapter: E621Adapter) -> None:
         self.groups = groups_by_name  # tag → category name, for every tag that is not general
+        self.special = frozenset(groups_by_name)
         self.adapter = adapter
         get = rows.positions.__getitem__
         self.i_id, self.i_created, self.i_md5, self.i_source = get("id"), get("created_at"), get("md5"), get("source")
@@ -163,14 +165,30 @@ class PostRows:
         except ValueError as exc:
             raise RecordError(f"created_at {row[self.i_created]!r} is not a timestamp ({exc})") from None
         tag_string = row[self.i_tags]
-        lookup = self.groups.get
-        found: dict[str, list[str]] = {}
-        for tag in tag_string.split():
-            found.setdefault(lookup(tag, "general"), []).append(tag)
-        if "&" in tag_string:  # entities: decoded as the adapter's clean_tags does
-            found = {group: clean_tags(names) for group, names in found.items()}
+        listed = tag_string.split()
+        ordered = sorted(set(listed))
+        if ordered == listed and "&" not in tag_string:
+            # e621 writes tag_string sorted and unique: group with set operations (C loops), general by default
+            special = self.special.intersection(listed)
+            found = {}
+            if special:
+                for tag in sorted(special):
+                    found.setdefault(self.groups[tag], []).append(tag)
+                general = [tag for tag in listed if tag not in special]
+            else:
+                general = listed
+            if general:
+                found["general"] = general
+            tags = ordered
+        else:  # any other order, repeats or entities: tag by tag, as the adapter reads the API's groups
+            lookup = self.groups.get
+            found = {}
+            for tag in listed:
+                found.setdefault(lookup(tag, "general"), []).append(tag)
+            if "&" in tag_string:  # entities: decoded as the adapter's clean_tags does
+                found = {group: clean_tags(names) for group, names in found.items()}
+            tags = sorted({tag for names in found.values() for tag in names})
         groups = {group: found[group] for group in API_GROUPS if found.get(group)}
-        tags = sorted({tag for names in groups.values() for tag in names})
         up, down, total = (_required_int(row[i], name) for i, name in ((self.i_up, "score.up"),
                                                                          (self.i_down, "score.down"),
                                                                          (self.i_score, "score.total")))  # fmt: skip
@@ -188,9 +206,15 @@ class PostRows:
                 raise RecordError(f"file.md5 {md5!r} / file.ext {ext!r} cannot make a file URL")
             url = self.adapter.derived_file_url(md5, ext)
         sources = [s.strip() for s in row[self.i_source].splitlines() if s.strip()]
-        group_json = json.dumps(groups, ensure_ascii=False, separators=(",", ":")) if groups else "{}"
+        if _NEEDS_ESCAPING.search(tag_string) is None:  # plain names: the array and JSON written directly
+            tag_field = '"{""' + '"",""'.join(tags) + '""}"' if tags else '"{}"'
+            group_field = ('"{' + ",".join('""' + group + '"":[""' + '"",""'.join(names) + '""]'
+                                           for group, names in groups.items()) + '}"')  # fmt: skip
+        else:
+            tag_field = _array(tags)
+            group_field = _text(json.dumps(groups, ensure_ascii=False, separators=(",", ":")) if groups else "{}")
         line = (
-            f"e621,{post_id},{created},\"{rating}\",\"{site_rating}\",{_array(tags)},{_text(group_json)},{total},"
+            f"e621,{post_id},{created},\"{rating}\",\"{site_rating}\",{tag_field},{group_field},{total},"
             f"{up},{-down},{_number(favorites)},{_number(wilson_lower_bound(up, -down))},{_text(url)},{_text(md5)},"
             f"{NULL_MARKER},{_number(width)},{_number(height)},{_text(ext)},{_array(sources)},"
             f"{'t' if deleted else 'f'},{'t' if url else 'f'}\n"
@@ -199,6 +223,7 @@ class PostRows:
 
 
 _RATINGS = {"s": "general", "q": "questionable", "e": "explicit"}
+_NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f\x7f]')  # in a JSON string or an array element
 
 
 def _required_int(text: str, name: str) -> int:

@@ -385,7 +385,7 @@ def import_posts(
             if complete:
                 writer.put(chunk)
         if complete:
-            _advance_cursor(conn, newest_in_file(conn, state), bounds[0] if bounds else None)
+            advance_cursor(conn, SITE, newest_in_file(conn, state), bounds[0] if bounds else None, backfill_done=True)
             progress.save(conn, state, finished=True)
             conn.commit()
         bar.close()
@@ -474,15 +474,17 @@ def newest_in_file(conn: psycopg2.extensions.connection, state: progress.ImportS
         return cur.fetchone()[0]
 
 
-def _advance_cursor(conn: psycopg2.extensions.connection, newest: int | None, oldest: int | None) -> None:
-    """After a whole export: ``scrape --mode new`` continues above its newest id, and nothing older is left for the
-    backfill (the export holds every post, deleted ones included)."""
+def advance_cursor(
+    conn: psycopg2.extensions.connection, site: str, newest: int | None, oldest: int | None, *, backfill_done: bool
+) -> None:
+    """After a whole file: ``scrape --mode new`` continues above its newest id; a backfill continues below its
+    oldest, or (``backfill_done``: an export holds every post, deleted ones included) has nothing left."""
     if newest is None:
         return
-    cursor = load_cursor(conn, SITE)
+    cursor = load_cursor(conn, site)
     cursor.newest_post_id = max(newest, cursor.newest_post_id or 0)
     cursor.oldest_post_id = min(x for x in (oldest, cursor.oldest_post_id, newest) if x)
-    cursor.backfill_done = True
+    cursor.backfill_done = cursor.backfill_done or backfill_done
     save_cursor(conn, cursor)
 
 

@@ -13,6 +13,7 @@ APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
 help:
 	@echo "make demo       - run the pipeline end to end through Airflow on embedded defaults"
+	@echo "                  (DEMO_FLAGS=--from-export: e621 starts from its database export, not the API)"
 	@echo "make airflow    - Airflow standalone with the DAGs unpaused, UI on http://localhost:8080"
 	@echo "make test       - run the whole test suite"
 	@echo "make test-fast  - run the tests not marked slow"
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	PYTHONPATH=plugins $(VENV)/bin/python -m pony_airflow.demo
+	PYTHONPATH=plugins $(VENV)/bin/python -m pony_airflow.demo $(DEMO_FLAGS)
 
 airflow: $(STAMP)
 	./scripts/airflow-standalone

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -423,6 +424,54 @@ class PoliteClient:
                     self._retry(attempt, f"malformed JSON ({exc})", current)
                     continue
             return response
+
+    def download_to(self, url: str, partial: Path, *, auth: tuple[str, str] | None = None) -> None:
+        """Stream ``url`` into the file ``partial``, resuming what it already holds (``Range``); a dropped or cut
+        transfer is retried from where it stopped, through the same limiter, back-off and host checks as :meth:`get`
+        (each redirect hop checked). Large files (a site's database export) never sit in memory."""
+        current, attempt, hops = url, 0, 0
+        try:
+            while True:
+                self._guard(current)
+                attempt += 1
+                self.limiter.wait()
+                self.requests_sent += 1
+                have = partial.stat().st_size if partial.exists() else 0
+                headers = {"Range": f"bytes={have}-"} if have else {}
+                shown = redact_url(current, self.secret_params)
+                try:
+                    sent_auth = auth if current == url else None
+                    with self.session.get(current, headers=headers, timeout=self.timeout, stream=True,
+                                          allow_redirects=False, auth=sent_auth) as response:  # fmt: skip
+                        if response.is_redirect:
+                            hops += 1
+                            if hops > self.max_redirects:
+                                raise HTTPFailure(f"{shown}: too many redirects", response.status_code)
+                            current = urljoin(current, response.headers.get("Location", ""))
+                            continue
+                        self.limiter.settled()
+                        if response.status_code == 416 and have:  # the partial file is already whole
+                            return
+                        if response.status_code in RETRY_STATUSES:
+                            self._retry(attempt, f"HTTP {response.status_code}", current,
+                                        response.headers.get("Retry-After"))  # fmt: skip
+                            continue
+                        if response.status_code not in (200, 206):
+                            raise HTTPFailure(f"{shown} answered HTTP {response.status_code}", response.status_code)
+                        declared = int(response.headers.get("Content-Length", "-1"))
+                        written = 0
+                        with open(partial, "ab" if response.status_code == 206 else "wb") as out:
+                            for block in response.iter_content(1 << 20):
+                                out.write(block)
+                                written += len(block)
+                        if 0 <= written < declared:
+                            raise requests.exceptions.ChunkedEncodingError(f"{written} of {declared} bytes")
+                    return
+                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                    self._retry(attempt, f"{type(exc).__name__} (resuming at byte "
+                                         f"{partial.stat().st_size if partial.exists() else 0})", current)  # fmt: skip
+        finally:
+            self.limiter.release()
 
     def get_json(
         self, url: str, params: dict[str, str] | None = None, *, auth: tuple[str, str] | None = None

@@ -49,6 +49,10 @@ def _prepare_environment(home: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("PONY_HOME", ROOT / ".pony")))
+    parser.add_argument("--from-export", action="store_true",
+                        help="start e621 from its database export (the sample corpus written as e621's db_export "
+                        "files, 30 days old) instead of paging its API from post 1; the scrape then continues "
+                        "above the newest imported post")  # fmt: skip
     args = parser.parse_args()
     started = time.perf_counter()
     home = args.home.resolve()
@@ -67,14 +71,15 @@ def main() -> None:
 
         get_settings.cache_clear()
         print(f"[fakes]    4 fake boorus on 127.0.0.1: {', '.join(f'{s} {v.base_url}' for s, v in servers.items())}")
-        Demo().run()
+        Demo(from_export=args.from_export).run()
     print(f"[done]     the pipeline ran through Airflow in {time.perf_counter() - started:.0f} s")
 
 
 class Demo:
-    def __init__(self) -> None:
+    def __init__(self, from_export: bool = False) -> None:
         from airflow.dag_processing.dagbag import DagBag
 
+        self.from_export = from_export
         self.dagbag = DagBag(dag_folder=str(ROOT / "dags"))
         if self.dagbag.import_errors:
             raise SystemExit(f"DAG import errors: {self.dagbag.import_errors}")
@@ -102,6 +107,8 @@ class Demo:
         from pony_tasks.orchestration.tasks import active_aesthetic_version
 
         settings = get_settings()
+        if self.from_export:
+            self._import_e621_export(settings)
         for site in SITES:
             self.dag(f"booru_scrape_{site}")
         self.dag("booru_score_refresh")
@@ -125,6 +132,25 @@ class Demo:
         self._finetune(settings)
         self._clear_asset_queue()
         self._summary(settings, version)
+
+    @staticmethod
+    def _import_e621_export(settings) -> None:
+        """e621's database export of the sample corpus as of 30 days before the fake's clock, imported as
+        ``pony import e621-export`` does: the scrape that follows only pages the last 30 days."""
+        from datetime import timedelta
+
+        from pony_tasks.boorus.imports.e621_export import import_export
+        from pony_tasks.fakes.corpus import SampleCorpus
+        from pony_tasks.fakes.e621_export import write_e621_export
+
+        corpus = SampleCorpus()
+        directory = settings.resolved_home / "e621-export"
+        files = write_e621_export(directory, corpus, corpus.reference_time - timedelta(days=30),
+                                  base_url=settings.booru_base_urls["e621"])  # fmt: skip
+        started = time.perf_counter()
+        reports = import_export(files, settings=settings, show_progress=False)
+        print(f"[import]   e621 from its database export ({directory}): "
+              + "; ".join(r.summary() for r in reports) + f" — {time.perf_counter() - started:.1f} s", flush=True)
 
     @staticmethod
     def _clear_asset_queue() -> None:

@@ -20,6 +20,7 @@ COMMANDS = {
     "storage": "pony_tasks.cli.storage_cmd:storage_group",
     "scrape": "pony_tasks.cli.scrape_cmd:scrape_command",
     "posts": "pony_tasks.cli.posts_cmd:posts_group",
+    "import": "pony_tasks.cli.import_cmd:import_group",
     "images": "pony_tasks.cli.images_cmd:images_group",
     "plan": "pony_tasks.cli.plan_cmd:plan_command",
     "normalize": "pony_tasks.cli.normalize_cmd:normalize_group",

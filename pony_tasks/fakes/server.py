@@ -14,6 +14,7 @@ search always — its ``/api/v1/json/images/<id>`` answers a stub —, Gelbooru'
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -135,6 +136,11 @@ class FakeBooru:
     latency_seconds: float = 0.0
     hard_rate_limit: float | None = None  # e621 answers 503 above 2 requests/s
     log: list[RequestLogEntry] = field(default_factory=list)
+    # e621's database export: {file name: gzipped bytes}; served at /db_export/<name> (with Range), listed at
+    # /db_exports.json ("index", e621ng since 2026-06) or as the directory /db_export/ ("listing", dated names)
+    exports: dict[str, bytes] = field(default_factory=dict)
+    export_layout: str = "index"
+    cut_exports: bool = False  # the first transfer of each export file stops half way (a dropped connection)
 
     def __post_init__(self) -> None:
         self.posts = sorted(self.corpus.by_site(self.site), key=lambda p: p.post_id)
@@ -148,6 +154,7 @@ class FakeBooru:
         if self.require_auth is None:
             self.require_auth = self.site == "gelbooru"
         self._tag_names: dict[int, tuple[str, str | None]] = {}
+        self._cut_done: set[str] = set()
 
     def warm(self) -> None:
         """Generate every image now (metadata carries their hashes), so answers are not slowed by first use."""
@@ -385,6 +392,8 @@ class _Handler(BaseHTTPRequestHandler):
             entries = [{"at": e.at, "path": e.path, "status": e.status, "fault": e.fault} for e in booru.log]
             return self._send(200, json.dumps(entries).encode(), "application/json")
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if booru.exports and (split.path == "/db_exports.json" or split.path.startswith("/db_export/")):
+            return self._export(split.path, headers)
         is_file = booru._is_file_path(split.path)
         fault = booru._draw_fault(is_file)
         status = 200
@@ -451,6 +460,37 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, payload, "application/json", truncate=fault == "truncated")
         finally:
             entry.status = status
+
+    def _export(self, path: str, headers: dict[str, str]) -> None:
+        """e621's export files: the index or listing, and each file with Range requests honoured."""
+        booru = self.booru
+        booru.log.append(RequestLogEntry(time.monotonic(), path, 200, None, headers.get("user-agent", "")))
+        if path == "/db_exports.json":
+            if booru.export_layout != "index":
+                return self._send(404, b'{"success":false}', "application/json")
+            entries = [{"name": name.split(".")[0], "file_name": name, "file_size": len(data),
+                        "checksum": hashlib.sha256(data).hexdigest(), "updated_at": "2026-11-01T04:00:00.000Z",
+                        "url": f"/db_export/{name}"} for name, data in sorted(booru.exports.items())]  # fmt: skip
+            return self._send(200, json.dumps(entries).encode(), "application/json")
+        name = path.removeprefix("/db_export/")
+        if name == "":
+            links = "".join(f'<a href="{n}">{n}</a>\n' for n in sorted(booru.exports))
+            return self._send(200, f"<html><body><pre>{links}</pre></body></html>".encode(), "text/html")
+        data = booru.exports.get(name)
+        if data is None:
+            return self._send(404, b"not found", "text/plain")
+        start = 0
+        ranged = re.fullmatch(r"bytes=(\d+)-", headers.get("range", ""))
+        if ranged:
+            start = int(ranged.group(1))
+            if start >= len(data):
+                return self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{len(data)}"})
+        body = data[start:]
+        cut = booru.cut_exports and name not in booru._cut_done
+        booru._cut_done.add(name)
+        status = 206 if ranged else 200
+        extra = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} if ranged else {}
+        return self._send(status, body, "application/gzip", extra, truncate=cut)
 
     def _send(
         self,

@@ -204,3 +204,50 @@ def test_the_fast_encoder_writes_what_the_adapter_path_writes(layout, corpus, mi
             assert builder.encoded(row)[2] == expected
             compared += 1
     assert compared > 500 and refused == 4
+
+
+@pytest.mark.parametrize("layout", ["index", "listing"])
+def test_latest_downloads_politely_resumes_a_cut_transfer_and_imports(layout, corpus, migrated, tmp_path):
+    """``--latest``: the index (e621ng since 2026-06, undated names, SHA-256 listed) or the dated directory listing;
+    every transfer cut half way the first time resumes with a Range request; then the import runs as from files."""
+    from pony_tasks.boorus.imports.download import download_latest
+
+    written = write_e621_export(tmp_path / "site", corpus, layout="app" if layout == "index" else "classic")
+    exports = {path.name: path.read_bytes() for path in written.values()}
+    with FakeBooru("e621", corpus, exports=exports, export_layout=layout, cut_exports=True) as server:
+        settings = fast_settings(migrated, {"e621": server})
+        files = download_latest(tmp_path / "download", settings=settings)
+        ranged = [e for e in server.log if e.path.startswith("/db_export/") and e.path != "/db_export/"]
+    assert {kind: path.read_bytes() for kind, path in files.items()} == {
+        kind: exports[path.name] for kind, path in written.items()}  # fmt: skip
+    assert len(ranged) == 2 * len(exports), "each file: one cut transfer, one resumed"
+    assert not list((tmp_path / "download").glob("*.partial"))
+    reports = e621_export.import_export(files, settings=settings, show_progress=False)
+    assert reports[-1].stored > 500
+
+
+def test_the_import_commands(corpus, migrated, tmp_path):
+    """``pony import e621-export`` and ``pony import records`` as a user runs them (a child process)."""
+    import json as jsonlib
+
+    from tests.helpers import run_pony
+
+    files = write_e621_export(tmp_path / "x", corpus)
+    env = {"PONY_HOME": str(tmp_path / "home"), "PONY_DATABASE_URL": migrated.database_url.get_secret_value(),
+           "PONY_SCRAPE_CONTACT": "tester on e621"}  # fmt: skip
+    nothing = run_pony("import", "e621-export", env=env)
+    assert nothing.returncode != 0 and "nothing to import" in nothing.stderr
+    done = run_pony("import", "e621-export", "--posts", str(files["posts"]), "--tags", str(files["tags"]),
+                    "--aliases", str(files["aliases"]), env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "e621 tags:" in done.stdout and "e621 aliases: 4 rows read, 4 stored" in done.stdout
+    assert "e621 posts: 520 rows read, 517 stored, 0 unchanged, 3 quarantined" in done.stdout
+    again = run_pony("import", "e621-export", "--posts", str(files["posts"]), env=env)
+    assert "was imported before" in again.stdout
+    now = corpus.reference_time
+    records = tmp_path / "danbooru-2026-11-01.jsonl"
+    records.write_text("".join(jsonlib.dumps(render("danbooru", p, corpus.file(p), "https://danbooru.donmai.us",
+                                                    now)) + "\n" for p in corpus.by_site("danbooru")[:50]))  # fmt: skip
+    result = run_pony("import", "records", "danbooru", str(records), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "danbooru records: 50 rows read" in result.stdout

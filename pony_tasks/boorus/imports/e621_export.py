@@ -28,10 +28,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import md5
 from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
+from psycopg2 import sql
 
 from pony_tasks.boorus.adapters import adapter_for
 from pony_tasks.boorus.adapters.e621 import MD5, E621Adapter
@@ -44,15 +46,13 @@ from pony_tasks.boorus.store import (
     _array,
     _number,
     _text,
-    append_snapshot_rows,
     load_cursor,
     quarantine,
     save_cursor,
-    stamp_deleted,
 )
 from pony_tasks.config import ConfigError, Settings, get_settings
 from pony_tasks.db import connect
-from pony_tasks.db.bulk import NULL_MARKER, copy_rows, upsert_lines
+from pony_tasks.db.bulk import NULL_MARKER, copy_lines, copy_rows
 from pony_tasks.progress import progress_bar
 from pony_tasks.runs import recorded_run
 
@@ -338,6 +338,8 @@ def import_posts(
                               "(pony import e621-export --tags tags-….csv.gz, or give --tags and --posts together) — "
                               "without it every tag would be filed as general")  # fmt: skip
         groups = tag_groups_by_name(conn)
+        with conn.cursor() as cur:  # a crash loses the last chunks together with their progress: they run again
+            cur.execute("SET synchronous_commit = off")
         bar = progress_bar(show_progress, desc=f"import {path.name}", unit="post", unit_scale=True)
         bounds: list[int] = []
 
@@ -372,7 +374,7 @@ def import_posts(
                     chunk.broken.append(QuarantinedRecord(raw[:10_000], reason, _row_id(item, builder.i_id)))
                 else:
                     chunk.ids.append(post_id)
-                    chunk.lines.append(line)
+                    chunk.lines.append(f"{line[:-1]},{md5(line.encode()).hexdigest()}\n")  # the row digest
                     chunk.scores.append(scores)
                     if deleted:
                         chunk.deleted.append(post_id)
@@ -436,29 +438,53 @@ def _row_id(row: object, position: int) -> int | None:
     return value if value > 0 else None
 
 
+_STAGE_COLUMNS = (*POST_COLUMNS, "row_digest")
+_WRITE_CHUNK = sql.SQL("""
+WITH later AS (  -- posts observed after the export's time: their stored row is newer than the file's
+    SELECT DISTINCT g.post_id FROM pony_import_stage g
+    JOIN booru_score_snapshot s ON s.site = g.site AND s.post_id = g.post_id AND s.observed_at > %(when)s
+), written AS (
+    INSERT INTO booru_post ({columns}, deleted_seen_at)
+    SELECT {columns}, CASE WHEN g.deleted THEN %(when)s::timestamptz END FROM pony_import_stage g
+    WHERE g.post_id NOT IN (SELECT post_id FROM later)
+    ON CONFLICT (site, post_id) DO UPDATE SET ({updated}) = ROW({excluded}),
+        deleted_seen_at = coalesce(booru_post.deleted_seen_at, EXCLUDED.deleted_seen_at)
+    WHERE booru_post.row_digest IS DISTINCT FROM EXCLUDED.row_digest
+    RETURNING (xmax = 0) AS inserted
+), observed AS (
+    INSERT INTO booru_score_snapshot (site, post_id, observed_at, score, up_votes, down_votes, favorites)
+    SELECT site, post_id, %(when)s, score, up_votes, down_votes, favorites FROM pony_import_stage
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM written WHERE inserted), (SELECT count(*) FROM written WHERE NOT inserted),
+       (SELECT count(*) FROM later), (SELECT count(*) FROM observed)
+""").format(
+    columns=sql.SQL(", ").join(map(sql.Identifier, _STAGE_COLUMNS)),
+    updated=sql.SQL(", ").join(map(sql.Identifier, _STAGE_COLUMNS[2:])),
+    excluded=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in _STAGE_COLUMNS[2:]),
+)
+
+
 def _store_chunk(
     conn: psycopg2.extensions.connection, chunk: _Chunk, when: datetime, report: ImportReport,
     state: progress.ImportState, file_name: str,
 ) -> None:  # fmt: skip
-    """One chunk as a scrape stores a page: posts (unless observed after the export), a snapshot at the export's
-    time, deletions stamped, broken rows quarantined."""
-    if chunk.ids:
-        later = _observed_later(conn, chunk.ids, when)
-        latest = {post_id: index for index, post_id in enumerate(chunk.ids) if post_id not in later}
-        if latest:
-            keys = [(SITE, post_id) for post_id in latest]
-            lines = [chunk.lines[index] for index in latest.values()]
-            result = upsert_lines(conn, "booru_post", POST_COLUMNS, keys, lines, ("site", "post_id"),
-                                  digest_column="row_digest")  # fmt: skip
-            report.stored += result.inserted + result.updated
-            report.unchanged += result.unchanged
-            state.stored += result.inserted + result.updated
-            stamp_deleted(conn, SITE, [i for i in chunk.deleted if i in latest], when)
-        report.kept_newer += len(later)
-        state.kept_newer += len(later)
-        snapshots = {post_id: (SITE, post_id, when, *scores) for post_id, scores in zip(chunk.ids, chunk.scores,
-                                                                                        strict=True)}  # fmt: skip
-        append_snapshot_rows(conn, list(snapshots.values()))
+    """One chunk as a scrape stores a page — posts (unless observed after the export), a snapshot at the export's
+    time, deletions stamped, broken rows quarantined — in one COPY to a staging table and one statement."""
+    if chunk.lines:
+        latest = {post_id: line for post_id, line in zip(chunk.ids, chunk.lines, strict=True)}  # the last one wins
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS pony_import_stage (LIKE booru_post INCLUDING DEFAULTS) "
+                        "ON COMMIT DELETE ROWS")  # fmt: skip
+            copy_lines(cur, "pony_import_stage", _STAGE_COLUMNS, list(latest.values()))
+            cur.execute(_WRITE_CHUNK, {"when": when})
+            inserted, updated, later, _ = cur.fetchone()
+        report.stored += inserted + updated
+        report.unchanged += len(latest) - inserted - updated - later
+        report.kept_newer += later
+        state.stored += inserted + updated
+        state.kept_newer += later
     if chunk.broken:
         quarantine(conn, SITE, f"file:{file_name}", chunk.broken)
         report.quarantined += len(chunk.broken)

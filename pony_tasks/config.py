@@ -15,13 +15,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from pony_tasks.boorus.hosts import DEFAULT_FILE_HOSTS
+from pony_tasks.boorus.sites import DEFAULT_SITES, SiteConfig, check_site_name
 
 ENV_PREFIX = "PONY_"
-SITE_NAMES = ("danbooru", "e621", "derpibooru", "gelbooru")
+SITE_NAMES = tuple(DEFAULT_SITES)  # the sites every installation knows; `sites` in pony.toml adds more
 DEFAULT_CONFIG_FILE = "pony.toml"
 DEFAULT_SCRAPE_CONTACT = "pony-pipeline-operator"  # a placeholder: e621 refuses to be scraped with it
 SECRET_FIELDS = frozenset({"database_url", "s3_access_key_id", "s3_secret_access_key", "booru_credentials"})
@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python logging level name.")
 
     # Booru scraping ------------------------------------------------------------------------------------------------
+    sites: dict[str, SiteConfig] = Field(
+        default_factory=dict,
+        description="Boorus as data: NAME = {engine (danbooru, e621, philomena, gelbooru), base_url, hosts, "
+        "rate_per_second, metric, source, file_base_url, filter_id, enabled}; added to (or replacing) the built-in "
+        "danbooru, e621, derpibooru and gelbooru. See pony_tasks/boorus/sites.py.",
+    )
     scrape_contact: str = Field(
         DEFAULT_SCRAPE_CONTACT,
         description="Who to contact about our scraper, sent in the User-Agent; e621 wants your e621 username.",
@@ -128,9 +134,9 @@ class Settings(BaseSettings):
         description='Per-site "login:api_key" (Gelbooru: "user_id:api_key"; Derpibooru: "api_key"). Never logged.',
     )
     booru_file_hosts: dict[str, list[str]] = Field(
-        default_factory=lambda: {site: list(hosts) for site, hosts in DEFAULT_FILE_HOSTS.items()},
+        default_factory=dict,
         description="Per-site domain suffixes pages and files may come from (a host matches a suffix or ends with "
-        "'.'+suffix); the site's base URL is always allowed. Fix a CDN move here.",
+        "'.'+suffix); the site's base URL is always allowed; unset: the site's `hosts`. Fix a CDN move here.",
     )
     booru_file_base_urls: dict[str, str] = Field(
         default_factory=dict,
@@ -169,13 +175,9 @@ class Settings(BaseSettings):
 
     # Score normalisation -------------------------------------------------------------------------------------------
     normalize_metrics: dict[str, str] = Field(
-        default_factory=lambda: {
-            "danbooru": "favorites",
-            "e621": "favorites",
-            "derpibooru": "wilson_score",
-            "gelbooru": "score",
-        },  # fmt: skip
-        description="Per-site popularity metric: favorites, score, up_votes or wilson_score.",
+        default_factory=dict,
+        description="Per-site popularity metric: favorites, score, up_votes or wilson_score; unset: the site's "
+        "`metric` (danbooru and e621 favorites, derpibooru wilson_score, gelbooru score).",
     )
     maturity_days: float = Field(30.0, gt=0, description="A post's score counts as settled this long after upload.")
     min_cohort_size: int = Field(
@@ -204,43 +206,62 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:pass@host:5432/pony")
         return value
 
-    @field_validator("booru_credentials")
-    @classmethod
-    def _credentials(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for site, secret in value.items():
-            if site not in SITE_NAMES:
-                raise ValueError(f"unknown site {site!r}; sites are {list(SITE_NAMES)}")
-            text = secret.get_secret_value()
-            if site == "gelbooru":
-                user_id, colon, api_key = text.partition(":")
-                if not colon or not user_id.strip().isdigit() or not api_key.strip():
-                    raise ValueError('gelbooru needs "user_id:api_key" with a numeric user_id (both from '
-                                     "gelbooru.com's account options, API Access Credentials)")
-            elif site in ("danbooru", "e621") and (":" not in text or not all(text.partition(":")[::2])):
-                raise ValueError(f'{site} needs "login:api_key"')
-        return value
-
     @field_validator("booru_file_hosts")
     @classmethod
     def _file_hosts(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for site, suffixes in value.items():
-            if site not in SITE_NAMES:
-                raise ValueError(f"unknown site {site!r}; sites are {list(SITE_NAMES)}")
             for suffix in suffixes:
                 if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", suffix):
                     raise ValueError(f"{site}: {suffix!r} is not a lower-case host name or domain suffix "
                                      "(no scheme, port or path), e.g. gelbooru.com")
-        return {**DEFAULT_FILE_HOSTS, **value}
+        return value
 
     @field_validator("booru_file_base_urls", "booru_base_urls")
     @classmethod
     def _site_urls(cls, value: dict[str, str]) -> dict[str, str]:
         for site, url in value.items():
-            if site not in SITE_NAMES:
-                raise ValueError(f"unknown site {site!r}; sites are {list(SITE_NAMES)}")
             if not re.match(r"https?://[^/]+", url):
                 raise ValueError(f"{site}: {url!r} is not an http(s):// URL")
         return value
+
+    @model_validator(mode="after")
+    def _sites(self) -> Settings:
+        """The built-in sites plus the configured ones; every per-site setting names a known site; credentials
+        have the shape the site's engine needs; per-site hosts and metrics filled from the site rows."""
+        sites = {**DEFAULT_SITES, **self.sites}
+        for name in sites:
+            check_site_name(name)
+        known = sorted(sites)
+        for field in ("booru_base_urls", "booru_rate_limits", "booru_credentials", "booru_file_hosts",
+                      "booru_file_base_urls", "normalize_metrics"):  # fmt: skip
+            unknown = sorted(set(getattr(self, field)) - set(sites))
+            if unknown:
+                raise ValueError(f"{field}: unknown site(s) {unknown}; sites are {known} (add one as "
+                                 "[sites.NAME] with its engine and base_url in pony.toml)")  # fmt: skip
+        for site, secret in self.booru_credentials.items():
+            text, engine = secret.get_secret_value(), sites[site].engine
+            if engine == "gelbooru":
+                user_id, colon, api_key = text.partition(":")
+                if not colon or not user_id.strip().isdigit() or not api_key.strip():
+                    raise ValueError(f'booru_credentials: {site} needs "user_id:api_key" with a numeric user_id '
+                                     "(both from the site's account options, API Access Credentials)")  # fmt: skip
+            elif engine in ("danbooru", "e621") and (":" not in text or not all(text.partition(":")[::2])):
+                raise ValueError(f'booru_credentials: {site} needs "login:api_key"')
+        allowed = {"favorites", "score", "up_votes", "wilson_score"}
+        for site, metric in self.normalize_metrics.items():
+            if metric not in allowed:
+                raise ValueError(f"normalize_metrics: {site}: metric {metric!r} is not one of {sorted(allowed)}")
+        self.sites = sites
+        self.booru_file_hosts = {site: list(self.booru_file_hosts.get(site) or row.hosts)
+                                 for site, row in sites.items()}  # fmt: skip
+        self.normalize_metrics = {site: self.normalize_metrics.get(site) or row.effective_metric
+                                  for site, row in sites.items()}  # fmt: skip
+        return self
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        """The enabled sites, sorted: one scrape DAG each."""
+        return tuple(sorted(name for name, row in self.sites.items() if row.enabled))
 
     @field_validator("alert_channels")
     @classmethod
@@ -256,18 +277,6 @@ class Settings(BaseSettings):
         if not value or any(age <= 0 for age in value):
             raise ValueError("must be a non-empty list of positive day counts, e.g. [1, 7, 30, 90, 365]")
         return sorted(set(value))
-
-    @field_validator("normalize_metrics")
-    @classmethod
-    def _metrics(cls, value: dict[str, str]) -> dict[str, str]:
-        allowed = {"favorites", "score", "up_votes", "wilson_score"}
-        sites = set(SITE_NAMES)
-        for site, metric in value.items():
-            if site not in sites:
-                raise ValueError(f"unknown site {site!r}; sites are {sorted(sites)}")
-            if metric not in allowed:
-                raise ValueError(f"{site}: metric {metric!r} is not one of {sorted(allowed)}")
-        return value
 
     @field_validator("log_level")
     @classmethod
@@ -369,6 +378,9 @@ def load_settings(**overrides: Any) -> Settings:
             given = error.get("input")
             secret = name.split(".")[0] in SECRET_FIELDS
             given_text = "" if isinstance(given, dict) or secret else f" (got {given!r})"
+            if name == "?":  # a rule across settings (sites and the per-site settings that name them)
+                lines.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
             lines.append(f"setting {name} ({env_name} or '{name}' in pony.toml): {error['msg']}{given_text}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 

@@ -1,9 +1,9 @@
 """Which hosts may be asked for a site's pages and files, as data in settings, and the private-address check.
 
 Sites move their file servers (Gelbooru moved img3/img4 → img2 and video-cdn3 → video-cdn4 and asked clients not to
-hard-code hosts), so a site's hosts are domain suffixes (``booru_file_hosts``: ``gelbooru.com`` allows
-``img2.gelbooru.com``), not fixed names: an operator fixes a move in settings, without a release. The site's
-configured API base URL (and the one last scraped) is allowed too.
+hard-code hosts), so a site's hosts are domain suffixes (its row's ``hosts`` in ``settings.sites``, or
+``booru_file_hosts``: ``gelbooru.com`` allows ``img2.gelbooru.com``), not fixed names: an operator fixes a move in
+settings, without a release. The site's configured API base URL (and the one last scraped) is allowed too.
 
 A name that resolves to a loopback, private, link-local, reserved, multicast or unspecified address is refused
 (a redirect or a record must not make us request an internal service: SSRF) — unless it is exactly the configured
@@ -18,13 +18,6 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-
-DEFAULT_FILE_HOSTS: dict[str, list[str]] = {
-    "danbooru": ["donmai.us"],
-    "e621": ["e621.net", "e926.net"],
-    "derpibooru": ["derpibooru.org", "derpicdn.net"],
-    "gelbooru": ["gelbooru.com"],
-}
 
 
 def _endpoint(url: str) -> tuple[str, int | None]:
@@ -60,11 +53,9 @@ class HostRules:
     def from_settings(cls, settings, scraped_from: Mapping[str, str] | None = None) -> HostRules:
         """Rules from ``settings.booru_file_hosts``; each site's configured base URL (or its default) and the base
         URL it was last scraped from (``booru_cursor.base_url``) are the site's own endpoints."""
-        from pony_tasks.boorus.adapters import ADAPTERS
-
         endpoints: dict[str, frozenset[tuple[str, int | None]]] = {}
-        for site, adapter in ADAPTERS.items():
-            urls = {settings.booru_base_urls.get(site, adapter.default_base_url)}
+        for site, row in settings.sites.items():
+            urls = {settings.booru_base_urls.get(site, row.base_url)}
             if scraped_from and scraped_from.get(site):
                 urls.add(scraped_from[site])
             endpoints[site] = frozenset(_endpoint(url) for url in urls)

@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-SITES = ("danbooru", "e621", "derpibooru", "gelbooru")
+from pony_tasks.boorus.sites import SITE_NAME
+
+SITES = ("danbooru", "e621", "derpibooru", "gelbooru")  # the built-in sites; settings.sites may add more
 RATINGS = ("general", "sensitive", "questionable", "explicit")
 WILSON_Z = 2.57583  # 99 % two-sided, Derpibooru's own sort
 
@@ -49,8 +51,8 @@ class UnifiedPost:
     wilson_score: float | None = field(init=False, default=None)  # from up/down votes, computed once
 
     def __post_init__(self) -> None:
-        if self.site not in SITES:
-            raise RecordError(f"unknown site {self.site!r}")
+        if not isinstance(self.site, str) or not SITE_NAME.fullmatch(self.site):
+            raise RecordError(f"site name {self.site!r} is not a configured site's name")
         if not isinstance(self.post_id, int) or isinstance(self.post_id, bool) or self.post_id <= 0:
             raise RecordError(f"post id must be a positive integer, got {self.post_id!r}")
         if self.rating is not None and self.rating not in RATINGS:

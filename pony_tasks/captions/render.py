@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import html
+import json
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,14 +56,32 @@ def source_hint(tag: str) -> int:
     return 1 if lower in PONY_HINTS else 2 if lower in FURRY_HINTS else 3 if lower in CARTOON_HINTS else 0
 
 
+# A site's own source (the ``source`` of its row in settings.sites): every post of Derpibooru is pony; e621's are
+# furry unless a tag says pony. Set for a caption run by :func:`use_site_sources`.
+BUILT_IN_SITE_SOURCES = {"derpibooru": "source_pony", "e621": "source_furry"}
+_site_ranks: dict[str, int] = {site: SOURCE_TAGS.index(tag) + 1 for site, tag in BUILT_IN_SITE_SOURCES.items()}
+
+
+def use_site_sources(sources: dict[str, str | None]) -> str:
+    """Each site's own source tag for the captions this process writes next ({site: source tag or None}); returns
+    what cached caption content must depend on (empty for the built-in mapping)."""
+    global _site_ranks
+    chosen = {site: tag for site, tag in sources.items() if tag}
+    unknown = sorted(set(chosen.values()) - set(SOURCE_TAGS))
+    if unknown:
+        raise ValueError(f"source tags {unknown} are not among {SOURCE_TAGS}")
+    _site_ranks = {site: SOURCE_TAGS.index(tag) + 1 for site, tag in chosen.items()}
+    if chosen == BUILT_IN_SITE_SOURCES:
+        return ""
+    return ";sources=" + hashlib.md5(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def source_by_hint(site: str, hint: int | None) -> str:
-    """The source tag of a post on ``site`` whose strongest tag hint is ``hint`` (None or 0: none): the site first
-    (Derpibooru is pony, e621 furry), then pony before furry before cartoon; anime otherwise."""
-    if site == "derpibooru" or hint == 1:
-        return "source_pony"
-    if site == "e621" or hint == 2:
-        return "source_furry"
-    return "source_cartoon" if hint == 3 else "source_anime"
+    """The source tag of a post on ``site`` whose strongest tag hint is ``hint`` (None or 0: none): the stronger of
+    the site's own source (Derpibooru is pony, e621 furry; any site's row may name one) and the hint — pony before
+    furry before cartoon; anime otherwise."""
+    rank = min(_site_ranks.get(site, 9), hint or 9)
+    return SOURCE_TAGS[rank - 1] if rank <= 3 else "source_anime"
 
 
 def source_tag(site: str, tags: Iterable[str]) -> str:

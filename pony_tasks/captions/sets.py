@@ -31,9 +31,11 @@ from pony_tasks.captions.render import (
     content_rules_key,
     quality_cost,
     source_tag,
+    use_site_sources,
     with_style,
 )
 from pony_tasks.captions.tokens import DEFAULT_TOKEN_LIMIT, check_limit, cumulative_costs, prioritised, tags_cost
+from pony_tasks.config import get_settings
 from pony_tasks.db.bulk import copy_text, raise_work_mem
 from pony_tasks.db.connection import sibling_connection
 from pony_tasks.progress import progress_bar
@@ -222,7 +224,7 @@ def regenerate(
     floor: int = 1, include_artist: bool = True, activate: bool = True, chunk_rows: int = CONTENT_CHUNK_ROWS,
     token_limit: int = DEFAULT_TOKEN_LIMIT, refresh_frequencies: bool = False, periods: Periods = DEFAULT_PERIODS,
     encoder: str = "columnar", style_tags: str = "off", style_version: int | None = None,
-    show_progress: bool | None = False, force: bool = False,
+    show_progress: bool | None = False, force: bool = False, site_sources: dict[str, str | None] | None = None,
 ) -> RegenerateResult:  # fmt: skip
     """Captions for every work scored by the aesthetic version (default: the active one), as a new set: one per
     work, from what all its posts say (see SOURCE_QUERY), each within ``token_limit`` CLIP tokens (captions.tokens:
@@ -243,6 +245,9 @@ def regenerate(
     Inputs unchanged since an existing set (the same version, scheme, parameters, and every work's image, content
     and percentile: ``_inputs_digest``) make no new set: that set is returned (``unchanged``) and, with
     ``activate``, made active — unless ``force``."""
+    if site_sources is None:  # each site's own source tag (its row in settings.sites)
+        site_sources = {site: row.source for site, row in get_settings().sites.items()}
+    sources_key = use_site_sources(site_sources)
     version = get_version(conn, aesthetic_version_id)
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}")
@@ -270,7 +275,7 @@ def regenerate(
                       "style_version": style_version}  # fmt: skip
         set_id = _insert_set(conn, version.version_id, scheme, parameters)
         # what cached content depends on besides the post (the style cluster is in the digest)
-        rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods)
+        rules = content_rules_key(include_artist, frequency_snapshot=snapshot, periods=periods) + sources_key
         with conn.cursor() as cur:
             raise_work_mem(cur)
             cur.execute(SOURCE_QUERY, {"rules": rules, "version": version.version_id, "style_version": style_version})

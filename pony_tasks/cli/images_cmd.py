@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import click
 
-from pony_tasks.boorus.adapters import ADAPTERS
-from pony_tasks.cli.common import PonyContext
+from pony_tasks.cli.common import SITE, PonyContext
 from pony_tasks.images.fetch import fetch_images
 
 
@@ -13,7 +12,7 @@ def images_group() -> None:
 
 
 @images_group.command("fetch")
-@click.option("--site", type=click.Choice(sorted(ADAPTERS)), help="Only this site.")
+@click.option("--site", type=SITE, help="Only this site.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many posts this run.")
 @click.option("--retry-failed", is_flag=True, help="Also retry posts quarantined as permanently bad.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from pony_tasks.boorus.adapters import ADAPTERS
-from pony_tasks.cli.common import PonyContext
+from pony_tasks.cli.common import SITE, PonyContext
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -58,7 +57,7 @@ def e621_export_command(
 
 
 @import_group.command("records")
-@click.argument("site", type=click.Choice(sorted(ADAPTERS)))
+@click.argument("site", type=SITE)
 @click.argument("file", type=_FILE)
 @click.option("--exported-at", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
               help="When the table was taken (UTC): its score snapshots' time; default: the date in the file name, "

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import click
 
-from pony_tasks.boorus.adapters import ADAPTERS
 from pony_tasks.boorus.export import export_jsonl
-from pony_tasks.cli.common import PonyContext
+from pony_tasks.cli.common import SITE, PonyContext
 from pony_tasks.db import connect
 
 
@@ -19,7 +18,7 @@ def posts_group() -> None:
 @posts_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write; default stdout.")
-@click.option("--site", type=click.Choice(sorted(ADAPTERS)), help="Only this site.")
+@click.option("--site", type=SITE, help="Only this site.")
 @click.pass_obj
 def posts_export(ctx: PonyContext, fmt: str, output: Path | None, site: str | None) -> None:
     """Write the unified post records, one JSON object per line, sorted by (site, post_id)."""
@@ -49,7 +48,7 @@ def posts_stats(ctx: PonyContext) -> None:
                       (SELECT count(*) FROM image_quarantine q WHERE q.site = s.site),
                       (SELECT newest_post_id FROM booru_cursor c WHERE c.site = s.site)
                FROM unnest(%s::text[]) AS s(site) ORDER BY 1""",
-            (sorted(ADAPTERS),),
+            (sorted(ctx.settings.sites),),
         )
         rows = cur.fetchall()
     click.echo(f"{'site':<11} {'posts':>7} {'deleted':>7} {'snapshots':>9} {'images':>7} {'bad recs':>8} "

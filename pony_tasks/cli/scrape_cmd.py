@@ -4,13 +4,12 @@ from datetime import UTC, datetime
 
 import click
 
-from pony_tasks.boorus.adapters import ADAPTERS
 from pony_tasks.boorus.engine import ScrapeMode, scrape
-from pony_tasks.cli.common import PonyContext
+from pony_tasks.cli.common import SITE, PonyContext
 
 
 @click.command("scrape")
-@click.argument("site", type=click.Choice(sorted(ADAPTERS)))
+@click.argument("site", type=SITE)
 @click.option("--mode", type=click.Choice([m.value for m in ScrapeMode]), default="new", show_default=True,
               help="new: posts above the stored cursor; backfill: older posts below it; "
                    "refresh: re-fetch posts that reached a refresh age (refresh_ages_days).")  # fmt: skip

@@ -13,7 +13,13 @@ import psycopg2.extensions
 from pony_tasks.normalize.evaluate import evaluate_provisional
 from pony_tasks.normalize.run import latest_run_id
 
-SITES = ("danbooru", "e621", "derpibooru", "gelbooru")
+BUILT_IN_SITES = ("danbooru", "e621", "derpibooru", "gelbooru")
+
+
+def ordered_sites(names) -> tuple[str, ...]:
+    """The built-in sites in their usual order, then any other configured site by name."""
+    names = set(names)
+    return tuple(s for s in BUILT_IN_SITES if s in names) + tuple(sorted(names - set(BUILT_IN_SITES)))
 MIN_GROUP_FOR_KS = 100
 
 
@@ -58,7 +64,8 @@ def build_report(conn: psycopg2.extensions.connection, output_dir: Path, run_id:
         f"{'site':<11}{'matured':>8}{'provis.':>8}{'cohorts':>8}   log(metric) p10/p50/p90/p99         "
         "normalised p10/p50/p90",
     ]
-    for site in SITES:
+    sites = ordered_sites(set(parameters["metrics"]) | set(per_site))
+    for site in sites:
         if site not in per_site:
             lines.append(f"{site:<11}{'—':>8}")
             continue
@@ -80,7 +87,7 @@ def build_report(conn: psycopg2.extensions.connection, output_dir: Path, run_id:
     lines += ["", check.describe()]
     report = NormalizeReport(run_id, "\n".join(lines), ks)
     output_dir.mkdir(parents=True, exist_ok=True)
-    report.files = _plots(histograms, curve, output_dir)
+    report.files = _plots(histograms, curve, output_dir, sites)
     text_path = output_dir / "report.txt"
     text_path.write_text(report.text + "\n", encoding="utf-8")
     report.files.append(text_path)
@@ -123,7 +130,8 @@ def _uniformity(cur, run_id: int) -> dict[tuple[str, str], tuple[int, float]]:
         (run_id, MIN_GROUP_FOR_KS),
     )
     found = {(site, rating): (int(n), float(distance)) for site, rating, n, distance in cur.fetchall()}
-    return {(site, rating): found[(site, rating)] for site in SITES for rating in RATINGS if (site, rating) in found}
+    return {(site, rating): found[(site, rating)] for site in ordered_sites({s for s, _ in found}) for rating in RATINGS
+            if (site, rating) in found}  # fmt: skip
 
 
 def _histograms(cur, run_id: int) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -158,15 +166,15 @@ def _histograms(cur, run_id: int) -> dict[tuple[str, str], tuple[np.ndarray, np.
     return {key: tuple(value) for key, value in found.items()}
 
 
-def _plots(histograms: dict, curve: list[tuple], output_dir: Path) -> list[Path]:
+def _plots(histograms: dict, curve: list[tuple], output_dir: Path, sites: tuple[str, ...]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colours = dict(zip(RATINGS, ("#4c9be8", "#f2b33d", "#e8743b", "#c0392b"), strict=True))
-    figure, axes = plt.subplots(2, len(SITES), figsize=(4 * len(SITES), 6.5), squeeze=False)
-    for column, site in enumerate(SITES):
+    figure, axes = plt.subplots(2, len(sites), figsize=(4 * len(sites), 6.5), squeeze=False)
+    for column, site in enumerate(sites):
         for rating in RATINGS:
             if (site, rating) not in histograms:
                 continue
@@ -194,7 +202,7 @@ def _plots(histograms: dict, curve: list[tuple], output_dir: Path) -> list[Path]
     plt.close(figure)
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    for site in SITES:
+    for site in sites:
         points = [(b, o) for s, b, o, _, _ in curve if s == site]
         if points:
             axis.plot(*zip(*points, strict=True), marker="o", label=site)

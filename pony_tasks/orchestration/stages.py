@@ -8,7 +8,14 @@ from __future__ import annotations
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.execution import StageCommand
 
-SITES = ("danbooru", "derpibooru", "e621", "gelbooru")  # tests check this equals the adapters' sites
+
+def configured_sites() -> tuple[str, ...]:
+    """The enabled sites of the settings, sorted (the built-in four plus any ``[sites.NAME]``): one scrape DAG,
+    one refresh task and one asset each. Read when the DAG files are parsed."""
+    return get_settings().site_names
+
+
+SITES = configured_sites()
 
 
 def scrape_new(site: str) -> StageCommand:

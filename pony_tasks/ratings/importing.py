@@ -17,12 +17,12 @@ from typing import Any
 
 import psycopg2.extensions
 
+from pony_tasks.boorus.sites import SITE_NAME
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
 from pony_tasks.db.bulk import copy_rows
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-SITES = ("danbooru", "e621", "derpibooru", "gelbooru")
 
 
 class RatingsFileError(ValueError):
@@ -134,7 +134,7 @@ def validate_rows(
                 site, post_id = str(fields.get("site") or "").strip(), str(fields.get("post_id") or "").strip()
                 if not site or not post_id:
                     raise ValueError("no image: give sha256, or site and post_id")
-                if site not in SITES or not post_id.isdigit():
+                if not SITE_NAME.fullmatch(site) or not post_id.isdigit():
                     raise ValueError(f"site {site!r} / post_id {post_id!r} do not name a post")
                 sha = by_post.get((site, int(post_id)))
                 if sha is None:

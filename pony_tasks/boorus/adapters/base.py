@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pony_tasks.boorus.records import RecordError, UnifiedPost
+from pony_tasks.boorus.sites import SiteConfig
 from pony_tasks.polite_http import Defence
 
 
@@ -37,8 +38,19 @@ class SiteAdapter(abc.ABC):
     tag_batch: int = 50  # tag ids per tags-API request
 
     def __init__(
-        self, base_url: str | None = None, credentials: str | None = None, file_base_url: str | None = None
-    ) -> None:
+        self, base_url: str | None = None, credentials: str | None = None, file_base_url: str | None = None,
+        *, site: str | None = None, config: SiteConfig | None = None,
+    ) -> None:  # fmt: skip
+        """``site`` and ``config``: another instance of this engine (a row of ``settings.sites``); without them, the
+        engine's built-in site."""
+        builtin = type(self).site
+        if site is not None and site != builtin:
+            self.site = site
+            self.credential_hint = type(self).credential_hint.replace(builtin, site)
+        if config is not None:
+            self.default_base_url = config.base_url
+            self.default_rate_per_second = config.effective_rate
+        self.config = config
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.credentials = credentials
         self.file_base_url = file_base_url

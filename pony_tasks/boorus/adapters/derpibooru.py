@@ -74,6 +74,13 @@ class DerpibooruAdapter(SiteAdapter):
                            "challenge; any request during it restarts the 15 minutes")
         return None
 
+    @property
+    def filter_id(self) -> str | None:
+        """The site's public filter that hides nothing (the row's ``filter_id``; Derpibooru's "Everything")."""
+        if self.config is not None:
+            return self.config.filter_id
+        return EVERYTHING_FILTER_ID
+
     def _params(self, query: str, direction: str) -> dict[str, str]:
         params = {
             "q": query,
@@ -81,7 +88,7 @@ class DerpibooruAdapter(SiteAdapter):
             "sd": direction,
             "per_page": str(self.page_limit),
             "page": "1",
-            "filter_id": EVERYTHING_FILTER_ID,
+            **({"filter_id": self.filter_id} if self.filter_id else {}),
         }
         if self.credentials:
             params["key"] = self.credentials

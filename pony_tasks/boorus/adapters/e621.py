@@ -48,9 +48,11 @@ class E621Adapter(IdCursorAdapter):
 
     def derived_file_url(self, md5: str, ext: str) -> str:
         """``static1.<site>/data/ab/cd/<md5>.<ext>`` as gallery-dl's e621 extractor rebuilds it (e926.net's files
-        are on static1.e926.net); ``booru_file_base_urls`` overrides the server."""
+        are on static1.e926.net, e6ai.net's on static1.e6ai.net); the site row's ``file_base_url`` or
+        ``booru_file_base_urls`` overrides the server."""
         host = urlsplit(self.base_url).hostname or ""
-        site_files = f"https://static1.{host}" if host in ("e621.net", "e926.net") else self.default_file_base_url
+        named = "." in host and not host.replace(".", "").isdigit() and host != "localhost"
+        site_files = f"https://static1.{host}" if named else self.default_file_base_url  # e621ng's layout
         base = (self.file_base_url or site_files).rstrip("/")
         return f"{base}/data/{md5[0:2]}/{md5[2:4]}/{md5}.{ext}"
 

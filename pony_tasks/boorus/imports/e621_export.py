@@ -294,9 +294,7 @@ class _Chunk:
     """Rows of the posts file encoded for COPY, not yet stored."""
 
     ids: list[int] = field(default_factory=list)
-    deleted: list[int] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    scores: list[tuple[Any, ...]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # booru_post COPY lines with their row digest
     broken: list[QuarantinedRecord] = field(default_factory=list)
 
     @property
@@ -365,7 +363,7 @@ def import_posts(
                 try:
                     if isinstance(item, Exception):
                         raise RecordError(f"unreadable CSV ({item})")
-                    post_id, deleted, line, scores = builder.encoded(item)
+                    post_id, _, line, _ = builder.encoded(item)
                     if "\x00" in line:
                         raise RecordError("a NUL character, which PostgreSQL text cannot store")
                 except RecordError as exc:
@@ -375,9 +373,6 @@ def import_posts(
                 else:
                     chunk.ids.append(post_id)
                     chunk.lines.append(f"{line[:-1]},{md5(line.encode()).hexdigest()}\n")  # the row digest
-                    chunk.scores.append(scores)
-                    if deleted:
-                        chunk.deleted.append(post_id)
                 if chunk.rows >= chunk_rows:
                     writer.put(chunk)
                     chunk = _Chunk()

@@ -106,7 +106,8 @@ def test_a_configured_site_gets_a_scrape_dag(tmp_path) -> None:
     code = ("from airflow.dag_processing.dagbag import DagBag; import json; "
             "bag = DagBag(dag_folder='dags'); "
             "print(json.dumps({'errors': {k: str(v)[:300] for k, v in bag.import_errors.items()}, "
-            "'dags': sorted(bag.dag_ids), 'refresh': sorted(t.task_id for t in bag.dags['booru_score_refresh'].tasks)}))")  # fmt: skip
+            "'dags': sorted(bag.dag_ids), "
+            "'refresh': sorted(t.task_id for t in bag.dags['booru_score_refresh'].tasks)}))")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("PONY_")}
     env.update(PONY_CONFIG=str(config), PONY_HOME=str(tmp_path / "home"), PYTHONPATH="plugins",
                AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False")  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from pony_tasks.boorus.adapters import ADAPTERS, adapter_for
+from pony_tasks.boorus.adapters import adapter_for
 from pony_tasks.config import Settings
 
 # The sites' sizes as the issue tracker gives them for 2026 (posts, deleted included): the default when nothing
@@ -122,15 +122,18 @@ def make_plan(
     from pony_tasks.boorus.engine import sweep_pages
 
     posts = posts or {}
-    rows = []
-    for site in sites or sorted(ADAPTERS):
-        adapter = ADAPTERS[site]
+    rows, unsized = [], []
+    for site in sites or settings.site_names:
+        adapter = adapter_for(site, settings)
         if site in posts:
             count, source = posts[site], "given"
         elif live:
             count, source = newest_post_id(site, settings), "live (newest id)"
-        else:
+        elif site in PUBLISHED_POSTS:
             count, source = PUBLISHED_POSTS[site], "published (2026)"
+        else:  # a configured site whose size we do not know
+            unsized.append(site)
+            continue
         rate = settings.booru_rate_limits.get(site, adapter.default_rate_per_second)
         requests = math.ceil(count / adapter.page_limit)
         sweep = sweep_pages(count, adapter.page_limit, settings)
@@ -147,7 +150,8 @@ def make_plan(
     embedding_gib = images * dimension * 2 / 2**30
     total_posts = sum(row.posts for row in rows)
     assumptions = [
-        "posts: " + ", ".join(f"{r.site} {r.size_from}" for r in rows) + " (a newest id counts deleted posts too)",
+        "posts: " + ", ".join(f"{r.site} {r.size_from}" for r in rows) + " (a newest id counts deleted posts too)"
+        + (f"; left out, size unknown: {', '.join(unsized)} (give --posts SITE=N or --live)" if unsized else ""),
         "metadata: one request per page of the site's page size (Danbooru 200, e621 320, Derpibooru 50, Gelbooru "
         "100) at the site's configured rate (booru_rate_limits); tag-category and single-post lookups not counted",
         f"deletion sweep: every stored post within refresh_sweep_days = {settings.refresh_sweep_days:g} days, one "

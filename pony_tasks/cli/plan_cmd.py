@@ -4,23 +4,23 @@ import json
 
 import click
 
-from pony_tasks.boorus.adapters import ADAPTERS
-from pony_tasks.cli.common import PonyContext
+from pony_tasks.cli.common import SITE, PonyContext
 
 
-def _site_posts(_ctx, _param, values: tuple[str, ...]) -> dict[str, int]:  # noqa: ANN001 - click's callback
+def _site_posts(ctx, _param, values: tuple[str, ...]) -> dict[str, int]:  # noqa: ANN001 - click's callback
     posts = {}
+    known = sorted(ctx.ensure_object(PonyContext).settings.sites) if values else []
     for value in values:
         site, _, number = value.partition("=")
-        if site not in ADAPTERS or not number.replace("_", "").isdigit():
-            raise click.BadParameter(f"{value!r}: give SITE=POSTS, SITE one of {', '.join(sorted(ADAPTERS))}")
+        if site not in known or not number.replace("_", "").isdigit():
+            raise click.BadParameter(f"{value!r}: give SITE=POSTS, SITE one of {', '.join(known)}")
         posts[site] = int(number.replace("_", ""))
     return posts
 
 
 @click.command("plan")
-@click.option("--site", "sites", multiple=True, type=click.Choice(sorted(ADAPTERS)),
-              help="Plan these sites only (repeat; default: all four).")
+@click.option("--site", "sites", multiple=True, type=SITE,
+              help="Plan these sites only (repeat; default: every enabled site).")
 @click.option("--posts", multiple=True, callback=_site_posts, metavar="SITE=POSTS",
               help="A site's size, e.g. --posts e621=5000000 (repeat).")
 @click.option("--live", is_flag=True,

@@ -251,3 +251,22 @@ def test_the_import_commands(corpus, migrated, tmp_path):
     result = run_pony("import", "records", "danbooru", str(records), env=env)
     assert result.returncode == 0, result.stderr
     assert "danbooru records: 50 rows read" in result.stdout
+
+
+def test_refresh_treats_imported_posts_like_scraped_ones(corpus, migrated, e621_fake, tmp_path):
+    """Posts from a 60-day-old export are due for a score refresh by their age like scraped posts (their snapshot
+    is the export's), and a post the site deleted since the export is found deleted."""
+    settings = fast_settings(migrated, {"e621": e621_fake})
+    then = corpus.reference_time - timedelta(days=60)
+    files = write_e621_export(tmp_path, corpus, then)
+    e621_export.import_export(files, settings=settings, show_progress=False)
+    report = scrape("e621", "refresh", settings=settings, show_progress=False)
+    assert sum(n for _, _, n in report.refresh_ranges) > 0 and report.snapshots > 0
+    deleted_since = {p.post_id for p in corpus.by_site("e621")
+                     if p.created_at <= then and p.is_deleted_at(corpus.reference_time) and not p.is_deleted_at(then)}
+    assert deleted_since, "the corpus deletes some old posts in its last 60 days"
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT post_id FROM booru_post WHERE site = 'e621' AND deleted AND deleted_seen_at > %s",
+                    (then,))  # fmt: skip
+        found = {row[0] for row in cur.fetchall()}
+    assert deleted_since <= found

@@ -183,14 +183,17 @@ def test_the_fast_encoder_writes_what_the_adapter_path_writes(layout, corpus, mi
 
     files = write_e621_export(tmp_path, corpus, layout=layout, malformed_row=True)
     e621_export.import_tags(files["tags"], settings=migrated, show_progress=False)
+    e621_export.import_relations(files["aliases"], "aliases", settings=migrated, show_progress=False)
     with connect(migrated) as conn:
         groups = e621_export.tag_groups_by_name(conn)
+        aliases = e621_export.active_aliases(conn, "e621")
     adapter = adapter_for("e621", migrated)
     compared = refused = 0
     with open_text(files["posts"]) as handle:
         rows = CsvRows(handle, e621_export.POSTS_REQUIRED, "posts")
-        builder = e621_export.PostRows(rows, groups, adapter)
-        extra = [["&amp;_entity&#39;s_tag", "tag&lt;3"], ["", ""]]  # entities decoded, as the adapter does
+        builder = e621_export.PostRows(rows, groups, adapter, aliases)
+        # entities decoded, as the adapter does; an old file's aliased tags (twilight, mlp) become the consequents
+        extra = [["&amp;_entity&#39;s_tag", "tag&lt;3"], ["", ""], ["twilight", "rd", "mlp", "twilight_sparkle_(mlp)"]]
         for index, row in enumerate(rows):
             if index < len(extra) and len(row) == rows.width:
                 row[builder.i_tags] += " " + " ".join(extra[index])
@@ -202,6 +205,9 @@ def test_the_fast_encoder_writes_what_the_adapter_path_writes(layout, corpus, mi
                 refused += 1
                 continue
             assert builder.encoded(row)[2] == expected
+            if index == 2:
+                assert '""twilight_sparkle_(mlp)""' in expected and '""rd""' in expected
+                assert '""twilight""' not in expected and '""mlp""' not in expected
             compared += 1
     assert compared > 500 and refused == 4
 

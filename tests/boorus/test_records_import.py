@@ -95,3 +95,24 @@ def test_nest_unflattens_columns_and_mends_pandas_numbers() -> None:
     assert nest({"file.url": "u", "score.up": 3.0, "score.down": -1, "parent_id": float("nan"), "id": 7}) == {
         "file": {"url": "u"}, "score": {"up": 3, "down": -1}, "parent_id": None, "id": 7,
     }  # fmt: skip
+
+
+def test_a_stale_mirror_gets_the_sites_active_aliases(corpus, migrated, tmp_path):
+    """A mirror taken before an alias was approved carries the antecedent; stored, it carries the consequent (the
+    site's active aliases from its export); retired and pending aliases change nothing."""
+    from pony_tasks.boorus.imports import e621_export
+    from pony_tasks.fakes.e621_export import write_e621_export
+
+    files = write_e621_export(tmp_path / "export", corpus)
+    e621_export.import_relations(files["aliases"], "aliases", settings=migrated, show_progress=False)
+    post = next(p for p in corpus.by_site("e621") if not p.broken_record and not p.deleted)
+    record = render("e621", post, corpus.file(post), "https://e621.net", corpus.reference_time)
+    record["tags"]["general"] = sorted([*record["tags"]["general"], "mlp", "rd"])
+    path = tmp_path / "old-mirror.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    import_records("e621", path, settings=migrated, show_progress=False)
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT tags, tag_groups FROM booru_post WHERE site = 'e621'")
+        tags, groups = cur.fetchone()
+    assert "my_little_pony" in tags and "mlp" not in tags and "rd" in tags
+    assert "my_little_pony" in groups["general"] and "mlp" not in groups["general"]

@@ -103,10 +103,15 @@ class ImportReport:
 class PostRows:
     """Turns rows of the posts file into e621 API post records (``/posts.json`` shape)."""
 
-    def __init__(self, rows: CsvRows, groups_by_name: dict[str, str], adapter: E621Adapter) -> None:
+    def __init__(
+        self, rows: CsvRows, groups_by_name: dict[str, str], adapter: E621Adapter,
+        aliases: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.groups = groups_by_name  # tag → category name, for every tag that is not general
         self.special = frozenset(groups_by_name)
         self.adapter = adapter
+        self.aliases = aliases or {}  # the site's active aliases: an older file's antecedents become consequents
+        self.antecedents = frozenset(self.aliases)
         get = rows.positions.__getitem__
         self.i_id, self.i_created, self.i_md5, self.i_source = get("id"), get("created_at"), get("md5"), get("source")
         self.i_rating, self.i_width, self.i_height = get("rating"), get("image_width"), get("image_height")
@@ -115,13 +120,20 @@ class PostRows:
         self.i_up, self.i_down = get("up_score"), get("down_score")
         self.width = rows.width
 
+    def _aliased(self, tags: list[str]) -> list[str]:
+        """Tags with the site's active aliases applied (antecedent → consequent, first occurrence kept). The site
+        applies its aliases to posts itself, so a current export holds none; an older file or mirror may."""
+        if not self.antecedents or self.antecedents.isdisjoint(tags):
+            return tags
+        return list(dict.fromkeys(self.aliases.get(tag, tag) for tag in tags))
+
     def record(self, row: list[str]) -> dict[str, Any]:
         """The API record for one row; raises :class:`RecordError` for a row that cannot be one."""
         if len(row) < self.width:
             raise RecordError(f"{len(row)} fields where the header has {self.width}")
         groups: dict[str, list[str]] = {name: [] for name in API_GROUPS}
         lookup = self.groups.get
-        for tag in row[self.i_tags].split():
+        for tag in self._aliased(row[self.i_tags].split()):
             groups[lookup(tag, "general")].append(tag)
         try:
             created = iso_z(parse_naive_utc(row[self.i_created]))
@@ -165,7 +177,7 @@ class PostRows:
         except ValueError as exc:
             raise RecordError(f"created_at {row[self.i_created]!r} is not a timestamp ({exc})") from None
         tag_string = row[self.i_tags]
-        listed = tag_string.split()
+        listed = self._aliased(tag_string.split())
         ordered = sorted(set(listed))
         if ordered == listed and "&" not in tag_string:
             # e621 writes tag_string sorted and unique: group with set operations (C loops), general by default
@@ -335,7 +347,7 @@ def import_posts(
             raise ConfigError("e621's tag categories are not imported yet: import the tags export first "
                               "(pony import e621-export --tags tags-….csv.gz, or give --tags and --posts together) — "
                               "without it every tag would be filed as general")  # fmt: skip
-        groups = tag_groups_by_name(conn)
+        groups, aliases = tag_groups_by_name(conn), active_aliases(conn, SITE)
         with conn.cursor() as cur:  # a crash loses the last chunks together with their progress: they run again
             cur.execute("SET synchronous_commit = off")
         bar = progress_bar(show_progress, desc=f"import {path.name}", unit="post", unit_scale=True)
@@ -352,7 +364,7 @@ def import_posts(
 
         with open_text(path) as handle, _Writer(store) as writer:
             rows = CsvRows(handle, POSTS_REQUIRED, f"{path.name} (e621 posts export)")
-            builder = PostRows(rows, groups, adapter)
+            builder = PostRows(rows, groups, adapter, aliases)
             chunk, seen, complete = _Chunk(), 0, True
             for item in rows:
                 seen += 1

@@ -16,7 +16,7 @@ from typing import Any
 
 from pony_tasks.boorus.adapters import adapter_for
 from pony_tasks.boorus.imports import progress
-from pony_tasks.boorus.imports.e621_export import ImportReport, advance_cursor, export_time
+from pony_tasks.boorus.imports.e621_export import ImportReport, active_aliases, advance_cursor, export_time
 from pony_tasks.boorus.records import RecordError, UnifiedPost, iso_z
 from pony_tasks.boorus.store import QuarantinedRecord, append_snapshots, quarantine, stamp_deleted, upsert_posts
 from pony_tasks.config import ConfigError, Settings, get_settings
@@ -43,6 +43,17 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
                 raise RecordError(f"column {key!r} nests under a value that is not an object")
         target[parts[-1]] = value
     return record
+
+
+def with_aliases(post: UnifiedPost, aliases: dict[str, str]) -> UnifiedPost:
+    """The post with its site's active aliases applied (a mirror taken before an alias was approved still carries
+    the antecedent; the live site and a current export already carry the consequent)."""
+    if not aliases or aliases.keys().isdisjoint(post.tags):
+        return post
+    post.tags = sorted({aliases.get(tag, tag) for tag in post.tags})
+    post.tag_groups = {group: list(dict.fromkeys(aliases.get(tag, tag) for tag in names))
+                       for group, names in post.tag_groups.items()}  # fmt: skip
+    return post
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -93,6 +104,7 @@ def import_records(
         if state.finished:
             report.already_imported = True
             return report
+        aliases = active_aliases(conn, site)
         bar = progress_bar(show_progress, desc=f"import {path.name}", unit="post", unit_scale=True)
         posts: list[UnifiedPost] = []
         broken: list[QuarantinedRecord] = []
@@ -126,7 +138,7 @@ def import_records(
             try:
                 if isinstance(record, Exception):
                     raise record
-                posts.append(adapter.to_unified(record))
+                posts.append(with_aliases(adapter.to_unified(record), aliases))
                 ids.append(posts[-1].post_id)
             except RecordError as exc:
                 raw = record if not isinstance(record, Exception) else str(record)

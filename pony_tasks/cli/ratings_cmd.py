@@ -21,14 +21,17 @@ def ratings_group() -> None:
 @click.option("--n", "size", type=click.IntRange(min=1), required=True, help="How many images to pick.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random order within each stratum.")
 @click.option("--include-previous", is_flag=True, help="Also pick images already in an earlier rating set.")
+@click.option("--per-cluster", type=click.IntRange(min=0), default=20, show_default=True,
+              help="With an active style clustering: images of every style cluster the set covers first (a cluster "
+              "with fewer gives all it has; earlier sets count).")
+@click.option("--no-styles", is_flag=True, help="Leave the style clusters out of the strata.")
 @click.pass_obj
-def ratings_sample(ctx: PonyContext, size: int, seed: int, include_previous: bool) -> None:
-    """Pick N images spread over (site, rating, normalised-score decile, year) for humans to rate."""
-    result = sample_rating_set(size, settings=ctx.settings, seed=seed, include_previous=include_previous)
-    click.echo(
-        f"rating set {result.set_id}: {result.size} images from {result.strata} strata; by site {result.by_site}; "
-        f"by normalised-score decile {result.by_decile}"
-    )
+def ratings_sample(ctx: PonyContext, size: int, seed: int, include_previous: bool, per_cluster: int,
+                   no_styles: bool) -> None:  # fmt: skip
+    """Pick N images spread over (site, rating, normalised-score decile, year, style cluster) for humans to rate."""
+    result = sample_rating_set(size, settings=ctx.settings, seed=seed, include_previous=include_previous,
+                               per_cluster=per_cluster, styles=not no_styles)  # fmt: skip
+    click.echo(result.describe())
 
 
 @ratings_group.command("import")

@@ -179,3 +179,52 @@ def test_a_rating_set_holds_one_image_per_work(normalised) -> None:
     # a later set never offers another image of a work that is already in a set
     with pytest.raises(LookupError, match="no image to sample"):
         sample_rating_set(10, settings=normalised)
+
+
+def _plant_clustering(settings, sizes: list[int]) -> dict[int, int]:
+    """An active style clustering over the stored images with these cluster sizes (the rest in cluster 0)."""
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO embedding_model (name, pretrained, dimension, image_size) VALUES ('t', 't', 4, 8) "
+                    "RETURNING model_id")  # fmt: skip
+        model = cur.fetchone()[0]
+        cur.execute("""INSERT INTO style_clustering (embedding_model_id, clusters, seed, parameters, input_sha256,
+                           images, centroids_key, status) VALUES (%s, %s, 0, '{}', 'x', 0, 'k', 'active')
+                       RETURNING version_id""", (model, len(sizes) + 1))  # fmt: skip
+        version = cur.fetchone()[0]
+        cur.execute("SELECT sha256 FROM image ORDER BY md5(sha256)")
+        images = [row[0] for row in cur.fetchall()]
+        assigned, start = {}, 0
+        for cluster, size in enumerate(sizes, start=1):
+            for sha in images[start : start + size]:
+                assigned[sha] = cluster
+            start += size
+        for sha in images[start:]:
+            assigned[sha] = 0
+        cur.executemany("INSERT INTO style_cluster_member VALUES (%s, %s, %s, 1.0)",
+                        [(version, sha, cluster) for sha, cluster in assigned.items()])  # fmt: skip
+        counts: dict[int, int] = {}
+        for cluster in assigned.values():
+            counts[cluster] = counts.get(cluster, 0) + 1
+        cur.executemany("INSERT INTO style_cluster (version_id, cluster_id, images) VALUES (%s, %s, %s)",
+                        [(version, c, n) for c, n in counts.items()])  # fmt: skip
+    return counts
+
+
+def test_every_style_cluster_is_in_the_rating_set(normalised) -> None:
+    """With an active clustering each cluster gets k images (a smaller one all it has); the same draw without style
+    strata misses the small clusters."""
+    sizes = _plant_clustering(normalised, [3, 6, 12, 12, 25])
+    with_styles = sample_rating_set(90, settings=normalised, seed=4, per_cluster=10)
+    without = sample_rating_set(90, settings=normalised, seed=4, include_previous=True, styles=False)
+
+    def per_cluster(set_id: int) -> dict[int, int]:
+        rows = _query(normalised, """SELECT m.cluster_id, count(*) FROM rating_set_item r JOIN style_cluster_member m
+                                     USING (sha256) WHERE r.set_id = %s GROUP BY 1""", set_id)  # fmt: skip
+        return dict(rows)
+
+    got, plain = per_cluster(with_styles.set_id), per_cluster(without.set_id)
+    assert all(got.get(c, 0) >= min(10, n) for c, n in sizes.items()), (got, sizes)
+    assert with_styles.by_cluster == got and with_styles.clusters_short == {1: 3, 2: 6}
+    assert "style clusters of clustering" in with_styles.describe()
+    assert any(plain.get(c, 0) < min(10, n) for c, n in sizes.items()), plain  # the comparison the strata fix
+    assert without.style_version is None and "no active style clustering" in without.describe()

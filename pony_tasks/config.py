@@ -179,6 +179,10 @@ class Settings(BaseSettings):
         description="Per-site popularity metric: favorites, score, up_votes or wilson_score; unset: the site's "
         "`metric` (danbooru and e621 favorites, derpibooru wilson_score, gelbooru score).",
     )
+    rating_repeat_share: float = Field(
+        0.03, ge=0, le=0.5, description="Share of images the rating page shows a rater again, unannounced, to "
+        "measure their test–retest agreement (`pony ratings stats`); 0: never.",
+    )
     maturity_days: float = Field(30.0, gt=0, description="A post's score counts as settled this long after upload.")
     min_cohort_size: int = Field(
         50, ge=1, description="Consecutive upload months merge until a cohort holds this many matured posts."

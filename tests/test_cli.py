@@ -143,7 +143,9 @@ def test_demo_runs_end_to_end_in_a_fresh_home_and_reruns_idempotently(tmp_path: 
     assert int(variants) >= 0.8 * int(planted_variants)  # 11 of 12: the rest judged distinct (not merged either)
     images = int(re.search(r"\[images\]   images: \d+ to fetch, (\d+) stored", out).group(1))
     assert images > 1800, "the corpus's good files are stored"
-    assert f"{images} embedded" in out and "SYNTHETIC ratings" in out and "imported 2000 ratings" in out
+    assert f"{images} embedded" in out and "SYNTHETIC ratings" in out
+    imported = int(re.search(r"imported (\d+) ratings", out).group(1))
+    assert 2000 < imported < 2200, "two raters on 1,000 images, ~3 % of them again (test–retest)"
     assert "[aesthetic] version 1 (MLP, LAION layout) on SYNTHETIC ratings" in out and "Spearman" in out
     assert "promoted to active" in out and f"{images} images scored" in out
     works_count = int(re.search(r"\[works\]    works: \d+ images in (\d+) works", out).group(1))

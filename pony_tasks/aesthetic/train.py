@@ -61,14 +61,15 @@ def rated_targets(
     conn: psycopg2.extensions.connection, rating_set_ids: tuple[int, ...] = (), min_raters: int = 1
 ) -> dict[str, tuple[float, str]]:
     """sha256 → (target 0..1, stratum 'site|rating'), optionally only images of some rating sets and with at least
-    ``min_raters`` raters."""
+    ``min_raters`` raters. Each rater counts once per image: the mean of their ratings of it (an image the rating
+    page showed them again, unannounced, has two), then the mean over raters."""
     with conn.cursor() as cur:
         cur.execute(
-            """WITH latest AS (
-                   SELECT DISTINCT ON (sha256, rater) sha256, rating FROM human_rating h
+            """WITH latest AS (  -- a rater's repeated ratings of an image (test–retest) count as their mean
+                   SELECT sha256, avg(rating)::float8 AS rating FROM human_rating h
                    WHERE cardinality(%(sets)s::bigint[]) = 0 OR EXISTS (
                        SELECT 1 FROM rating_set_item r WHERE r.sha256 = h.sha256 AND r.set_id = ANY(%(sets)s::bigint[]))
-                   ORDER BY sha256, rater, rated_at DESC
+                   GROUP BY sha256, rater
                )
                SELECT l.sha256, avg(l.rating)::float8,
                       (SELECT p.site || '|' || coalesce(p.rating, '?') FROM booru_post_image i

@@ -65,6 +65,11 @@ def ratings_export(ctx: PonyContext, output: Path | None, fmt: str) -> None:
 @ratings_group.command("stats")
 @click.pass_obj
 def ratings_stats(ctx: PonyContext) -> None:
-    """Counts per rater and agreement between raters (Krippendorff's alpha, ordinal)."""
+    """Counts per rater, agreement between raters (Krippendorff's alpha, ordinal), each rater's test–retest
+    agreement on the images shown to them again and drift per day, and ratings per site, decile and style
+    cluster."""
+    from pony_tasks.ratings.consistency import consistency
+
     with connect(ctx.settings) as conn:
         click.echo(rater_agreement(conn).describe())
+        click.echo(consistency(conn).describe())

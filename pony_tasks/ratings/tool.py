@@ -4,11 +4,18 @@ a rating with the rater's name, undoing the rater's last rating.
 Next-image modes: ``stratified`` — the rating set in its stored round-robin order (every stratum early);
 ``uncertain`` — images of the set whose active-model score is closest to the middle band (the model is least sure);
 ``disagree`` — images whose aesthetic percentile differs most from their normalised booru percentile. Images the
-rater already rated, and those the client skipped this session, are never offered again.
+rater already rated, and those the client skipped this session, are never offered again — except the share
+``repeat_share`` (setting ``rating_repeat_share``, 3 %) that comes back unannounced: every ~1/share-th image is one
+the rater rated once, at least ``REPEAT_GAP`` ratings ago, so their test–retest agreement can be measured
+(``ratings.consistency``).
+
+A rating carries the key the page made when it showed the image: sent twice (a retry after a dropped connection, a
+double press), it is stored once.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,6 +23,7 @@ import psycopg2.extensions
 
 MODES = ("stratified", "uncertain", "disagree")
 SOURCE = "airflow-ui"
+REPEAT_GAP = 20  # a repeat is an image rated at least this many of the rater's ratings ago
 
 
 @dataclass(frozen=True)
@@ -26,11 +34,12 @@ class NextImage:
     set_size: int
     site: str | None = None
     tags: list[str] | None = None
+    repeat: bool = False  # shown again for test–retest (the page does not say so)
 
 
 def next_image(
     conn: psycopg2.extensions.connection, set_id: int, rater: str, mode: str = "stratified",
-    exclude: list[str] | None = None,
+    exclude: list[str] | None = None, repeat_share: float = 0.0,
 ) -> NextImage:  # fmt: skip
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -48,6 +57,9 @@ def next_image(
         cur.execute("""SELECT count(DISTINCT h.sha256) FROM human_rating h JOIN rating_set_item r USING (sha256)
                        WHERE r.set_id = %s AND h.rater = %s""", (set_id, rater))  # fmt: skip
         done = cur.fetchone()[0]
+        again = _repeat(cur, set_id, rater, list(exclude or []), repeat_share)
+        if again is not None:
+            return NextImage(again[0], again[1], done, size, again[2], list(again[3]), repeat=True)
         cur.execute(
             f"""SELECT r.sha256, r.position, p.site, p.tags
                 FROM rating_set_item r
@@ -67,7 +79,41 @@ def next_image(
     return NextImage(row[0], row[1], done, size, row[2], list(row[3]))
 
 
-def record_rating(conn: psycopg2.extensions.connection, sha256: str, rating: int, rater: str) -> int:
+def _repeat(cur, set_id: int, rater: str, exclude: list[str], share: float) -> tuple | None:  # noqa: ANN001
+    """The image to show again now (every ~1/share-th rating in the set), or None."""
+    if share <= 0:
+        return None
+    cur.execute("""SELECT count(*) FROM human_rating h WHERE h.rater = %s
+                   AND h.sha256 IN (SELECT sha256 FROM rating_set_item WHERE set_id = %s)""",
+                (rater, set_id))  # fmt: skip
+    given = cur.fetchone()[0]
+    if math.floor((given + 1) * share) <= math.floor(given * share):
+        return None
+    cur.execute(
+        """WITH recent AS (SELECT rating_id FROM human_rating WHERE rater = %(rater)s ORDER BY rating_id DESC
+                           OFFSET %(gap)s LIMIT 1)
+           SELECT h.sha256 FROM human_rating h
+           WHERE h.rater = %(rater)s AND NOT (h.sha256 = ANY(%(exclude)s))
+             AND h.sha256 IN (SELECT sha256 FROM rating_set_item WHERE set_id = %(set)s)
+           GROUP BY h.sha256
+           HAVING count(*) = 1 AND max(h.rating_id) <= (SELECT rating_id FROM recent)
+           ORDER BY md5(h.sha256 || %(rater)s) LIMIT 1""",
+        {"rater": rater, "gap": REPEAT_GAP, "set": set_id, "exclude": exclude},
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    cur.execute("""SELECT r.sha256, r.position, p.site, p.tags FROM rating_set_item r
+                   JOIN booru_post p ON p.site = r.site AND p.post_id = r.post_id
+                   WHERE r.set_id = %s AND r.sha256 = %s ORDER BY r.position LIMIT 1""", (set_id, row[0]))  # fmt: skip
+    return cur.fetchone()
+
+
+def record_rating(
+    conn: psycopg2.extensions.connection, sha256: str, rating: int, rater: str, key: str | None = None
+) -> int:
+    """Store a rating; ``key`` (made by the page when it showed the image): the same key again stores nothing and
+    returns the first one's id."""
     if not isinstance(rating, int) or not 1 <= rating <= 5:
         raise ValueError(f"a rating is an integer from 1 to 5, got {rating!r}")
     if not rater:
@@ -76,9 +122,15 @@ def record_rating(conn: psycopg2.extensions.connection, sha256: str, rating: int
         cur.execute("SELECT 1 FROM image WHERE sha256 = %s", (sha256,))
         if cur.fetchone() is None:
             raise LookupError(f"no stored image {sha256}")
-        cur.execute("""INSERT INTO human_rating (sha256, rating, rater, rated_at, source) VALUES (%s, %s, %s, %s, %s)
-                       RETURNING rating_id""", (sha256, rating, rater, datetime.now(UTC), SOURCE))  # fmt: skip
-        return cur.fetchone()[0]
+        cur.execute("""INSERT INTO human_rating (sha256, rating, rater, rated_at, source, client_key)
+                       VALUES (%s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (client_key) WHERE client_key IS NOT NULL DO NOTHING
+                       RETURNING rating_id""", (sha256, rating, rater, datetime.now(UTC), SOURCE, key))  # fmt: skip
+        row = cur.fetchone()
+        if row is None:  # sent before: the first one stands
+            cur.execute("SELECT rating_id FROM human_rating WHERE client_key = %s", (key,))
+            row = cur.fetchone()
+        return row[0]
 
 
 def undo_last(conn: psycopg2.extensions.connection, rater: str) -> str | None:

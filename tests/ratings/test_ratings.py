@@ -228,3 +228,41 @@ def test_every_style_cluster_is_in_the_rating_set(normalised) -> None:
     assert "style clusters of clustering" in with_styles.describe()
     assert any(plain.get(c, 0) < min(10, n) for c, n in sizes.items()), plain  # the comparison the strata fix
     assert without.style_version is None and "no active style clustering" in without.describe()
+
+
+def test_stats_show_test_retest_drift_and_coverage_of_the_synthetic_raters(normalised, tmp_path: Path) -> None:
+    """The synthetic raters rate ~3 % of their images again (as the rating page brings them back); `pony ratings
+    stats` prints each one's test–retest agreement, drift per day and ratings per site, decile and style cluster;
+    the trainer counts a rater's repeated ratings of an image as their mean."""
+    from pony_tasks.aesthetic.train import rated_targets
+    from pony_tasks.fakes.corpus import SampleCorpus
+    from pony_tasks.fakes.synthetic_ratings import RATERS, write_synthetic_ratings
+    from pony_tasks.ratings.consistency import consistency
+    from tests.helpers import run_pony
+
+    _plant_clustering(normalised, [5, 40])
+    picked = sample_rating_set(600, settings=normalised, seed=3, per_cluster=5)
+    ratings = tmp_path / "ratings.csv"
+    with connect(normalised) as conn:
+        rows = write_synthetic_ratings(conn, SampleCorpus(), ratings, set_id=picked.set_id)
+    import_ratings(ratings, settings=normalised)
+    assert 2 * picked.size < rows < 2 * picked.size * 1.08
+    with connect(normalised) as conn:
+        found = consistency(conn)
+        targets = rated_targets(conn)
+        repeated = _query(normalised, "SELECT sha256, rater, avg(rating)::float8 FROM human_rating GROUP BY 1, 2 "
+                                      "HAVING count(*) = 2 LIMIT 1")[0]  # fmt: skip
+    assert [r.rater for r in found.retest] == list(RATERS)
+    assert all(r.images >= 5 and r.alpha is not None and 0 < r.alpha <= 1 for r in found.retest), found.retest
+    assert {g.key for g in found.by_site} == {"danbooru", "gelbooru"} and len(found.by_cluster) == 3
+    assert set(found.drift) == set(RATERS)
+    sha, rater, mean = repeated
+    others = _query(normalised, "SELECT avg(rating)::float8 FROM human_rating WHERE sha256 = %s AND rater <> %s "
+                                "GROUP BY rater", sha, rater)  # fmt: skip
+    expected = (mean + sum(r[0] for r in others)) / (1 + len(others))
+    assert abs(targets[sha][0] - (expected - 1) / 4) < 1e-9, "a rater's two ratings count as their mean, once"
+    env = {"PONY_HOME": str(normalised.home), "PONY_DATABASE_URL": normalised.database_url.get_secret_value()}
+    shown = run_pony("ratings", "stats", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "test–retest" in shown.stdout and f"{RATERS[0]}: " in shown.stdout and "Krippendorff" in shown.stdout
+    assert "ratings by style cluster (clustering v" in shown.stdout

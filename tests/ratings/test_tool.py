@@ -58,3 +58,51 @@ def test_modes_order_the_set_and_progress_is_per_rater(rated_set) -> None:
         for sha in shas:
             record_rating(conn, sha, 3, "ana")
         assert next_image(conn, set_id, "ana").sha256 is None  # all rated
+
+
+@pytest.fixture
+def big_set(migrated):
+    """A rating set of 200 images."""
+    shas = [f"{i:064x}" for i in range(1, 201)]
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO normalize_run (as_of, parameters, status) VALUES (now(), '{}', 'complete') "
+                    "RETURNING run_id")  # fmt: skip
+        cur.execute("INSERT INTO rating_set (normalize_run_id, parameters, size) VALUES (%s, '{}', 200) "
+                    "RETURNING set_id", (cur.fetchone()[0],))  # fmt: skip
+        set_id = cur.fetchone()[0]
+        for i, sha in enumerate(shas):
+            cur.execute("INSERT INTO booru_post (site, post_id, rating, tags) VALUES ('e621', %s, 'general', '{a}')",
+                        (i + 1,))  # fmt: skip
+            cur.execute("INSERT INTO image (sha256, storage_key, byte_size, width, height, format) "
+                        "VALUES (%s, 'k', 1, 1, 1, 'PNG')", (sha,))  # fmt: skip
+            cur.execute("INSERT INTO rating_set_item (set_id, position, sha256, site, post_id, stratum) "
+                        "VALUES (%s, %s, %s, 'e621', %s, 's')", (set_id, i, sha, i + 1))  # fmt: skip
+    return migrated, set_id
+
+
+def test_a_share_of_images_comes_back_unannounced_and_a_rating_sent_twice_is_stored_once(big_set) -> None:
+    settings, set_id = big_set
+    shown: list[tuple[str, bool]] = []
+    with connect(settings) as conn:
+        for index in range(300):
+            found = next_image(conn, set_id, "ana", repeat_share=0.05)
+            if found.sha256 is None:
+                break
+            shown.append((found.sha256, found.repeat))
+            key = f"key-{index:06d}"
+            first = record_rating(conn, found.sha256, 1 + index % 5, "ana", key)
+            assert record_rating(conn, found.sha256, 1 + index % 5, "ana", key) == first  # a retry: stored once
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT client_key) FROM human_rating")
+            rows, keys = cur.fetchone()
+    repeats = [(i, sha) for i, (sha, again) in enumerate(shown) if again]
+    assert rows == keys == len(shown)
+    assert 5 <= len(repeats) <= 12, len(repeats)  # ~5 % of ~210 ratings
+    first_seen = {}
+    for i, (sha, again) in enumerate(shown):
+        if not again:
+            first_seen.setdefault(sha, i)
+    for i, sha in repeats:
+        assert i - first_seen[sha] > 20, "a repeat comes at least 20 ratings after the first"
+    assert len({sha for _, sha in repeats}) == len(repeats), "an image comes back once"
+    assert len({sha for sha, again in shown if not again}) == 200, "every image of the set is still shown"

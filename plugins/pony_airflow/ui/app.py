@@ -149,11 +149,13 @@ def create_rating_set(body: NewSet, user: User) -> dict:
 @app.get("/api/next")
 def next_image_route(user: User, set_id: int, mode: str = "stratified",
                      exclude: Annotated[list[str] | None, Query()] = None) -> dict:  # fmt: skip
+    from pony_tasks.config import get_settings
     from pony_tasks.ratings.tool import next_image
 
     with _connect() as conn:
         try:
-            found = next_image(conn, set_id, user.get_name(), mode, exclude)
+            found = next_image(conn, set_id, user.get_name(), mode, exclude,
+                               repeat_share=get_settings().rating_repeat_share)  # fmt: skip
         except (LookupError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
     return found.__dict__
@@ -175,6 +177,7 @@ def image(sha256: str, user: User) -> Response:
 class RatingIn(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     rating: int = Field(ge=1, le=5)
+    key: str | None = Field(None, min_length=8, max_length=64)  # made by the page per shown image: stored once
 
 
 @app.post("/api/rate")
@@ -183,7 +186,7 @@ def rate(body: RatingIn, user: User) -> dict:
 
     with _connect() as conn:
         try:
-            rating_id = record_rating(conn, body.sha256, body.rating, user.get_name())
+            rating_id = record_rating(conn, body.sha256, body.rating, user.get_name(), body.key)
         except LookupError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
     return {"rating_id": rating_id, "rater": user.get_name()}

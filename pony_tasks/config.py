@@ -179,6 +179,9 @@ class Settings(BaseSettings):
         description="Per-site popularity metric: favorites, score, up_votes or wilson_score; unset: the site's "
         "`metric` (danbooru and e621 favorites, derpibooru wilson_score, gelbooru score).",
     )
+    rating_goal: int = Field(
+        20_000, ge=1, description="Ratings a rater aims for: the rating page shows progress, pace and time left.",
+    )
     rating_repeat_share: float = Field(
         0.03, ge=0, le=0.5, description="Share of images the rating page shows a rater again, unannounced, to "
         "measure their test–retest agreement (`pony ratings stats`); 0: never.",

@@ -39,7 +39,7 @@ class NextImage:
 
 def next_image(
     conn: psycopg2.extensions.connection, set_id: int, rater: str, mode: str = "stratified",
-    exclude: list[str] | None = None, repeat_share: float = 0.0,
+    exclude: list[str] | None = None, repeat_share: float = 0.0, *, ahead: int = 0,
 ) -> NextImage:  # fmt: skip
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -57,7 +57,7 @@ def next_image(
         cur.execute("""SELECT count(DISTINCT h.sha256) FROM human_rating h JOIN rating_set_item r USING (sha256)
                        WHERE r.set_id = %s AND h.rater = %s""", (set_id, rater))  # fmt: skip
         done = cur.fetchone()[0]
-        again = _repeat(cur, set_id, rater, list(exclude or []), repeat_share)
+        again = _repeat(cur, set_id, rater, list(exclude or []), repeat_share, ahead)
         if again is not None:
             return NextImage(again[0], again[1], done, size, again[2], list(again[3]), repeat=True)
         cur.execute(
@@ -79,14 +79,43 @@ def next_image(
     return NextImage(row[0], row[1], done, size, row[2], list(row[3]))
 
 
-def _repeat(cur, set_id: int, rater: str, exclude: list[str], share: float) -> tuple | None:  # noqa: ANN001
-    """The image to show again now (every ~1/share-th rating in the set), or None."""
+def next_images(
+    conn: psycopg2.extensions.connection, set_id: int, rater: str, mode: str = "stratified",
+    exclude: list[str] | None = None, repeat_share: float = 0.0, count: int = 1,
+) -> list[NextImage]:  # fmt: skip
+    """The next ``count`` images, in order (the page shows the first and loads the others ahead): each as
+    :func:`next_image` would give it once the ones before it are rated."""
+    shown: list[NextImage] = []
+    excluded = list(exclude or [])
+    for ahead in range(count):
+        found = next_image(conn, set_id, rater, mode, excluded, repeat_share, ahead=ahead)
+        if found.sha256 is None:
+            if not shown:
+                shown.append(found)
+            break
+        shown.append(found)
+        excluded.append(found.sha256)
+    return shown
+
+
+def progress(conn: psycopg2.extensions.connection, rater: str) -> dict[str, int]:
+    """The rater's ratings in all, and in the last hour (the page's pace and time left)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT count(*), count(*) FILTER (WHERE rated_at > now() - interval '1 hour')
+                       FROM human_rating WHERE rater = %s""", (rater,))  # fmt: skip
+        total, last_hour = cur.fetchone()
+    return {"rated": total, "last_hour": last_hour}
+
+
+def _repeat(cur, set_id: int, rater: str, exclude: list[str], share: float, ahead: int = 0) -> tuple | None:  # noqa: ANN001
+    """The image to show again now (every ~1/share-th rating in the set; ``ahead``: ratings the page will have
+    given before it shows this one), or None."""
     if share <= 0:
         return None
     cur.execute("""SELECT count(*) FROM human_rating h WHERE h.rater = %s
                    AND h.sha256 IN (SELECT sha256 FROM rating_set_item WHERE set_id = %s)""",
                 (rater, set_id))  # fmt: skip
-    given = cur.fetchone()[0]
+    given = cur.fetchone()[0] + ahead
     if math.floor((given + 1) * share) <= math.floor(given * share):
         return None
     cur.execute(

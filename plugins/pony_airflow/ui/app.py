@@ -148,17 +148,29 @@ def create_rating_set(body: NewSet, user: User) -> dict:
 
 @app.get("/api/next")
 def next_image_route(user: User, set_id: int, mode: str = "stratified",
-                     exclude: Annotated[list[str] | None, Query()] = None) -> dict:  # fmt: skip
+                     exclude: Annotated[list[str] | None, Query()] = None,
+                     count: int = Query(1, ge=1, le=10)) -> dict:  # fmt: skip
+    """The next image (and with ``count`` the ones after it, which the page loads ahead: ``queue``)."""
     from pony_tasks.config import get_settings
-    from pony_tasks.ratings.tool import next_image
+    from pony_tasks.ratings.tool import next_images
 
     with _connect() as conn:
         try:
-            found = next_image(conn, set_id, user.get_name(), mode, exclude,
-                               repeat_share=get_settings().rating_repeat_share)  # fmt: skip
+            found = next_images(conn, set_id, user.get_name(), mode, exclude,
+                                repeat_share=get_settings().rating_repeat_share, count=count)  # fmt: skip
         except (LookupError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
-    return found.__dict__
+    return {**found[0].__dict__, "queue": [item.__dict__ for item in found[1:]]}
+
+
+@app.get("/api/progress")
+def rating_progress(user: User) -> dict:
+    """The rater's ratings in all and in the last hour, and the goal (``rating_goal``): the page's pace line."""
+    from pony_tasks.config import get_settings
+    from pony_tasks.ratings.tool import progress
+
+    with _connect() as conn:
+        return {**progress(conn, user.get_name()), "goal": get_settings().rating_goal}
 
 
 @app.get("/api/image/{sha256}")

@@ -81,6 +81,36 @@ def rated_targets(
         return {sha: ((mean - 1) / 4, stratum or "unknown") for sha, mean, stratum in cur.fetchall()}
 
 
+def heldout_by_group(
+    conn: psycopg2.extensions.connection, held_ids: list[str], truth: np.ndarray, predicted: np.ndarray,
+    strata: dict[str, str],
+) -> dict:  # fmt: skip
+    """Held-out mean absolute error (0..1 scale) per site and per style cluster of the active clustering: where
+    the model is weakest (``pony ratings sample --focus weakest`` rates there next). Stored in the version's
+    metrics as ``heldout_by_site`` / ``heldout_by_cluster`` ({key: {"n", "mae"}}) with ``style_version``."""
+    errors = np.abs(np.asarray(truth, dtype=float) - np.asarray(predicted, dtype=float))
+    by_site: dict[str, list[float]] = {}
+    for sha, error in zip(held_ids, errors, strict=True):
+        by_site.setdefault(strata[sha].split("|")[0], []).append(float(error))
+    result: dict = {"heldout_by_site": {k: {"n": len(v), "mae": float(np.mean(v))} for k, v in sorted(by_site.items())}}
+    with conn.cursor() as cur:
+        cur.execute("SELECT version_id FROM style_clustering WHERE status = 'active'")
+        row = cur.fetchone()
+        if row is None:
+            return result
+        cur.execute("SELECT sha256, cluster_id FROM style_cluster_member WHERE version_id = %s AND sha256 = ANY(%s)",
+                    (row[0], list(held_ids)))  # fmt: skip
+        cluster_of = dict(cur.fetchall())
+    by_cluster: dict[int, list[float]] = {}
+    for sha, error in zip(held_ids, errors, strict=True):
+        if sha in cluster_of:
+            by_cluster.setdefault(cluster_of[sha], []).append(float(error))
+    result["style_version"] = row[0]
+    result["heldout_by_cluster"] = {str(k): {"n": len(v), "mae": float(np.mean(v))}
+                                    for k, v in sorted(by_cluster.items())}  # fmt: skip
+    return result
+
+
 def split_heldout(targets: dict[str, tuple[float, str]], percent: int, seed: int,
                   work_of: dict[str, object] | None = None) -> set[str]:  # fmt: skip
     """Per stratum, the images whose seeded hash falls in the lowest ``percent`` — about that share of every
@@ -205,6 +235,7 @@ def train_aesthetic(
         truth = np.array([targets[s][0] for s in held_ids])
         predicted = predict(head, matrix[[row_of[s] for s in held_ids]]).numpy()
         metrics = evaluate(truth, predicted)
+        metrics.update(heldout_by_group(conn, held_ids, truth, predicted, {s: targets[s][1] for s in held_ids}))
         cdf = _score_cdf(conn, store, embedding_model_id, head)
         with conn.cursor() as cur:
             cur.execute(

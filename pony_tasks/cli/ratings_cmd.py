@@ -25,12 +25,25 @@ def ratings_group() -> None:
               help="With an active style clustering: images of every style cluster the set covers first (a cluster "
               "with fewer gives all it has; earlier sets count).")
 @click.option("--no-styles", is_flag=True, help="Leave the style clusters out of the strata.")
+@click.option("--focus", type=click.Choice(["weakest"]),
+              help="weakest: only the style clusters where the aesthetic model is weakest — fewest ratings, then the "
+              "highest held-out error of the active (else newest) version; the weakest quarter of the clusters.")
 @click.pass_obj
 def ratings_sample(ctx: PonyContext, size: int, seed: int, include_previous: bool, per_cluster: int,
-                   no_styles: bool) -> None:  # fmt: skip
+                   no_styles: bool, focus: str | None) -> None:  # fmt: skip
     """Pick N images spread over (site, rating, normalised-score decile, year, style cluster) for humans to rate."""
+    clusters = None
+    if focus == "weakest":
+        from pony_tasks.ratings.sample import focus_on_weakest
+
+        with connect(ctx.settings) as conn:
+            chosen = focus_on_weakest(conn)
+        clusters = chosen.clusters
+        click.echo(f"focus: the weakest {len(clusters)} style clusters of clustering v{chosen.style_version} "
+                   f"(aesthetic version {chosen.aesthetic_version}): "
+                   + "; ".join(f"style_cluster_{c} ({chosen.why[c]})" for c in clusters))  # fmt: skip
     result = sample_rating_set(size, settings=ctx.settings, seed=seed, include_previous=include_previous,
-                               per_cluster=per_cluster, styles=not no_styles)  # fmt: skip
+                               per_cluster=per_cluster, styles=not no_styles, clusters=clusters)  # fmt: skip
     click.echo(result.describe())
 
 

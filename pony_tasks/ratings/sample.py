@@ -49,12 +49,65 @@ class RatingSetResult:
         return text
 
 
+def weakest_clusters(
+    heldout: dict[str, dict], rated: dict[int, int], clusters: list[int], share: float = 0.25, min_ratings: int = 10,
+) -> list[int]:  # fmt: skip
+    """Where the next ratings teach the model most: clusters with fewer than ``min_ratings`` ratings first (fewest
+    first: the model cannot be judged there yet), then by held-out mean absolute error, highest first — the
+    weakest ``share`` of ``clusters`` (at least one). ``heldout``: a version's ``heldout_by_cluster``."""
+    def weakness(cluster: int) -> tuple:
+        ratings = rated.get(cluster, 0)
+        if ratings < min_ratings:
+            return (0, ratings, 0.0)
+        error = heldout.get(str(cluster), {}).get("mae")
+        return (1, 0, -(error if error is not None else 1.0))
+
+    ordered = sorted(clusters, key=lambda c: (weakness(c), c))
+    return ordered[: max(1, round(share * len(ordered)))]
+
+
+@dataclass(frozen=True)
+class Focus:
+    style_version: int
+    aesthetic_version: int | None
+    clusters: list[int]
+    why: dict[int, str]
+
+
+def focus_on_weakest(conn, share: float = 0.25, min_ratings: int = 10) -> Focus:  # noqa: ANN001
+    """The weakest clusters of the active clustering by the active aesthetic model's held-out error (the newest
+    version's when none is active) and by the ratings each holds."""
+    with conn.cursor() as cur:
+        style = active_version(conn)
+        if style is None:
+            raise LookupError("no active style clustering: `--focus weakest` needs one (`pony styles run`, then "
+                              "`pony styles activate`)")  # fmt: skip
+        cur.execute("SELECT cluster_id FROM style_cluster WHERE version_id = %s ORDER BY cluster_id", (style,))
+        clusters = [row[0] for row in cur.fetchall()]
+        cur.execute("""SELECT version_id, metrics FROM aesthetic_model ORDER BY status = 'active' DESC,
+                       version_id DESC LIMIT 1""")  # fmt: skip
+        row = cur.fetchone()
+        version, metrics = (row[0], row[1] or {}) if row else (None, {})
+        heldout = metrics.get("heldout_by_cluster", {}) if metrics.get("style_version") == style else {}
+        cur.execute("""SELECT m.cluster_id, count(*) FROM human_rating h
+                       JOIN style_cluster_member m ON m.version_id = %s AND m.sha256 = h.sha256 GROUP BY 1""",
+                    (style,))  # fmt: skip
+        rated = dict(cur.fetchall())
+    chosen = weakest_clusters(heldout, rated, clusters, share, min_ratings)
+    why = {}
+    for cluster in chosen:
+        error = heldout.get(str(cluster), {}).get("mae")
+        why[cluster] = (f"{rated.get(cluster, 0)} ratings" + (f", held-out error {error:.3f}" if error is not None
+                                                               else ", no held-out error yet"))  # fmt: skip
+    return Focus(style, version, chosen, why)
+
+
 def sample_rating_set(
     n: int, *, settings: Settings | None = None, seed: int = 0, include_previous: bool = False,
-    per_cluster: int = 20, styles: bool = True,
+    per_cluster: int = 20, styles: bool = True, clusters: list[int] | None = None,
 ) -> RatingSetResult:  # fmt: skip
     """``per_cluster``: images of every style cluster the set covers first (with an active clustering and
-    ``styles``)."""
+    ``styles``). ``clusters``: only images of these clusters of the active clustering (``--focus weakest``)."""
     if n <= 0:
         raise ValueError(f"the rating set needs a positive size, got {n}")
     if per_cluster < 0:
@@ -65,8 +118,10 @@ def sample_rating_set(
         if run_id is None:
             raise LookupError("no normalisation run yet: run `pony normalize run` first (strata use its deciles)")
         style_version = active_version(conn) if styles else None
+        if clusters is not None and style_version is None:
+            raise LookupError("sampling from some style clusters needs an active style clustering")
         parameters = {"n": n, "seed": seed, "include_previous": include_previous, "normalize_run_id": run_id,
-                      "style_version": style_version, "per_cluster": per_cluster}  # fmt: skip
+                      "style_version": style_version, "per_cluster": per_cluster, "clusters": clusters}  # fmt: skip
         cur.execute(
             "INSERT INTO rating_set (normalize_run_id, parameters, size) VALUES (%s, %s, 0) RETURNING set_id",
             (run_id, json.dumps(parameters)),
@@ -91,8 +146,9 @@ def sample_rating_set(
                    LEFT JOIN work k ON k.work_id = w.work_id
                    -- two anti-joins (hashed: linear), not one subquery with an OR (a scan of every earlier
                    -- set's items for each candidate)
-                   WHERE %(previous)s OR (NOT EXISTS (SELECT 1 FROM rated_images x WHERE x.sha256 = i.sha256)
-                                          AND NOT EXISTS (SELECT 1 FROM rated_works x WHERE x.work_id = w.work_id))
+                   WHERE (%(previous)s OR (NOT EXISTS (SELECT 1 FROM rated_images x WHERE x.sha256 = i.sha256)
+                                           AND NOT EXISTS (SELECT 1 FROM rated_works x WHERE x.work_id = w.work_id)))
+                     AND (%(only)s::int[] IS NULL OR m.cluster_id = ANY(%(only)s::int[]))
                    ORDER BY coalesce('w' || w.work_id, i.sha256), i.sha256 IS DISTINCT FROM k.canonical_sha256,
                             i.sha256, n.site, n.post_id
                ), ordered AS (
@@ -117,7 +173,7 @@ def sample_rating_set(
                FROM chosen ORDER BY covers DESC, CASE WHEN covers THEN in_cluster END, round, stratum_order
                LIMIT %(n)s""",
             {"run": run_id, "seed": str(seed), "n": n, "set": set_id, "previous": include_previous,
-             "style": style_version, "k": per_cluster},
+             "style": style_version, "k": per_cluster, "only": clusters},
         )  # fmt: skip
         size = cur.rowcount
         if size == 0:  # raised inside the transaction: the empty set is rolled back

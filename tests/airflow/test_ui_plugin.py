@@ -465,3 +465,47 @@ def test_a_list_of_integers_is_entered_in_airflows_trigger_form(api_server, rati
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert coerce(conf, module.RULES)["rating_sets"] == [1, 3], "check_params hands the run integers"
+
+
+def test_a_reload_in_the_middle_of_rating_loses_nothing_and_a_rating_sent_twice_is_stored_once(
+    api_server, rating_data, browser
+) -> None:
+    """Keys pressed and the page reloaded at once (the ratings still on their way): every rating is stored, once,
+    and the page resumes at the next image; the same rating posted twice with its key is stored once; the page
+    loads the next images ahead and shows the pace toward the goal."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    set_id, shas = rating_data
+    wait = WebDriverWait(browser, 30)
+    _log_in_through_airflows_form(browser, api_server, wait)
+    browser.get(api_server + "/pony/rate")
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    wait.until(lambda b: b.execute_script("return performance.getEntriesByType('resource').filter("
+                                          "e => e.name.includes('/pony/api/image/')).length") >= 4)  # fmt: skip
+    wait.until(lambda b: "of 20,000 · 0 an hour" in b.find_element(By.ID, "pace").text)
+    keys = ActionChains(browser)
+    for key in "342":
+        keys.send_keys(key).perform()
+    browser.refresh()  # at once: the three ratings may still be on their way
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    assert browser.find_element(By.ID, "image").get_attribute("data-sha") == shas[3]  # resumed after the three
+    assert browser.find_element(By.ID, "count").text.startswith("3 /")
+    wait.until(lambda b: "3 of 20,000 · 3 an hour · about" in b.find_element(By.ID, "pace").text)
+    ActionChains(browser).send_keys("5").perform()
+    wait.until(lambda b: b.find_element(By.ID, "count").text.startswith("4 /"))
+    ana = login(api_server, "ana")
+    for _ in range(2):  # a retry of the same rating (its key): stored once
+        answer = ana.post(api_server + "/pony/api/rate", json={"sha256": shas[5], "rating": 1, "key": "k-0123456789"},
+                          timeout=10)  # fmt: skip
+        assert answer.status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        with connect(get_settings()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT sha256, rating FROM human_rating WHERE rater = 'ana' ORDER BY rating_id")
+            stored = cur.fetchall()
+        if len(stored) >= 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert stored == [(shas[0], 3), (shas[1], 4), (shas[2], 2), (shas[3], 5), (shas[5], 1)]

@@ -266,3 +266,35 @@ def test_stats_show_test_retest_drift_and_coverage_of_the_synthetic_raters(norma
     assert shown.returncode == 0, shown.stderr
     assert "test–retest" in shown.stdout and f"{RATERS[0]}: " in shown.stdout and "Krippendorff" in shown.stdout
     assert "ratings by style cluster (clustering v" in shown.stdout
+
+
+def test_weakest_clusters_are_the_unrated_then_the_worst_judged() -> None:
+    from pony_tasks.ratings.sample import weakest_clusters
+
+    heldout = {"0": {"n": 50, "mae": 0.10}, "1": {"n": 40, "mae": 0.30}, "2": {"n": 30, "mae": 0.20},
+               "3": {"n": 2, "mae": 0.05}}  # fmt: skip
+    rated = {0: 200, 1: 150, 2: 120, 3: 4, 4: 0}
+    assert weakest_clusters(heldout, rated, [0, 1, 2, 3, 4], share=0.6) == [4, 3, 1]
+    assert weakest_clusters(heldout, rated, [0, 1, 2], share=0.01) == [1]  # at least one
+
+
+def test_focus_weakest_samples_only_where_the_model_is_weakest(normalised) -> None:
+    from pony_tasks.ratings.sample import focus_on_weakest
+
+    sizes = _plant_clustering(normalised, [10, 30, 30, 30])
+    with connect(normalised) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version_id, embedding_model_id FROM style_clustering")
+        style, model = cur.fetchone()
+        metrics = {"style_version": style, "heldout_by_cluster": {str(c): {"n": 20, "mae": 0.1 + 0.05 * c}
+                                                                  for c in sizes}}  # fmt: skip
+        cur.execute("""INSERT INTO aesthetic_model (embedding_model_id, architecture, hyperparameters, metrics,
+                           training_set_sha256, training_images, weights_key, score_cdf, status)
+                       VALUES (%s, 'mlp', '{}', %s, 'h', 0, 'k', '{0,1}', 'active')""", (model, json.dumps(metrics)))
+        cur.execute("""INSERT INTO human_rating (sha256, rating, rater, rated_at, source)
+                       SELECT sha256, 3, 'ana', now(), 't' FROM style_cluster_member WHERE cluster_id <> 1""")
+        focus = focus_on_weakest(conn, share=0.4)
+    assert focus.clusters == [1, 4] and "0 ratings" in focus.why[1]  # unrated first, then the highest error
+    picked = sample_rating_set(20, settings=normalised, seed=1, clusters=focus.clusters, include_previous=True)
+    got = _query(normalised, """SELECT DISTINCT m.cluster_id FROM rating_set_item r JOIN style_cluster_member m
+                                USING (sha256) WHERE r.set_id = %s""", picked.set_id)  # fmt: skip
+    assert {row[0] for row in got} <= {1, 4} and picked.size == 20

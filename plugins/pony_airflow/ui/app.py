@@ -236,6 +236,31 @@ def report_finetune_gates(user: User) -> list[dict]:
     return latest_finetune_gates()
 
 
+@app.get("/api/report/ratings")
+def report_ratings(user: User) -> dict:
+    """The ratings as `pony ratings stats` prints them (test–retest, drift, per site/decile/style cluster) and the
+    aesthetic model's held-out error per site and style cluster (where the next ratings teach it most)."""
+    from dataclasses import asdict
+
+    from pony_tasks.ratings.consistency import consistency
+    from pony_tasks.ratings.sample import focus_on_weakest
+
+    with _connect() as conn:
+        found = consistency(conn)
+        with conn.cursor() as cur:
+            cur.execute("""SELECT version_id, metrics FROM aesthetic_model ORDER BY status = 'active' DESC,
+                           version_id DESC LIMIT 1""")  # fmt: skip
+            row = cur.fetchone()
+        try:
+            weakest = focus_on_weakest(conn).clusters
+        except LookupError:
+            weakest = []
+    metrics = row[1] if row else {}
+    return {**asdict(found), "text": found.describe(), "aesthetic_version": row[0] if row else None,
+            "heldout_by_site": metrics.get("heldout_by_site", {}),
+            "heldout_by_cluster": metrics.get("heldout_by_cluster", {}), "weakest": weakest}  # fmt: skip
+
+
 @app.get("/api/report/plan")
 def report_plan(user: User) -> dict:
     """``pony plan`` on the deployment's settings (published site sizes, no request to any site): read-only."""

@@ -3,7 +3,8 @@ a rating with the rater's name, undoing the rater's last rating.
 
 Next-image modes: ``stratified`` — the rating set in its stored round-robin order (every stratum early);
 ``uncertain`` — images of the set whose active-model score is closest to the middle band (the model is least sure);
-``disagree`` — images whose aesthetic percentile differs most from their normalised booru percentile. Images the
+``disagree`` — images whose aesthetic percentile differs most from their normalised booru percentile; ``weakest``
+— images of the style clusters where the model is weakest (``ratings.sample.focus_on_weakest``) first. Images the
 rater already rated, and those the client skipped this session, are never offered again — except the share
 ``repeat_share`` (setting ``rating_repeat_share``, 3 %) that comes back unannounced: every ~1/share-th image is one
 the rater rated once, at least ``REPEAT_GAP`` ratings ago, so their test–retest agreement can be measured
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 
 import psycopg2.extensions
 
-MODES = ("stratified", "uncertain", "disagree")
+MODES = ("stratified", "uncertain", "disagree", "weakest")
 SOURCE = "airflow-ui"
 REPEAT_GAP = 20  # a repeat is an image rated at least this many of the rater's ratings ago
 
@@ -43,7 +44,9 @@ def next_image(
 ) -> NextImage:  # fmt: skip
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    weak = _weakest(conn) if mode == "weakest" else []
     order = {
+        "weakest": "(m.cluster_id = ANY(%(weak)s::int[])) IS NOT TRUE, r.position",
         "stratified": "r.position",
         "uncertain": "abs(coalesce(a.percentile, 0.5) - 0.5), r.position",
         "disagree": "abs(coalesce(a.percentile, 0.5) - coalesce(n.value, 0.5)) DESC, r.position",
@@ -68,10 +71,12 @@ def next_image(
                      AND a.version_id = (SELECT version_id FROM aesthetic_model WHERE status = 'active')
                 LEFT JOIN LATERAL (SELECT s.normalized_score AS value FROM normalized_score s WHERE s.site = r.site
                                    AND s.post_id = r.post_id ORDER BY s.run_id DESC LIMIT 1) n ON true
-                WHERE r.set_id = %s AND NOT (r.sha256 = ANY(%s))
-                  AND NOT EXISTS (SELECT 1 FROM human_rating h WHERE h.sha256 = r.sha256 AND h.rater = %s)
+                LEFT JOIN style_cluster_member m ON m.sha256 = r.sha256
+                     AND m.version_id = (SELECT version_id FROM style_clustering WHERE status = 'active')
+                WHERE r.set_id = %(set)s AND NOT (r.sha256 = ANY(%(exclude)s))
+                  AND NOT EXISTS (SELECT 1 FROM human_rating h WHERE h.sha256 = r.sha256 AND h.rater = %(rater)s)
                 ORDER BY {order} LIMIT 1""",
-            (set_id, list(exclude or []), rater),
+            {"set": set_id, "exclude": list(exclude or []), "rater": rater, "weak": weak},
         )
         row = cur.fetchone()
     if row is None:
@@ -105,6 +110,16 @@ def progress(conn: psycopg2.extensions.connection, rater: str) -> dict[str, int]
                        FROM human_rating WHERE rater = %s""", (rater,))  # fmt: skip
         total, last_hour = cur.fetchone()
     return {"rated": total, "last_hour": last_hour}
+
+
+def _weakest(conn: psycopg2.extensions.connection) -> list[int]:
+    """The style clusters ``--focus weakest`` would sample (none without an active clustering: the set's order)."""
+    from pony_tasks.ratings.sample import focus_on_weakest
+
+    try:
+        return focus_on_weakest(conn).clusters
+    except LookupError:
+        return []
 
 
 def _repeat(cur, set_id: int, rater: str, exclude: list[str], share: float, ahead: int = 0) -> tuple | None:  # noqa: ANN001

@@ -106,3 +106,9 @@ def test_a_share_of_images_comes_back_unannounced_and_a_rating_sent_twice_is_sto
         assert i - first_seen[sha] > 20, "a repeat comes at least 20 ratings after the first"
     assert len({sha for _, sha in repeats}) == len(repeats), "an image comes back once"
     assert len({sha for sha, again in shown if not again}) == 200, "every image of the set is still shown"
+
+
+def test_weakest_mode_without_a_clustering_keeps_the_sets_order(rated_set) -> None:
+    settings, set_id, shas = rated_set
+    with connect(settings) as conn:
+        assert next_image(conn, set_id, "ana", "weakest").sha256 == shas[0]

@@ -34,10 +34,13 @@ class RatingSetResult:
     style_version: int | None = None  # the clustering whose clusters joined the strata; None: none was active
     by_cluster: dict[int, int] = field(default_factory=dict)
     clusters_short: dict[int, int] = field(default_factory=dict)  # cluster → images it has, where fewer than asked
+    styles_off: bool = False  # asked to leave the style clusters out (--no-styles)
 
     def describe(self) -> str:
         text = (f"rating set {self.set_id}: {self.size} images from {self.strata} strata; by site {self.by_site}; "
                 f"by normalised-score decile {self.by_decile}")  # fmt: skip
+        if self.styles_off:
+            return text + "; style clusters left out of the strata (--no-styles)"
         if self.style_version is None:
             return text + "; no active style clustering, so styles are not among the strata (`pony styles run`)"
         text += (f"; style clusters of clustering v{self.style_version}: {len(self.by_cluster)} covered, "
@@ -198,4 +201,5 @@ def sample_rating_set(
         style_version,
         dict(sorted(clusters.items())),
         short,
+        not styles,
     )

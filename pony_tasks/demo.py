@@ -173,9 +173,13 @@ def ensure_rating_set(settings: Settings, step: Callable[[str], None]) -> int:
         step(f"[ratings]  rating set {existing} ({size} images) already exists; reused")
         return existing
     picked = sample_rating_set(DEMO_RATING_SET_SIZE, settings=settings)
+    styles = (f"; every one of {len(picked.by_cluster)} style clusters covered "
+              f"({min(picked.by_cluster.values())}–{max(picked.by_cluster.values())} images each)"
+              if picked.by_cluster else "")  # fmt: skip
     step(
         f"[ratings]  rating set {picked.set_id}: {picked.size} images for humans to rate, from {picked.strata} "
-        f"strata (site × rating × score decile × year); by site {picked.by_site}; by decile {picked.by_decile}"
+        f"strata (site × rating × score decile × year{' × style cluster' if picked.by_cluster else ''}); by site "
+        f"{picked.by_site}; by decile {picked.by_decile}{styles}"
     )
     return picked.set_id
 

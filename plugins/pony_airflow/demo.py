@@ -116,14 +116,14 @@ class Demo:
         self.dag("scores_normalize")
         self.dag("embed_and_score", "new images embedded; scoring skips while no aesthetic model is active")
         self.dag("works_link", "images linked into works (the same picture across sites)")
+        self.dag("style_clusters", "style clusters of the embeddings (ids kept across re-runs), activated: the "
+                 "rating set covers every one", run_conf={"clusters": 16})  # fmt: skip
         self._rate(settings)
         if active_aesthetic_version() is None:
             self.dag("aesthetic_train", "approval given by the demo (a person clicks Approve in the UI)",
                      run_conf={"epochs": 150}, mark_success_pattern="approve")  # fmt: skip
         else:
             print(f"[airflow]  aesthetic_train          kept: version {active_aesthetic_version()} is already active")
-        self.dag("style_clusters", "style clusters of the embeddings (ids kept across re-runs), activated",
-                 run_conf={"clusters": 16})  # fmt: skip
         version = active_aesthetic_version()
         events = self._promotion_events()
         self.dag("captions_regenerate", f"for version(s) {events or [version]} from the promotion's asset event",

@@ -227,7 +227,7 @@ def test_every_style_cluster_is_in_the_rating_set(normalised) -> None:
     assert with_styles.by_cluster == got and with_styles.clusters_short == {1: 3, 2: 6}
     assert "style clusters of clustering" in with_styles.describe()
     assert any(plain.get(c, 0) < min(10, n) for c, n in sizes.items()), plain  # the comparison the strata fix
-    assert without.style_version is None and "no active style clustering" in without.describe()
+    assert without.style_version is None and "left out of the strata (--no-styles)" in without.describe()
 
 
 def test_stats_show_test_retest_drift_and_coverage_of_the_synthetic_raters(normalised, tmp_path: Path) -> None:

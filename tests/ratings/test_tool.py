@@ -8,16 +8,29 @@ from pony_tasks.db import connect
 from pony_tasks.ratings.tool import next_image, record_rating, undo_last
 
 
+def _rating_set(cur, shas: list[str]) -> int:  # noqa: ANN001
+    """A rating set of these images (posts e621 1…n, in this order); returns its id."""
+    cur.execute("INSERT INTO normalize_run (as_of, parameters, status) VALUES (now(), '{}', 'complete') "
+                "RETURNING run_id")  # fmt: skip
+    cur.execute("INSERT INTO rating_set (normalize_run_id, parameters, size) VALUES (%s, '{}', %s) RETURNING set_id",
+                (cur.fetchone()[0], len(shas)))  # fmt: skip
+    set_id = cur.fetchone()[0]
+    for i, sha in enumerate(shas):
+        cur.execute("INSERT INTO booru_post (site, post_id, rating, tags) VALUES ('e621', %s, 'general', '{a}')",
+                    (i + 1,))  # fmt: skip
+        cur.execute("INSERT INTO image (sha256, storage_key, byte_size, width, height, format) "
+                    "VALUES (%s, 'k', 1, 1, 1, 'PNG')", (sha,))  # fmt: skip
+        cur.execute("INSERT INTO rating_set_item (set_id, position, sha256, site, post_id, stratum) "
+                    "VALUES (%s, %s, %s, 'e621', %s, 's')", (set_id, i, sha, i + 1))  # fmt: skip
+    return set_id
+
+
 @pytest.fixture
 def rated_set(migrated):
     """Four images in a rating set, scored by an active aesthetic version at 0.1, 0.45, 0.9, 0.55."""
     shas = [f"{i:064x}" for i in range(1, 5)]
     with connect(migrated) as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO normalize_run (as_of, parameters, status) VALUES (now(), '{}', 'complete') "
-                    "RETURNING run_id")  # fmt: skip
-        cur.execute("INSERT INTO rating_set (normalize_run_id, parameters, size) VALUES (%s, '{}', 4) RETURNING set_id",
-                    (cur.fetchone()[0],))  # fmt: skip
-        set_id = cur.fetchone()[0]
+        set_id = _rating_set(cur, shas)
         cur.execute("INSERT INTO embedding_model (name, pretrained, dimension, image_size) VALUES ('m', 'x', 4, 1) "
                     "RETURNING model_id")  # fmt: skip
         cur.execute("""INSERT INTO aesthetic_model (embedding_model_id, architecture, hyperparameters, metrics,
@@ -25,13 +38,7 @@ def rated_set(migrated):
                        VALUES (%s, 'mlp', '{}', '{}', 'h', 0, 'k', '{0,1}', 'active') RETURNING version_id""",
                     (cur.fetchone()[0],))  # fmt: skip
         version = cur.fetchone()[0]
-        for i, (sha, pct) in enumerate(zip(shas, (0.1, 0.45, 0.9, 0.55), strict=True)):
-            cur.execute("INSERT INTO booru_post (site, post_id, rating, tags) VALUES ('e621', %s, 'general', '{a}')",
-                        (i + 1,))  # fmt: skip
-            cur.execute("INSERT INTO image (sha256, storage_key, byte_size, width, height, format) "
-                        "VALUES (%s, 'k', 1, 1, 1, 'PNG')", (sha,))  # fmt: skip
-            cur.execute("INSERT INTO rating_set_item (set_id, position, sha256, site, post_id, stratum) "
-                        "VALUES (%s, %s, %s, 'e621', %s, 's')", (set_id, i, sha, i + 1))  # fmt: skip
+        for sha, pct in zip(shas, (0.1, 0.45, 0.9, 0.55), strict=True):
             cur.execute("INSERT INTO aesthetic_score (version_id, sha256, score, percentile) VALUES (%s, %s, %s, %s)",
                         (version, sha, pct, pct))  # fmt: skip
     return migrated, set_id, shas
@@ -62,21 +69,10 @@ def test_modes_order_the_set_and_progress_is_per_rater(rated_set) -> None:
 
 @pytest.fixture
 def big_set(migrated):
-    """A rating set of 200 images."""
+    """A rating set of 200 images (no model)."""
     shas = [f"{i:064x}" for i in range(1, 201)]
     with connect(migrated) as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO normalize_run (as_of, parameters, status) VALUES (now(), '{}', 'complete') "
-                    "RETURNING run_id")  # fmt: skip
-        cur.execute("INSERT INTO rating_set (normalize_run_id, parameters, size) VALUES (%s, '{}', 200) "
-                    "RETURNING set_id", (cur.fetchone()[0],))  # fmt: skip
-        set_id = cur.fetchone()[0]
-        for i, sha in enumerate(shas):
-            cur.execute("INSERT INTO booru_post (site, post_id, rating, tags) VALUES ('e621', %s, 'general', '{a}')",
-                        (i + 1,))  # fmt: skip
-            cur.execute("INSERT INTO image (sha256, storage_key, byte_size, width, height, format) "
-                        "VALUES (%s, 'k', 1, 1, 1, 'PNG')", (sha,))  # fmt: skip
-            cur.execute("INSERT INTO rating_set_item (set_id, position, sha256, site, post_id, stratum) "
-                        "VALUES (%s, %s, %s, 'e621', %s, 's')", (set_id, i, sha, i + 1))  # fmt: skip
+        set_id = _rating_set(cur, shas)
     return migrated, set_id
 
 

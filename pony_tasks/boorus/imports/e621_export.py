@@ -25,7 +25,7 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import md5
@@ -365,13 +365,8 @@ def import_posts(
         with open_text(path) as handle, _Writer(store) as writer:
             rows = CsvRows(handle, POSTS_REQUIRED, f"{path.name} (e621 posts export)")
             builder = PostRows(rows, groups, adapter, aliases)
-            chunk, seen, complete = _Chunk(), 0, True
-            for item in rows:
-                seen += 1
-                if seen <= state.rows_done:
-                    report.skipped_rows += 1
-                    continue
-                report.rows += 1
+            chunk, complete = _Chunk(), True
+            for item in _after(rows, state.rows_done, report):
                 try:
                     if isinstance(item, Exception):
                         raise RecordError(f"unreadable CSV ({item})")
@@ -435,6 +430,17 @@ class _Writer:
         self._thread.join()
         if self._error is not None and exc[0] is None:
             raise self._error
+
+
+def _after(rows: CsvRows, done: int, report: ImportReport) -> Iterator[list[str] | Exception]:
+    """The rows after the ``done`` an earlier run of the same file committed (counted as skipped), each counted as
+    read."""
+    for seen, item in enumerate(rows, start=1):
+        if seen <= done:
+            report.skipped_rows += 1
+            continue
+        report.rows += 1
+        yield item
 
 
 def _row_id(row: object, position: int) -> int | None:
@@ -590,7 +596,6 @@ def _import_table(
             bar = progress_bar(show_progress, desc=f"import {path.name}", unit="row", unit_scale=True)
             good: list[tuple[Any, ...]] = []
             broken: list[QuarantinedRecord] = []
-            seen = 0
 
             def flush() -> None:
                 written = write(conn, good)
@@ -607,12 +612,7 @@ def _import_table(
                 good.clear()
                 broken.clear()
 
-            for item in rows:
-                seen += 1
-                if seen <= state.rows_done:
-                    report.skipped_rows += 1
-                    continue
-                report.rows += 1
+            for item in _after(rows, state.rows_done, report):
                 try:
                     if isinstance(item, Exception):
                         raise RecordError(f"unreadable CSV ({item})")

@@ -75,3 +75,25 @@ def records_command(ctx: PonyContext, site: str, file: Path, exported_at: dateti
     report = import_records(site, file, settings=ctx.settings, exported_at=exported_at, show_progress=None,
                             stop_after_rows=max_rows)  # fmt: skip
     click.echo(report.summary())
+
+
+@import_group.command("status")
+@click.pass_obj
+def import_status(ctx: PonyContext) -> None:
+    """Every bulk import: its file, rows committed, stored, quarantined, kept (observed after the file's date), and
+    whether it finished (an unfinished one continues when the same command runs again)."""
+    from pony_tasks.db import connect
+
+    with connect(ctx.settings) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT site, kind, file_name, rows_done, stored, quarantined, kept_newer,
+                              finished_at IS NOT NULL, coalesce(finished_at, updated_at)
+                       FROM booru_import ORDER BY started_at""")
+        rows = cur.fetchall()
+    if not rows:
+        click.echo("no bulk import yet (pony import e621-export / pony import records)")
+        return
+    click.echo(f"{'site':<11} {'kind':<13} {'rows':>10} {'stored':>10} {'bad':>6} {'kept':>8}  state     file")
+    for site, kind, name, done, stored, bad, kept, finished, when in rows:
+        state = "finished" if finished else "stopped"
+        click.echo(f"{site:<11} {kind:<13} {done:>10,} {stored:>10,} {bad:>6,} {kept:>8,}  {state:<9} {name} "
+                   f"({when:%Y-%m-%d %H:%M} UTC)")  # fmt: skip

@@ -250,6 +250,10 @@ def test_the_import_commands(corpus, migrated, tmp_path):
     assert "e621 posts: 520 rows read, 517 stored, 0 unchanged, 3 quarantined" in done.stdout
     again = run_pony("import", "e621-export", "--posts", str(files["posts"]), env=env)
     assert "was imported before" in again.stdout
+    status = run_pony("import", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert any(line.split()[:4] == ["e621", "posts", "520", "517"] and "finished" in line
+               for line in status.stdout.splitlines()), status.stdout  # fmt: skip
     now = corpus.reference_time
     records = tmp_path / "danbooru-2026-11-01.jsonl"
     records.write_text("".join(jsonlib.dumps(render("danbooru", p, corpus.file(p), "https://danbooru.donmai.us",

@@ -40,67 +40,69 @@ class NextImage:
 
 def next_image(
     conn: psycopg2.extensions.connection, set_id: int, rater: str, mode: str = "stratified",
-    exclude: list[str] | None = None, repeat_share: float = 0.0, *, ahead: int = 0,
+    exclude: list[str] | None = None, repeat_share: float = 0.0,
 ) -> NextImage:  # fmt: skip
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    weak = _weakest(conn) if mode == "weakest" else []
-    order = {
-        "weakest": "(m.cluster_id = ANY(%(weak)s::int[])) IS NOT TRUE, r.position",
-        "stratified": "r.position",
-        "uncertain": "abs(coalesce(a.percentile, 0.5) - 0.5), r.position",
-        "disagree": "abs(coalesce(a.percentile, 0.5) - coalesce(n.value, 0.5)) DESC, r.position",
-    }[mode]
-    with conn.cursor() as cur:
-        cur.execute("SELECT size FROM rating_set WHERE set_id = %s", (set_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise LookupError(f"rating set {set_id} does not exist (see `pony ratings sample`)")
-        size = row[0]
-        cur.execute("""SELECT count(DISTINCT h.sha256) FROM human_rating h JOIN rating_set_item r USING (sha256)
-                       WHERE r.set_id = %s AND h.rater = %s""", (set_id, rater))  # fmt: skip
-        done = cur.fetchone()[0]
-        again = _repeat(cur, set_id, rater, list(exclude or []), repeat_share, ahead)
-        if again is not None:
-            return NextImage(again[0], again[1], done, size, again[2], list(again[3]), repeat=True)
-        cur.execute(
-            f"""SELECT r.sha256, r.position, p.site, p.tags
-                FROM rating_set_item r
-                JOIN booru_post p ON p.site = r.site AND p.post_id = r.post_id
-                LEFT JOIN aesthetic_score a ON a.sha256 = r.sha256
-                     AND a.version_id = (SELECT version_id FROM aesthetic_model WHERE status = 'active')
-                LEFT JOIN LATERAL (SELECT s.normalized_score AS value FROM normalized_score s WHERE s.site = r.site
-                                   AND s.post_id = r.post_id ORDER BY s.run_id DESC LIMIT 1) n ON true
-                LEFT JOIN style_cluster_member m ON m.sha256 = r.sha256
-                     AND m.version_id = (SELECT version_id FROM style_clustering WHERE status = 'active')
-                WHERE r.set_id = %(set)s AND NOT (r.sha256 = ANY(%(exclude)s))
-                  AND NOT EXISTS (SELECT 1 FROM human_rating h WHERE h.sha256 = r.sha256 AND h.rater = %(rater)s)
-                ORDER BY {order} LIMIT 1""",
-            {"set": set_id, "exclude": list(exclude or []), "rater": rater, "weak": weak},
-        )
-        row = cur.fetchone()
-    if row is None:
-        return NextImage(None, None, done, size)
-    return NextImage(row[0], row[1], done, size, row[2], list(row[3]))
+    return next_images(conn, set_id, rater, mode, exclude, repeat_share)[0]
+
+
+_ORDER = {
+    "weakest": "(m.cluster_id = ANY(%(weak)s::int[])) IS NOT TRUE, r.position",
+    "stratified": "r.position",
+    "uncertain": "abs(coalesce(a.percentile, 0.5) - 0.5), r.position",
+    "disagree": "abs(coalesce(a.percentile, 0.5) - coalesce(n.value, 0.5)) DESC, r.position",
+}
 
 
 def next_images(
     conn: psycopg2.extensions.connection, set_id: int, rater: str, mode: str = "stratified",
     exclude: list[str] | None = None, repeat_share: float = 0.0, count: int = 1,
 ) -> list[NextImage]:  # fmt: skip
-    """The next ``count`` images, in order (the page shows the first and loads the others ahead): each as
-    :func:`next_image` would give it once the ones before it are rated."""
-    shown: list[NextImage] = []
-    excluded = list(exclude or [])
-    for ahead in range(count):
-        found = next_image(conn, set_id, rater, mode, excluded, repeat_share, ahead=ahead)
-        if found.sha256 is None:
-            if not shown:
-                shown.append(found)
-            break
-        shown.append(found)
-        excluded.append(found.sha256)
-    return shown
+    """The next ``count`` images, in order (the page shows the first and loads the others ahead): each as it would
+    come once the ones before it are rated. The set's size, the rater's progress and the weakest clusters are read
+    once for all of them."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    weak = _weakest(conn) if mode == "weakest" else []
+    with conn.cursor() as cur:
+        cur.execute("SELECT size FROM rating_set WHERE set_id = %s", (set_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise LookupError(f"rating set {set_id} does not exist (see `pony ratings sample`)")
+        size = row[0]
+        cur.execute("""SELECT count(DISTINCT sha256), count(*) FROM human_rating
+                       WHERE rater = %s AND sha256 IN (SELECT sha256 FROM rating_set_item WHERE set_id = %s)""",
+                    (rater, set_id))  # fmt: skip
+        done, given = cur.fetchone()
+        shown: list[NextImage] = []
+        excluded = list(exclude or [])
+        for ahead in range(count):
+            again = _repeat(cur, set_id, rater, excluded, repeat_share, given + ahead)
+            found = again or _next(cur, set_id, rater, mode, excluded, weak)
+            if found is None:
+                break
+            shown.append(NextImage(found[0], found[1], done, size, found[2], list(found[3]), repeat=again is not None))
+            excluded.append(found[0])
+    return shown or [NextImage(None, None, done, size)]
+
+
+def _next(cur, set_id: int, rater: str, mode: str, exclude: list[str], weak: list[int]) -> tuple | None:  # noqa: ANN001
+    """(sha256, position, site, tags) of the first image of the set the rater has not rated, in ``mode``'s order."""
+    cur.execute(
+        f"""SELECT r.sha256, r.position, p.site, p.tags
+            FROM rating_set_item r
+            JOIN booru_post p ON p.site = r.site AND p.post_id = r.post_id
+            LEFT JOIN aesthetic_score a ON a.sha256 = r.sha256
+                 AND a.version_id = (SELECT version_id FROM aesthetic_model WHERE status = 'active')
+            LEFT JOIN LATERAL (SELECT s.normalized_score AS value FROM normalized_score s WHERE s.site = r.site
+                               AND s.post_id = r.post_id ORDER BY s.run_id DESC LIMIT 1) n ON true
+            LEFT JOIN style_cluster_member m ON m.sha256 = r.sha256
+                 AND m.version_id = (SELECT version_id FROM style_clustering WHERE status = 'active')
+            WHERE r.set_id = %(set)s AND NOT (r.sha256 = ANY(%(exclude)s))
+              AND NOT EXISTS (SELECT 1 FROM human_rating h WHERE h.sha256 = r.sha256 AND h.rater = %(rater)s)
+            ORDER BY {_ORDER[mode]} LIMIT 1""",
+        {"set": set_id, "exclude": exclude, "rater": rater, "weak": weak},
+    )
+    return cur.fetchone()
 
 
 def progress(conn: psycopg2.extensions.connection, rater: str) -> dict[str, int]:
@@ -122,15 +124,11 @@ def _weakest(conn: psycopg2.extensions.connection) -> list[int]:
         return []
 
 
-def _repeat(cur, set_id: int, rater: str, exclude: list[str], share: float, ahead: int = 0) -> tuple | None:  # noqa: ANN001
-    """The image to show again now (every ~1/share-th rating in the set; ``ahead``: ratings the page will have
-    given before it shows this one), or None."""
+def _repeat(cur, set_id: int, rater: str, exclude: list[str], share: float, given: int) -> tuple | None:  # noqa: ANN001
+    """(sha256, position, site, tags) of the image to show again now — every ~1/share-th rating in the set;
+    ``given``: the rater's ratings in the set by the time this one shows — or None."""
     if share <= 0:
         return None
-    cur.execute("""SELECT count(*) FROM human_rating h WHERE h.rater = %s
-                   AND h.sha256 IN (SELECT sha256 FROM rating_set_item WHERE set_id = %s)""",
-                (rater, set_id))  # fmt: skip
-    given = cur.fetchone()[0] + ahead
     if math.floor((given + 1) * share) <= math.floor(given * share):
         return None
     cur.execute(

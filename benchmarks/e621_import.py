@@ -129,7 +129,7 @@ def schema_ceiling(url: str, path: Path, settings) -> float:
         rows = CsvRows(handle, e621_export.POSTS_REQUIRED, path.name)
         builder = e621_export.PostRows(rows, groups, adapter)
         for row in rows:
-            line = builder.encoded(row)[2]
+            line = builder.encoded(row)[1]
             lines.append(f"{line[:-1]},{md5(line.encode()).hexdigest()}\n")
             if len(lines) == 20_000:
                 started = time.perf_counter()

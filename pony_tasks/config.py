@@ -21,7 +21,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pony_tasks.boorus.sites import DEFAULT_SITES, SiteConfig, check_site_name
 
 ENV_PREFIX = "PONY_"
-SITE_NAMES = tuple(DEFAULT_SITES)  # the sites every installation knows; `sites` in pony.toml adds more
 DEFAULT_CONFIG_FILE = "pony.toml"
 DEFAULT_SCRAPE_CONTACT = "pony-pipeline-operator"  # a placeholder: e621 refuses to be scraped with it
 SECRET_FIELDS = frozenset({"database_url", "s3_access_key_id", "s3_secret_access_key", "booru_credentials"})

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 from pony_tasks.boorus.sites import SITE_NAME
 
-SITES = ("danbooru", "e621", "derpibooru", "gelbooru")  # the built-in sites; settings.sites may add more
 RATINGS = ("general", "sensitive", "questionable", "explicit")
 WILSON_Z = 2.57583  # 99 % two-sided, Derpibooru's own sort
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import psycopg2.extensions
 
+from pony_tasks.boorus.sites import DEFAULT_SITES
 from pony_tasks.normalize.evaluate import evaluate_provisional
 from pony_tasks.normalize.run import latest_run_id
 
-BUILT_IN_SITES = ("danbooru", "e621", "derpibooru", "gelbooru")
+BUILT_IN_SITES = tuple(DEFAULT_SITES)  # danbooru, e621, derpibooru, gelbooru
 
 
 def ordered_sites(names) -> tuple[str, ...]:

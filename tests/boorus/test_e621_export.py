@@ -204,7 +204,7 @@ def test_the_fast_encoder_writes_what_the_adapter_path_writes(layout, corpus, mi
                     builder.encoded(row)
                 refused += 1
                 continue
-            assert builder.encoded(row)[2] == expected
+            assert builder.encoded(row)[1] == expected
             if index == 2:
                 assert '""twilight_sparkle_(mlp)""' in expected and '""rd""' in expected
                 assert '""twilight""' not in expected and '""mlp""' not in expected

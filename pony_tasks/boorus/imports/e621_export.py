@@ -20,6 +20,7 @@ with one score snapshot observed at the export's date.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -28,7 +29,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from hashlib import md5
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from psycopg2 import sql
 from pony_tasks.boorus.adapters import adapter_for
 from pony_tasks.boorus.adapters.e621 import MD5, E621Adapter
 from pony_tasks.boorus.imports import progress
+from pony_tasks.boorus.imports.common import ImportReport, active_aliases, advance_cursor, aliased, export_time
 from pony_tasks.boorus.imports.csv_files import CsvRows, ExportFormatError, date_in_name, open_text, parse_naive_utc
 from pony_tasks.boorus.records import RecordError, clean_tags, iso_z, wilson_lower_bound
 from pony_tasks.boorus.store import (
@@ -46,9 +47,7 @@ from pony_tasks.boorus.store import (
     _array,
     _number,
     _text,
-    load_cursor,
     quarantine,
-    save_cursor,
 )
 from pony_tasks.config import ConfigError, Settings, get_settings
 from pony_tasks.db import connect
@@ -70,35 +69,6 @@ RELATIONS_REQUIRED = ("id", "antecedent_name", "consequent_name", "status")
 KINDS = ("posts", "tags", "aliases", "implications")
 
 
-@dataclass
-class ImportReport:
-    site: str
-    kind: str
-    file: str
-    rows: int = 0  # data rows read in this run
-    stored: int = 0  # posts inserted or changed, tags or relations written
-    unchanged: int = 0
-    quarantined: int = 0
-    kept_newer: int = 0  # posts observed after the export's date: left as they were
-    skipped_rows: int = 0  # rows committed by an earlier, interrupted run of the same file
-    already_imported: bool = False
-    exported_at: str | None = None
-    newest_post_id: int | None = None
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        if self.already_imported:
-            return f"{self.site} {self.kind}: {self.file} was imported before (same SHA-256); nothing to do"
-        text = (f"{self.site} {self.kind}: {self.rows:,} rows read, {self.stored:,} stored, {self.unchanged:,} "
-                f"unchanged, {self.quarantined:,} quarantined")  # fmt: skip
-        if self.kept_newer:
-            text += f", {self.kept_newer:,} kept (observed after the export)"
-        if self.skipped_rows:
-            text += f"; resumed after {self.skipped_rows:,} rows committed before"
-        return text + f" in {self.seconds:.1f} s"
-
-
 # Posts ------------------------------------------------------------------------------------------------------------
 class PostRows:
     """Turns rows of the posts file into e621 API post records (``/posts.json`` shape)."""
@@ -111,7 +81,6 @@ class PostRows:
         self.special = frozenset(groups_by_name)
         self.adapter = adapter
         self.aliases = aliases or {}  # the site's active aliases: an older file's antecedents become consequents
-        self.antecedents = frozenset(self.aliases)
         get = rows.positions.__getitem__
         self.i_id, self.i_created, self.i_md5, self.i_source = get("id"), get("created_at"), get("md5"), get("source")
         self.i_rating, self.i_width, self.i_height = get("rating"), get("image_width"), get("image_height")
@@ -120,20 +89,13 @@ class PostRows:
         self.i_up, self.i_down = get("up_score"), get("down_score")
         self.width = rows.width
 
-    def _aliased(self, tags: list[str]) -> list[str]:
-        """Tags with the site's active aliases applied (antecedent → consequent, first occurrence kept). The site
-        applies its aliases to posts itself, so a current export holds none; an older file or mirror may."""
-        if not self.antecedents or self.antecedents.isdisjoint(tags):
-            return tags
-        return list(dict.fromkeys(self.aliases.get(tag, tag) for tag in tags))
-
     def record(self, row: list[str]) -> dict[str, Any]:
         """The API record for one row; raises :class:`RecordError` for a row that cannot be one."""
         if len(row) < self.width:
             raise RecordError(f"{len(row)} fields where the header has {self.width}")
         groups: dict[str, list[str]] = {name: [] for name in API_GROUPS}
         lookup = self.groups.get
-        for tag in self._aliased(row[self.i_tags].split()):
+        for tag in aliased(row[self.i_tags].split(), self.aliases):
             groups[lookup(tag, "general")].append(tag)
         try:
             created = iso_z(parse_naive_utc(row[self.i_created]))
@@ -158,9 +120,8 @@ class PostRows:
             "flags": {"deleted": _bool(row[self.i_deleted], "is_deleted")},
         }
 
-
-    def encoded(self, row: list[str]) -> tuple[int, bool, str, tuple[Any, ...]]:
-        """(post id, deleted, the booru_post COPY line, the snapshot's values) — what ``record`` → the adapter's
+    def encoded(self, row: list[str]) -> tuple[int, str]:
+        """(post id, the booru_post COPY line) — what ``record`` → the adapter's
         ``to_unified`` → ``store.encode_post_line`` give, without the intermediate objects: the hot path of an
         import, ~5× faster. A test checks both give the same line for every row of the sample export."""
         if len(row) < self.width:
@@ -177,7 +138,7 @@ class PostRows:
         except ValueError as exc:
             raise RecordError(f"created_at {row[self.i_created]!r} is not a timestamp ({exc})") from None
         tag_string = row[self.i_tags]
-        listed = self._aliased(tag_string.split())
+        listed = aliased(tag_string.split(), self.aliases)
         ordered = sorted(set(listed))
         if ordered == listed and "&" not in tag_string:
             # e621 writes tag_string sorted and unique: group with set operations (C loops), general by default
@@ -231,7 +192,7 @@ class PostRows:
             f"{NULL_MARKER},{_number(width)},{_number(height)},{_text(ext)},{_array(sources)},"
             f"{'t' if deleted else 'f'},{'t' if url else 'f'}\n"
         )
-        return post_id, deleted, line, (total, up, -down, favorites)
+        return post_id, line
 
 
 _RATINGS = {"s": "general", "q": "questionable", "e": "explicit"}
@@ -262,19 +223,6 @@ def _bool(text: str, name: str) -> bool:
     raise RecordError(f"{name} {text!r} is not t or f")
 
 
-def export_time(path: Path, given: datetime | None) -> datetime:
-    """When the site wrote the export: given, else the date in a dated name, else the file's modification time."""
-    if given is not None:
-        return given if given.tzinfo else given.replace(tzinfo=UTC)
-    dated = date_in_name(path)
-    if dated is not None:
-        return dated
-    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    logger.info("%s has no date in its name; taking its modification time %s as the export's time (or pass "
-                "--exported-at)", path.name, iso_z(modified))  # fmt: skip
-    return modified
-
-
 def tag_groups_by_name(conn: psycopg2.extensions.connection) -> dict[str, str]:
     """e621 tag → category for every categorised tag that is not general (general is the default)."""
     with conn.cursor(name="pony_e621_categories") as cur:
@@ -288,17 +236,6 @@ def _has_categories(conn: psycopg2.extensions.connection) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT EXISTS (SELECT 1 FROM booru_tag_category WHERE site = %s)", (SITE,))
         return cur.fetchone()[0]
-
-
-def _observed_later(conn: psycopg2.extensions.connection, post_ids: list[int], exported_at: datetime) -> set[int]:
-    """Posts with a score observation after the export's time: their stored row is newer than the file's."""
-    with conn.cursor() as cur:
-        cur.execute(
-            """SELECT DISTINCT post_id FROM booru_score_snapshot
-               WHERE site = %s AND post_id = ANY(%s) AND observed_at > %s""",
-            (SITE, post_ids, exported_at),
-        )
-        return {row[0] for row in cur.fetchall()}
 
 
 @dataclass
@@ -370,7 +307,7 @@ def import_posts(
                 try:
                     if isinstance(item, Exception):
                         raise RecordError(f"unreadable CSV ({item})")
-                    post_id, _, line, _ = builder.encoded(item)
+                    post_id, line = builder.encoded(item)
                     if "\x00" in line:
                         raise RecordError("a NUL character, which PostgreSQL text cannot store")
                 except RecordError as exc:
@@ -379,7 +316,7 @@ def import_posts(
                     chunk.broken.append(QuarantinedRecord(raw[:10_000], reason, _row_id(item, builder.i_id)))
                 else:
                     chunk.ids.append(post_id)
-                    chunk.lines.append(f"{line[:-1]},{md5(line.encode()).hexdigest()}\n")  # the row digest
+                    chunk.lines.append(f"{line[:-1]},{hashlib.md5(line.encode()).hexdigest()}\n")  # the row digest
                 if chunk.rows >= chunk_rows:
                     writer.put(chunk)
                     chunk = _Chunk()
@@ -389,13 +326,13 @@ def import_posts(
             if complete:
                 writer.put(chunk)
         if complete:
-            advance_cursor(conn, SITE, newest_in_file(conn, state), bounds[0] if bounds else None, backfill_done=True)
+            advance_cursor(conn, SITE, newest_in_file(conn), bounds[0] if bounds else None, backfill_done=True)
             progress.save(conn, state, finished=True)
             conn.commit()
         bar.close()
         report.newest_post_id = bounds[1] if bounds else None
         report.seconds = (datetime.now(UTC) - started).total_seconds()
-        run.summary = {k: v for k, v in report.__dict__.items() if k != "notes"}
+        run.summary = dict(report.__dict__)
     return report
 
 
@@ -469,10 +406,9 @@ WITH later AS (  -- posts observed after the export's time: their stored row is 
     INSERT INTO booru_score_snapshot (site, post_id, observed_at, score, up_votes, down_votes, favorites)
     SELECT site, post_id, %(when)s, score, up_votes, down_votes, favorites FROM pony_import_stage
     ON CONFLICT DO NOTHING
-    RETURNING 1
 )
 SELECT (SELECT count(*) FROM written WHERE inserted), (SELECT count(*) FROM written WHERE NOT inserted),
-       (SELECT count(*) FROM later), (SELECT count(*) FROM observed)
+       (SELECT count(*) FROM later)
 """).format(
     columns=sql.SQL(", ").join(map(sql.Identifier, _STAGE_COLUMNS)),
     updated=sql.SQL(", ").join(map(sql.Identifier, _STAGE_COLUMNS[2:])),
@@ -493,7 +429,7 @@ def _store_chunk(
                         "ON COMMIT DELETE ROWS")  # fmt: skip
             copy_lines(cur, "pony_import_stage", _STAGE_COLUMNS, list(latest.values()))
             cur.execute(_WRITE_CHUNK, {"when": when})
-            inserted, updated, later, _ = cur.fetchone()
+            inserted, updated, later = cur.fetchone()
         report.stored += inserted + updated
         report.unchanged += len(latest) - inserted - updated - later
         report.kept_newer += later
@@ -507,25 +443,11 @@ def _store_chunk(
                        chunk.broken[0].reason)  # fmt: skip
 
 
-def newest_in_file(conn: psycopg2.extensions.connection, state: progress.ImportState) -> int | None:
+def newest_in_file(conn: psycopg2.extensions.connection) -> int | None:
     """The newest stored e621 post id once the whole file is in (a resumed run saw only part of the file)."""
     with conn.cursor() as cur:
         cur.execute("SELECT max(post_id) FROM booru_post WHERE site = %s", (SITE,))
         return cur.fetchone()[0]
-
-
-def advance_cursor(
-    conn: psycopg2.extensions.connection, site: str, newest: int | None, oldest: int | None, *, backfill_done: bool
-) -> None:
-    """After a whole file: ``scrape --mode new`` continues above its newest id; a backfill continues below its
-    oldest, or (``backfill_done``: an export holds every post, deleted ones included) has nothing left."""
-    if newest is None:
-        return
-    cursor = load_cursor(conn, site)
-    cursor.newest_post_id = max(newest, cursor.newest_post_id or 0)
-    cursor.oldest_post_id = min(x for x in (oldest, cursor.oldest_post_id, newest) if x)
-    cursor.backfill_done = cursor.backfill_done or backfill_done
-    save_cursor(conn, cursor)
 
 
 # Tags, aliases, implications --------------------------------------------------------------------------------------
@@ -699,18 +621,3 @@ def import_export(
         reports.append(import_posts(files["posts"], settings=settings, exported_at=exported_at,
                                     show_progress=show_progress, stop_after_rows=max_rows))  # fmt: skip
     return reports
-
-
-def active_aliases(conn: psycopg2.extensions.connection, site: str) -> dict[str, str]:
-    """antecedent → consequent of the site's active aliases (a chain a → b → c resolved to c)."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT antecedent, consequent FROM booru_tag_relation WHERE site = %s AND kind = 'alias' "
-                    "AND status = 'active'", (site,))  # fmt: skip
-        mapping = dict(cur.fetchall())
-    for start in list(mapping):
-        target, hops = mapping[start], 0
-        while target in mapping and hops < 10:
-            target, hops = mapping[target], hops + 1
-        mapping[start] = target
-    return mapping
-

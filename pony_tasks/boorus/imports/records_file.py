@@ -16,7 +16,7 @@ from typing import Any
 
 from pony_tasks.boorus.adapters import adapter_for
 from pony_tasks.boorus.imports import progress
-from pony_tasks.boorus.imports.e621_export import ImportReport, active_aliases, advance_cursor, export_time
+from pony_tasks.boorus.imports.common import ImportReport, active_aliases, advance_cursor, aliased, export_time
 from pony_tasks.boorus.records import RecordError, UnifiedPost, iso_z
 from pony_tasks.boorus.store import QuarantinedRecord, append_snapshots, quarantine, stamp_deleted, upsert_posts
 from pony_tasks.config import ConfigError, Settings, get_settings
@@ -50,9 +50,8 @@ def with_aliases(post: UnifiedPost, aliases: dict[str, str]) -> UnifiedPost:
     the antecedent; the live site and a current export already carry the consequent)."""
     if not aliases or aliases.keys().isdisjoint(post.tags):
         return post
-    post.tags = sorted({aliases.get(tag, tag) for tag in post.tags})
-    post.tag_groups = {group: list(dict.fromkeys(aliases.get(tag, tag) for tag in names))
-                       for group, names in post.tag_groups.items()}  # fmt: skip
+    post.tags = sorted(set(aliased(post.tags, aliases)))
+    post.tag_groups = {group: aliased(names, aliases) for group, names in post.tag_groups.items()}
     return post
 
 
@@ -162,5 +161,5 @@ def import_records(
             conn.commit()
         bar.close()
         report.seconds = (datetime.now(UTC) - started).total_seconds()
-        run.summary = {k: v for k, v in report.__dict__.items() if k != "notes"}
+        run.summary = dict(report.__dict__)
     return report

@@ -30,15 +30,15 @@ def post_row(post: UnifiedPost) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _text(value: str | None) -> str:
+def csv_text(value: str | None) -> str:
     return NULL_MARKER if value is None else '"' + value.replace('"', '""') + '"'
 
 
-def _number(value: int | float | None) -> str:
+def csv_number(value: int | float | None) -> str:
     return NULL_MARKER if value is None else repr(value)
 
 
-def _array(values: list[str]) -> str:
+def csv_array(values: list[str]) -> str:
     return '"' + array_literal(values).replace('"', '""') + '"'
 
 
@@ -49,11 +49,11 @@ def encode_post_line(post: UnifiedPost) -> str:
     created = NULL_MARKER if post.created_at is None else post.created_at.isoformat()
     groups = "{}" if not post.tag_groups else json.dumps(post.tag_groups, ensure_ascii=False, separators=(",", ":"))
     return (
-        f"{post.site},{post.post_id},{created},{_text(post.rating)},{_text(post.site_rating)},{_array(post.tags)},"
-        f"{_text(groups)},{_number(post.score)},{_number(post.up_votes)},{_number(post.down_votes)},"
-        f"{_number(post.favorites)},{_number(post.wilson_score)},{_text(post.file_url)},{_text(post.md5)},"
-        f"{_text(post.sha512)},{_number(post.width)},{_number(post.height)},{_text(post.file_ext)},"
-        f"{_array(post.sources)},{'t' if post.deleted else 'f'},{'t' if post.file_url_derived else 'f'}\n"
+        f"{post.site},{post.post_id},{created},{csv_text(post.rating)},{csv_text(post.site_rating)},{csv_array(post.tags)},"
+        f"{csv_text(groups)},{csv_number(post.score)},{csv_number(post.up_votes)},{csv_number(post.down_votes)},"
+        f"{csv_number(post.favorites)},{csv_number(post.wilson_score)},{csv_text(post.file_url)},{csv_text(post.md5)},"
+        f"{csv_text(post.sha512)},{csv_number(post.width)},{csv_number(post.height)},{csv_text(post.file_ext)},"
+        f"{csv_array(post.sources)},{'t' if post.deleted else 'f'},{'t' if post.file_url_derived else 'f'}\n"
     )
 
 

@@ -44,9 +44,9 @@ from pony_tasks.boorus.records import RecordError, clean_tags, iso_z, wilson_low
 from pony_tasks.boorus.store import (
     POST_COLUMNS,
     QuarantinedRecord,
-    _array,
-    _number,
-    _text,
+    csv_array,
+    csv_number,
+    csv_text,
     quarantine,
 )
 from pony_tasks.config import ConfigError, Settings, get_settings
@@ -184,12 +184,13 @@ class PostRows:
             group_field = ('"{' + ",".join('""' + group + '"":[""' + '"",""'.join(names) + '""]'
                                            for group, names in groups.items()) + '}"')  # fmt: skip
         else:
-            tag_field = _array(tags)
-            group_field = _text(json.dumps(groups, ensure_ascii=False, separators=(",", ":")) if groups else "{}")
+            tag_field = csv_array(tags)
+            group_field = csv_text(json.dumps(groups, ensure_ascii=False, separators=(",", ":")) if groups else "{}")
         line = (
             f"e621,{post_id},{created},\"{rating}\",\"{site_rating}\",{tag_field},{group_field},{total},"
-            f"{up},{-down},{_number(favorites)},{_number(wilson_lower_bound(up, -down))},{_text(url)},{_text(md5)},"
-            f"{NULL_MARKER},{_number(width)},{_number(height)},{_text(ext)},{_array(sources)},"
+            f"{up},{-down},{csv_number(favorites)},{csv_number(wilson_lower_bound(up, -down))},{csv_text(url)},"
+            f"{csv_text(md5)},"
+            f"{NULL_MARKER},{csv_number(width)},{csv_number(height)},{csv_text(ext)},{csv_array(sources)},"
             f"{'t' if deleted else 'f'},{'t' if url else 'f'}\n"
         )
         return post_id, line

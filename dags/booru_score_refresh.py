@@ -5,10 +5,10 @@ from __future__ import annotations
 from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from pony_airflow.assets import BOORU_POSTS
 from pony_airflow.defaults import dag_kwargs
-from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
+from pony_airflow.failures import fail_run_when_a_task_fails
 from pony_airflow.operators import stage_operator
+from pony_airflow.posts_gates import announce_posts, site_gate
 from pony_tasks.orchestration.stages import SITES, scrape_refresh
 
 DOC = """
@@ -17,7 +17,8 @@ DOC = """
 Scores grow with a post's age, so each post is re-fetched when it passes 1, 7, 30, 90 and 365 days
 (`refresh_ages_days`). Daily at 00:00 UTC; each run covers one calendar day (its data interval) and each site runs
 `pony scrape SITE --mode refresh --due-as-of <data interval end>`: a post is due when a milestone fell before that
-time and the post has not been observed since the milestone. A quality gate per site follows.
+time and the post has not been observed since the milestone. A quality gate per site follows (`check_SITE`), then
+`announce_posts` updates the `booru_posts` asset once for the sites that passed.
 
 **Backfill** one run per day, one at a time:
 `airflow backfill create --dag-id booru_score_refresh --from-date 2026-11-01 --to-date 2026-11-07 --max-active-runs 1`
@@ -34,14 +35,9 @@ with DAG(
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # one run per calendar day
     **dag_kwargs(DOC, ["scrape", "refresh"]),
 ) as dag:
+    gates = {}
     for site in SITES:
-        refreshed = stage_operator(f"refresh_{site}", scrape_refresh(site, DUE_AS_OF))
-
-        @pony_task(task_id=f"check_{site}", outlets=[BOORU_POSTS[site]])
-        def check(site: str = site, dag_run=None) -> str:
-            from pony_airflow.notifiers import quality_gate_task
-
-            return quality_gate_task("scraped_posts", site=site, since=dag_run.start_date)
-
-        refreshed >> check()
+        gates[site] = site_gate(site, f"check_{site}")
+        stage_operator(f"refresh_{site}", scrape_refresh(site, DUE_AS_OF)) >> gates[site]
+    announce_posts(gates)
     fail_run_when_a_task_fails(dag)

@@ -1,47 +1,40 @@
-"""booru_scrape_<site>: new posts every hour, then the scraped-batch quality gate, then the site's asset."""
+"""booru_scrape: every site's new posts each hour, each site's scraped-batch gate, then one booru_posts update."""
 
 from __future__ import annotations
 
 from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from pony_airflow.assets import BOORU_POSTS
 from pony_airflow.defaults import dag_kwargs
-from pony_airflow.failures import fail_run_when_a_task_fails, pony_task
+from pony_airflow.failures import fail_run_when_a_task_fails
 from pony_airflow.operators import stage_operator
+from pony_airflow.posts_gates import announce_posts, site_gate
 from pony_tasks.orchestration.stages import SITES, scrape_new
 
 DOC = """
-### Scrape new posts from {site}
+### Scrape new posts from every site
 
-Fetches every post above the stored cursor (`pony scrape {site} --mode new`): incremental, resumable, polite
-(rate limit and retries from settings). Then the **scraped_posts** quality gate runs on the posts observed by this
-run; only when it passes is the `booru_posts_{site}` asset updated (images_fetch and scores_normalize listen to it).
+One task per site (`scrape_SITE`: `pony scrape SITE --mode new`) fetches every post above the site's stored cursor:
+incremental, resumable, polite (rate limit and retries from settings; the sites run side by side, each host at its
+own limit). Then each site's **scraped_posts** quality gate (`check_SITE`) runs on the posts observed by this run.
+When every gate has decided, `announce_posts` updates the `booru_posts` asset **once** for the sites that passed
+(images_fetch and scores_normalize listen to it: one run each per scrape run). A site that failed leaves the run red
+and does not hold back the others; when no site passed, nothing is updated.
 
-Backfills (`airflow backfill create --dag-id booru_scrape_{site} --from-date … --to-date …`) are safe: the scrape
-resumes from the cursor, so a run for an old interval fetches only what is still missing and never duplicates.
-Older history than the cursor: `pony scrape {site} --mode backfill`.
+Backfills (`airflow backfill create --dag-id booru_scrape --from-date … --to-date …`) are safe: each scrape
+resumes from its cursor, so a run for an old interval fetches only what is still missing and never duplicates.
+Older history than the cursor: `pony scrape SITE --mode backfill`. To stop scraping one site, set
+`enabled = false` in its `[sites.NAME]` table of `pony.toml`.
 """
 
-
-def build(site: str) -> DAG:
-    with DAG(
-        dag_id=f"booru_scrape_{site}",
-        schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-        **dag_kwargs(DOC.format(site=site), ["scrape", site]),
-    ) as dag:
-        scraped = stage_operator("scrape_new", scrape_new(site))
-
-        @pony_task(outlets=[BOORU_POSTS[site]])
-        def check_scraped_posts(dag_run=None) -> str:
-            from pony_airflow.notifiers import quality_gate_task
-
-            return quality_gate_task("scraped_posts", site=site, since=dag_run.start_date)
-
-        scraped >> check_scraped_posts()
-        fail_run_when_a_task_fails(dag)
-    return dag
-
-
-for _site in SITES:
-    globals()[f"booru_scrape_{_site}"] = build(_site)
+with DAG(
+    dag_id="booru_scrape",
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    **dag_kwargs(DOC, ["scrape"]),
+) as dag:
+    gates = {}
+    for site in SITES:
+        gates[site] = site_gate(site, f"check_{site}")
+        stage_operator(f"scrape_{site}", scrape_new(site)) >> gates[site]
+    announce_posts(gates)
+    fail_run_when_a_task_fails(dag)

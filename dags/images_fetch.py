@@ -1,8 +1,8 @@
-"""images_fetch: download new posts' images when any site's posts asset is updated."""
+"""images_fetch: download new posts' images when the booru_posts asset is updated."""
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, AssetAny
+from airflow.sdk import DAG
 
 from pony_airflow.assets import BOORU_POSTS, IMAGES
 from pony_airflow.defaults import dag_kwargs
@@ -13,17 +13,17 @@ from pony_tasks.orchestration.stages import fetch_images
 DOC = """
 ### Fetch images
 
-Runs when any `booru_posts_*` asset is updated: `pony images fetch` downloads, verifies (size, hash, decode,
-pixel limit) and stores images content-addressed; bad files are quarantined with a reason, never stored. Every
-site at once, each host within its rate limit; one run downloads for at most 50 minutes and the next carries on
-from where it stopped (a backlog of millions takes many runs, each handed on as a batch). The
-**images** quality gate checks what this run stored before the `images` asset is updated (embed_and_score
+Runs when the `booru_posts` asset is updated (once per scrape or refresh run): `pony images fetch` downloads,
+verifies (size, hash, decode, pixel limit) and stores images content-addressed; bad files are quarantined with a
+reason, never stored. Every site at once, each host within its rate limit; one run downloads for at most 50 minutes
+and the next carries on from where it stopped (a backlog of millions takes many runs, each handed on as a batch).
+The **images** quality gate checks what this run stored before the `images` asset is updated (embed_and_score
 listens to it).
 """
 
 with DAG(
     dag_id="images_fetch",
-    schedule=AssetAny(*BOORU_POSTS.values()),
+    schedule=[BOORU_POSTS],
     **dag_kwargs(DOC, ["images"]),
 ) as dag:
     fetched = stage_operator("fetch_images", fetch_images())

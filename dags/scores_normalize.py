@@ -1,8 +1,8 @@
-"""scores_normalize: a new normalisation run when any site's posts asset is updated."""
+"""scores_normalize: a new normalisation run when the booru_posts asset is updated."""
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, AssetAny
+from airflow.sdk import DAG
 
 from pony_airflow.assets import BOORU_POSTS, NORMALIZED_SCORES
 from pony_airflow.defaults import dag_kwargs
@@ -13,14 +13,14 @@ from pony_tasks.orchestration.stages import normalize_scores
 DOC = """
 ### Normalise popularity across sites
 
-Runs when any `booru_posts_*` asset is updated (several updates collapse into one run). `pony normalize run`
+Runs when the `booru_posts` asset is updated (once per scrape or refresh run). `pony normalize run`
 writes a new versioned run (percentile within site, rating and upload cohort; young posts predicted from the growth
 curve and flagged provisional) and attaches it atomically; readers use the newest complete run.
 """
 
 with DAG(
     dag_id="scores_normalize",
-    schedule=AssetAny(*BOORU_POSTS.values()),
+    schedule=[BOORU_POSTS],
     **dag_kwargs(DOC, ["normalize"]),
 ) as dag:
     stage_operator("normalize", normalize_scores(), outlets=[NORMALIZED_SCORES])

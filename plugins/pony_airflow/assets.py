@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
-from pony_tasks.orchestration.stages import SITES
-
-BOORU_POSTS = {site: Asset(name=f"booru_posts_{site}", uri=f"pony://booru_post/{site}", group="pony")
-               for site in SITES}  # fmt: skip
+# Updated once per scrape or refresh run, after every site's gate has decided (never once per site: a run's sites
+# finish minutes apart, and one event per site would start its consumers more than once); the extra names the sites
+# whose posts passed, {"sites": [...]}.
+BOORU_POSTS = Asset(name="booru_posts", uri="pony://booru_post", group="pony")
 IMAGES = Asset(name="images", uri="pony://image", group="pony")
 NORMALIZED_SCORES = Asset(name="normalized_scores", uri="pony://normalized_score", group="pony")
 EMBEDDINGS = Asset(name="embeddings", uri="pony://image_embedding", group="pony")

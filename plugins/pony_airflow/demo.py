@@ -109,8 +109,7 @@ class Demo:
         settings = get_settings()
         if self.from_export:
             self._import_e621_export(settings)
-        for site in SITES:
-            self.dag(f"booru_scrape_{site}")
+        self.dag("booru_scrape", f"{len(SITES)} sites: {', '.join(SITES)}")
         self.dag("booru_score_refresh")
         self.dag("images_fetch")
         self.dag("scores_normalize")

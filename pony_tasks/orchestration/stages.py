@@ -10,8 +10,8 @@ from pony_tasks.execution import StageCommand
 
 
 def configured_sites() -> tuple[str, ...]:
-    """The enabled sites of the settings, sorted (the built-in four plus any ``[sites.NAME]``): one scrape DAG,
-    one refresh task and one asset each. Read when the DAG files are parsed."""
+    """The enabled sites of the settings, sorted (the built-in four plus any ``[sites.NAME]``): one scrape task,
+    one refresh task and one gate each in the scrape and refresh DAGs. Read when the DAG files are parsed."""
     return get_settings().site_names
 
 

@@ -13,8 +13,7 @@ from pony_tasks.orchestration.stages import SITES
 from tests.airflow.conftest import ROOT
 
 EXPECTED = {"booru_score_refresh", "images_fetch", "scores_normalize", "embed_and_score", "nightly_rescore",
-            "aesthetic_train", "captions_regenerate", "finetune", "works_link", "style_clusters",
-            *(f"booru_scrape_{s}" for s in SITES)}  # fmt: skip
+            "aesthetic_train", "captions_regenerate", "finetune", "works_link", "style_clusters", "booru_scrape"}
 HEAVY = ("great_expectations", "torch", "open_clip", "diffusers", "pandas",
          "airflow.providers.cncf.kubernetes.operators.pod")  # fmt: skip
 
@@ -83,7 +82,7 @@ def test_dag_files_import_nothing_heavy() -> None:
 def test_scrape_schedules_have_data_intervals_for_backfills(dagbag) -> None:
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-    for dag_id in ("booru_score_refresh", *(f"booru_scrape_{s}" for s in SITES)):
+    for dag_id in ("booru_score_refresh", "booru_scrape"):
         assert isinstance(dagbag.dags[dag_id].timetable, CronDataIntervalTimetable), dag_id
 
 
@@ -141,3 +140,17 @@ def test_the_readme_backfill_makes_one_run_per_day_one_at_a_time(dagbag) -> None
     assert [r.data_interval.start for r in runs] == [first.replace(day=first.day + i) for i in range(days)]
     assert all((r.data_interval.end - r.data_interval.start).days == 1 for r in runs)
     assert f"makes {days} runs" in readme, "the README states how many runs its example makes"
+
+
+def test_a_scrape_or_refresh_run_updates_booru_posts_once_after_every_sites_gate(dagbag) -> None:
+    """The sites finish minutes apart: one event per site would start each consumer more than once."""
+    for dag_id in ("booru_scrape", "booru_score_refresh"):
+        dag = dagbag.dags[dag_id]
+        producers = [t.task_id for t in dag.tasks if any(a.name == "booru_posts" for a in t.outlets)]
+        assert producers == ["announce_posts"], (dag_id, producers)
+        announce = dag.get_task("announce_posts")
+        assert announce.trigger_rule == "all_done"  # a failed site holds back no other site's posts
+        assert announce.upstream_task_ids == {f"check_{s}" for s in SITES}, dag_id
+    for dag_id in ("images_fetch", "scores_normalize"):
+        condition = dagbag.dags[dag_id].timetable.asset_condition
+        assert [a.name for a in condition.objects] == ["booru_posts"], dag_id

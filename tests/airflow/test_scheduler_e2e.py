@@ -73,7 +73,7 @@ def _only_run(api, dag_id: str) -> dict:
 
 def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_services) -> None:
     api = airflow_services
-    scrapes = [f"booru_scrape_{site}" for site in SITES]
+    scrapes = ["booru_scrape"]
     api.wait(lambda: {d["dag_id"] for d in api.get("/dags", limit=100)["dags"]} >= {*scrapes, *CHAIN}, 240,
              "the dag-processor to parse every DAG")  # fmt: skip
     graph = airflow(api.env, "dags", "show", "finetune")  # the graphviz package is part of the stack
@@ -81,8 +81,9 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
     for dag_id in (*CHAIN, *scrapes):  # consumers first, so no asset event finds its consumer paused
         api.unpause(dag_id)
 
-    # Scheduled scrapes (catchup off: the latest hourly interval) → images_fetch, scores_normalize → embed_and_score
-    # → works_link, each asset-triggered; several events may collapse into one run or start another one.
+    # The scheduled scrape (catchup off: the latest hourly interval) of every site → images_fetch, scores_normalize →
+    # embed_and_score → works_link, each asset-triggered. The sites finish apart, yet their gates hand on one
+    # booru_posts event, so each consumer runs exactly once.
     downstream = ["images_fetch", "scores_normalize", "embed_and_score", "works_link"]
 
     def chain_done() -> bool:
@@ -91,12 +92,16 @@ def test_the_scheduler_runs_the_asset_chain_and_failures_are_red(airflow_service
             and api.quiet([*scrapes, *downstream])
 
     api.wait(chain_done, 900, "scrape → images_fetch → scores_normalize → embed_and_score → works_link", every=5)
-    for dag_id in scrapes:
-        run = _only_run(api, dag_id)
-        assert (run["run_type"], run["state"]) == ("scheduled", "success"), run
+    (scrape,) = api.runs("booru_scrape")
+    assert (scrape["run_type"], scrape["state"]) == ("scheduled", "success"), scrape
+    tasks = api.tasks("booru_scrape", scrape["dag_run_id"])
+    assert {t: tasks[t]["state"] for t in (*(f"check_{s}" for s in SITES), "announce_posts")} == dict.fromkeys(
+        (*(f"check_{s}" for s in SITES), "announce_posts"), "success"), tasks
+    events = api.get("/assets/events", source_dag_id="booru_scrape")["asset_events"]
+    assert [(e["name"], sorted(e["extra"]["sites"])) for e in events] == [("booru_posts", sorted(SITES))], events
     for dag_id in downstream:
         runs = api.runs(dag_id)
-        assert {r["run_type"] for r in runs} == {"asset_triggered"} and {r["state"] for r in runs} == {"success"}
+        assert [(r["run_type"], r["state"]) for r in runs] == [("asset_triggered", "success")], (dag_id, runs)
     assert _count("SELECT count(*) FROM work_image") == _count("SELECT count(*) FROM image")  # every image in a work
     posts, images = _count("SELECT count(*) FROM booru_post"), _count("SELECT count(*) FROM image")
     assert posts >= 4 * POSTS_PER_SITE * 0.95 and images > 0.9 * posts, (posts, images)

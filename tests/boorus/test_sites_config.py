@@ -98,7 +98,7 @@ def test_bad_site_rows_are_refused_with_what_to_do() -> None:
                       booru_credentials={"safebooru": "not-a-pair"})  # fmt: skip
 
 
-def test_a_configured_site_gets_a_scrape_dag(tmp_path) -> None:
+def test_a_configured_site_gets_its_scrape_refresh_and_gate_tasks(tmp_path) -> None:
     """Parsed as Airflow parses the DAG folder, with the site added in pony.toml."""
     config = tmp_path / "pony.toml"
     config.write_text('[sites.furbooru]\nengine = "philomena"\nbase_url = "https://furbooru.org"\n'
@@ -107,7 +107,8 @@ def test_a_configured_site_gets_a_scrape_dag(tmp_path) -> None:
             "bag = DagBag(dag_folder='dags'); "
             "print(json.dumps({'errors': {k: str(v)[:300] for k, v in bag.import_errors.items()}, "
             "'dags': sorted(bag.dag_ids), "
-            "'refresh': sorted(t.task_id for t in bag.dags['booru_score_refresh'].tasks)}))")  # fmt: skip
+            "'refresh': sorted(t.task_id for t in bag.dags['booru_score_refresh'].tasks), "
+            "'scrape': sorted(t.task_id for t in bag.dags['booru_scrape'].tasks)}))")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("PONY_")}
     env.update(PONY_CONFIG=str(config), PONY_HOME=str(tmp_path / "home"), PYTHONPATH="plugins",
                AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False")  # fmt: skip
@@ -116,4 +117,5 @@ def test_a_configured_site_gets_a_scrape_dag(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     assert not parsed["errors"], parsed["errors"]
-    assert "booru_scrape_furbooru" in parsed["dags"] and "refresh_furbooru" in parsed["refresh"]
+    assert {"scrape_furbooru", "check_furbooru"} <= set(parsed["scrape"])
+    assert {"refresh_furbooru", "check_furbooru"} <= set(parsed["refresh"])

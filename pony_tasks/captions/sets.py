@@ -70,16 +70,7 @@ class RegenerateResult:
 # The style cluster is the chosen image's in the style clustering used (NULL: none; then the digest is as before).
 SOURCE_QUERY = """
     CREATE TEMPORARY TABLE caption_source ON COMMIT DROP AS
-    WITH live AS (
-        SELECT coalesce('w' || wi.work_id, 'i' || i.sha256) COLLATE "C" AS work_key, i.sha256, p.site, p.post_id,
-               p.rating, p.tags, p.tag_groups, p.created_at, w.canonical_sha256, s.percentile
-        FROM booru_post_image i
-        JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
-        LEFT JOIN aesthetic_score s ON s.sha256 = i.sha256 AND s.version_id = %(version)s
-        LEFT JOIN work_image wi ON wi.sha256 = i.sha256
-        LEFT JOIN work w ON w.work_id = wi.work_id
-        WHERE p.rating IS NOT NULL AND NOT p.deleted),
-    several_images AS MATERIALIZED (  -- images that no work holds, shown by several live posts
+    WITH several_images AS MATERIALIZED (  -- images that no work holds, shown by several live posts
         SELECT i.sha256 FROM booru_post_image i JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
         WHERE i.sha256 IN (SELECT sha256 FROM booru_post_image GROUP BY sha256 HAVING count(*) > 1)
           AND p.rating IS NOT NULL AND NOT p.deleted
@@ -90,8 +81,6 @@ SOURCE_QUERY = """
         JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
         WHERE p.rating IS NOT NULL AND NOT p.deleted
         GROUP BY wi.work_id HAVING count(*) > 1),
-    several_keys AS (SELECT ('i' || sha256) COLLATE "C" AS work_key FROM several_images
-                     UNION ALL SELECT ('w' || work_id) COLLATE "C" FROM several_works),
     single AS (  -- a work of one live post (most): that post, when the version scored its image
         SELECT s.sha256, s.percentile, p.site, p.rating, p.tags, p.tag_groups, p.created_at
         FROM booru_post_image i
@@ -101,7 +90,24 @@ SOURCE_QUERY = """
         WHERE p.rating IS NOT NULL AND NOT p.deleted
           AND NOT EXISTS (SELECT 1 FROM several_images k WHERE k.sha256 = i.sha256)
           AND NOT EXISTS (SELECT 1 FROM several_works k WHERE k.work_id = wi.work_id)),
-    several AS MATERIALIZED (SELECT l.* FROM live l JOIN several_keys USING (work_key)),
+    several AS MATERIALIZED (  -- the live posts of those images and works (reached from them: never every post)
+        SELECT ('i' || i.sha256) COLLATE "C" AS work_key, i.sha256, p.site, p.post_id, p.rating, p.tags,
+               p.tag_groups, p.created_at, NULL::text AS canonical_sha256, s.percentile
+        FROM several_images k
+        JOIN booru_post_image i ON i.sha256 = k.sha256
+        JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+        LEFT JOIN aesthetic_score s ON s.sha256 = i.sha256 AND s.version_id = %(version)s
+        WHERE p.rating IS NOT NULL AND NOT p.deleted
+        UNION ALL
+        SELECT ('w' || k.work_id) COLLATE "C", i.sha256, p.site, p.post_id, p.rating, p.tags, p.tag_groups,
+               p.created_at, w.canonical_sha256, s.percentile
+        FROM several_works k
+        JOIN work w ON w.work_id = k.work_id
+        JOIN work_image wi ON wi.work_id = k.work_id
+        JOIN booru_post_image i ON i.sha256 = wi.sha256
+        JOIN booru_post p ON p.site = i.site AND p.post_id = i.post_id
+        LEFT JOIN aesthetic_score s ON s.sha256 = i.sha256 AND s.version_id = %(version)s
+        WHERE p.rating IS NOT NULL AND NOT p.deleted),
     chosen AS (
         SELECT DISTINCT ON (l.work_key) l.work_key, l.sha256, l.percentile
         FROM several l WHERE l.percentile IS NOT NULL

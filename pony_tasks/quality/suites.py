@@ -37,9 +37,8 @@ class SuiteInput:
     frame: pd.DataFrame | None  # a batch small by nature, validated in pandas …
     expectations: list  # great_expectations Expectation objects
     batch: dict
-    query: str | None = None  # … or the batch as SQL (of its batch table), validated inside PostgreSQL
-    rows: int | None = None  # rows of the query
-    table: str | None = None  # the batch table the query reads (dropped once validated)
+    rows: int | None = None  # … or the batch as a table in PostgreSQL, validated there: its rows
+    table: str | None = None  # the batch table (dropped once validated)
 
     @property
     def row_count(self) -> int:
@@ -50,18 +49,18 @@ BATCH_TABLE_PREFIX = "quality_batch_"
 STALE_BATCH_SECONDS = 86_400  # a batch table this old was left by a check that died: the next check drops it
 
 
-def _query(query: str, conn: psycopg2.extensions.connection, params: dict) -> tuple[str, int, str]:
-    """(SQL for GX's query asset, how many rows, the batch table): the query's rows computed once into an UNLOGGED
-    table (committed: GX reads it on its own connection; :func:`drop_batch_table` removes it), so each expectation's
-    aggregates scan its few narrow columns instead of evaluating the query again (GX runs one or more queries per
-    expectation: with the caption suite's regular expressions that was 13× the work)."""
+def _batch_table(query: str, conn: psycopg2.extensions.connection, params: dict) -> tuple[int, str]:
+    """(how many rows, the batch table): the query's rows computed once into an UNLOGGED table that GX validates as a
+    table asset (committed: GX reads it on its own connection; :func:`drop_batch_table` removes it), so each
+    expectation's aggregates scan its few narrow columns instead of evaluating the query again (GX runs one or more
+    queries per expectation: with the caption suite's regular expressions that was 13× the work)."""
     _drop_stale_batch_tables(conn)
     table = f"{BATCH_TABLE_PREFIX}{int(time.time())}_{os.getpid()}_{secrets.token_hex(3)}"
     with conn.cursor() as cur:
         cur.execute(f"CREATE UNLOGGED TABLE {table} AS {cur.mogrify(query, params).decode()}")
         rows = cur.rowcount
     conn.commit()
-    return f"SELECT * FROM {table}", rows, table
+    return rows, table
 
 
 def drop_batch_table(conn: psycopg2.extensions.connection, table: str) -> None:
@@ -100,7 +99,7 @@ def scraped_posts(
     conn: psycopg2.extensions.connection, store: ObjectStore, *, site: str, since: datetime
 ) -> SuiteInput:
     """Posts of ``site`` observed since ``since`` (one scrape batch)."""
-    query, rows, table = _query(
+    rows, table = _batch_table(
         """SELECT p.site, p.post_id, p.rating, p.created_at, coalesce(array_length(p.tags, 1), 0) AS tags,
                   p.created_at > now() + interval '1 day' AS created_in_future
            FROM booru_post p
@@ -116,11 +115,11 @@ def scraped_posts(
         gxe.ExpectColumnValuesToBeBetween(column="tags", min_value=1, mostly=0.95, severity="warning"),
     ]
     batch = {"site": site, "since": since.isoformat()}
-    return SuiteInput("scraped_posts", None, expectations, batch, query, rows, table)
+    return SuiteInput("scraped_posts", None, expectations, batch, rows=rows, table=table)
 
 
 def images(conn: psycopg2.extensions.connection, store: ObjectStore, *, since: datetime) -> SuiteInput:
-    query, rows, table = _query(
+    rows, table = _batch_table(
         "SELECT sha256, byte_size, width, height, format FROM image WHERE stored_at >= %(since)s",
         conn, params={"since": since},
     )  # fmt: skip
@@ -133,7 +132,7 @@ def images(conn: psycopg2.extensions.connection, store: ObjectStore, *, since: d
         gxe.ExpectColumnValuesToBeBetween(column="height", min_value=1, severity="critical"),
         gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(IMAGE_FORMATS), severity="warning"),
     ]
-    return SuiteInput("images", None, expectations, {"since": since.isoformat()}, query, rows, table)
+    return SuiteInput("images", None, expectations, {"since": since.isoformat()}, rows=rows, table=table)
 
 
 def embeddings(conn: psycopg2.extensions.connection, store: ObjectStore, *, model_id: int) -> SuiteInput:
@@ -174,7 +173,7 @@ def embeddings(conn: psycopg2.extensions.connection, store: ObjectStore, *, mode
 
 def aesthetic_scores(conn: psycopg2.extensions.connection, store: ObjectStore, *, version_id: int) -> SuiteInput:
     """Range, spread (a collapsed model gives every image the same score) and drift against the previous version."""
-    query, rows, table = _query("SELECT score, percentile FROM aesthetic_score WHERE version_id = %(v)s", conn,
+    rows, table = _batch_table("SELECT score, percentile FROM aesthetic_score WHERE version_id = %(v)s", conn,
                          params={"v": version_id})  # fmt: skip
     with conn.cursor() as cur:
         cur.execute(
@@ -196,13 +195,13 @@ def aesthetic_scores(conn: psycopg2.extensions.connection, store: ObjectStore, *
             column="score", min_value=max(0.0, previous_mean - SCORE_DRIFT_LIMIT),
             max_value=min(1.0, previous_mean + SCORE_DRIFT_LIMIT), severity="warning"))  # fmt: skip
     return SuiteInput("aesthetic_scores", None, expectations,
-                      {"version_id": version_id, "previous_mean": previous_mean}, query, rows, table)  # fmt: skip
+                      {"version_id": version_id, "previous_mean": previous_mean}, rows=rows, table=table)  # fmt: skip
 
 
 def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id: int) -> SuiteInput:
     """Exactly one band tag (``score_N``, not ``_up``), nothing empty, length limits, and every caption within the
     set's token limit (captions.tokens: the cost bounds any training sample's CLIP token count)."""
-    query, rows, table = _query(
+    rows, table = _batch_table(
         r"""SELECT band, rating_tag, length(text) AS chars,
                    cardinality(regexp_split_to_array(text, ',| \|\|\| ')) AS tags,
                    (SELECT count(*) FROM regexp_matches(text, '(^|, )score_[1-9](,| |$)', 'g')) AS band_tags,
@@ -236,7 +235,7 @@ def captions(conn: psycopg2.extensions.connection, store: ObjectStore, *, set_id
             ),  # fmt: skip
         ]
     batch = {"set_id": set_id, "token_limit": token_limit}
-    return SuiteInput("captions", None, expectations, batch, query, rows, table)
+    return SuiteInput("captions", None, expectations, batch, rows=rows, table=table)
 
 
 MAX_MERGED_SHARE = 0.5  # share of works with more than one image: above this the matcher is suspect
@@ -253,7 +252,7 @@ def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInpu
                        ORDER BY run_id DESC OFFSET 1 LIMIT 1""")  # fmt: skip
         row = cur.fetchone()
     previous = row[0] if row else None
-    query, rows, table = _query(
+    rows, table = _batch_table(
         """WITH per_site AS (  -- one pass: the files each site holds of each work (aggregates, no subquery a work)
                SELECT i.work_id, p.site, count(DISTINCT i.sha256) AS files FROM work_image i
                JOIN booru_post_image p USING (sha256) GROUP BY 1, 2),
@@ -285,7 +284,7 @@ def works(conn: psycopg2.extensions.connection, store: ObjectStore) -> SuiteInpu
         expectations.append(gxe.ExpectColumnMeanToBeBetween(
             column="merged_share_change", min_value=-MAX_MERGE_JUMP, max_value=MAX_MERGE_JUMP,
             severity="warning"))  # fmt: skip
-    return SuiteInput("works", None, expectations, {"previous_merged_share": previous}, query, rows, table)
+    return SuiteInput("works", None, expectations, {"previous_merged_share": previous}, rows=rows, table=table)
 
 
 MAX_STYLE_CLUSTER_SHARE = 0.5  # one cluster holding more of the images: the embeddings have collapsed

@@ -123,3 +123,27 @@ def test_a_query_batch_is_computed_once_into_a_table_dropped_after_the_check(mig
     report = run_check("images", settings=migrated, since=SINCE)
     assert report.rows_checked == 2 and report.blocking, "the zero-byte file fails the check"
     assert _batch_tables(migrated) == [], "the stale table and the check's own are gone"
+
+
+def test_great_expectations_never_reads_a_batch_whole(migrated) -> None:
+    """Every statement GX runs on a batch table aggregates, filters or limits it: none brings its rows into the
+    worker (a query asset made GX run the query whole just to learn the column names — 1.9 GiB at 10M images)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    _images(migrated, [(f"{i:064x}", 10 + i, "PNG") for i in range(50)])
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:  # noqa: ANN001 - SQLAlchemy's event signature
+        statements.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        report = run_check("images", settings=migrated, since=SINCE)
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert report.rows_checked == 50 and not report.failed
+    on_batch = [s for s in statements if "quality_batch_" in s]
+    assert on_batch, "GX ran no statement on the batch table"
+    whole = [s for s in on_batch if not re.search(r"\b(count|sum|min|max|avg|LIMIT|GROUP BY|WHERE)\b", s, re.I)]
+    assert whole == [], whole

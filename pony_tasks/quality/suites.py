@@ -1,10 +1,11 @@
 """The expectation suites: what each pipeline stage's output must satisfy.
 
-Each suite is a function returning a :class:`SuiteInput` for one batch: a SQL query that Great Expectations runs in
-PostgreSQL (its SQL datasource: every expectation an aggregate query there — memory bounded whatever the table's
-size, 28M captions included), or, for what is not a table (a sample of embedding vectors) or is small by nature
-(one row per style cluster), a pandas frame. Severity ``critical`` = blocking (the task fails, downstream tasks do
-not run); ``warning`` = alert only. Great Expectations is imported here, never at DAG parse time (it costs ~5 s).
+Each suite is a function returning a :class:`SuiteInput` for one batch: a SQL query whose rows become a batch table
+that Great Expectations validates in PostgreSQL (its SQL datasource: every expectation an aggregate query there —
+memory bounded whatever the table's size, 28M captions included), or, for what is not a table (a sample of embedding
+vectors) or is small by nature (one row per style cluster), a pandas frame. Severity ``critical`` = blocking (the
+task fails, downstream tasks do not run); ``warning`` = alert only. Great Expectations is imported here, never at
+DAG parse time (it costs ~5 s).
 """
 
 from __future__ import annotations

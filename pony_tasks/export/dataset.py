@@ -182,7 +182,7 @@ def export_dataset(
         elif fmt == "webdataset":
             write_shards(store, prefix, samples, put_path, tick, caption_set, shard_bytes, key, variants)
         elif fmt == "parquet":
-            write_parquet(store, prefix, samples, put, tick, caption_set, shard_bytes, variants)
+            write_parquet(store, prefix, samples, put_path, tick, caption_set, shard_bytes, variants)
         else:
             write_imagefolder(prefix, samples, put_path, copy, tick, caption_set, variants)
     selection = {"min_band": min_band, "ratings": ratings, "sites": sites}

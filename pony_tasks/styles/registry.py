@@ -278,6 +278,9 @@ def assign_new_images(conn: psycopg2.extensions.connection, store: ObjectStore, 
     added = 0
     with conn.cursor(name="styles_new_images") as new, conn.cursor() as cur:
         new.itersize = ASSIGN_PAGE
+        # planned for the whole result, not its first rows (a cursor's default): usually nothing is new, and the
+        # fast-start plan probed the member index once per embedded image (53.8 s at 10M)
+        cur.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         new.execute("""SELECT e.sha256 FROM image_embedding e WHERE e.model_id = %(model)s AND NOT EXISTS (
                            SELECT 1 FROM style_cluster_member m WHERE m.version_id = %(v)s AND m.sha256 = e.sha256)
                        ORDER BY e.shard_id, e.row""",

@@ -7,9 +7,8 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from pony_airflow.defaults import dag_kwargs
 from pony_airflow.failures import fail_run_when_a_task_fails
-from pony_airflow.operators import stage_operator
-from pony_airflow.posts_gates import announce_posts, site_gate
-from pony_tasks.orchestration.stages import SITES, scrape_refresh
+from pony_airflow.posts_gates import gated_sites
+from pony_tasks.orchestration.stages import scrape_refresh
 
 DOC = """
 ### Refresh scores on the age schedule
@@ -35,9 +34,5 @@ with DAG(
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # one run per calendar day
     **dag_kwargs(DOC, ["scrape", "refresh"]),
 ) as dag:
-    gates = {}
-    for site in SITES:
-        gates[site] = site_gate(site, f"check_{site}")
-        stage_operator(f"refresh_{site}", scrape_refresh(site, DUE_AS_OF)) >> gates[site]
-    announce_posts(gates)
+    gated_sites("refresh", lambda site: scrape_refresh(site, DUE_AS_OF))
     fail_run_when_a_task_fails(dag)

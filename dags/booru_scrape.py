@@ -7,9 +7,8 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from pony_airflow.defaults import dag_kwargs
 from pony_airflow.failures import fail_run_when_a_task_fails
-from pony_airflow.operators import stage_operator
-from pony_airflow.posts_gates import announce_posts, site_gate
-from pony_tasks.orchestration.stages import SITES, scrape_new
+from pony_airflow.posts_gates import gated_sites
+from pony_tasks.orchestration.stages import scrape_new
 
 DOC = """
 ### Scrape new posts from every site
@@ -32,9 +31,5 @@ with DAG(
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     **dag_kwargs(DOC, ["scrape"]),
 ) as dag:
-    gates = {}
-    for site in SITES:
-        gates[site] = site_gate(site, f"check_{site}")
-        stage_operator(f"scrape_{site}", scrape_new(site)) >> gates[site]
-    announce_posts(gates)
+    gated_sites("scrape", scrape_new)
     fail_run_when_a_task_fails(dag)

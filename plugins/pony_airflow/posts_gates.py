@@ -10,10 +10,14 @@ A site whose scrape or gate failed leaves the run red (``run_outcome``) without 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pony_airflow.assets import BOORU_POSTS
 from pony_airflow.failures import pony_task
+from pony_airflow.operators import stage_operator
+from pony_tasks.execution import StageCommand
+from pony_tasks.orchestration.stages import SITES
 
 ANNOUNCE_TASK = "announce_posts"
 
@@ -49,3 +53,11 @@ def announce_posts(gates: dict[str, Any]):  # noqa: ANN201 - an Airflow task
     for gate in gates.values():
         gate >> task
     return task
+
+
+def gated_sites(task_prefix: str, command: Callable[[str], StageCommand]):  # noqa: ANN201 - an Airflow task
+    """Per configured site ``{task_prefix}_SITE`` (its ``pony`` command) → ``check_SITE``; then ``announce_posts``."""
+    gates = {site: site_gate(site, f"check_{site}") for site in SITES}
+    for site, gate in gates.items():
+        stage_operator(f"{task_prefix}_{site}", command(site)) >> gate
+    return announce_posts(gates)

@@ -300,7 +300,7 @@ def import_posts(
             conn.commit()
             bar.update(chunk.rows)
 
-        with open_text(path) as handle, ChunkWriter(store) as writer:
+        with open_text(path) as handle, _ChunkWriter(store) as writer:
             rows = CsvRows(handle, POSTS_REQUIRED, f"{path.name} (e621 posts export)")
             builder = PostRows(rows, groups, adapter, aliases)
             chunk, complete = _Chunk(), True
@@ -337,17 +337,17 @@ def import_posts(
     return report
 
 
-class ChunkWriter:
+class _ChunkWriter:
     """Stores chunks on a second thread, in order, while the caller's thread reads and translates the next ones
     (the database works on its own core meanwhile); an error there stops the reading thread at its next chunk."""
 
-    def __init__(self, store: Callable[[Any], None]) -> None:
+    def __init__(self, store: Callable[[_Chunk], None]) -> None:
         self._store = store
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="e621-import-writer", daemon=True)
 
-    def __enter__(self) -> ChunkWriter:
+    def __enter__(self) -> _ChunkWriter:
         self._thread.start()
         return self
 
@@ -359,7 +359,7 @@ class ChunkWriter:
                 except BaseException as exc:  # handed to the reading thread
                     self._error = exc
 
-    def put(self, chunk: Any) -> None:
+    def put(self, chunk: _Chunk) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(chunk)

@@ -107,8 +107,7 @@ def import_records(
         bar = progress_bar(show_progress, desc=f"import {path.name}", unit="post", unit_scale=True)
         bounds: list[int] = []  # the lowest and highest post id stored (for the cursor)
 
-        def store(batch: tuple[list[UnifiedPost], list[QuarantinedRecord], int]) -> None:
-            posts, broken, last_number = batch
+        def store(posts: list[UnifiedPost], broken: list[QuarantinedRecord], last_number: int) -> None:
             if posts:
                 result = upsert_posts(conn, posts)
                 report.stored += result.inserted + result.updated
@@ -148,13 +147,13 @@ def import_records(
                                                 f"row {number}: record breaks the {site} schema: {exc}",
                                                 adapter.record_id(record)))  # fmt: skip
             if len(posts) + len(broken) >= BATCH_ROWS:
-                store((posts, broken, last_number))
+                store(posts, broken, last_number)
                 posts, broken = [], []
                 if stop_after_rows is not None and report.rows >= stop_after_rows:
                     complete = False
                     break
         if complete:
-            store((posts, broken, last_number))
+            store(posts, broken, last_number)
             if bounds:
                 advance_cursor(conn, site, bounds[1], bounds[0], backfill_done=False)
             progress.save(conn, state, finished=True)

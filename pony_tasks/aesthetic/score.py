@@ -56,7 +56,9 @@ def score_all(version_id: int | None = None, *, settings: Settings | None = None
         cdf = np.asarray(version.score_cdf)
         scored = 0
         # a shard at a time (its unscored rows only): memory of one shard whatever the number of images
-        for ids, matrix in iter_embeddings(conn, store, version.embedding_model_id, unscored_by=version.version_id):
+        # a version that has scored nothing yet (its first run, --full) needs no look-up of what it scored per row
+        unscored_by = version.version_id if done else None
+        for ids, matrix in iter_embeddings(conn, store, version.embedding_model_id, unscored_by=unscored_by):
             scores = predict(head, matrix).numpy().astype(np.float64)
             percentiles = np.interp(scores, cdf, np.linspace(0, 1, len(cdf)))
             with conn.cursor() as cur:

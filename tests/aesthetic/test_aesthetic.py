@@ -92,6 +92,10 @@ def test_scoring_covers_every_embedding_reports_the_rest_and_is_idempotent(migra
     assert (first.scored, first.without_embedding) == (390, 10)
     again = score_all(settings=migrated)
     assert (again.scored, again.already_scored) == (0, 390)
+    with connect(migrated) as conn, conn.cursor() as cur:  # a partly scored version scores only what it lacks
+        cur.execute("DELETE FROM aesthetic_score WHERE sha256 IN (SELECT sha256 FROM aesthetic_score LIMIT 40)")
+    partly = score_all(settings=migrated)
+    assert (partly.scored, partly.already_scored) == (40, 350)
     with connect(migrated) as conn, conn.cursor() as cur:
         cur.execute("SELECT sha256, score, percentile FROM aesthetic_score")
         rows = cur.fetchall()

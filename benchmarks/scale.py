@@ -19,6 +19,11 @@ object ``{"posts": N, "stages": [{"stage": …, "seconds": …, "peak_rss_mib": 
 size, so one stage can be worked on without regenerating it, and each stage's whole output in
 ``DIR/stage-logs/STAGE.log`` (the works phases' breakdown). Stages that change the corpus (works, captions) leave
 their results behind: run them again on a kept corpus and they measure the re-run.
+
+``--reclaim-disk`` drops what no later stage of the run reads, as soon as its last reader is done (``RECLAIMED``:
+the embedding shards and rows, the planted re-posts' table, caption sets other than the newest): a 10M corpus
+(~49 GiB) and its stages' tables and exports do not fit in ~80 GB otherwise. What was dropped is written in
+``DIR/corpus.json``, and a later run on that corpus refuses the stages that would read it.
 """
 
 from __future__ import annotations
@@ -70,6 +75,54 @@ STAGES: list[tuple[str, list[str]]] = [
     ("quality_captions", ["quality", "check", "captions", "--set", "{caption_set}"]),
     ("quality_works", ["quality", "check", "works"]),
 ]
+
+
+# What --reclaim-disk drops, and the stages that read it: dropped once no stage of the run still to come reads it
+# (the caption sets other than the newest: after each caption stage; the later stages read the newest).
+RECLAIMED: dict[str, set[str]] = {  # fmt: skip
+    "embeddings": {"aesthetic_train", "aesthetic_promote", "aesthetic_score", "works_full", "works_incremental",
+                   "styles_cluster", "styles_assign", "quality_embeddings"},
+    "bench_image": {"works_full", "works_incremental"},  # the planted re-posts the works stages are checked against
+}
+CAPTION_STAGES = {"captions_first", "captions_regenerate"}
+
+
+def reclaim(settings, what: str) -> None:
+    """Drop ``what`` (a RECLAIMED name or ``old caption sets``) from the corpus; prints what it freed."""
+    from pony_tasks.db import connect
+
+    started = time.perf_counter()
+    with connect(settings) as conn, conn.cursor() as cur:
+        if what == "embeddings":  # the rows first (they reference the shards), then the shard files
+            cur.execute("TRUNCATE image_embedding, embedding_shard")
+            conn.commit()
+            shutil.rmtree(settings.home / "objects" / "embeddings", ignore_errors=True)
+        elif what == "bench_image":
+            cur.execute("DROP TABLE IF EXISTS bench_image")
+        elif what == "old caption sets":  # their partitions: the sets' rows stay (the switch history names them)
+            cur.execute("""SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                           WHERE i.inhparent = 'caption'::regclass AND c.relname <> (
+                               SELECT 'caption_of_set_' || max(set_id) FROM caption_set)""")  # fmt: skip
+            for (partition,) in cur.fetchall():
+                cur.execute(f'DROP TABLE "{partition}"')
+        else:
+            raise ValueError(f"nothing called {what!r} to reclaim")
+    free = shutil.disk_usage(settings.home).free / 2**30
+    print(f"{'':24s}reclaimed {what} ({time.perf_counter() - started:.0f} s): {free:.1f} GiB free", flush=True)
+
+
+def reclaim_unread(later: list[str], settings, marker: Path, *, after: str | None = None) -> None:
+    """With --reclaim-disk: drop what none of the run's stages still to come (``later``) reads — before the first
+    stage, then after each (``after``: the caption stages also leave only their newest set) — and note it in the
+    corpus marker."""
+    recorded = json.loads(marker.read_text())
+    gone = set(recorded.get("reclaimed", []))
+    dropped = [what for what, readers in RECLAIMED.items() if what not in gone and not readers & set(later)]
+    for what in dropped + (["old caption sets"] if after in CAPTION_STAGES else []):
+        reclaim(settings, what)
+    if dropped:
+        recorded["reclaimed"] = sorted(gone | set(dropped))
+        marker.write_text(json.dumps(recorded))
 
 
 def _pod_requests() -> dict:
@@ -458,6 +511,9 @@ def main() -> None:
                                          f"{', '.join(name for name, _ in STAGES)}")  # fmt: skip
     parser.add_argument("--keep", type=Path, help="keep the corpus here and reuse it when it is already there")
     parser.add_argument("--stage-timeout", type=float, default=3600.0, help="seconds before a stage is stopped")
+    parser.add_argument("--reclaim-disk", action="store_true",
+                        help="drop what no later stage of the run reads once its last reader is done (embeddings, "
+                             "the planted re-posts' table, older caption sets): 10M in ~80 GB of disk")  # fmt: skip
     args = parser.parse_args()
     names = [name for name, _ in STAGES]
     chosen = args.stages.split(",") if args.stages else names
@@ -477,7 +533,13 @@ def main() -> None:
     environment.pop("PONY_STORAGE_URL", None)
     settings = load_settings(home=home)
     reuse = marker.exists() and json.loads(marker.read_text()).get("posts") == args.posts
-    if not reuse:
+    if reuse:
+        gone = set(json.loads(marker.read_text()).get("reclaimed", []))
+        refused = [name for name in chosen if any(name in RECLAIMED[what] for what in gone)]
+        if refused:
+            raise SystemExit(f"{directory}'s corpus no longer holds {', '.join(sorted(gone))} (--reclaim-disk): "
+                             f"it cannot run {', '.join(refused)}; generate a new corpus for them")  # fmt: skip
+    else:
         if marker.exists():
             raise SystemExit(f"{directory} holds another corpus ({marker.read_text().strip()}): "
                              "give another --keep folder or delete it")  # fmt: skip
@@ -500,9 +562,14 @@ def main() -> None:
         print(f"corpus on disk: {disk:.1f} GiB; a stage's budgets: memory {settings.memory_budget_mib:,} MiB, "
               f"scratch disk {settings.scratch_budget_mib:,} MiB (PONY_MEMORY_BUDGET_MIB, PONY_SCRATCH_BUDGET_MIB)\n")
         print(f"{'stage':22s} {'wall':>11s}  {'peak memory':>17s}  {'PostgreSQL temp':>20s}")
+        order = [name for name, _ in STAGES if name in chosen]
+        if args.reclaim_disk:
+            reclaim_unread(order, settings, marker)
         for name, arguments in STAGES:
             if name in chosen:
                 results.append(run_stage(name, arguments, settings, environment, args.stage_timeout))
+                if args.reclaim_disk:
+                    reclaim_unread(order[order.index(name) + 1:], settings, marker, after=name)
     finally:
         stop_embedded_server(home)
         if args.keep is None:

@@ -16,8 +16,7 @@ DOC = """
 Runs when the `embeddings` asset is updated. `pony works run --only-new` matches the images that are in no work yet
 against every stored image. Candidate pairs come from the perceptual hashes (multi-index pHash of the picture and of
 its inside when it has a border), the colour thumbnails' nearest neighbours and the CLIP embeddings (every pair above
-cosine 0.90, faiss k-means cells as SemDeDup does; 1M embeddings take about a minute on 2 cores,
-`benchmarks/works.py`). Each pair is judged from the pHash, brightness and colour, the 16×16 detail, the aspect ratio
+cosine 0.90, k-means cells of ~500 vectors as SemDeDup does, spilled to local disk a group of cells at a time). Each pair is judged from the pHash, brightness and colour, the 16×16 detail, the aspect ratio
 and the embeddings, and stored with its evidence: `duplicate` (same work), `variant` (the same artist's alternate
 version: linked, not merged) or `distinct`. Images are grouped into works (stable ids; an operator's decision on the
 works page or with `pony works split` / `unlink` / `link` always wins). The **works** gate (one row per work; a site
@@ -25,8 +24,9 @@ with two files in one work, a merged share above 50 % or a jump of more than 5 p
 updates the `works` asset. Rating sets, the aesthetic held-out split, captions (one per work, from every live post's
 tags) and exports (one sample per work) read the works.
 
-One task, not mapped: the work is one join over all embeddings (about a minute and 3.5 GiB at 1M); the per-image
-work (decoding, hashing) is done where images are fetched.
+One task, not mapped (one pod: 8 GiB of memory, 32 GiB of scratch disk): a first build of 1M images took 330 s and
+1.4 GiB, of 10M 72 min and 2.3 GiB on 2 cores (`benchmarks/scale.py`, README "The real size"); the per-image work
+(decoding, hashing) is done where images are fetched.
 """
 
 with DAG(dag_id="works_link", schedule=[EMBEDDINGS], **dag_kwargs(DOC, ["works"])) as dag:

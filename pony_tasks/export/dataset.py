@@ -139,13 +139,14 @@ def export_dataset(
             result.bytes += len(data)
 
     def put_path(object_key: str, path: Path) -> None:
-        """A file written on disk first (shards, meta.json, metadata.jsonl), stored and hashed a chunk at a time."""
+        """A file written on disk first (shards, meta.json, metadata.jsonl), hashed a chunk at a time and moved into
+        the store (the local store renames it: no second copy of a 1 GiB shard or an 8 GB meta.json)."""
         digest, size = hashlib.sha256(), 0
         with open(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
-        store.put_file(object_key, path)
+        store.move_file(object_key, path)
         with lock:
             result.files[object_key] = digest.hexdigest()
             result.bytes += size

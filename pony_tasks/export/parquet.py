@@ -89,7 +89,6 @@ def write_parquet(
             writer.close()
             writer = None
             put_path(f"{prefix}/data/train-{files:05d}.parquet", path)  # stored from the file
-            path.unlink()
             files += 1
 
     try:

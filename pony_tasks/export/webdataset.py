@@ -89,7 +89,6 @@ def write_shards(
             tar.close()
             handle.close()
             put_path(f"{prefix}/shard-{shard_index:06d}.tar", path)  # stored from the file, not read into memory
-            path.unlink()
             tar = None
 
     def member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:

@@ -73,6 +73,13 @@ class ObjectStore(abc.ABC):
         with open(path, "rb") as handle:
             self.put_stream(key, handle, progress=progress)
 
+    def move_file(self, key: str, path: Path) -> None:
+        """Store a finished file and remove it (an export's shard or ``meta.json``, written on disk first): a network
+        store uploads it then deletes it; the local store renames it into place when it lies on the same file system
+        (no second copy on disk, however large)."""
+        self.put_file(key, path)
+        Path(path).unlink()
+
     def get_file(self, key: str, path: Path, *, progress: ProgressCallback | None = None) -> None:
         """Download to ``path`` atomically (written beside it, then renamed)."""
         path = Path(path)

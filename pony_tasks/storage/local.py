@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +44,7 @@ class LocalObjectStore(ObjectStore):
         self._token = uuid.uuid4().hex[:12]  # temporary names unique across processes (and hosts sharing the root)
         self._counter = itertools.count()  # and within this one (next() on a count is atomic under the GIL)
         self._directories: dict[str, str] = {}  # key prefix → its checked, created directory
+        self._file_mode: int | None = None  # what a new file's mode is under the umask (move_file), found once
 
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:
@@ -87,6 +90,41 @@ class LocalObjectStore(ObjectStore):
 
             self._write(new_key, fill)
         return copied
+
+    def move_file(self, key: str, path: Path) -> None:
+        """The file renamed onto the key (flushed to disk first, unless in ``deferred_sync``); copied and removed
+        when it lies on another file system. It gets the mode a put gives (a file made by mkstemp is 0600: a
+        trainer running as another user could not read the export)."""
+        os.chmod(path, self._new_file_mode())
+        if not self._deferred:
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        target = self._write_target(key)
+        try:
+            os.replace(path, target)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            super().move_file(key, path)
+            return
+        if not self._deferred:
+            directory = os.open(os.path.dirname(target), os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+    def _new_file_mode(self) -> int:
+        """The mode ``os.open(…, 0o666)`` gives a new file under the process's umask (read from a probe file once:
+        os.umask can only be read by setting it, which would race other threads' file creation)."""
+        if self._file_mode is None:
+            probe = os.path.join(self._incoming, f"mode-{self._token}-{next(self._counter)}")
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+            try:
+                self._file_mode = stat.S_IMODE(os.stat(probe).st_mode)
+            finally:
+                os.unlink(probe)
+        return self._file_mode
 
     def _write(self, key: str, fill: Callable[[BinaryIO], None]) -> None:
         """Write through a temporary file in ``.pony-incoming`` renamed onto the key (the hot path of exports: plain

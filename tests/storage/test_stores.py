@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -75,6 +76,19 @@ def test_copy_inside_the_store_keeps_the_bytes_and_says_their_size(store: Object
     assert not store.exists("exports/x/missing.bin")
 
 
+def test_a_moved_file_is_stored_whole_and_gone_from_disk(store: ObjectStore, tmp_path: Path) -> None:
+    data = os.urandom(2 << 20)
+    made = tmp_path / "work" / "shard.tar"
+    made.parent.mkdir()
+    made.write_bytes(data)
+    store.move_file("exports/x/shard.tar", made)
+    assert store.get_bytes("exports/x/shard.tar") == data and not made.exists()
+    made.write_bytes(b"second")  # over an existing object, as a put is
+    store.move_file("exports/x/shard.tar", made)
+    assert store.get_bytes("exports/x/shard.tar") == b"second"
+    assert list(store.list("exports/")) == ["exports/x/shard.tar"]
+
+
 def test_missing_object_raises_a_named_error(store: ObjectStore) -> None:
     with pytest.raises(ObjectNotFoundError, match="nope/missing"):
         store.get_bytes("nope/missing")
@@ -116,6 +130,9 @@ def test_local_objects_get_the_mode_the_umask_gives_new_files(tmp_path: Path) ->
         os.umask(0o027)
         LocalObjectStore(tmp_path / "objects").put_bytes("exports/x/b.txt", b"caption")
         assert stat.S_IMODE((tmp_path / "objects/exports/x/b.txt").stat().st_mode) == 0o640
+        private = Path(tempfile.mkstemp(dir=tmp_path)[1])  # 0600, as mkstemp makes it
+        LocalObjectStore(tmp_path / "objects").move_file("exports/x/meta.json", private)
+        assert stat.S_IMODE((tmp_path / "objects/exports/x/meta.json").stat().st_mode) == 0o640
     finally:
         os.umask(previous)
 

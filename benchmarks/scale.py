@@ -77,14 +77,15 @@ STAGES: list[tuple[str, list[str]]] = [
 ]
 
 
+CAPTION_STAGES = {"captions_first", "captions_regenerate"}
 # What --reclaim-disk drops, and the stages that read it: dropped once no stage of the run still to come reads it
 # (the caption sets other than the newest: after each caption stage; the later stages read the newest).
 RECLAIMED: dict[str, set[str]] = {  # fmt: skip
     "embeddings": {"aesthetic_train", "aesthetic_promote", "aesthetic_score", "works_full", "works_incremental",
                    "styles_cluster", "styles_assign", "quality_embeddings"},
     "bench_image": {"works_full", "works_incremental"},  # the planted re-posts the works stages are checked against
+    "caption_content": CAPTION_STAGES,  # the tag-content cache only building caption sets reads
 }
-CAPTION_STAGES = {"captions_first", "captions_regenerate"}
 
 
 def reclaim(settings, what: str) -> None:
@@ -99,6 +100,8 @@ def reclaim(settings, what: str) -> None:
             shutil.rmtree(settings.home / "objects" / "embeddings", ignore_errors=True)
         elif what == "bench_image":
             cur.execute("DROP TABLE IF EXISTS bench_image")
+        elif what == "caption_content":
+            cur.execute("TRUNCATE caption_content")
         elif what == "old caption sets":  # their partitions: the sets' rows stay (the switch history names them)
             cur.execute("""SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                            WHERE i.inhparent = 'caption'::regclass AND c.relname <> (

@@ -17,8 +17,10 @@ folder) get one line shuffled once, with no separator, as the caption and every 
 kohya exports leave out images smaller than ``min_side`` on a side (no bucket fits them), counted in the card.
 
 Beside the data: ``README.md`` (dataset card), ``styles.csv`` and ``quality-prefixes.txt`` (export.card), then
-``manifest.json`` last: counts, bytes, the sha256 of every written file, the caption set, the aesthetic version and
-scheme, the selection, each sample's work — a reader who finds the manifest finds a complete export.
+``SHA256SUMS`` (the sha256 of every written file, ``sha256sum -c`` checks it inside the export's folder; written as
+the files are stored, never held: a kohya export has two files a sample) and ``manifest.json`` last: counts, bytes,
+the listing's own sha256, the caption set, the aesthetic version and scheme, the selection, each sample's work — a
+reader who finds the manifest finds a complete export.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class ExportResult:
     format: str
     samples: int = 0
     bytes: int = 0
-    files: dict[str, str] = field(default_factory=dict)  # key -> sha256
+    file_count: int = 0  # files written, SHA256SUMS and the manifest not counted
     lines: LineStats = field(default_factory=LineStats)
     too_small: int = 0  # images left out: smaller than min_side on a side (kohya)
 
@@ -76,9 +78,52 @@ class ExportResult:
     def summary(self) -> str:
         small = f"; {self.too_small} images under the smallest bucket left out" if self.too_small else ""
         return (
-            f"exported {self.samples} samples ({self.bytes / 1e6:.1f} MB, {len(self.files)} files) as {self.format} "
+            f"exported {self.samples} samples ({self.bytes / 1e6:.1f} MB, {self.file_count} files) as {self.format} "
             f"to exports/{self.name}/ (README.md: the dataset card; manifest.json last){small}"
         )
+
+
+CHECKSUMS = "SHA256SUMS"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ChecksumListing:
+    """Every stored file's sha256 as ``<digest>  <path in the export>`` lines (sha256sum's format), appended to a
+    temporary file as the files are stored: a dict of every file was ~680 MiB a million kohya samples."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.count = 0
+        self._file = tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="pony-sums-", delete=False)  # noqa: SIM115
+        self.path = Path(self._file.name)
+
+    def add(self, key: str, digest: str) -> None:
+        """One file (the caller serialises calls)."""
+        self._file.write(f"{digest}  {key[len(self.prefix) + 1:]}\n")
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def iter_checksums(store: ObjectStore, name: str) -> Iterator[tuple[str, str]]:
+    """(object key, sha256) of every file of export ``name``, streamed from its SHA256SUMS."""
+    prefix = f"exports/{validate_key(name)}"
+    with store.open_read(f"{prefix}/{CHECKSUMS}") as handle:
+        for line in handle:
+            digest, _, path = line.decode("utf-8").rstrip("\n").partition("  ")
+            yield f"{prefix}/{path}", digest
 
 
 def _selection_extensions(
@@ -130,25 +175,39 @@ def export_dataset(
     stats = SampleStats()
     works: list[str] = []
     lock = threading.Lock()
+    listing = ChecksumListing(prefix)
+    try:
+        return _write_export(conn, store, name, fmt, prefix, caption_set, key, samples, result, stats, works, lock,
+                             listing, min_band=min_band, ratings=ratings, sites=sites, shard_bytes=shard_bytes,
+                             variants=variants, min_side=min_side, show_progress=show_progress)  # fmt: skip
+    finally:
+        listing.discard()
+
+
+def _write_export(
+    conn: psycopg2.extensions.connection, store: ObjectStore, name: str, fmt: str, prefix: str,
+    caption_set: CaptionSetInfo, key: str | None, samples: Iterable[ExportSample], result: ExportResult,
+    stats: SampleStats, works: list[str], lock: threading.Lock, listing: ChecksumListing, *, min_band: int | None,
+    ratings: list[str] | None, sites: list[str] | None, shard_bytes: int, variants: int, min_side: int,
+    show_progress: bool | None,
+) -> ExportResult:  # fmt: skip
 
     def put(object_key: str, data: bytes) -> None:
         store.put_bytes(object_key, data)
         digest = hashlib.sha256(data).hexdigest()
         with lock:
-            result.files[object_key] = digest
+            listing.add(object_key, digest)
+            result.file_count += 1
             result.bytes += len(data)
 
     def put_path(object_key: str, path: Path) -> None:
         """A file written on disk first (shards, meta.json, metadata.jsonl), hashed a chunk at a time and moved into
         the store (the local store renames it: no second copy of a 1 GiB shard or an 8 GB meta.json)."""
-        digest, size = hashlib.sha256(), 0
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
+        digest, size = _file_sha256(path), path.stat().st_size
         store.move_file(object_key, path)
         with lock:
-            result.files[object_key] = digest.hexdigest()
+            listing.add(object_key, digest)
+            result.file_count += 1
             result.bytes += size
 
     def copy(object_key: str, source_key: str, sha256: str) -> None:
@@ -156,7 +215,8 @@ def export_dataset(
         name."""
         size = store.copy(source_key, object_key)
         with lock:
-            result.files[object_key] = sha256
+            listing.add(object_key, sha256)
+            result.file_count += 1
             result.bytes += size
 
     # the files are made durable together (one sync, not two fsyncs each); the manifest, written after, marks the
@@ -193,6 +253,9 @@ def export_dataset(
     put(f"{prefix}/README.md", card.encode())
     put(f"{prefix}/styles.csv", styles_csv(caption_set.scheme, floor).encode())
     put(f"{prefix}/quality-prefixes.txt", prefixes_text(caption_set.scheme, floor).encode())
+    listing.close()
+    checksums = _file_sha256(listing.path)
+    store.move_file(f"{prefix}/{CHECKSUMS}", listing.path)
     manifest = {
         "name": name, "format": fmt, "created_at": datetime.now(UTC).isoformat(), "samples": result.samples,
         "bytes": result.bytes, "caption_set": caption_set.set_id, "scheme": caption_set.scheme,
@@ -200,7 +263,7 @@ def export_dataset(
         "selection": selection, "image_format": key if fmt == "webdataset" else None,
         "kohya_caption_variants": variants if fmt == "kohya" else None, "caption_lines": result.lines.as_dict(),
         "left_out_too_small": {"images": result.too_small, "min_side": min_side} if fmt == "kohya" else None,
-        "files": dict(sorted(result.files.items())),
+        "files": result.file_count, "checksums": {"file": CHECKSUMS, "sha256": checksums},
         "works": sorted(works),  # each sample's work: what fine-tune gates count
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="pony-export-") as workdir:  # dumped to a file, not one huge string

@@ -41,8 +41,12 @@ def evaluate_gates(
     unit = "works" if "works" in export.manifest and "works" in (previous_manifest or {"works": []}) else "images"
     keys = (lambda m: set(m["works"])) if unit == "works" else _image_keys
     previous = keys(previous_manifest) if previous_manifest else set()
+    if unit == "works" or isinstance(export.manifest.get("files"), dict):
+        current = keys(export.manifest)
+    else:  # a manifest that counts its files (their sums are in SHA256SUMS) beside an older one: the samples' images
+        current = {sample.sha256 for sample in export.samples}
     return _decide(conn, export.manifest.get("caption_set"), export.manifest.get("aesthetic_version"),
-                   len(keys(export.manifest) - previous), unit, min_new_images)  # fmt: skip
+                   len(current - previous), unit, min_new_images)  # fmt: skip
 
 
 def evaluate_selection_gates(

@@ -11,7 +11,7 @@ import pytest
 
 from pony_tasks.captions.sets import regenerate
 from pony_tasks.db import connect
-from pony_tasks.export.dataset import export_dataset
+from pony_tasks.export.dataset import export_dataset, iter_checksums
 from pony_tasks.storage import open_store
 from tests.captions.conftest import COUNT, IMAGE_BYTES, SHAS
 
@@ -53,7 +53,12 @@ def test_kohya_export_writes_captions_metadata_and_manifest(captioned) -> None:
             assert [t for t in stored if not t.endswith("_up")] == [t for t in kept if not t.endswith("_up")]
             assert set(kept) <= set(stored)
     assert manifest["scheme"] == "v7" and manifest["selection"]["min_band"] == 8
-    for key, digest in manifest["files"].items():
+    checksums = dict(iter_checksums(store, "k1"))
+    assert len(checksums) == manifest["files"] and manifest["checksums"]["sha256"] == hashlib.sha256(
+        store.get_bytes("exports/k1/SHA256SUMS")).hexdigest()  # fmt: skip
+    written = set(store.list("exports/k1/")) - {"exports/k1/SHA256SUMS", "exports/k1/manifest.json"}
+    assert checksums.keys() == written
+    for key, digest in checksums.items():
         assert hashlib.sha256(store.get_bytes(key)).hexdigest() == digest
 
 
@@ -62,7 +67,7 @@ def test_webdataset_export_shards_by_size_with_complete_samples(captioned) -> No
     with connect(settings) as conn:
         result = export_dataset(conn, store, "w1", "webdataset", shard_bytes=20_480)
     manifest = json.loads(store.get_bytes("exports/w1/manifest.json"))
-    shards = sorted(k for k in manifest["files"] if k.endswith(".tar"))
+    shards = sorted(k for k, _ in iter_checksums(store, "w1") if k.endswith(".tar"))
     assert result.samples == COUNT and len(shards) > 3 and manifest["image_format"] == "png"
     members: dict[str, set[str]] = {}
     for key in shards:
@@ -131,8 +136,9 @@ def test_a_kohya_export_is_the_same_written_one_at_a_time_locally_or_many_at_onc
         one = export_dataset(conn, local, "same", "kohya", min_band=7)
         many = export_dataset(conn, remote, "same", "kohya", min_band=7)
     assert one.samples == many.samples > 1
-    assert one.files.keys() == many.files.keys()
-    differing = {key for key in one.files if one.files[key] != many.files[key]}
+    one_files, many_files = dict(iter_checksums(local, "same")), dict(iter_checksums(remote, "same"))
+    assert one.file_count == many.file_count == len(one_files) and one_files.keys() == many_files.keys()
+    differing = {key for key in one_files if one_files[key] != many_files[key]}
     # only the dataset configs' image_dir differs (the local folder; "." in a bucket)
     assert differing == {"exports/same/dataset.toml", "exports/same/dataset-finetune.toml"}
 
@@ -156,8 +162,7 @@ def test_filters_and_metadata_use_the_merged_values_the_caption_was_written_from
         everything = export_dataset(conn, store, "all", "webdataset")
     assert 0 < safe.samples < everything.samples == COUNT - 1
     for name in ("safe", "all"):
-        manifest = json.loads(store.get_bytes(f"exports/{name}/manifest.json"))
-        for key in (k for k in manifest["files"] if k.endswith(".tar")):
+        for key in (k for k, _ in iter_checksums(store, name) if k.endswith(".tar")):
             with tarfile.open(fileobj=io.BytesIO(store.get_bytes(key))) as tar:
                 for member in (n for n in tar.getnames() if n.endswith(".json")):
                     meta = json.loads(tar.extractfile(member).read())

@@ -104,7 +104,7 @@ def test_a_rejection_fails_the_approval_gate() -> None:
 
 def test_new_images_are_counted_in_works_when_exports_list_them(migrated) -> None:
     """A better copy of a trained work becoming its canonical image is a new file but not a new work."""
-    from pony_tasks.finetune.data import Export
+    from pony_tasks.finetune.data import Export, Sample
     from pony_tasks.finetune.gates import evaluate_gates
 
     before = {"files": {"exports/a/1.png": "x", "exports/a/2.png": "y"}, "works": ["w1", "w2"]}
@@ -114,4 +114,8 @@ def test_new_images_are_counted_in_works_when_exports_list_them(migrated) -> Non
         assert not gate["new_images"].passed and gate["new_images"].detail.startswith("0 works")
         older = {"files": before["files"]}  # written before works existed: images are compared
         gate = {d.gate: d for d in evaluate_gates(conn, after, min_new_images=1, previous_manifest=older)}
+        assert gate["new_images"].passed and gate["new_images"].detail.startswith("1 images")
+        counted = Export("c", {"files": 3, "works": ["w1", "w2"]},  # files listed in SHA256SUMS, not the manifest
+                         "", [Sample("3", "exports/c/3.png", ""), Sample("2", "exports/c/2.png", "")])  # fmt: skip
+        gate = {d.gate: d for d in evaluate_gates(conn, counted, min_new_images=1, previous_manifest=older)}
         assert gate["new_images"].passed and gate["new_images"].detail.startswith("1 images")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
 
 import pytest
@@ -60,6 +61,9 @@ def test_kohya_export_writes_captions_metadata_and_manifest(captioned) -> None:
     assert checksums.keys() == written
     for key, digest in checksums.items():
         assert hashlib.sha256(store.get_bytes(key)).hexdigest() == digest
+    checked = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=store.root / "exports/k1",
+                             capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0 and checked.stdout.count(": OK") == len(checksums), checked.stderr
 
 
 def test_webdataset_export_shards_by_size_with_complete_samples(captioned) -> None:

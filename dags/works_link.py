@@ -16,8 +16,9 @@ DOC = """
 Runs when the `embeddings` asset is updated. `pony works run --only-new` matches the images that are in no work yet
 against every stored image. Candidate pairs come from the perceptual hashes (multi-index pHash of the picture and of
 its inside when it has a border), the colour thumbnails' nearest neighbours and the CLIP embeddings (every pair above
-cosine 0.90, k-means cells of ~500 vectors as SemDeDup does, spilled to local disk a group of cells at a time). Each pair is judged from the pHash, brightness and colour, the 16×16 detail, the aspect ratio
-and the embeddings, and stored with its evidence: `duplicate` (same work), `variant` (the same artist's alternate
+cosine 0.90, k-means cells of ~500 vectors as SemDeDup does, spilled to local disk a group of cells at a time).
+Each pair is judged from the pHash, brightness and colour, the 16×16 detail, the aspect ratio and the embeddings,
+and stored with its evidence: `duplicate` (same work), `variant` (the same artist's alternate
 version: linked, not merged) or `distinct`. Images are grouped into works (stable ids; an operator's decision on the
 works page or with `pony works split` / `unlink` / `link` always wins). The **works** gate (one row per work; a site
 with two files in one work, a merged share above 50 % or a jump of more than 5 points since the last run warn) then

@@ -181,11 +181,19 @@ class LocalObjectStore(ObjectStore):
         return directory
 
     def open_read(self, key: str) -> BinaryIO:
-        path = self._path(key)
+        """The object opened in its checked, remembered directory (an export reads millions: resolving every key's
+        path component by component was ~15 % of a Parquet export's time); never through a symlink at the object,
+        and only a regular file."""
+        parent, _, name = validate_key(key).rpartition("/")
         try:
-            return open(path, "rb")
-        except (FileNotFoundError, IsADirectoryError):
+            descriptor = os.open(os.path.join(self._directory(parent, key, create=False), name),
+                                 os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # fmt: skip
+        except OSError:
             raise ObjectNotFoundError(key, self.url) from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # a directory opens read-only too
+            os.close(descriptor)
+            raise ObjectNotFoundError(key, self.url)
+        return os.fdopen(descriptor, "rb")
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -115,6 +115,12 @@ def test_symlink_out_of_local_store_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / "objects" / "link").symlink_to(tmp_path)
     with pytest.raises(ObjectNotFoundError):
         store.get_bytes("link/secret.txt")
+    (tmp_path / "objects" / "secret.txt").symlink_to(secret)  # the object itself a link out
+    with pytest.raises(ObjectNotFoundError):
+        store.get_bytes("secret.txt")
+    store.put_bytes("folder/a.txt", b"a")
+    with pytest.raises(ObjectNotFoundError):  # a directory is not an object
+        store.get_bytes("folder")
 
 
 def test_local_objects_get_the_mode_the_umask_gives_new_files(tmp_path: Path) -> None:

@@ -86,35 +86,28 @@ class ExportResult:
 CHECKSUMS = "SHA256SUMS"
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class ChecksumListing:
-    """Every stored file's sha256 as ``<digest>  <path in the export>`` lines (sha256sum's format), appended to a
-    temporary file as the files are stored: a dict of every file was ~680 MiB a million kohya samples."""
+    """Every stored file's sha256 as ``<digest>  <path in the export>`` lines (sha256sum's format), appended to an
+    anonymous temporary file as the files are stored (gone with the process, whatever happens) and hashed as it
+    grows: a dict of every file was ~680 MiB a million kohya samples."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.count = 0
-        self._file = tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="pony-sums-", delete=False)  # noqa: SIM115
-        self.path = Path(self._file.name)
+        self._file = tempfile.TemporaryFile(prefix="pony-sums-")  # noqa: SIM115 - closed by store()
+        self._digest = hashlib.sha256()
 
     def add(self, key: str, digest: str) -> None:
         """One file (the caller serialises calls)."""
-        self._file.write(f"{digest}  {key[len(self.prefix) + 1:]}\n")
-        self.count += 1
+        line = f"{digest}  {key[len(self.prefix) + 1:]}\n".encode()
+        self._file.write(line)
+        self._digest.update(line)
 
-    def close(self) -> None:
-        self._file.close()
-
-    def discard(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+    def store(self, store: ObjectStore) -> str:
+        """Store the listing as ``CHECKSUMS`` in the export; returns its own sha256."""
+        with self._file:
+            self._file.seek(0)
+            store.put_stream(f"{self.prefix}/{CHECKSUMS}", self._file)
+        return self._digest.hexdigest()
 
 
 def iter_checksums(store: ObjectStore, name: str) -> Iterator[tuple[str, str]]:
@@ -176,48 +169,31 @@ def export_dataset(
     works: list[str] = []
     lock = threading.Lock()
     listing = ChecksumListing(prefix)
-    try:
-        return _write_export(conn, store, name, fmt, prefix, caption_set, key, samples, result, stats, works, lock,
-                             listing, min_band=min_band, ratings=ratings, sites=sites, shard_bytes=shard_bytes,
-                             variants=variants, min_side=min_side, show_progress=show_progress)  # fmt: skip
-    finally:
-        listing.discard()
 
-
-def _write_export(
-    conn: psycopg2.extensions.connection, store: ObjectStore, name: str, fmt: str, prefix: str,
-    caption_set: CaptionSetInfo, key: str | None, samples: Iterable[ExportSample], result: ExportResult,
-    stats: SampleStats, works: list[str], lock: threading.Lock, listing: ChecksumListing, *, min_band: int | None,
-    ratings: list[str] | None, sites: list[str] | None, shard_bytes: int, variants: int, min_side: int,
-    show_progress: bool | None,
-) -> ExportResult:  # fmt: skip
-
-    def put(object_key: str, data: bytes) -> None:
-        store.put_bytes(object_key, data)
-        digest = hashlib.sha256(data).hexdigest()
+    def record(object_key: str, digest: str, size: int) -> None:
+        """A file stored: into the listing and the counts (from the writer threads too)."""
         with lock:
             listing.add(object_key, digest)
             result.file_count += 1
-            result.bytes += len(data)
+            result.bytes += size
+
+    def put(object_key: str, data: bytes) -> None:
+        store.put_bytes(object_key, data)
+        record(object_key, hashlib.sha256(data).hexdigest(), len(data))
 
     def put_path(object_key: str, path: Path) -> None:
         """A file written on disk first (shards, meta.json, metadata.jsonl), hashed a chunk at a time and moved into
         the store (the local store renames it: no second copy of a 1 GiB shard or an 8 GB meta.json)."""
-        digest, size = _file_sha256(path), path.stat().st_size
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        size = path.stat().st_size
         store.move_file(object_key, path)
-        with lock:
-            listing.add(object_key, digest)
-            result.file_count += 1
-            result.bytes += size
+        record(object_key, digest, size)
 
     def copy(object_key: str, source_key: str, sha256: str) -> None:
         """A stored image copied inside the store (no bytes through Python); content-addressed: its sha256 is its
         name."""
-        size = store.copy(source_key, object_key)
-        with lock:
-            listing.add(object_key, sha256)
-            result.file_count += 1
-            result.bytes += size
+        record(object_key, sha256, store.copy(source_key, object_key))
 
     # the files are made durable together (one sync, not two fsyncs each); the manifest, written after, marks the
     # export complete
@@ -253,9 +229,7 @@ def _write_export(
     put(f"{prefix}/README.md", card.encode())
     put(f"{prefix}/styles.csv", styles_csv(caption_set.scheme, floor).encode())
     put(f"{prefix}/quality-prefixes.txt", prefixes_text(caption_set.scheme, floor).encode())
-    listing.close()
-    checksums = _file_sha256(listing.path)
-    store.move_file(f"{prefix}/{CHECKSUMS}", listing.path)
+    checksums = listing.store(store)
     manifest = {
         "name": name, "format": fmt, "created_at": datetime.now(UTC).isoformat(), "samples": result.samples,
         "bytes": result.bytes, "caption_set": caption_set.set_id, "scheme": caption_set.scheme,

@@ -75,14 +75,8 @@ class LocalObjectStore(ObjectStore):
     def copy(self, key: str, new_key: str) -> int:
         """A kernel-side copy (``os.copy_file_range``: no bytes through Python; a reflink on file systems that
         share extents), then the same atomic rename as a put."""
-        parent, _, name = validate_key(key).rpartition("/")
-        try:  # O_NOFOLLOW: the object itself is never a symlink followed (its directory is checked to be inside)
-            descriptor = os.open(os.path.join(self._directory(parent, key, create=False), name),
-                                 os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            raise ObjectNotFoundError(key, self.url) from None
         copied = 0
-        with os.fdopen(descriptor, "rb") as original:
+        with self.open_read(key) as original:
 
             def fill(handle: BinaryIO) -> None:
                 nonlocal copied
@@ -99,20 +93,12 @@ class LocalObjectStore(ObjectStore):
         if not self._deferred:
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
-        target = self._write_target(key)
         try:
-            os.replace(path, target)
+            self._place(str(path), key)
         except OSError as error:
             if error.errno != errno.EXDEV:
                 raise
             super().move_file(key, path)
-            return
-        if not self._deferred:
-            directory = os.open(os.path.dirname(target), os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
 
     def _new_file_mode(self) -> int:
         """The mode ``os.open(…, 0o666)`` gives a new file under the process's umask (read from a probe file once:
@@ -129,7 +115,6 @@ class LocalObjectStore(ObjectStore):
     def _write(self, key: str, fill: Callable[[BinaryIO], None]) -> None:
         """Write through a temporary file in ``.pony-incoming`` renamed onto the key (the hot path of exports: plain
         ``os`` calls, each target directory resolved and created once per store object)."""
-        target = self._write_target(key)
         temporary = os.path.join(self._incoming, f"put-{self._token}-{next(self._counter)}")
         # os.open applies the umask to 0o666: the mode any new file gets (mkstemp would make it 0600)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -144,15 +129,24 @@ class LocalObjectStore(ObjectStore):
                 handle.flush()
                 if not self._deferred:
                     os.fsync(handle.fileno())
-            try:
-                os.replace(temporary, target)
-            except FileNotFoundError:  # its directory was removed since it was made: make it again
-                self._directories.clear()
-                os.replace(temporary, self._write_target(key))
+            self._place(temporary, key)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
+
+    def _place(self, path: str, key: str) -> None:
+        """Rename a finished file onto the key (its directory made again if it was removed since it was
+        remembered), then sync the directory unless in ``deferred_sync``."""
+        target = self._write_target(key)
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:  # its directory was removed since it was made: make it again
+            if not os.path.exists(path):
+                raise
+            self._directories.clear()
+            target = self._write_target(key)
+            os.replace(path, target)
         if self._deferred:
             return
         directory = os.open(os.path.dirname(target), os.O_RDONLY)

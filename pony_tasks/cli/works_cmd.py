@@ -18,14 +18,48 @@ def works_group() -> None:
 
 @works_group.command("run")
 @click.option("--only-new", is_flag=True, help="Match only images not yet in a work (incremental).")
+@click.option("--plan", "plan_key", metavar="KEY",
+              help="Take the embedding candidates from the finished parts of this plan (`pony works plan`; the "
+                   "plan says whether only new images are matched). The plan is deleted once the works are linked.")
 @click.pass_obj
-def works_run(ctx: PonyContext, only_new: bool) -> None:
+def works_run(ctx: PonyContext, only_new: bool, plan_key: str | None) -> None:
     """Find candidate pairs (pHash, colour thumbnails, CLIP embeddings), judge them (pHash, colour, detail, shape,
     embeddings), regroup images into works.
     Operator decisions (split, unlink) always win; re-running changes nothing."""
     from pony_tasks.works.link import run_works
 
-    click.echo(run_works(ctx.settings, only_new=only_new).summary())
+    if plan_key is not None and only_new:
+        raise click.UsageError("--only-new comes from the plan with --plan: give it to `pony works plan`")
+    click.echo(run_works(ctx.settings, only_new=only_new, plan_key=plan_key).summary())
+
+
+@works_group.command("plan")
+@click.argument("plan_key", metavar="KEY")
+@click.option("--only-new/--all-images", default=False, show_default=True,
+              help="Match only images not yet in a work (incremental), or every image (a first build).")
+@click.option("--parts", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="At least this many parts (more when one part's spill would exceed PONY_SCRATCH_BUDGET_MIB).")
+@click.pass_obj
+def works_plan(ctx: PonyContext, plan_key: str, only_new: bool, parts: int) -> None:
+    """Split a works run's embedding candidates into parts that run as separate tasks (the works_build DAG): train
+    the cells, store them and record the parts under KEY. Then `pony works part KEY N` for each part and
+    `pony works run --plan KEY`."""
+    from pony_tasks.works.parts import plan_parts
+
+    numbers = plan_parts(ctx.settings, plan_key, only_new=only_new, parts=parts)
+    click.echo(f"works plan {plan_key}: {len(numbers)} parts" + ("" if numbers else " (embeddings not used)"))
+
+
+@works_group.command("part")
+@click.argument("plan_key", metavar="KEY")
+@click.argument("part", type=click.IntRange(0))
+@click.pass_obj
+def works_part(ctx: PonyContext, plan_key: str, part: int) -> None:
+    """Find the embedding candidates of one part of plan KEY (its cell groups, one read of the shards) and store
+    them for `pony works run --plan KEY`; a second run of the same part replaces its pairs."""
+    from pony_tasks.works.parts import run_part
+
+    click.echo(f"works plan {plan_key} part {part}: {run_part(ctx.settings, plan_key, part)} candidate pairs")
 
 
 @works_group.command("report")

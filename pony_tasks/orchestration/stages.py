@@ -60,10 +60,23 @@ def train_aesthetic(params_json: str = "{{ params | tojson }}") -> StageCommand:
     return StageCommand(("aesthetic", "train", "--params-json", params_json), memory="8Gi")
 
 
-def link_works() -> StageCommand:
+def link_works(plan_key: str | None = None) -> StageCommand:
     """New images matched against the existing works (incremental); CPU only. Its embedding cells spill every vector
-    twice to local disk (~30 GB at 10M images), in passes that fit three quarters of the scratch it asks for."""
-    return StageCommand(("works", "run", "--only-new"), cpu="2", memory="8Gi", scratch="32Gi")
+    twice to local disk (~30 GB at 10M images), in passes that fit three quarters of the scratch it asks for.
+    ``plan_key``: the embedding candidates come from the finished parts of that plan (``works_build``)."""
+    arguments = ("--plan", plan_key) if plan_key is not None else ("--only-new",)
+    return StageCommand(("works", "run", *arguments), cpu="2", memory="8Gi", scratch="32Gi")
+
+
+def plan_works(plan_key: str, parts: int | str, scope: str = "--all-images") -> StageCommand:
+    """A works plan of at least ``parts`` parts; ``scope``: ``--all-images`` (a first build) or ``--only-new`` (or a
+    Jinja template rendering one of them). It reads a sample of the vectors to train the cells."""
+    return StageCommand(("works", "plan", plan_key, "--parts", str(parts), scope), cpu="2", memory="4Gi")
+
+
+def works_part(plan_key: str, part: int | str) -> StageCommand:
+    """One part of a works plan: one read of the shards, its cell groups spilled to scratch and joined."""
+    return StageCommand(("works", "part", plan_key, str(part)), cpu="2", memory="8Gi", scratch="32Gi")
 
 
 def cluster_styles(clusters: int | str, seed: int | str, start: str = "warm") -> StageCommand:

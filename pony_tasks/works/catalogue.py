@@ -18,13 +18,13 @@ from pony_tasks.works.synonyms import common_spelling
 FETCH_ROWS = 20_000  # rows per round trip of the server-side cursors
 
 
-def number_images(conn: psycopg2.extensions.connection) -> int:
+def number_images(conn: psycopg2.extensions.connection, *, artists: bool = True) -> int:
     """Create ``works_image`` (n, sha256, heap: the image row's place in its table, what writes that check
     foreign keys into ``image`` are ordered by) for every image with signatures (``pony images hash``; images
     without them are left out) and ``works_artists`` (sha256, tags): the artist tags each image's posts credit —
     a post without tag groups (Gelbooru's API gives no tag types) credits the tags of its own that other sites'
     posts file as artists (Gelbooru mirrors Danbooru's tag names).
-    Both dropped at commit; returns the number of images."""
+    Both dropped at commit (``artists`` False: only ``works_image``); returns the number of images."""
     with conn.cursor() as cur:
         cur.execute("""CREATE TEMPORARY TABLE works_image ON COMMIT DROP AS
                        SELECT (row_number() OVER (ORDER BY sha256) - 1)::int AS n, sha256, ctid AS heap FROM image
@@ -33,6 +33,8 @@ def number_images(conn: psycopg2.extensions.connection) -> int:
         cur.execute("CREATE UNIQUE INDEX ON works_image (n) INCLUDE (sha256)")
         cur.execute("CREATE UNIQUE INDEX ON works_image (sha256) INCLUDE (n)")
         cur.execute("ANALYZE works_image")
+        if not artists:
+            return count
         # Set-based (every step a scan, a hash or a sort, linear in posts and tags): the artists each image's posts
         # credit, aggregated once per image — no subquery per post.
         cur.execute("""CREATE TEMPORARY TABLE works_artists ON COMMIT DROP AS

@@ -19,6 +19,7 @@ Images are the numbers of ``works_image`` (:mod:`pony_tasks.works.catalogue`).""
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import tempfile
@@ -100,14 +101,42 @@ def usable_model(conn: psycopg2.extensions.connection, store: ObjectStore) -> Em
     return model
 
 
-def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel,
-                    min_cosine: float, *, per_row: int | None, new: np.ndarray | None, budget_bytes: int,
-                    scratch_bytes: int | None = None, seed: int = 0,
-                    show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(image pairs a < b, cosines) of every pair in a common cell with cosine ≥ ``min_cosine`` (``per_row``: each
-    vector's best that many per cell); ``new``: a bool per image — only pairs with a new image. ``scratch_bytes``:
-    the local disk the spilled cells may take at once (None: no limit); when every vector's copies would take more,
-    the groups are spilled and joined in passes over a range of groups each, every pass reading the shards again."""
+@dataclass
+class CellPlan:
+    """How the embedding join splits its work: the k-means cells (None: all vectors in one cell), the spill groups
+    (a vector copy goes to the group of its cell mod ``groups``) and the passes — ranges of groups spilled and joined
+    together, each reading the shards again. A pass is also what one mapped task of ``works_build`` runs
+    (:mod:`pony_tasks.works.parts`)."""
+
+    cells: TwoLevelCells | None
+    groups: int
+    passes: int
+
+    def groups_of_pass(self, number: int) -> tuple[int, int]:
+        """The groups [first, last) of pass ``number`` (0 … passes - 1)."""
+        if not 0 <= number < self.passes:
+            raise ValueError(f"pass {number} of a plan of {self.passes}")
+        return number * self.groups // self.passes, (number + 1) * self.groups // self.passes
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        cells = self.cells.arrays() if self.cells else {}
+        np.savez(buffer, groups=self.groups, passes=self.passes, **cells)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CellPlan:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            parts = {name: arrays[name] for name in arrays.files}
+        groups, passes = int(parts.pop("groups")), int(parts.pop("passes"))
+        return cls(TwoLevelCells.from_arrays(parts) if parts else None, groups, passes)
+
+
+def plan_cells(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel, *, budget_bytes: int,
+               scratch_bytes: int | None = None, min_passes: int = 1, seed: int = 0) -> CellPlan:  # fmt: skip
+    """Cells trained on a sample spread over the shards; as many groups as keep one group's spilled vectors within a
+    third of ``budget_bytes``; as many passes as keep a pass's spill within ``scratch_bytes`` (None: no limit), at
+    least ``min_passes`` (the mapped tasks asked for) and at most one a group."""
     count = cell_count(model.vectors)
     cells = None
     if count > 1:
@@ -118,49 +147,75 @@ def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, mo
     # A group's vectors (float16) plus one cell's float32 copy and products must fit the budget: a third for the group.
     spilled = model.vectors * ASSIGNMENTS * (model.dim * 2 + 8)  # bytes on disk: each copy's vector, number and cell
     groups = min(count, max(1, math.ceil(spilled / max(1, budget_bytes // 3))))
-    passes = min(groups, max(1, math.ceil(spilled / scratch_bytes))) if scratch_bytes else 1
+    passes = max(1, math.ceil(spilled / scratch_bytes)) if scratch_bytes else 1
+    passes = min(groups, max(passes, min_passes))
     if passes > 1:
-        log.info("works: embedding cells spill %.1f GiB: %d passes over the shards (scratch budget %.1f GiB)",
-                 spilled / 2**30, passes, scratch_bytes / 2**30)  # fmt: skip
-    assignments: dict[int, np.ndarray] = {}  # shard → its rows' cells (8 bytes a vector), computed on the first pass
+        log.info("works: embedding cells spill %.1f GiB: %d passes over the shards (scratch budget %s)",
+                 spilled / 2**30, passes, f"{scratch_bytes / 2**30:.1f} GiB" if scratch_bytes else "none")  # fmt: skip
+    return CellPlan(cells, groups, passes)
+
+
+def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel,
+                    min_cosine: float, *, per_row: int | None, new: np.ndarray | None, budget_bytes: int,
+                    scratch_bytes: int | None = None, seed: int = 0,
+                    show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(image pairs a < b, cosines) of every pair in a common cell with cosine ≥ ``min_cosine`` (``per_row``: each
+    vector's best that many per cell); ``new``: a bool per image — only pairs with a new image. ``scratch_bytes``:
+    the local disk the spilled cells may take at once (None: no limit); when every vector's copies would take more,
+    the groups are spilled and joined in passes over a range of groups each, every pass reading the shards again."""
+    plan = plan_cells(conn, store, model, budget_bytes=budget_bytes, scratch_bytes=scratch_bytes, seed=seed)
+    assignments: dict[int, np.ndarray] | None = {} if plan.passes > 1 else None  # kept for the later passes
     found, cosines = [], []
-    for number in range(passes):
-        first, last = number * groups // passes, (number + 1) * groups // passes  # this pass's groups
-        with tempfile.TemporaryDirectory(prefix="pony-works-cells-") as spill:
-            files = {g: {part: open(Path(spill) / f"{g}.{part}", "wb") for part in ("n", "cell", "vec")}
-                     for g in range(first, last)}  # fmt: skip
-            try:
-                label = "works: embedding cells" + (f" (pass {number + 1} of {passes})" if passes > 1 else "")
-                with progress_bar(show_progress, total=len(model.shards), desc=label, unit="shard") as bar:
-                    for shard_id, key in model.shards:
-                        numbers, matrix = _numbered_shard(conn, store, model.model_id, shard_id, key)
-                        bar.update(1)
-                        if not len(numbers):
-                            continue
-                        assigned = assignments.get(shard_id)
-                        if assigned is None:
-                            assigned = (cells.assign(matrix).astype(np.int32) if cells
-                                        else np.zeros((len(numbers), 1), np.int32))  # fmt: skip
-                            if passes > 1:  # kept for the later passes only
-                                assignments[shard_id] = assigned
-                        for column in range(assigned.shape[1]):
-                            group_of = assigned[:, column] % groups
-                            for g in np.unique(group_of[(group_of >= first) & (group_of < last)]):
-                                rows = group_of == g
-                                numbers[rows].astype(np.int32).tofile(files[g]["n"])
-                                assigned[rows, column].tofile(files[g]["cell"])
-                                np.ascontiguousarray(matrix[rows], dtype=np.float16).tofile(files[g]["vec"])
-            finally:
-                for group_files in files.values():
-                    for handle in group_files.values():
-                        handle.close()
-            for g in range(first, last):
-                pairs, values = _join_group(Path(spill), g, model.dim, min_cosine, per_row, new)
-                found.append(pairs)
-                cosines.append(values)
-    if not found:
-        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    for number in range(plan.passes):
+        pairs, values = embedding_pass(conn, store, model, plan, number, min_cosine, per_row=per_row, new=new,
+                                       assignments=assignments, show_progress=show_progress)  # fmt: skip
+        found.append(pairs)
+        cosines.append(values)
     return _unique(np.concatenate(found), np.concatenate(cosines))
+
+
+def embedding_pass(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel, plan: CellPlan,
+                   number: int, min_cosine: float, *, per_row: int | None, new: np.ndarray | None,
+                   assignments: dict[int, np.ndarray] | None = None,
+                   show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The pairs (a < b, not made unique) and cosines of pass ``number`` of ``plan``: its groups' vector copies
+    spilled to a temporary directory in one read of the shards, then each group joined alone. ``assignments``: shard
+    → its rows' cells, filled and reused across the passes of one process (8 bytes a vector)."""
+    first, last = plan.groups_of_pass(number)
+    found, cosines = [], []
+    with tempfile.TemporaryDirectory(prefix="pony-works-cells-") as spill:
+        files = {g: {part: open(Path(spill) / f"{g}.{part}", "wb") for part in ("n", "cell", "vec")}
+                 for g in range(first, last)}  # fmt: skip
+        try:
+            label = "works: embedding cells" + (f" (pass {number + 1} of {plan.passes})" if plan.passes > 1 else "")
+            with progress_bar(show_progress, total=len(model.shards), desc=label, unit="shard") as bar:
+                for shard_id, key in model.shards:
+                    numbers, matrix = _numbered_shard(conn, store, model.model_id, shard_id, key)
+                    bar.update(1)
+                    if not len(numbers):
+                        continue
+                    assigned = None if assignments is None else assignments.get(shard_id)
+                    if assigned is None:
+                        assigned = (plan.cells.assign(matrix).astype(np.int32) if plan.cells
+                                    else np.zeros((len(numbers), 1), np.int32))  # fmt: skip
+                        if assignments is not None:
+                            assignments[shard_id] = assigned
+                    for column in range(assigned.shape[1]):
+                        group_of = assigned[:, column] % plan.groups
+                        for g in np.unique(group_of[(group_of >= first) & (group_of < last)]):
+                            rows = group_of == g
+                            numbers[rows].astype(np.int32).tofile(files[g]["n"])
+                            assigned[rows, column].tofile(files[g]["cell"])
+                            np.ascontiguousarray(matrix[rows], dtype=np.float16).tofile(files[g]["vec"])
+        finally:
+            for group_files in files.values():
+                for handle in group_files.values():
+                    handle.close()
+        for g in range(first, last):
+            pairs, values = _join_group(Path(spill), g, model.dim, min_cosine, per_row, new)
+            found.append(pairs)
+            cosines.append(values)
+    return np.concatenate(found), np.concatenate(cosines)
 
 
 def _join_group(spill: Path, group: int, dim: int, min_cosine: float, per_row: int | None,

@@ -39,7 +39,7 @@ from pony_tasks.works.catalogue import (
     unlinked,
 )
 from pony_tasks.works.decide import canonical_image, judge
-from pony_tasks.works.embedding_join import embedding_pairs, pair_cosines, usable_model
+from pony_tasks.works.embedding_join import EmbeddingModel, embedding_pairs, pair_cosines, usable_model
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,25 @@ MAX_UNRELATED_COSINE = 0.8  # median cosine of random pairs above which a model'
 JUDGE_BATCH_PAIRS = 20_000  # pairs judged per batch: the full facts of at most twice as many images in memory
 
 
+def embeddings_to_use(conn: psycopg2.extensions.connection, store) -> tuple[EmbeddingModel | None, str]:
+    """The newest embedding model when its embeddings tell pictures apart (else None), and what to say of it."""
+    model = usable_model(conn, store)
+    if model is None:
+        return None, "no embeddings yet"
+    if model.vectors < 2 or model.median_cosine > MAX_UNRELATED_COSINE:
+        text = (f"embeddings of model {model.model_id} ({model.name}) not used: random pairs have a median cosine of "
+                f"{model.median_cosine:.2f} (> {MAX_UNRELATED_COSINE}: the model does not tell pictures apart)")
+        log.warning("works: %s", text)
+        return None, text
+    return model, (f"embeddings of model {model.model_id} ({model.name}) used (random pairs: median cosine "
+                   f"{model.median_cosine:.2f})")  # fmt: skip
+
+
 def find_candidates(conn: psycopg2.extensions.connection, settings: Settings, count: int, new: np.ndarray | None,
-                    report: WorksReport) -> Candidates:  # fmt: skip
+                    report: WorksReport, plan_key: str | None = None) -> Candidates:  # fmt: skip
     """pHash and thumbnail candidates, then — when the newest embedding model tells pictures apart — embedding
-    candidates and the cosine of every candidate pair (what the judge's embedding veto reads)."""
+    candidates (found here, or by the mapped tasks of plan ``plan_key``: :mod:`pony_tasks.works.parts`) and the
+    cosine of every candidate pair (what the judge's embedding veto reads)."""
     budget = settings.memory_budget_mib * 2**20
     with report.phase("signals read"):
         signals = search_signals(conn, count)
@@ -84,24 +99,21 @@ def find_candidates(conn: psycopg2.extensions.connection, settings: Settings, co
         found = signal_candidates(signals, new)
     del signals
     store = open_store(settings=settings)
-    model = usable_model(conn, store)
+    model, report.embeddings = embeddings_to_use(conn, store)
+    if plan_key is not None:
+        from pony_tasks.works.parts import planned_pairs
+
+        with report.phase("embedding candidates of the plan's parts read"):
+            pairs, cosines = planned_pairs(conn, plan_key, None if model is None else model.model_id)
+    elif model is None or (new is not None and not new.any()):
+        return found
+    else:
+        with report.phase("embedding candidates"):
+            pairs, cosines = embedding_pairs(conn, store, model, MIN_CANDIDATE_COSINE, per_row=EMBEDDING_NEIGHBOURS,
+                                             new=new, budget_bytes=budget,
+                                             scratch_bytes=settings.scratch_budget_mib * 2**20)  # fmt: skip
     if model is None:
-        report.embeddings = "no embeddings yet"
         return found
-    if model.vectors < 2 or model.median_cosine > MAX_UNRELATED_COSINE:
-        report.embeddings = (f"embeddings of model {model.model_id} ({model.name}) not used: random pairs have a "
-                             f"median cosine of {model.median_cosine:.2f} (> {MAX_UNRELATED_COSINE}: the model does "
-                             "not tell pictures apart)")  # fmt: skip
-        log.warning("works: %s", report.embeddings)
-        return found
-    report.embeddings = (f"embeddings of model {model.model_id} ({model.name}) used (random pairs: median cosine "
-                         f"{model.median_cosine:.2f})")  # fmt: skip
-    if new is not None and not new.any():
-        return found
-    with report.phase("embedding candidates"):
-        pairs, cosines = embedding_pairs(conn, store, model, MIN_CANDIDATE_COSINE, per_row=EMBEDDING_NEIGHBOURS,
-                                         new=new, budget_bytes=budget,
-                                         scratch_bytes=settings.scratch_budget_mib * 2**20)  # fmt: skip
     found = merge_candidates([(found.pairs, found.sources, None), (pairs, EMBEDDING, cosines)])
     unknown = np.flatnonzero(np.isnan(found.cosines))
     if len(unknown):
@@ -393,29 +405,40 @@ def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, i
     return groups, int((sizes > 1).sum()), len(moved)
 
 
-def run_works(settings: Settings | None = None, *, only_new: bool = False) -> WorksReport:
+def run_works(settings: Settings | None = None, *, only_new: bool = False, plan_key: str | None = None) -> WorksReport:
     """Judge candidates (``only_new``: pairs with an image not yet in a work — incremental) and relink; recorded as
     a ``works`` pipeline run whose summary holds the merged share the works suite compares the next run with.
-    Memory stays within ``settings.memory_budget_mib`` plus a few numbers per image (no image's full facts are
-    held beyond one batch)."""
+    ``plan_key``: the embedding candidates are those the mapped tasks of that plan found (its ``only_new`` is the
+    plan's); the plan is deleted with the works written. Memory stays within ``settings.memory_budget_mib`` plus a
+    few numbers per image (no image's full facts are held beyond one batch)."""
     settings = settings or get_settings()
     report = WorksReport()
-    with connect(settings) as conn, recorded_run(conn, "works", {"only_new": only_new}) as run:
-        with report.phase("images numbered"):
-            count = number_images(conn)
-            new = unlinked(conn, count) if only_new else None
-        report.images = count
-        candidates = find_candidates(conn, settings, count, new, report)
-        report.candidates = len(candidates.pairs)
-        with report.phase("judged"):
-            report.verdicts = dict(judge_candidates(conn, candidates))
-        del candidates
-        with report.phase("linked"):
-            report.works, report.multi_image_works, report.changed_images = link_works(conn, count)
-        run.summary = {"images": report.images, "works": report.works, "multi_image_works": report.multi_image_works,
-                       "merged_share": report.multi_image_works / report.works if report.works else 0.0,
-                       "candidates": report.candidates, "verdicts": report.verdicts,
-                       "changed_images": report.changed_images, "seconds": report.seconds}  # fmt: skip
+    with connect(settings) as conn:
+        if plan_key is not None:
+            from pony_tasks.works.parts import plan_scope
+
+            only_new = plan_scope(conn, plan_key)
+        with recorded_run(conn, "works", {"only_new": only_new, **({"plan": plan_key} if plan_key else {})}) as run:
+            with report.phase("images numbered"):
+                count = number_images(conn)
+                new = unlinked(conn, count) if only_new else None
+            report.images = count
+            candidates = find_candidates(conn, settings, count, new, report, plan_key)
+            report.candidates = len(candidates.pairs)
+            with report.phase("judged"):
+                report.verdicts = dict(judge_candidates(conn, candidates))
+            del candidates
+            with report.phase("linked"):
+                report.works, report.multi_image_works, report.changed_images = link_works(conn, count)
+            if plan_key is not None:
+                from pony_tasks.works.parts import drop_plan
+
+                drop_plan(conn, open_store(settings=settings), plan_key)
+            run.summary = {"images": report.images, "works": report.works,
+                           "multi_image_works": report.multi_image_works,
+                           "merged_share": report.multi_image_works / report.works if report.works else 0.0,
+                           "candidates": report.candidates, "verdicts": report.verdicts,
+                           "changed_images": report.changed_images, "seconds": report.seconds}  # fmt: skip
     return report
 
 

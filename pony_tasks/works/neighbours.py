@@ -137,6 +137,18 @@ class TwoLevelCells:
         offsets = np.concatenate([[0], np.cumsum([len(f) for f in fine])]).astype(np.int64)
         return cls(coarse, fine, offsets, metric)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The cells as plain arrays (``np.savez``; :meth:`from_arrays` reads them back): what a plan hands to the
+        mapped tasks that must assign vectors to the same cells."""
+        return {"coarse": self.coarse, "fine": np.concatenate(self.fine), "offsets": self.offsets,
+                "metric": np.array(self.metric)}  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TwoLevelCells:
+        offsets = arrays["offsets"].astype(np.int64)
+        fine = [arrays["fine"][offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+        return cls(arrays["coarse"], fine, offsets, str(arrays["metric"]))
+
     def assign(self, vectors: np.ndarray, assignments: int = ASSIGNMENTS) -> np.ndarray:
         """Each row's ``assignments`` nearest cells (global numbers), (rows, assignments) int64."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -143,8 +143,8 @@ class AirflowAPI:
         self.wait(asking, timeout, f"{dag_id}.{task_id} to ask for a decision")
         # Airflow 3.3.2 races when the answer comes within a second of the question: the scheduler requeues the
         # task before the executor has reported the asking attempt finished, and marks it up_for_retry. People
-        # take longer than that; so does this test.
-        time.sleep(5)
+        # take longer than that; so does this test (6 s went by between the two on a loaded 2-core machine).
+        time.sleep(15)
         return self.send("PATCH", path, {"chosen_options": [option], "params_input": {}})
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> dict:

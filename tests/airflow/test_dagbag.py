@@ -13,7 +13,8 @@ from pony_tasks.orchestration.stages import SITES
 from tests.airflow.conftest import ROOT
 
 EXPECTED = {"booru_score_refresh", "images_fetch", "scores_normalize", "embed_and_score", "nightly_rescore",
-            "aesthetic_train", "captions_regenerate", "finetune", "works_link", "style_clusters", "booru_scrape"}
+            "aesthetic_train", "captions_regenerate", "finetune", "works_link", "works_build", "style_clusters",
+            "booru_scrape"}
 HEAVY = ("great_expectations", "torch", "open_clip", "diffusers", "pandas",
          "airflow.providers.cncf.kubernetes.operators.pod")  # fmt: skip
 

@@ -60,6 +60,8 @@ STAGES: list[tuple[str, list[str]]] = [
     ("aesthetic_score", ["aesthetic", "score"]),
     ("works_full", ["works", "run"]),
     ("works_incremental", ["works", "run", "--only-new"]),
+    # works_build's way: a plan, its parts one after another (one pod each in the DAG), then the link; each measured
+    ("works_parts", ["works", "plan", "scale", "--parts", "4", "--all-images"]),
     ("styles_cluster", ["styles", "run"]),
     ("styles_activate", ["styles", "activate", "{style_version}"]),
     ("styles_assign", ["styles", "assign"]),
@@ -82,8 +84,9 @@ CAPTION_STAGES = {"captions_first", "captions_regenerate"}
 # (the caption sets other than the newest: after each caption stage; the later stages read the newest).
 RECLAIMED: dict[str, set[str]] = {  # fmt: skip
     "embeddings": {"aesthetic_train", "aesthetic_promote", "aesthetic_score", "works_full", "works_incremental",
-                   "styles_cluster", "styles_assign", "quality_embeddings"},
-    "bench_image": {"works_full", "works_incremental"},  # the planted re-posts the works stages are checked against
+                   "works_parts", "styles_cluster", "styles_assign", "quality_embeddings"},
+    # the planted re-posts the works stages are checked against
+    "bench_image": {"works_full", "works_incremental", "works_parts"},
     "caption_content": CAPTION_STAGES,  # the tag-content cache only building caption sets reads
 }
 
@@ -138,6 +141,9 @@ def _pod_requests() -> dict:
         "aesthetic_score": stages.score_images,
         "works_full": stages.link_works,
         "works_incremental": stages.link_works,
+        "works_parts": lambda: stages.plan_works("scale", 4),
+        "works_parts_link": lambda: stages.link_works("scale"),
+        "works_part": lambda: stages.works_part("scale", 0),
         "styles_cluster": lambda: stages.cluster_styles(32, 0),
         "styles_assign": stages.assign_styles,
         "captions_first": lambda: stages.regenerate_captions(1),
@@ -476,18 +482,34 @@ def run_stage(stage: str, arguments: list[str], settings, environment: dict, tim
         print(f"{'':24s}{line[:150]}")
     result = {"stage": stage, "seconds": round(seconds, 1), "peak_rss_mib": round(peak),
               "pg_temp_mib": round(pg_temp), "status": status, "stage_rss_mib": round(stage_peak)}  # fmt: skip
-    request = POD_MEMORY.get(stage)
+    request = POD_MEMORY.get("works_part" if stage.startswith("works_part_") else stage)
     if request is not None:  # what the DAG's execution plan asks a pod for, against the stage's own peak
         asked = _mib(request().memory)
         result |= {"pod_memory_mib": asked, "pod_margin": round(asked / max(stage_peak, 1), 2)}
         print(f"{'':24s}pod asks {asked:,} MiB for a stage peak of {stage_peak:,.0f} MiB "
               f"(× {result['pod_margin']}{'' if asked >= 1.25 * stage_peak else ': NOT ENOUGH MARGIN'})")
-    if stage.startswith("works_") and status == "ok":
+    if stage.startswith("works_") and stage != "works_parts" and not stage.startswith("works_part_") \
+            and status == "ok":
         result.update(planted_reposts(settings))
         print(f"{'':24s}planted re-posts in their source's work: {result['reposts_found']:,} of "
               f"{result['reposts']:,} ({result['repost_recall']:.4f}); works holding two pictures: "
               f"{result['works_mixing_pictures']:,}")  # fmt: skip
     return result
+
+
+def run_plan(settings, environment: dict, timeout: float) -> list[dict]:
+    """After works_parts (``pony works plan scale``): each part of the plan as the DAG's mapped tasks run it (here one
+    after another), then the link that reads their pairs — each measured as a stage of its own."""
+    from pony_tasks.works.parts import plan_part_numbers
+
+    results = [run_stage(f"works_part_{part}", ["works", "part", "scale", str(part)], settings, environment, timeout)
+               for part in plan_part_numbers("scale", settings)]  # fmt: skip
+    results.append(run_stage("works_parts_link", ["works", "run", "--plan", "scale"], settings, environment, timeout))
+    parts = [r["seconds"] for r in results[:-1]]
+    if parts:
+        print(f"{'':24s}parts: {len(parts)}, {sum(parts):.1f} s in all, the longest {max(parts):.1f} s: with a pod "
+              f"each, plan + longest part + link", flush=True)  # fmt: skip
+    return results
 
 
 def planted_reposts(settings) -> dict:
@@ -571,6 +593,8 @@ def main() -> None:
         for name, arguments in STAGES:
             if name in chosen:
                 results.append(run_stage(name, arguments, settings, environment, args.stage_timeout))
+                if name == "works_parts" and results[-1]["status"] == "ok":
+                    results.extend(run_plan(settings, environment, args.stage_timeout))
                 if args.reclaim_disk:
                     reclaim_unread(order[order.index(name) + 1:], settings, marker, after=name)
     finally:

@@ -47,7 +47,8 @@ def works_plan(ctx: PonyContext, plan_key: str, only_new: bool, parts: int) -> N
     from pony_tasks.works.parts import plan_parts
 
     numbers = plan_parts(ctx.settings, plan_key, only_new=only_new, parts=parts)
-    click.echo(f"works plan {plan_key}: {len(numbers)} parts" + ("" if numbers else " (embeddings not used)"))
+    click.echo(f"works plan {plan_key}: {len(numbers)} part{'' if len(numbers) == 1 else 's'}"
+               + ("" if numbers else " (embeddings not used)"))  # fmt: skip
 
 
 @works_group.command("part")

@@ -135,8 +135,9 @@ class CellPlan:
 def plan_cells(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel, *, budget_bytes: int,
                scratch_bytes: int | None = None, min_passes: int = 1, seed: int = 0) -> CellPlan:  # fmt: skip
     """Cells trained on a sample spread over the shards; as many groups as keep one group's spilled vectors within a
-    third of ``budget_bytes``; as many passes as keep a pass's spill within ``scratch_bytes`` (None: no limit), at
-    least ``min_passes`` (the mapped tasks asked for) and at most one a group."""
+    third of ``budget_bytes`` (at least ``min_passes``); as many passes as keep a pass's spill within
+    ``scratch_bytes`` (None: no limit), at least ``min_passes`` (the mapped tasks asked for) and at most one a group
+    (there are fewer only when there are fewer cells)."""
     count = cell_count(model.vectors)
     cells = None
     if count > 1:
@@ -146,8 +147,8 @@ def plan_cells(conn: psycopg2.extensions.connection, store: ObjectStore, model: 
         count = cells.cells
     # A group's vectors (float16) plus one cell's float32 copy and products must fit the budget: a third for the group.
     spilled = model.vectors * ASSIGNMENTS * (model.dim * 2 + 8)  # bytes on disk: each copy's vector, number and cell
-    groups = min(count, max(1, math.ceil(spilled / max(1, budget_bytes // 3))))
-    passes = max(1, math.ceil(spilled / scratch_bytes)) if scratch_bytes else 1
+    groups = min(count, max(1, min_passes, math.ceil(spilled / max(1, budget_bytes // 3))))  # a cell joins alone:
+    passes = max(1, math.ceil(spilled / scratch_bytes)) if scratch_bytes else 1  # the groups do not change the pairs
     passes = min(groups, max(passes, min_passes))
     if passes > 1:
         log.info("works: embedding cells spill %.1f GiB: %d passes over the shards (scratch budget %s)",

@@ -76,7 +76,7 @@ def plan_parts(settings: Settings | None = None, plan_key: str = "manual", *, on
             cur.execute("INSERT INTO works_plan_part (plan_key, part) SELECT %s, unnest(%s::int[])",
                         (plan_key, numbers))  # fmt: skip
         conn.commit()
-    log.info("works plan %s: %d parts; %s", plan_key, len(numbers), verdict)
+    log.info("works plan %s: %d part(s); %s", plan_key, len(numbers), verdict)
     return numbers
 
 

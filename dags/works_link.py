@@ -27,7 +27,8 @@ tags) and exports (one sample per work) read the works.
 
 One task, not mapped (one pod: 8 GiB of memory, 32 GiB of scratch disk): a first build of 1M images took 330 s and
 1.4 GiB, of 10M 72 min and 2.3 GiB on 2 cores (`benchmarks/scale.py`, README "The real size"); the per-image work
-(decoding, hashing) is done where images are fetched.
+(decoding, hashing) is done where images are fetched. A first build or a backlog too large for one pod: the manual
+**works_build** DAG, whose embedding join runs as mapped tasks.
 """
 
 with DAG(dag_id="works_link", schedule=[EMBEDDINGS], **dag_kwargs(DOC, ["works"])) as dag:

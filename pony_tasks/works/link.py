@@ -332,8 +332,8 @@ def _heap_order(conn: psycopg2.extensions.connection, numbers: np.ndarray) -> np
     return order
 
 
-def _rows(*columns: np.ndarray) -> Iterator[tuple[int, ...]]:
-    """Rows of equal-length numpy columns as Python ints, a page at a time (never every row as a Python list)."""
+def _rows(*columns: np.ndarray) -> Iterator[tuple]:
+    """Rows of equal-length numpy columns as Python numbers, a page at a time (never every row as a Python list)."""
     for start in range(0, len(columns[0]), FETCH_ROWS):
         yield from zip(*(column[start:start + FETCH_ROWS].tolist() for column in columns), strict=True)
 

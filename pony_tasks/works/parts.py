@@ -110,7 +110,7 @@ def _same_model(plan_key: str, planned: int | None, model_id: int | None) -> Non
 
 def run_part(settings: Settings | None = None, plan_key: str = "manual", part: int = 0) -> int:
     """Pass ``part`` of the plan's cell join; stores its pairs (replacing an earlier try's) and returns how many."""
-    from pony_tasks.works.link import embeddings_to_use
+    from pony_tasks.works.link import _rows, embeddings_to_use
 
     settings = settings or get_settings()
     store = open_store(settings=settings)
@@ -131,8 +131,7 @@ def run_part(settings: Settings | None = None, plan_key: str = "manual", part: i
         with conn.cursor() as cur:
             cur.execute("DELETE FROM works_plan_pair WHERE plan_key = %s AND part = %s", (plan_key, part))
             cur.execute("CREATE TEMPORARY TABLE works_part_found (a int, b int, cosine real) ON COMMIT DROP")
-            copy_rows(cur, "works_part_found", ("a", "b", "cosine"),
-                      zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), cosines.tolist(), strict=True))  # fmt: skip
+            copy_rows(cur, "works_part_found", ("a", "b", "cosine"), _rows(pairs[:, 0], pairs[:, 1], cosines))
             cur.execute("""INSERT INTO works_plan_pair (plan_key, part, sha_a, sha_b, cosine)
                            SELECT %s, %s, wa.sha256, wb.sha256, f.cosine FROM works_part_found f
                            JOIN works_image wa ON wa.n = f.a JOIN works_image wb ON wb.n = f.b""",

@@ -40,7 +40,10 @@ def test_heavy_faults_give_exactly_the_clean_result_and_never_exceed_the_rate(si
         scrape(site, settings=fast_settings(migrated, {site: clean}), show_progress=False)
         expected = _stable(_posts(migrated, site), clean.base_url)
     _reset(migrated)
-    rate = 1.9 if site == "e621" else 15.0
+    # e621's fake answers 503 to a third request within one second (server-stamped arrivals). At 1.9/s three requests
+    # spanned 1.05 s and one late stamp on a loaded CI machine failed the run; 1.5/s leaves 0.33 s for the stamping, the
+    # tolerance rate_respected allows below (production default: 1/s).
+    rate = 1.5 if site == "e621" else 15.0
     # About half of all answers are faults.
     faults = Faults(seed=3, too_many_requests=0.08, unavailable=0.12, slow=0.08, truncated=0.12, malformed=0.12,
                     retry_after="1", slow_seconds=1.5)  # fmt: skip

@@ -165,6 +165,9 @@ def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, mo
     the local disk the spilled cells may take at once (None: no limit); when every vector's copies would take more,
     the groups are spilled and joined in passes over a range of groups each, every pass reading the shards again."""
     plan = plan_cells(conn, store, model, budget_bytes=budget_bytes, scratch_bytes=scratch_bytes, seed=seed)
+    if new is not None and int(new.sum()) * model.dim * 2 * 4 <= budget_bytes // 3:
+        return _unique(*new_vector_pairs(conn, store, model, plan, min_cosine, per_row=per_row, new=new,
+                                         budget_bytes=budget_bytes, show_progress=show_progress))  # fmt: skip
     assignments: dict[int, np.ndarray] | None = {} if plan.passes > 1 else None  # kept for the later passes
     found, cosines = [], []
     for number in range(plan.passes):
@@ -217,6 +220,92 @@ def embedding_pass(conn: psycopg2.extensions.connection, store: ObjectStore, mod
             found.append(pairs)
             cosines.append(values)
     return np.concatenate(found), np.concatenate(cosines)
+
+
+def new_vector_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, model: EmbeddingModel,
+                     plan: CellPlan, min_cosine: float, *, per_row: int | None, new: np.ndarray, budget_bytes: int,
+                     show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The pairs (a < b, not made unique) and cosines an incremental join finds — each new image's vector against
+    every member of its cells, ``per_row`` best a cell — without a spill: the new vectors and their cells are held
+    in memory (gathered from the shards that hold them), then the shards are read once more, a batch of about a
+    sixth of the budget at a time, and each cell's members in the batch are compared with that cell's new vectors.
+    What :func:`embedding_pass` finds for ``new``, with no vector written to disk (an incremental run's spill was
+    every vector twice)."""
+    numbers = np.flatnonzero(new)
+    vectors, have = _gather(conn, store, model.model_id, numbers, model.dim)
+    numbers, vectors = numbers[have], vectors[have]
+    if not len(numbers):
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    new_cells = (plan.cells.assign(vectors).astype(np.int64) if plan.cells
+                 else np.zeros((len(numbers), 1), np.int64))  # fmt: skip
+    by_cell = np.argsort(new_cells.ravel(), kind="stable")
+    cell_of, row_of = new_cells.ravel()[by_cell], by_cell // new_cells.shape[1]
+    cells, first = np.unique(cell_of, return_index=True)
+    last = np.r_[first[1:], len(cell_of)]
+    batch_rows = max(1, budget_bytes // 6 // (model.dim * 2))
+    hits: list[tuple[np.ndarray, ...]] = []  # (new row, member number, cell, cosine) at or above min_cosine
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def compare() -> None:
+        members = np.concatenate([p[0] for p in pending])
+        matrix = np.concatenate([p[1] for p in pending])
+        assigned = np.concatenate([p[2] for p in pending])
+        pending.clear()
+        member_cell = assigned.ravel()
+        member_row = np.arange(len(member_cell)) // assigned.shape[1]
+        position = np.searchsorted(cells, member_cell)
+        wanted = position < len(cells)
+        wanted[wanted] = cells[position[wanted]] == member_cell[wanted]
+        member_row, position = member_row[wanted], position[wanted]
+        order = np.argsort(position, kind="stable")
+        member_row, position = member_row[order], position[order]
+        starts = np.flatnonzero(np.r_[True, position[1:] != position[:-1]]) if len(position) else position
+        for start, stop in zip(starts, np.r_[starts[1:], len(position)], strict=True):
+            cell = position[start]
+            left_rows = row_of[first[cell]:last[cell]]
+            right_rows = member_row[start:stop]
+            scores = vectors[left_rows].astype(np.float32) @ matrix[right_rows].astype(np.float32).T
+            hit_left, hit_right = np.nonzero(scores >= min_cosine)
+            if len(hit_left):
+                hits.append((left_rows[hit_left], members[right_rows[hit_right]], np.full(len(hit_left), cell),
+                             scores[hit_left, hit_right]))  # fmt: skip
+
+    held = 0
+    with progress_bar(show_progress, total=len(model.shards), desc="works: new vectors against their cells",
+                      unit="shard") as bar:  # fmt: skip
+        for shard_id, key in model.shards:
+            members, matrix = _numbered_shard(conn, store, model.model_id, shard_id, key)
+            bar.update(1)
+            if not len(members):
+                continue
+            assigned = (plan.cells.assign(matrix).astype(np.int64) if plan.cells
+                        else np.zeros((len(members), 1), np.int64))  # fmt: skip
+            pending.append((members, matrix, assigned))
+            held += len(members)
+            if held >= batch_rows:
+                compare()
+                held = 0
+        if pending:
+            compare()
+    if not hits:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    left, right, cell, cosine = (np.concatenate(column) for column in zip(*hits, strict=True))
+    if per_row is not None:  # each new vector's best per_row in a cell (ties kept), itself counted, as in a cell join
+        key = left * len(cells) + cell
+        order = np.lexsort((-cosine, key))
+        key_sorted = key[order]
+        starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
+        counts = np.diff(np.r_[starts, len(order)])
+        kth = np.full(len(starts), -np.inf, np.float32)
+        full = counts >= per_row
+        kth[full] = cosine[order][starts[full] + per_row - 1]
+        keep = np.zeros(len(order), bool)
+        keep[order] = cosine[order] >= np.repeat(kth, counts)
+        left, right, cosine = left[keep], right[keep], cosine[keep]
+    a = numbers[left]
+    keep = a != right
+    pairs = np.stack([np.minimum(a, right), np.maximum(a, right)], 1)[keep]
+    return pairs, cosine[keep]
 
 
 def _join_group(spill: Path, group: int, dim: int, min_cosine: float, per_row: int | None,

@@ -271,13 +271,14 @@ def _choose_works(labels: np.ndarray, current: np.ndarray, canonical: np.ndarray
     return chosen
 
 
-def _canonical_images(conn: psycopg2.extensions.connection, labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+def _canonical_images(conn: psycopg2.extensions.connection, labels: np.ndarray, sizes: np.ndarray,
+                      skip: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Each group's canonical image number (``decide.canonical_image`` over the facts of a group of several, read
-    group by group from a server-side cursor; a group of one is its image)."""
+    group by group from a server-side cursor; a group of one is its image); -1 for the groups ``skip`` marks."""
     canonical = np.full(len(sizes), -1, np.int64)
     single = sizes[labels] == 1
     canonical[labels[single]] = np.flatnonzero(single)
-    several = np.flatnonzero(~single)
+    several = np.flatnonzero(~single if skip is None else ~single & ~skip[labels])
     if not len(several):
         return canonical
     with conn.cursor() as cur:
@@ -338,10 +339,34 @@ def _rows(*columns: np.ndarray) -> Iterator[tuple]:
         yield from zip(*(column[start:start + FETCH_ROWS].tolist() for column in columns), strict=True)
 
 
-def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, int, int]:
+def settled_groups(labels: np.ndarray, current: np.ndarray, canonical: np.ndarray, groups: int) -> np.ndarray:
+    """A bool per group: its images are exactly one existing work's numbered images, one of them that work's
+    canonical image — a group linking leaves as it is (an incremental run does not look at it again)."""
+    if not len(labels):
+        return np.zeros(groups, bool)
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    lowest = np.minimum.reduceat(current[order], starts)
+    highest = np.maximum.reduceat(current[order], starts)
+    sizes = np.diff(np.r_[starts, len(order)])
+    works, members = np.unique(current[current >= 0], return_counts=True)
+    if not len(works):
+        return np.zeros(groups, bool)
+    found = np.minimum(np.searchsorted(works, lowest), len(works) - 1)
+    whole = (lowest >= 0) & (lowest == highest) & (works[found] == lowest) & (members[found] == sizes)
+    settled = np.zeros(groups, bool)
+    settled[labels[order][starts]] = whole
+    return settled & (np.bincount(labels[canonical], minlength=groups) == 1)
+
+
+def link_works(conn: psycopg2.extensions.connection, count: int, *, only_changed: bool = False
+               ) -> tuple[int, int, int]:  # fmt: skip
     """Rewrite work membership from the stored pair decisions; returns (works, multi-image works, images that
-    changed work). A group keeps the work id most of its images already had (stable ids). Memory: a few numpy
-    numbers per image and per duplicate pair; the facts of one group at a time."""
+    changed work). A group keeps the work id most of its images already had (stable ids). ``only_changed`` (an
+    incremental run): a group that is exactly one existing work keeps that work's canonical image (a full run
+    chooses every work's canonical image again, from the facts as they are now), so only the groups that gained,
+    lost or merged images read their facts, and only the works that lost images are checked for emptiness. Memory:
+    a few numpy numbers per image and per duplicate pair; the facts of one group at a time."""
     with _step("pairs read, components"):
         duplicates = _number_pairs(conn, "p.verdict = 'duplicate'")
         distinct = _number_pairs(conn, "p.verdict = 'distinct' AND p.decided_by = 'operator'")
@@ -358,8 +383,10 @@ def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, i
     group_rank = np.empty(groups, np.int64)
     group_rank[np.lexsort((first, -sizes, -canonical_held))] = np.arange(groups)
     chosen = _choose_works(labels, current, is_canonical, group_rank)
-    with _step("canonical images chosen"):
-        canonical = _canonical_images(conn, labels, sizes)
+    settled = settled_groups(labels, current, is_canonical, groups) if only_changed else np.zeros(groups, bool)
+    with _step(f"canonical images chosen ({groups - int(settled.sum())} groups)"):
+        canonical = _canonical_images(conn, labels, sizes, skip=settled)
+        canonical[labels[is_canonical & settled[labels]]] = np.flatnonzero(is_canonical & settled[labels])
     kept = np.flatnonzero(chosen >= 0)
     unchanged = is_canonical[canonical[kept]] & (current[canonical[kept]] == chosen[kept])
     updates = kept[~unchanged]  # works that continue with another canonical image
@@ -400,8 +427,13 @@ def link_works(conn: psycopg2.extensions.connection, count: int) -> tuple[int, i
                            ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""")  # fmt: skip
         cur.execute("DROP TABLE works_new, works_kept, works_moved")
         with _step("empty works deleted"):
-            cur.execute("DELETE FROM work w WHERE NOT EXISTS "
-                        "(SELECT 1 FROM work_image i WHERE i.work_id = w.work_id)")  # fmt: skip
+            if only_changed:  # only a work an image moved out of can have become empty
+                left = np.unique(current[moved][current[moved] >= 0])
+                cur.execute("""DELETE FROM work w WHERE w.work_id = ANY(%s) AND NOT EXISTS
+                               (SELECT 1 FROM work_image i WHERE i.work_id = w.work_id)""", (left.tolist(),))
+            else:
+                cur.execute("DELETE FROM work w WHERE NOT EXISTS "
+                            "(SELECT 1 FROM work_image i WHERE i.work_id = w.work_id)")  # fmt: skip
     return groups, int((sizes > 1).sum()), len(moved)
 
 
@@ -429,7 +461,8 @@ def run_works(settings: Settings | None = None, *, only_new: bool = False, plan_
                 report.verdicts = dict(judge_candidates(conn, candidates))
             del candidates
             with report.phase("linked"):
-                report.works, report.multi_image_works, report.changed_images = link_works(conn, count)
+                linked = link_works(conn, count, only_changed=only_new)
+                report.works, report.multi_image_works, report.changed_images = linked
             if plan_key is not None:
                 from pony_tasks.works.parts import drop_plan
 

@@ -101,6 +101,23 @@ def test_an_incremental_join_pairs_only_new_images(embedded) -> None:
     assert {p for p in planted if new[p[1]]} <= found
 
 
+def test_an_incremental_join_in_memory_finds_what_the_spilled_join_finds(embedded) -> None:
+    settings, _, _, _ = embedded
+    new = np.zeros(COUNT, bool)
+    new[np.random.default_rng(5).choice(COUNT, 2_000, replace=False)] = True
+    with connect(settings) as conn:
+        number_images(conn)
+        store = open_store(settings=settings)
+        model = usable_model(conn, store)
+        # 2,000 new vectors do not fit a third of 1 MiB: the cells are spilled; at 256 MiB they are held in memory
+        spilled = embedding_pairs(conn, store, model, 0.7, per_row=4, new=new, budget_bytes=2**20)
+        held = embedding_pairs(conn, store, model, 0.7, per_row=4, new=new, budget_bytes=256 * 2**20)
+        everything = embedding_pairs(conn, store, model, 0.7, per_row=None, new=new, budget_bytes=256 * 2**20)
+    assert len(spilled[0]) > 50 and len(everything[0]) > len(held[0])  # per_row leaves some out
+    np.testing.assert_array_equal(held[0], spilled[0])
+    np.testing.assert_allclose(held[1], spilled[1], atol=1e-5)
+
+
 def test_pair_cosines_are_exact_across_passes_and_missing_vectors_are_nan(embedded) -> None:
     settings, vectors, _, missing = embedded
     rng = np.random.default_rng(5)

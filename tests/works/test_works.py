@@ -142,6 +142,53 @@ def test_an_operators_link_joins_what_the_matcher_kept_apart_and_survives_reruns
     assert _works(migrated)[a] == _works(migrated)[b]
 
 
+def _canonicals(settings) -> dict[int, str]:
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT work_id, canonical_sha256 FROM work")
+        return dict(cur.fetchall())
+
+
+def test_an_incremental_run_links_what_a_full_run_links_and_leaves_no_empty_work(migrated) -> None:
+    from pony_tasks.works.link import record_operator_decision
+
+    originals = [_artwork(p) for p in range(5)]
+    first = [_store(migrated, _save(im, "PNG")) for im in originals]
+    copies = [_store(migrated, ALTERATIONS["jpeg q85"](im)) for im in originals]
+    run_works(migrated)
+    before, canonical_before = _works(migrated), _canonicals(migrated)
+    late = [_store(migrated, ALTERATIONS["webp"](im)) for im in originals[:2]]  # join works 0 and 1
+    fresh = [_store(migrated, _save(_artwork(50), "PNG")), _store(migrated, ALTERATIONS["resized"](_artwork(50)))]
+    with connect(migrated) as conn:  # an operator merges works 3 and 4: one of them empties
+        record_operator_decision(conn, first[3], first[4], "duplicate", "the same picture, redrawn")
+
+    report = run_works(migrated, only_new=True)
+    incremental, canonical = _works(migrated), _canonicals(migrated)
+    assert [incremental[s] for s in late] == [before[s] for s in first[:2]]
+    assert incremental[fresh[0]] == incremental[fresh[1]] not in before.values()
+    assert incremental[first[3]] == incremental[first[4]] == incremental[copies[4]]
+    assert set(canonical) == set(incremental.values()), "a work emptied by the merge is deleted, no other"
+    assert canonical[before[first[2]]] == canonical_before[before[first[2]]]  # an untouched work stays as it was
+    assert report.changed_images == len(late) + len(fresh) + 2  # the merged-away work's two images moved
+
+    full = run_works(migrated)  # a full run finds nothing to change
+    assert full.changed_images == 0 and _works(migrated) == incremental and _canonicals(migrated) == canonical
+
+
+def test_settled_groups_are_the_groups_that_are_exactly_one_work() -> None:
+    import numpy as np
+
+    from pony_tasks.works.link import settled_groups
+
+    # images:        0  1  2  3  4  5  6  7
+    labels = np.array([0, 0, 1, 1, 2, 3, 3, 4])
+    current = np.array([7, 7, 8, 9, 5, 6, -1, 4])  # group 1 spans two works, group 3 holds a new image
+    canonical = np.array([1, 0, 1, 1, 0, 1, 0, 0], bool)  # works 5 and 4 (groups 2, 4) lost their canonical image
+    assert settled_groups(labels, current, canonical, 5).tolist() == [True, False, False, False, False]
+    current[4], canonical[4] = 7, True  # image 4 joins work 7 while group 0 holds the rest: work 7 is split
+    assert settled_groups(labels, current, canonical, 5).tolist() == [False, False, False, False, False]
+    assert settled_groups(labels, np.full(8, -1), np.zeros(8, bool), 5).tolist() == [False] * 5
+
+
 def test_the_works_suite_checks_every_work(migrated) -> None:
     from pony_tasks.quality.checks import run_check
 

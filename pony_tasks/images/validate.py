@@ -3,6 +3,7 @@ decoded pixels, the perceptual hashes that near-duplicate matching starts from (
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
@@ -181,51 +182,49 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
 
 
-def _ycbcr(thumb: bytes) -> list[tuple[float, float, float]]:
-    """JFIF full-range Y, Cb, Cr of each thumbnail cell."""
-    cells = []
-    for i in range(0, len(thumb), 3):
-        r, g, b = thumb[i], thumb[i + 1], thumb[i + 2]
-        cells.append((0.299 * r + 0.587 * g + 0.114 * b, -0.168736 * r - 0.331264 * g + 0.5 * b,
-                      0.5 * r - 0.418688 * g - 0.081312 * b))  # fmt: skip
-    return cells
+@functools.cache
+def _comparison_constants():
+    """(JFIF full-range RGB → Y, Cb, Cr matrix, the 16×16 detail's rows and columns padded by their edge cells):
+    numpy is imported when signatures are first compared, not with this module."""
+    import numpy as np
+
+    ycbcr = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]).T
+    return ycbcr, np.clip(np.arange(-1, 17), 0, 15)
 
 
 def luma_chroma_distance(a: bytes, b: bytes) -> tuple[float, float]:
     """(luma, chroma): mean absolute difference of two colour thumbnails' brightness (Y) and of their colour (Cb and
     Cr), 0..255. Re-encoding and resizing move the brightness of a cell a little and its colour hardly at all (JPEG
     keeps the cell means); a recolour moves the colour."""
-    cells_a, cells_b = _ycbcr(a), _ycbcr(b)
-    luma = sum(abs(x[0] - y[0]) for x, y in zip(cells_a, cells_b, strict=True)) / len(cells_a)
-    chroma = sum(abs(x[1] - y[1]) + abs(x[2] - y[2]) for x, y in zip(cells_a, cells_b, strict=True))
-    return luma, chroma / (2 * len(cells_a))
+    import numpy as np
+
+    ycbcr, _ = _comparison_constants()
+    cells = np.frombuffer(a + b, dtype=np.uint8).reshape(2, -1, 3) @ ycbcr
+    difference = np.abs(cells[0] - cells[1])
+    return float(difference[:, 0].mean()), float(difference[:, 1:].sum() / (2 * len(difference)))
 
 
 CHANGED_CELL = 20  # of 255: a detail cell this much brighter or darker than its counterpart has changed
 
 
-def _unmatched(a, b, margin: int = 0) -> float:
-    """Share of ``a``'s cells that lie more than CHANGED_CELL outside the range of ``b``'s cells within one cell of
-    the same place: a crop or a border shifts the picture by up to a cell, and a cell across an edge then holds a mix
-    of its neighbours. ``margin``: only cells at least this many cells from the edge count."""
-    import numpy as np
-
-    padded = np.pad(b, 1, mode="edge")
-    windows = [padded[dy:dy + a.shape[0], dx:dx + a.shape[1]] for dy in range(3) for dx in range(3)]
-    low, high = np.minimum.reduce(windows), np.maximum.reduce(windows)
-    outside = (a < low - CHANGED_CELL) | (a > high + CHANGED_CELL)
-    if margin:
-        outside = outside[margin:-margin, margin:-margin]
-    return float(outside.mean())
-
-
 def changed_share(a: bytes, b: bytes, margin: int = 0) -> float:
     """Share of the 16×16 detail cells that changed between two pictures, whichever way round is more: near 0 for a
     re-encode, a resize, a small crop; a few cells for a signature; more where a part of the picture moved or was
-    redrawn."""
+    redrawn. A cell has changed when it lies more than CHANGED_CELL outside the range of the other picture's cells
+    within one cell of the same place (a crop or a border shifts the picture by up to a cell, and a cell across an
+    edge then holds a mix of its neighbours); ``margin``: only cells at least this many cells from the edge count."""
     import numpy as np
 
-    cells_a = np.frombuffer(a, dtype=np.uint8).astype(np.int16).reshape(16, 16)
-    cells_b = np.frombuffer(b, dtype=np.uint8).astype(np.int16).reshape(16, 16)
-    return max(_unmatched(cells_a, cells_b, margin), _unmatched(cells_b, cells_a, margin))
-
+    _, edge = _comparison_constants()
+    cells = np.frombuffer(a + b, dtype=np.uint8).astype(np.int16).reshape(2, 16, 16)
+    padded = cells[:, edge][:, :, edge]
+    # each cell's 3×3 neighbourhood's range, rows then columns (a few array operations: this runs for every pair)
+    low = np.minimum(np.minimum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    high = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    low = np.minimum(np.minimum(low[:, :, :-2], low[:, :, 1:-1]), low[:, :, 2:])
+    high = np.maximum(np.maximum(high[:, :, :-2], high[:, :, 1:-1]), high[:, :, 2:])
+    other = cells[::-1]  # a against b's ranges, b against a's
+    outside = (other < low - CHANGED_CELL) | (other > high + CHANGED_CELL)
+    if margin:
+        outside = outside[:, margin:-margin, margin:-margin]
+    return float(outside.mean(axis=(1, 2)).max())

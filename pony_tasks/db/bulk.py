@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -367,3 +368,21 @@ def raise_work_mem(cur: psycopg2.extensions.cursor) -> None:
     ``work_mem``; what does not fit spills to temp files, as a sort does."""
     cur.execute("SET LOCAL work_mem = %s", (BULK_WORK_MEM,))
     cur.execute("SET LOCAL hash_mem_multiplier = 1")
+
+
+@contextmanager
+def foreign_keys_checked_once(cur: psycopg2.extensions.cursor, table: str) -> Iterator[None]:
+    """Inside: ``table``'s foreign keys dropped; on leaving, added back as they were — each checked by one join over
+    the whole table instead of a trigger per row written (PostgreSQL's advice for loading much data: "Remove
+    Foreign Key Constraints"). In the caller's transaction, so a failure (a row the check refuses included) rolls
+    the drop back with everything else. It locks ``table`` and the tables it references (``image``: downloads that
+    add images wait) until the transaction ends: for writes of a large share of a table, such as a first build."""
+    cur.execute("""SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+                   WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname""", (table,))  # fmt: skip
+    keys = cur.fetchall()
+    for name, _ in keys:
+        cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.Identifier(table), sql.Identifier(name)))
+    yield
+    for name, definition in keys:
+        cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(sql.Identifier(table), sql.Identifier(name))
+                    + sql.SQL(definition))  # fmt: skip

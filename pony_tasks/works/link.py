@@ -9,7 +9,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +17,7 @@ import psycopg2.extensions
 
 from pony_tasks.config import Settings, get_settings
 from pony_tasks.db import connect
-from pony_tasks.db.bulk import copy_rows
+from pony_tasks.db.bulk import copy_rows, foreign_keys_checked_once
 from pony_tasks.runs import recorded_run
 from pony_tasks.storage import open_store
 from pony_tasks.works.candidates import (
@@ -70,6 +70,7 @@ class WorksReport:
 
 
 MAX_UNRELATED_COSINE = 0.8  # median cosine of random pairs above which a model's embeddings are not used
+BULK_MEMBERSHIPS = 100_000  # from this many images moving (and half of all), foreign keys are checked by one join
 JUDGE_BATCH_PAIRS = 20_000  # pairs judged per batch: the full facts of at most twice as many images in memory
 
 
@@ -412,19 +413,24 @@ def link_works(conn: psycopg2.extensions.connection, count: int, *, only_changed
         copy_rows(cur, "works_new", ("work_id", "n"), _rows(chosen[fresh], canonical[fresh]))
         copy_rows(cur, "works_kept", ("work_id", "n"), _rows(chosen[updates], canonical[updates]))
         copy_rows(cur, "works_moved", ("n", "work_id"), _rows(moved, chosen[labels[moved]]))
-        with _step(f"{len(fresh)} works inserted"):
-            cur.execute("""INSERT INTO work (work_id, canonical_sha256) OVERRIDING SYSTEM VALUE
-                           SELECT k.work_id, w.sha256 FROM works_new k JOIN works_image w ON w.n = k.n
-                           ORDER BY k.work_id""")  # fmt: skip
-        with _step(f"{len(updates)} works' canonical images updated"):
-            cur.execute("""UPDATE work k SET canonical_sha256 = w.sha256, updated_at = now()
-                           FROM works_kept c JOIN works_image w ON w.n = c.n
-                           WHERE k.work_id = c.work_id AND k.canonical_sha256 <> w.sha256""")  # fmt: skip
-        with _step(f"{len(moved)} memberships written"):
-            cur.execute("""INSERT INTO work_image (sha256, work_id)
-                           SELECT w.sha256, m.work_id FROM works_moved m JOIN works_image w ON w.n = m.n
-                           ORDER BY w.heap
-                           ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""")  # fmt: skip
+        with ExitStack() as bulk:  # a first build writes every row: foreign keys checked by one join each, not per row
+            if len(moved) >= max(BULK_MEMBERSHIPS, count // 2):
+                bulk.enter_context(_step("foreign keys dropped and checked again"))
+                bulk.enter_context(foreign_keys_checked_once(cur, "work"))
+                bulk.enter_context(foreign_keys_checked_once(cur, "work_image"))
+            with _step(f"{len(fresh)} works inserted"):
+                cur.execute("""INSERT INTO work (work_id, canonical_sha256) OVERRIDING SYSTEM VALUE
+                               SELECT k.work_id, w.sha256 FROM works_new k JOIN works_image w ON w.n = k.n
+                               ORDER BY k.work_id""")  # fmt: skip
+            with _step(f"{len(updates)} works' canonical images updated"):
+                cur.execute("""UPDATE work k SET canonical_sha256 = w.sha256, updated_at = now()
+                               FROM works_kept c JOIN works_image w ON w.n = c.n
+                               WHERE k.work_id = c.work_id AND k.canonical_sha256 <> w.sha256""")  # fmt: skip
+            with _step(f"{len(moved)} memberships written"):
+                cur.execute("""INSERT INTO work_image (sha256, work_id)
+                               SELECT w.sha256, m.work_id FROM works_moved m JOIN works_image w ON w.n = m.n
+                               ORDER BY w.heap
+                               ON CONFLICT (sha256) DO UPDATE SET work_id = EXCLUDED.work_id""")  # fmt: skip
         cur.execute("DROP TABLE works_new, works_kept, works_moved")
         with _step("empty works deleted"):
             if only_changed:  # only a work an image moved out of can have become empty

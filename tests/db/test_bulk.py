@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pony_tasks.db.bulk import NULL_MARKER, copy_field, copy_rows, upsert_rows
+from pony_tasks.db.bulk import NULL_MARKER, copy_field, copy_rows, foreign_keys_checked_once, upsert_rows
 
 TRICKY = [
     (1, "tab\there", ["a", 'quote"d', "back\\slash", "comma,brace{}", "new\nline"], {"k": "v\t\n"}, True, None),
@@ -116,3 +116,43 @@ def test_digest_upsert_sends_only_new_and_changed_rows(db) -> None:
         after = {row[0]: row[1:] for row in cur.fetchall()}
     assert all(after[i][:2] == before[i] for i in range(45)), "unchanged rows are not rewritten"
     assert all(after[i][2] == "edited" and after[i][1] != before[i][1] for i in range(45, 50))
+
+
+def _foreign_keys(db, table: str) -> list[tuple]:
+    with db.cursor() as cur:
+        cur.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname", (table,))  # fmt: skip
+        return cur.fetchall()
+
+
+def test_foreign_keys_are_dropped_inside_and_come_back_checked(db) -> None:
+    import psycopg2.errors
+
+    with db.cursor() as cur:
+        cur.execute("""CREATE TABLE parents (id int PRIMARY KEY);
+                       CREATE TABLE children (id int PRIMARY KEY, parent int NOT NULL REFERENCES parents ON DELETE
+                           CASCADE, other int CONSTRAINT named_other REFERENCES parents (id));
+                       INSERT INTO parents VALUES (1), (2)""")  # fmt: skip
+    db.commit()
+    before = _foreign_keys(db, "children")
+    assert len(before) == 2
+    with db.cursor() as cur:
+        with foreign_keys_checked_once(cur, "children"):
+            assert _foreign_keys(db, "children") == []
+            cur.execute("INSERT INTO children SELECT g, 1 + g % 2, NULL FROM generate_series(1, 1000) g")
+    db.commit()
+    assert _foreign_keys(db, "children") == before  # the same names and definitions (ON DELETE CASCADE kept)
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM parents WHERE id = 2")
+        cur.execute("SELECT count(*) FROM children")
+        assert cur.fetchone()[0] == 500
+    db.commit()
+
+    with db.cursor() as cur, pytest.raises(psycopg2.errors.ForeignKeyViolation):
+        with foreign_keys_checked_once(cur, "children"):
+            cur.execute("INSERT INTO children VALUES (5000, 3, NULL)")  # no parent 3: refused when the key returns
+    db.rollback()
+    assert _foreign_keys(db, "children") == before
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM children WHERE id = 5000")
+        assert cur.fetchone()[0] == 0

@@ -174,6 +174,37 @@ def test_an_incremental_run_links_what_a_full_run_links_and_leaves_no_empty_work
     assert full.changed_images == 0 and _works(migrated) == incremental and _canonicals(migrated) == canonical
 
 
+def test_a_first_build_checks_foreign_keys_once_and_links_as_row_by_row(migrated, monkeypatch, caplog) -> None:
+    import logging
+
+    import pony_tasks.works.link as link
+
+    caplog.set_level(logging.INFO, logger="pony_tasks.works.link")
+
+    originals = [_artwork(p) for p in range(4)]
+    shas = [_store(migrated, _save(im, "PNG")) for im in originals]
+    shas += [_store(migrated, ALTERATIONS["jpeg q85"](im)) for im in originals]
+    run_works(migrated)  # a few images: keys checked row by row
+    assert "foreign keys dropped" not in caplog.text
+    row_by_row = _works(migrated)
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid IN ('work'::regclass, 'work_image'::regclass) ORDER BY 1, 2")  # fmt: skip
+        keys = cur.fetchall()
+        cur.execute("DELETE FROM work_image; DELETE FROM work")
+    monkeypatch.setattr(link, "BULK_MEMBERSHIPS", 1)  # every image moves: the first build's way
+    report = run_works(migrated)
+    assert "foreign keys dropped and checked again" in caplog.text
+    assert report.changed_images == len(shas)
+    bulk = _works(migrated)
+    assert {frozenset(s for s in bulk if bulk[s] == w) for w in bulk.values()} == {
+        frozenset(s for s in row_by_row if row_by_row[s] == w) for w in row_by_row.values()}
+    with connect(migrated) as conn, conn.cursor() as cur:
+        cur.execute("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid IN ('work'::regclass, 'work_image'::regclass) ORDER BY 1, 2")  # fmt: skip
+        assert cur.fetchall() == keys
+
+
 def test_settled_groups_are_the_groups_that_are_exactly_one_work() -> None:
     import numpy as np
 

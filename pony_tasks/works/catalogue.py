@@ -127,9 +127,15 @@ def image_facts(row: tuple) -> tuple[int, ImageFacts]:
                          frozenset(common_spelling(t.removeprefix("artist:")) for t in artists))  # fmt: skip
 
 
+# For a batch of images: each image's credits found through works_artists' index. A join let the planner scan and
+# hash every image's credits for every batch (1M images: 115 ms a batch; the judging's batches grow with the images).
+_BATCH_FACT_COLUMNS = FACT_COLUMNS.replace(
+    "coalesce(a.tags, '{}')", "coalesce((SELECT a.tags FROM works_artists a WHERE a.sha256 = w.sha256), '{}')")
+
+
 def facts_of(conn: psycopg2.extensions.connection, numbers: Iterable[int]) -> dict[int, ImageFacts]:
     """The full facts of some images (one batch of pairs), by number."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {FACT_COLUMNS} FROM works_image w {FACT_JOINS} WHERE w.n = ANY(%s::int[])",
-                    (list(numbers),))  # fmt: skip
+        cur.execute(f"""SELECT {_BATCH_FACT_COLUMNS} FROM works_image w JOIN image i ON i.sha256 = w.sha256
+                        WHERE w.n = ANY(%s::int[])""", (list(numbers),))  # fmt: skip
         return dict(image_facts(row) for row in cur.fetchall())

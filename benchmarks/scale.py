@@ -439,6 +439,8 @@ def prepare(stage: str, settings) -> dict[str, str]:
     from pony_tasks.db import connect
 
     with connect(settings) as conn, conn.cursor() as cur:
+        if stage in ("works_full", "works_parts"):  # a first build, also on a kept corpus that has been linked
+            cur.execute("TRUNCATE work_pair, work_image, work")
         if stage == "works_incremental":  # 1 % of the images taken out of their works: what a day's scrape adds
             cur.execute("""DELETE FROM work_image WHERE sha256 IN (
                                SELECT sha256 FROM work_image TABLESAMPLE BERNOULLI (1) REPEATABLE (28))""")

@@ -123,9 +123,11 @@ def find_candidates(conn: psycopg2.extensions.connection, settings: Settings, co
     return found
 
 
-def judge_candidates(conn: psycopg2.extensions.connection, candidates: Candidates) -> Counter:
+def judge_candidates(conn: psycopg2.extensions.connection, candidates: Candidates, *, bulk: bool = False) -> Counter:
     """Judge every candidate pair and store the matcher's verdicts (operator decisions are left as they are), a
-    batch of pairs at a time: the facts of a batch's images are read, judged, and copied out before the next."""
+    batch of pairs at a time: the facts of a batch's images are read, judged, and copied out before the next.
+    ``bulk`` (a full run of at least ``BULK_MEMBERSHIPS`` pairs): ``work_pair``'s foreign keys are checked by one
+    join each after the upsert instead of two index probes into ``image`` per new pair."""
     verdicts: Counter = Counter()
     with conn.cursor() as cur:
         cur.execute("CREATE TEMPORARY TABLE works_judged (sha_a text, sha_b text, verdict text, evidence jsonb) "
@@ -141,12 +143,16 @@ def judge_candidates(conn: psycopg2.extensions.connection, candidates: Candidate
                 verdicts[verdict] += 1
                 rows.append((facts[a].sha256, facts[b].sha256, verdict, json.dumps(evidence)))
             copy_rows(cur, "works_judged", ("sha_a", "sha_b", "verdict", "evidence"), rows)
-        cur.execute("""INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence)
-                       SELECT sha_a, sha_b, verdict, 'matcher', evidence FROM works_judged ORDER BY sha_a, sha_b
-                       ON CONFLICT (sha_a, sha_b) DO UPDATE SET verdict = EXCLUDED.verdict,
-                           evidence = EXCLUDED.evidence, decided_at = now()
-                       WHERE work_pair.decided_by = 'matcher' AND (work_pair.verdict, work_pair.evidence)
-                             IS DISTINCT FROM (EXCLUDED.verdict, EXCLUDED.evidence)""")
+        with ExitStack() as keys:
+            if bulk and len(candidates.pairs) >= BULK_MEMBERSHIPS:
+                keys.enter_context(_step("pair foreign keys dropped and checked again"))
+                keys.enter_context(foreign_keys_checked_once(cur, "work_pair"))
+            cur.execute("""INSERT INTO work_pair (sha_a, sha_b, verdict, decided_by, evidence)
+                           SELECT sha_a, sha_b, verdict, 'matcher', evidence FROM works_judged ORDER BY sha_a, sha_b
+                           ON CONFLICT (sha_a, sha_b) DO UPDATE SET verdict = EXCLUDED.verdict,
+                               evidence = EXCLUDED.evidence, decided_at = now()
+                           WHERE work_pair.decided_by = 'matcher' AND (work_pair.verdict, work_pair.evidence)
+                                 IS DISTINCT FROM (EXCLUDED.verdict, EXCLUDED.evidence)""")
         cur.execute("DROP TABLE works_judged")
     return verdicts
 
@@ -464,7 +470,7 @@ def run_works(settings: Settings | None = None, *, only_new: bool = False, plan_
             candidates = find_candidates(conn, settings, count, new, report, plan_key)
             report.candidates = len(candidates.pairs)
             with report.phase("judged"):
-                report.verdicts = dict(judge_candidates(conn, candidates))
+                report.verdicts = dict(judge_candidates(conn, candidates, bulk=not only_new))
             del candidates
             with report.phase("linked"):
                 linked = link_works(conn, count, only_changed=only_new)

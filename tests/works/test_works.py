@@ -189,20 +189,28 @@ def test_a_first_build_checks_foreign_keys_once_and_links_as_row_by_row(migrated
     row_by_row = _works(migrated)
     with connect(migrated) as conn, conn.cursor() as cur:
         cur.execute("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                    "WHERE conrelid IN ('work'::regclass, 'work_image'::regclass) ORDER BY 1, 2")  # fmt: skip
+                    "WHERE conrelid IN ('work'::regclass, 'work_image'::regclass, 'work_pair'::regclass) "
+                    "ORDER BY 1, 2")  # fmt: skip
         keys = cur.fetchall()
-        cur.execute("DELETE FROM work_image; DELETE FROM work")
+        cur.execute("SELECT sha_a, sha_b, verdict FROM work_pair ORDER BY 1, 2")
+        pairs = cur.fetchall()
+        assert len(pairs) >= len(originals)
+        cur.execute("DELETE FROM work_image; DELETE FROM work; DELETE FROM work_pair")
     monkeypatch.setattr(link, "BULK_MEMBERSHIPS", 1)  # every image moves: the first build's way
     report = run_works(migrated)
     assert "foreign keys dropped and checked again" in caplog.text
+    assert "pair foreign keys dropped and checked again" in caplog.text
     assert report.changed_images == len(shas)
     bulk = _works(migrated)
     assert {frozenset(s for s in bulk if bulk[s] == w) for w in bulk.values()} == {
         frozenset(s for s in row_by_row if row_by_row[s] == w) for w in row_by_row.values()}
     with connect(migrated) as conn, conn.cursor() as cur:
         cur.execute("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                    "WHERE conrelid IN ('work'::regclass, 'work_image'::regclass) ORDER BY 1, 2")  # fmt: skip
+                    "WHERE conrelid IN ('work'::regclass, 'work_image'::regclass, 'work_pair'::regclass) "
+                    "ORDER BY 1, 2")  # fmt: skip
         assert cur.fetchall() == keys
+        cur.execute("SELECT sha_a, sha_b, verdict FROM work_pair ORDER BY 1, 2")
+        assert cur.fetchall() == pairs
 
 
 def test_settled_groups_are_the_groups_that_are_exactly_one_work() -> None:

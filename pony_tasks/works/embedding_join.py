@@ -60,18 +60,6 @@ class EmbeddingModel:
     median_cosine: float
 
 
-def _numbered_shard(conn, store: ObjectStore, model_id: int, shard_id: int, key: str
-                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(image numbers, float16 rows) of one shard's numbered images."""
-    with conn.cursor() as cur:
-        cur.execute("""SELECT e.row, w.n FROM image_embedding e JOIN works_image w ON w.sha256 = e.sha256
-                       WHERE e.shard_id = %s AND e.model_id = %s ORDER BY e.row""", (shard_id, model_id))  # fmt: skip
-        rows = cur.fetchall()
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float16)
-    return np.array([n for _, n in rows], np.int64), read_shard(store, key)[[row for row, _ in rows]]
-
-
 def numbered_shards(conn, store: ObjectStore, model: EmbeddingModel, label: str, show_progress: bool | None = None
                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:  # fmt: skip
     """(shard id, image numbers, float16 rows) of every shard with numbered images, in shard order. Which row is
@@ -105,8 +93,13 @@ def _spread_sample(conn, store: ObjectStore, model: EmbeddingModel, size: int) -
     per_shard = max(1, model.vectors // max(1, len(model.shards)))
     wanted = min(len(model.shards), math.ceil(size / per_shard))
     picks = np.unique(np.linspace(0, len(model.shards) - 1, wanted).round().astype(int)) if wanted else []
-    parts = [_numbered_shard(conn, store, model.model_id, *model.shards[i])[1] for i in picks]
-    parts = [p for p in parts if len(p)]
+    with conn.cursor() as cur:  # one join for the picked shards (the sample's size, not the data's)
+        cur.execute("""SELECT e.shard_id, e.row FROM image_embedding e JOIN works_image w ON w.sha256 = e.sha256
+                       WHERE e.model_id = %s AND e.shard_id = ANY(%s) ORDER BY e.shard_id, e.row""",
+                    (model.model_id, [model.shards[i][0] for i in picks]))  # fmt: skip
+        rows = np.array(cur.fetchall(), np.int64).reshape(-1, 2)
+    keys = dict(model.shards)
+    parts = [read_shard(store, keys[shard])[rows[rows[:, 0] == shard, 1]] for shard in np.unique(rows[:, 0]).tolist()]
     return np.concatenate(parts)[:size] if parts else np.zeros((0, model.dim), np.float16)
 
 

@@ -188,6 +188,7 @@ def embedding_pairs(conn: psycopg2.extensions.connection, store: ObjectStore, mo
     the local disk the spilled cells may take at once (None: no limit); when every vector's copies would take more,
     the groups are spilled and joined in passes over a range of groups each, every pass reading the shards again."""
     plan = plan_cells(conn, store, model, budget_bytes=budget_bytes, scratch_bytes=scratch_bytes, seed=seed)
+    # the new vectors (float16) with room for their float32 copies and the cell index: within a third of the budget
     if new is not None and int(new.sum()) * model.dim * 2 * 4 <= budget_bytes // 3:
         return _unique(*new_vector_pairs(conn, store, model, plan, min_cosine, per_row=per_row, new=new,
                                          budget_bytes=budget_bytes, show_progress=show_progress))  # fmt: skip
